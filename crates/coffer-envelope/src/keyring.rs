@@ -1,0 +1,426 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::envelope::{self, Header};
+use crate::{Context, Error, KdfParams, MasterKey, Result};
+
+/// Version of the keyring file format.
+pub const KEYRING_FILE_VERSION: u32 = 1;
+
+/// Numbered master keys, one of them primary.
+///
+/// New envelopes are sealed with the primary key; any key in the ring opens the
+/// envelopes it sealed. Rotation adds a key and makes it primary; [`rewrap`](Self::rewrap)
+/// then moves old envelopes to it without handing the plaintext to the caller.
+///
+/// ```
+/// use coffer_envelope::{Context, Keyring, MasterKey};
+/// let mut keyring = Keyring::new(MasterKey::generate());
+/// let ctx = Context::new("tenant-a", "openai_api_key").with_version(1);
+/// let sealed = keyring.seal(b"sk-example", &ctx);
+///
+/// let new_id = keyring.rotate();
+/// let moved = keyring.rewrap(&sealed, &ctx)?;
+/// assert_eq!(keyring.key_id_of(&moved)?, new_id);
+/// assert_eq!(&keyring.open(&moved, &ctx)?[..], b"sk-example");
+/// # Ok::<(), coffer_envelope::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Keyring {
+    keys: BTreeMap<u32, Entry>,
+    primary: u32,
+    rotation_pending: bool,
+}
+
+#[derive(Clone)]
+struct Entry {
+    key: MasterKey,
+    kdf: Option<KdfParams>,
+}
+
+impl Keyring {
+    /// A keyring holding `key` as key 1, the primary.
+    pub fn new(key: MasterKey) -> Self {
+        let mut keys = BTreeMap::new();
+        keys.insert(1, Entry { key, kdf: None });
+        Self {
+            keys,
+            primary: 1,
+            rotation_pending: false,
+        }
+    }
+
+    /// A keyring whose key 1 is derived from a passphrase (see
+    /// [`MasterKey::from_passphrase`]); the salt and iteration count are saved with it.
+    pub fn from_passphrase(passphrase: &SecretString, params: KdfParams) -> Result<Self> {
+        let key = MasterKey::from_passphrase(passphrase, &params)?;
+        let mut ring = Self::new(key);
+        if let Some(entry) = ring.keys.get_mut(&1) {
+            entry.kdf = Some(params);
+        }
+        Ok(ring)
+    }
+
+    /// A keyring from numbered keys; `primary` must be one of them and no id may be 0.
+    pub fn from_keys(
+        keys: impl IntoIterator<Item = (u32, MasterKey)>,
+        primary: u32,
+    ) -> Result<Self> {
+        let mut map = BTreeMap::new();
+        for (id, key) in keys {
+            if id == 0 {
+                return Err(Error::keyring(None, "key id 0 is reserved"));
+            }
+            if map.insert(id, Entry { key, kdf: None }).is_some() {
+                return Err(Error::keyring(None, format!("key id {id} appears twice")));
+            }
+        }
+        if !map.contains_key(&primary) {
+            return Err(Error::keyring(
+                None,
+                format!("primary key {primary} is not in the keyring"),
+            ));
+        }
+        Ok(Self {
+            keys: map,
+            primary,
+            rotation_pending: false,
+        })
+    }
+
+    /// Adds `key` under the next free id and returns that id. The primary is unchanged.
+    pub fn add(&mut self, key: MasterKey) -> u32 {
+        let id = self.keys.keys().next_back().map_or(1, |last| last + 1);
+        self.keys.insert(id, Entry { key, kdf: None });
+        id
+    }
+
+    /// Makes key `id` the primary.
+    pub fn set_primary(&mut self, id: u32) -> Result<()> {
+        if !self.keys.contains_key(&id) {
+            return Err(Error::keyring(
+                None,
+                format!("key {id} is not in the keyring"),
+            ));
+        }
+        self.primary = id;
+        Ok(())
+    }
+
+    /// Generates a new random key, makes it primary and returns its id.
+    pub fn rotate(&mut self) -> u32 {
+        let id = self.add(MasterKey::generate());
+        self.primary = id;
+        id
+    }
+
+    /// The primary key's id.
+    pub fn primary_id(&self) -> u32 {
+        self.primary
+    }
+
+    /// The ids of all keys, ascending.
+    pub fn key_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.keys.keys().copied()
+    }
+
+    /// Whether the ring holds key `id`.
+    pub fn contains(&self, id: u32) -> bool {
+        self.keys.contains_key(&id)
+    }
+
+    /// Marks (or clears) an unfinished rotation. A rotation sets it before it starts
+    /// rewrapping and clears it when every envelope is on the primary, so a rotation
+    /// that was interrupted can be resumed instead of started again.
+    pub fn set_rotation_pending(&mut self, pending: bool) {
+        self.rotation_pending = pending;
+    }
+
+    /// Whether a rotation was started and has not been marked finished.
+    pub fn rotation_pending(&self) -> bool {
+        self.rotation_pending
+    }
+
+    /// Seals `plaintext` with the primary key, bound to `context`.
+    pub fn seal(&self, plaintext: &[u8], context: &Context<'_>) -> Vec<u8> {
+        let entry = &self.keys[&self.primary];
+        envelope::seal(self.primary, &entry.key, plaintext, context)
+    }
+
+    /// Opens an envelope sealed by any key of the ring under the same `context`.
+    ///
+    /// An unknown format version or key id is reported before any decryption is
+    /// tried; every authentication failure is the opaque [`Error::DecryptionFailed`].
+    pub fn open(&self, sealed: &[u8], context: &Context<'_>) -> Result<Zeroizing<Vec<u8>>> {
+        let header = Header::parse(sealed)?;
+        let entry = self.keys.get(&header.key_id()).ok_or(Error::UnknownKey {
+            key_id: header.key_id(),
+        })?;
+        envelope::open(&header, &entry.key, context)
+    }
+
+    /// Opens an envelope whose plaintext is UTF-8 text, straight into a [`SecretString`]
+    /// (no intermediate copy survives).
+    pub fn open_string(&self, sealed: &[u8], context: &Context<'_>) -> Result<SecretString> {
+        let mut plaintext = self.open(sealed, context)?;
+        let bytes = std::mem::take(&mut *plaintext);
+        match String::from_utf8(bytes) {
+            // Capacity equals length, so the conversion to Box<str> does not reallocate.
+            Ok(text) => Ok(SecretString::from(text)),
+            Err(e) => {
+                drop(Zeroizing::new(e.into_bytes()));
+                Err(Error::Malformed {
+                    reason: "plaintext is not UTF-8",
+                })
+            }
+        }
+    }
+
+    /// Re-seals an envelope under the primary key, bound to the same context.
+    /// The plaintext never leaves this function and is zeroized before it returns.
+    pub fn rewrap(&self, sealed: &[u8], context: &Context<'_>) -> Result<Vec<u8>> {
+        let plaintext = self.open(sealed, context)?;
+        Ok(self.seal(&plaintext, context))
+    }
+
+    /// The key id in an envelope's header (checked for length and version, not authenticated).
+    pub fn key_id_of(&self, sealed: &[u8]) -> Result<u32> {
+        Ok(Header::parse(sealed)?.key_id())
+    }
+
+    /// Whether an envelope is sealed by a key other than the primary.
+    pub fn needs_rewrap(&self, sealed: &[u8]) -> Result<bool> {
+        Ok(self.key_id_of(sealed)? != self.primary)
+    }
+
+    /// A keyring holding only the key in `COFFER_MASTER_KEY`, if that is set.
+    pub fn from_env() -> Result<Option<Self>> {
+        Ok(MasterKey::from_env()?.map(Self::new))
+    }
+
+    /// Loads a keyring file written by [`save`](Self::save).
+    ///
+    /// The file must not be readable or writable by group or others (like ssh, coffer
+    /// refuses a key file others can read). `passphrase` is needed only for keys
+    /// derived from one. Each key's check value is verified, so a wrong passphrase or a
+    /// damaged file is reported here rather than as failed decryptions later.
+    pub fn load(path: &Path, passphrase: Option<&SecretString>) -> Result<Self> {
+        check_permissions(path)?;
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?);
+        let file: KeyringFile = serde_json::from_str(&text).map_err(|e| {
+            Error::keyring(
+                Some(path),
+                format!("not a keyring file: {}", e.classify_str()),
+            )
+        })?;
+        if file.version != KEYRING_FILE_VERSION {
+            return Err(Error::keyring(
+                Some(path),
+                format!("unsupported keyring file version {}", file.version),
+            ));
+        }
+        let mut keys = BTreeMap::new();
+        for stored in &file.keys {
+            let (key, kdf) = match (&stored.key, &stored.passphrase) {
+                (Some(text), None) => (
+                    MasterKey::parse(text).map_err(|e| {
+                        Error::keyring(Some(path), format!("key {}: {e}", stored.id))
+                    })?,
+                    None,
+                ),
+                (None, Some(params)) => {
+                    let passphrase = passphrase.ok_or_else(|| {
+                        Error::keyring(
+                            Some(path),
+                            format!(
+                                "key {} is derived from a passphrase; none was given",
+                                stored.id
+                            ),
+                        )
+                    })?;
+                    (
+                        MasterKey::from_passphrase(passphrase, params).map_err(|e| {
+                            Error::keyring(Some(path), format!("key {}: {e}", stored.id))
+                        })?,
+                        Some(params.clone()),
+                    )
+                }
+                _ => {
+                    return Err(Error::keyring(
+                        Some(path),
+                        format!(
+                            "key {} must have exactly one of \"key\" and \"passphrase\"",
+                            stored.id
+                        ),
+                    ));
+                }
+            };
+            if key.check_value() != stored.check {
+                let what = if kdf.is_some() {
+                    "wrong passphrase"
+                } else {
+                    "key does not match its check value (damaged file?)"
+                };
+                return Err(Error::keyring(
+                    Some(path),
+                    format!("key {}: {what}", stored.id),
+                ));
+            }
+            if stored.id == 0 || keys.insert(stored.id, Entry { key, kdf }).is_some() {
+                return Err(Error::keyring(
+                    Some(path),
+                    format!("key id {} is reserved or repeated", stored.id),
+                ));
+            }
+        }
+        if !keys.contains_key(&file.primary) {
+            return Err(Error::keyring(
+                Some(path),
+                format!("primary key {} is not in the file", file.primary),
+            ));
+        }
+        Ok(Self {
+            keys,
+            primary: file.primary,
+            rotation_pending: file.rotation_pending,
+        })
+    }
+
+    /// Writes the keyring to `path` atomically (a temporary file in the same folder,
+    /// fsynced, then renamed) with mode 0600. Passphrase-derived keys are stored as their
+    /// KDF parameters, never as key bytes.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let io = |source| Error::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = KeyringFile {
+            version: KEYRING_FILE_VERSION,
+            primary: self.primary,
+            rotation_pending: self.rotation_pending,
+            keys: self
+                .keys
+                .iter()
+                .map(|(id, entry)| StoredKey {
+                    id: *id,
+                    check: entry.key.check_value(),
+                    key: match entry.kdf {
+                        Some(_) => None,
+                        None => Some(entry.key.to_base64()),
+                    },
+                    passphrase: entry.kdf.clone(),
+                })
+                .collect(),
+        };
+        let mut text = Zeroizing::new(
+            serde_json::to_string_pretty(&file)
+                .map_err(|e| Error::keyring(Some(path), e.to_string()))?,
+        );
+        text.push('\n');
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut tmp = private_tempfile(dir).map_err(io)?;
+        tmp.write_all(text.as_bytes()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .field("primary", &self.primary)
+            .field("rotation_pending", &self.rotation_pending)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyringFile {
+    version: u32,
+    primary: u32,
+    #[serde(default)]
+    rotation_pending: bool,
+    keys: Vec<StoredKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredKey {
+    id: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<Zeroizing<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    passphrase: Option<KdfParams>,
+    check: String,
+}
+
+trait ClassifyStr {
+    fn classify_str(&self) -> String;
+}
+
+impl ClassifyStr for serde_json::Error {
+    /// The category and position of a JSON error, never the offending text (which could
+    /// be key material).
+    fn classify_str(&self) -> String {
+        let what = match self.classify() {
+            serde_json::error::Category::Io => "I/O error",
+            serde_json::error::Category::Syntax => "invalid JSON",
+            serde_json::error::Category::Data => "unexpected field or value",
+            serde_json::error::Category::Eof => "unexpected end of file",
+        };
+        format!("{what} at line {} column {}", self.line(), self.column())
+    }
+}
+
+/// A temporary file beside the target, created with mode 0600 so the key bytes are
+/// never readable by others, not even for a moment.
+fn private_tempfile(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".keyring");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    builder.tempfile_in(dir)
+}
+
+#[cfg(unix)]
+fn check_permissions(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(Error::keyring(
+            Some(path),
+            format!(
+                "the file is accessible to other users (mode {mode:04o}); run `chmod 600` on it"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_permissions(_path: &Path) -> Result<()> {
+    Ok(())
+}
