@@ -1,1 +1,26 @@
-//! x
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod memory;
+mod name;
+pub mod open;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod types;
+
+pub use error::{BoxError, Error, Result};
+pub use memory::{MemoryStore, check_condition, page_of};
+pub use name::{MAX_NAME_LEN, MAX_SCOPE_LEN, Scope, SecretName};
+pub use store::{DynSecretStore, SecretStore, SecretStoreExt};
+pub use types::{
+    Attributes, Capabilities, DEFAULT_PAGE_SIZE, DeleteMode, ListOptions, ListPage, MAX_PAGE_SIZE,
+    MAX_TAGS, MAX_VALUE_LEN, PutOptions, RewrapBatch, Secret, SecretKind, SecretMeta,
+    WriteCondition, now, truncate_millis, validate_value,
+};
+
+pub use async_trait::async_trait;
+/// Re-exported: the crate's values are [`secrecy::SecretString`]s.
+pub use secrecy;

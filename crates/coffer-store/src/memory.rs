@@ -1,0 +1,208 @@
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+
+use crate::{
+    Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, Scope, Secret,
+    SecretMeta, SecretName, SecretStore, WriteCondition, now, validate_value,
+};
+
+/// A store in process memory: the reference implementation of the store semantics,
+/// for tests, examples and caches of short-lived processes.
+///
+/// Values stay in [`SecretString`]s (zeroized when replaced or dropped); nothing is
+/// sealed, since nothing leaves the process. Opens from `memory://`.
+#[derive(Default)]
+pub struct MemoryStore {
+    secrets: RwLock<BTreeMap<(Scope, SecretName), Entry>>,
+}
+
+struct Entry {
+    meta: SecretMeta,
+    versions: BTreeMap<u64, SecretString>,
+    deleted: bool,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<(Scope, SecretName), Entry>> {
+        // A panic elsewhere cannot leave an entry half-written (each write replaces whole
+        // values), so a poisoned lock is still consistent.
+        self.secrets.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<(Scope, SecretName), Entry>> {
+        self.secrets.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("secrets", &self.read().len())
+            .finish()
+    }
+}
+
+fn not_found(scope: &Scope, name: &SecretName, version: Option<u64>) -> Error {
+    Error::NotFound {
+        scope: scope.to_string(),
+        name: name.to_string(),
+        version,
+    }
+}
+
+#[async_trait]
+impl SecretStore for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            rewrap: false,
+            ..Capabilities::ALL
+        }
+    }
+
+    async fn put(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> Result<SecretMeta> {
+        use secrecy::ExposeSecret as _;
+        validate_value(value.expose_secret())?;
+        options.attributes.validate()?;
+        let mut secrets = self.write();
+        let key = (scope.clone(), name.clone());
+        let live = secrets
+            .get(&key)
+            .filter(|e| !e.deleted)
+            .map(|e| e.meta.version);
+        check_condition(scope, name, options.condition, live)?;
+        let entry = match secrets.get_mut(&key) {
+            Some(entry) => {
+                entry.meta.version += 1;
+                entry.meta.updated_at = now();
+                options.attributes.apply(&mut entry.meta);
+                entry.deleted = false;
+                entry
+            }
+            None => secrets.entry(key).or_insert(Entry {
+                meta: SecretMeta::new(scope.clone(), name.clone(), &options.attributes),
+                versions: BTreeMap::new(),
+                deleted: false,
+            }),
+        };
+        entry.versions.insert(entry.meta.version, value.clone());
+        Ok(entry.meta.clone())
+    }
+
+    async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret> {
+        let secrets = self.read();
+        let entry = secrets
+            .get(&(scope.clone(), name.clone()))
+            .filter(|e| !e.deleted)
+            .ok_or_else(|| not_found(scope, name, version))?;
+        entry.meta.check_readable()?;
+        let v = version.unwrap_or(entry.meta.version);
+        let value = entry
+            .versions
+            .get(&v)
+            .ok_or_else(|| not_found(scope, name, version))?;
+        let mut meta = entry.meta.clone();
+        meta.version = v;
+        Ok(Secret {
+            value: value.clone(),
+            meta,
+        })
+    }
+
+    async fn metadata(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        self.read()
+            .get(&(scope.clone(), name.clone()))
+            .filter(|e| !e.deleted)
+            .map(|e| e.meta.clone())
+            .ok_or_else(|| not_found(scope, name, None))
+    }
+
+    async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        options.validate()?;
+        let limit = options.page_size()?;
+        let prefix = options.prefix.as_deref().unwrap_or("");
+        let secrets = self.read();
+        let mut items: Vec<SecretMeta> = secrets
+            .iter()
+            .filter(|((s, n), e)| {
+                s == scope
+                    && !e.deleted
+                    && n.as_str().starts_with(prefix)
+                    && options.cursor.as_deref().is_none_or(|c| n.as_str() > c)
+            })
+            .take(limit + 1)
+            .map(|(_, e)| e.meta.clone())
+            .collect();
+        Ok(page_of(&mut items, limit))
+    }
+
+    async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
+        let mut secrets = self.write();
+        let key = (scope.clone(), name.clone());
+        match (mode, secrets.get_mut(&key)) {
+            (DeleteMode::Soft, Some(entry)) if !entry.deleted => {
+                entry.deleted = true;
+                Ok(())
+            }
+            (DeleteMode::Destroy, Some(_)) => {
+                secrets.remove(&key);
+                Ok(())
+            }
+            _ => Err(not_found(scope, name, None)),
+        }
+    }
+}
+
+/// Checks a write condition against the latest live version (`None`: no live secret).
+/// Shared by every backend that evaluates conditions itself.
+pub fn check_condition(
+    scope: &Scope,
+    name: &SecretName,
+    condition: WriteCondition,
+    live: Option<u64>,
+) -> Result<()> {
+    match (condition, live) {
+        (WriteCondition::CreateOnly, Some(_)) => Err(Error::AlreadyExists {
+            scope: scope.to_string(),
+            name: name.to_string(),
+        }),
+        (WriteCondition::IfVersion(expected), actual) if actual != Some(expected) => {
+            Err(Error::Conflict {
+                scope: scope.to_string(),
+                name: name.to_string(),
+                expected,
+                actual,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Turns up to `limit + 1` items, fetched in name order, into a page: the extra item
+/// only says that there is a next page. Shared by every backend.
+pub fn page_of(items: &mut Vec<SecretMeta>, limit: usize) -> ListPage {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|m| m.name.to_string())
+    } else {
+        None
+    };
+    ListPage::new(std::mem::take(items), next_cursor)
+}

@@ -1,0 +1,207 @@
+//! Opening stores from URLs, as sqlx and object_store do.
+//!
+//! Each backend crate provides a [`StoreOpener`] for its schemes; a [`Registry`] maps
+//! schemes to openers. The `coffer` facade builds a registry with every backend its
+//! features enable, so `coffer::open("sqlite://…")` works without naming the crate.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coffer_envelope::Keyring;
+
+use crate::{DynSecretStore, Error, MemoryStore, Result};
+
+/// What an opener may need besides the URL.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// The keyring for stores that seal values.
+    pub keyring: Option<Arc<Keyring>>,
+}
+
+impl OpenOptions {
+    /// No keyring.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With `keyring`.
+    #[must_use]
+    pub fn keyring(mut self, keyring: Arc<Keyring>) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
+    /// The keyring, or a configuration error saying which scheme needs one.
+    pub fn require_keyring(&self, scheme: &str) -> Result<Arc<Keyring>> {
+        self.keyring.clone().ok_or_else(|| {
+            Error::config(format!(
+                "{scheme}:// stores seal values and need a keyring (a keyring file or COFFER_MASTER_KEY)"
+            ))
+        })
+    }
+}
+
+/// Opens stores for some URL schemes.
+#[async_trait]
+pub trait StoreOpener: fmt::Debug + Send + Sync + 'static {
+    /// The schemes this opener handles (without `://`).
+    fn schemes(&self) -> &'static [&'static str];
+
+    /// Opens the store at `url` (the whole URL, scheme included, exactly as given).
+    async fn open(&self, url: &str, options: &OpenOptions) -> Result<Arc<DynSecretStore>>;
+}
+
+/// Maps URL schemes to [`StoreOpener`]s.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer_store::Result<()> {
+/// use coffer_store::open::{OpenOptions, Registry};
+/// let store = Registry::new().open("memory://", &OpenOptions::new()).await?;
+/// assert_eq!(store.backend(), "memory");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Registry {
+    openers: Vec<Arc<dyn StoreOpener>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// A registry that knows `memory://`.
+    pub fn new() -> Self {
+        Self::empty().with(MemoryOpener)
+    }
+
+    /// A registry that knows nothing.
+    pub fn empty() -> Self {
+        Self {
+            openers: Vec::new(),
+        }
+    }
+
+    /// Adds `opener`; a later opener wins for a scheme both handle.
+    #[must_use]
+    pub fn with(mut self, opener: impl StoreOpener) -> Self {
+        self.openers.push(Arc::new(opener));
+        self
+    }
+
+    /// Every scheme known, in registration order.
+    pub fn schemes(&self) -> Vec<&'static str> {
+        self.openers
+            .iter()
+            .flat_map(|o| o.schemes().iter().copied())
+            .collect()
+    }
+
+    /// Opens the store at `url`.
+    pub async fn open(&self, url: &str, options: &OpenOptions) -> Result<Arc<DynSecretStore>> {
+        let scheme = scheme_of(url).ok_or_else(|| {
+            Error::config(format!(
+                "store URL {} has no scheme; expected one of: {}",
+                redact_url(url),
+                self.schemes().join(", ")
+            ))
+        })?;
+        let opener = self
+            .openers
+            .iter()
+            .rev()
+            .find(|o| o.schemes().iter().any(|s| s.eq_ignore_ascii_case(scheme)))
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "unknown store scheme {scheme:?} (is its feature enabled?); known: {}",
+                    self.schemes().join(", ")
+                ))
+            })?;
+        opener.open(url, options).await
+    }
+}
+
+/// The scheme of a URL: the text before the first `:`, if it looks like a scheme.
+pub fn scheme_of(url: &str) -> Option<&str> {
+    let (scheme, _) = url.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    (first.is_ascii_alphabetic() && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+        .then_some(scheme)
+}
+
+/// A URL with its user, password and query removed, safe for errors and logs.
+///
+/// ```
+/// use coffer_store::open::redact_url;
+/// assert_eq!(
+///     redact_url("postgres://app:hunter2@db.internal:5432/main?sslpassword=x"),
+///     "postgres://db.internal:5432/main"
+/// );
+/// ```
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => match scheme_of(url) {
+            Some(scheme) => format!("{scheme}://…"),
+            None => "(unparseable URL)".to_owned(),
+        },
+    }
+}
+
+/// Opens `memory://` (a fresh, empty [`MemoryStore`] each time).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryOpener;
+
+#[async_trait]
+impl StoreOpener for MemoryOpener {
+    fn schemes(&self) -> &'static [&'static str] {
+        &["memory"]
+    }
+
+    async fn open(&self, _url: &str, _options: &OpenOptions) -> Result<Arc<DynSecretStore>> {
+        Ok(Arc::new(MemoryStore::new()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unknown_schemes_and_missing_keyrings_are_config_errors() {
+        let registry = Registry::new();
+        let err = registry
+            .open("nosuch://x", &OpenOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown store scheme \"nosuch\""),
+            "{err}"
+        );
+        let err = registry
+            .open("no scheme here", &OpenOptions::new())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("has no scheme"), "{err}");
+        let err = OpenOptions::new().require_keyring("sqlite").unwrap_err();
+        assert!(err.to_string().contains("COFFER_MASTER_KEY"), "{err}");
+    }
+
+    #[test]
+    fn redaction_drops_credentials() {
+        let r = redact_url("postgres://u:pw@h/db?password=pw");
+        assert!(!r.contains("pw"), "{r}");
+        assert_eq!(redact_url("not a url"), "(unparseable URL)");
+    }
+}

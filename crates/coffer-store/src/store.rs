@@ -1,0 +1,175 @@
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+
+use crate::{
+    Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
+    Secret, SecretMeta, SecretName,
+};
+
+/// A place that keeps secrets: the one trait every backend and every layer implements.
+///
+/// The trait holds only what a backend must write; conveniences are in
+/// [`SecretStoreExt`], implemented for every store. All methods take `&self`: stores are
+/// shared (`Arc<dyn SecretStore>`) across tasks.
+///
+/// Semantics every implementation keeps, and [`testing`](crate::testing) checks:
+/// - versions start at 1 and grow by one per write, also across a soft delete;
+/// - `get` of an expired or inactive secret is an error, never a value;
+/// - a soft-deleted secret is invisible to `get`, `metadata` and `list`;
+/// - one scope never sees another scope's secrets.
+///
+/// ```
+/// use coffer_store::{MemoryStore, PutOptions, Scope, SecretName, SecretStore};
+/// use secrecy::ExposeSecret;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer_store::Result<()> {
+/// let store = MemoryStore::new();
+/// let scope = Scope::new("tenant-a")?;
+/// let name = SecretName::new("openai_api_key")?;
+/// let meta = store.put(&scope, &name, &"sk-example".into(), &PutOptions::create_only()).await?;
+/// assert_eq!(meta.version, 1);
+/// let secret = store.get(&scope, &name, None).await?;
+/// assert_eq!(secret.value.expose_secret(), "sk-example");
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait SecretStore: fmt::Debug + Send + Sync + 'static {
+    /// A short name of the backend (`memory`, `sqlite`, …) for errors and logs.
+    fn backend(&self) -> &'static str;
+
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Writes a new version of `name` and returns the secret's metadata after the write.
+    async fn put(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> Result<SecretMeta>;
+
+    /// Reads the latest version, or version `version`.
+    async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret>;
+
+    /// Reads the metadata of the latest version, also of an expired or inactive secret.
+    async fn metadata(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta>;
+
+    /// One page of the scope's live secrets, ordered by name.
+    async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage>;
+
+    /// Deletes a secret (see [`DeleteMode`]).
+    async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()>;
+
+    /// Moves up to `limit` stored envelopes that are not under the keyring's primary key
+    /// onto it, each with a check-and-set so no concurrent write is overwritten. Call it
+    /// until [`RewrapBatch::remaining`] is 0 (or use [`SecretStoreExt::rewrap_all`]);
+    /// it resumes wherever an earlier, interrupted run stopped.
+    ///
+    /// Stores that do not seal answer [`Error::Unsupported`].
+    async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
+        let _ = limit;
+        Err(Error::Unsupported {
+            backend: self.backend(),
+            operation: "rewrap",
+        })
+    }
+}
+
+/// `dyn SecretStore`, the type behind most handles.
+pub type DynSecretStore = dyn SecretStore;
+
+/// Conveniences over [`SecretStore`], for every store.
+#[async_trait]
+pub trait SecretStoreExt: SecretStore {
+    /// The latest version.
+    async fn get_latest(&self, scope: &Scope, name: &SecretName) -> Result<Secret> {
+        self.get(scope, name, None).await
+    }
+
+    /// Whether a live secret has this name (expired and inactive ones count).
+    async fn exists(&self, scope: &Scope, name: &SecretName) -> Result<bool> {
+        match self.metadata(scope, name).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every page of a listing, collected.
+    async fn list_all(&self, scope: &Scope, prefix: Option<&str>) -> Result<Vec<SecretMeta>> {
+        let mut options = ListOptions::new().limit(crate::MAX_PAGE_SIZE);
+        options.prefix = prefix.map(ToOwned::to_owned);
+        let mut all = Vec::new();
+        loop {
+            let page = self.list(scope, &options).await?;
+            all.extend(page.items);
+            match page.next_cursor {
+                Some(cursor) => options.cursor = Some(cursor),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Rewraps every envelope onto the primary key in batches of `batch`, calling
+    /// `progress(done, total)` after each batch. Returns how many were rewrapped.
+    async fn rewrap_all(
+        &self,
+        batch: usize,
+        progress: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<u64> {
+        let mut done = 0u64;
+        loop {
+            let step = self.rewrap_batch(batch).await?;
+            done += step.rewrapped;
+            progress(done, done + step.remaining);
+            if step.remaining == 0 || step.rewrapped == 0 {
+                return Ok(done);
+            }
+        }
+    }
+}
+
+impl<T: SecretStore + ?Sized> SecretStoreExt for T {}
+
+macro_rules! forward_store {
+    ($($ptr:ident),*) => {$(
+        #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
+        impl<T: SecretStore + ?Sized> SecretStore for $ptr<T> {
+            fn backend(&self) -> &'static str {
+                (**self).backend()
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            async fn put(
+                &self,
+                scope: &Scope,
+                name: &SecretName,
+                value: &SecretString,
+                options: &PutOptions,
+            ) -> Result<SecretMeta> {
+                (**self).put(scope, name, value, options).await
+            }
+            async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret> {
+                (**self).get(scope, name, version).await
+            }
+            async fn metadata(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+                (**self).metadata(scope, name).await
+            }
+            async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+                (**self).list(scope, options).await
+            }
+            async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
+                (**self).delete(scope, name, mode).await
+            }
+            async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
+                (**self).rewrap_batch(limit).await
+            }
+        }
+    )*};
+}
+forward_store!(Arc, Box);

@@ -1,0 +1,556 @@
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result, Scope, SecretName};
+
+/// Largest value a store accepts, in bytes (1 MiB).
+pub const MAX_VALUE_LEN: usize = 1 << 20;
+/// Most tags a secret may carry.
+pub const MAX_TAGS: usize = 32;
+/// Default page size of [`ListOptions`].
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Largest page size of [`ListOptions`].
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// What a secret is, for people and for tools that pick secrets by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SecretKind {
+    /// An API key (an LLM provider's, a SaaS's).
+    ApiKey,
+    /// An OAuth access or refresh token.
+    OauthToken,
+    /// A webhook signing secret.
+    WebhookSecret,
+    /// A database or service connection string.
+    ConnectionString,
+    /// A password.
+    Password,
+    /// Anything else.
+    #[default]
+    Other,
+}
+
+impl SecretKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [SecretKind; 6] = [
+        SecretKind::ApiKey,
+        SecretKind::OauthToken,
+        SecretKind::WebhookSecret,
+        SecretKind::ConnectionString,
+        SecretKind::Password,
+        SecretKind::Other,
+    ];
+
+    /// The snake_case name (`api_key`, …) used in storage, URLs and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretKind::ApiKey => "api_key",
+            SecretKind::OauthToken => "oauth_token",
+            SecretKind::WebhookSecret => "webhook_secret",
+            SecretKind::ConnectionString => "connection_string",
+            SecretKind::Password => "password",
+            SecretKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for SecretKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SecretKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        SecretKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| Error::InvalidInput {
+                field: "kind",
+                reason: format!(
+                    "unknown kind {s:?}; expected one of api_key, oauth_token, webhook_secret, connection_string, password, other"
+                ),
+            })
+    }
+}
+
+/// Everything known about a secret except its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SecretMeta {
+    /// The tenant.
+    pub scope: Scope,
+    /// The name.
+    pub name: SecretName,
+    /// Who issued it (`openai`, `github`, …).
+    pub provider: Option<String>,
+    /// What it is.
+    pub kind: SecretKind,
+    /// Free text for people.
+    pub description: Option<String>,
+    /// Labels for selection.
+    pub tags: Vec<String>,
+    /// The environment variable name to inject it as, overriding the derived one.
+    pub env_name: Option<String>,
+    /// After this instant `get` answers [`Error::Expired`].
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When false, `get` answers [`Error::Inactive`].
+    pub active: bool,
+    /// The latest version (1 for the first write). Backends without history still count.
+    pub version: u64,
+    /// When the secret was first written.
+    pub created_at: DateTime<Utc>,
+    /// When the latest version was written.
+    pub updated_at: DateTime<Utc>,
+    /// When the secret was last read, where usage is tracked.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// How often the secret was read, where usage is tracked.
+    pub usage_count: u64,
+    /// The keyring key that sealed the latest version, for stores that seal.
+    pub key_id: Option<u32>,
+}
+
+impl SecretMeta {
+    /// Metadata for a secret written now for the first time, with `attributes` applied.
+    pub fn new(scope: Scope, name: SecretName, attributes: &Attributes) -> Self {
+        let now = now();
+        let mut meta = Self {
+            scope,
+            name,
+            provider: None,
+            kind: SecretKind::Other,
+            description: None,
+            tags: Vec::new(),
+            env_name: None,
+            expires_at: None,
+            active: true,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            last_used_at: None,
+            usage_count: 0,
+            key_id: None,
+        };
+        attributes.apply(&mut meta);
+        meta
+    }
+
+    /// Whether `get` would refuse this secret now, and with which error.
+    pub fn check_readable(&self) -> Result<()> {
+        if !self.active {
+            return Err(Error::Inactive {
+                scope: self.scope.to_string(),
+                name: self.name.to_string(),
+            });
+        }
+        match self.expires_at {
+            Some(at) if at <= Utc::now() => Err(Error::Expired {
+                scope: self.scope.to_string(),
+                name: self.name.to_string(),
+                expired_at: at,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The current time at millisecond precision, the precision every store keeps.
+pub fn now() -> DateTime<Utc> {
+    truncate_millis(Utc::now())
+}
+
+/// `t` cut to whole milliseconds.
+pub fn truncate_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+/// A secret's value and metadata. `Debug` shows the metadata and `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub struct Secret {
+    /// The value; read it with [`secrecy::ExposeSecret`].
+    pub value: SecretString,
+    /// The metadata; `meta.version` is the version returned.
+    pub meta: SecretMeta,
+}
+
+/// Metadata to set on a write. `None` keeps what the secret has (or the default on
+/// the first write); `Some` replaces it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Attributes {
+    /// See [`SecretMeta::provider`].
+    pub provider: Option<String>,
+    /// See [`SecretMeta::kind`].
+    pub kind: Option<SecretKind>,
+    /// See [`SecretMeta::description`].
+    pub description: Option<String>,
+    /// See [`SecretMeta::tags`].
+    pub tags: Option<Vec<String>>,
+    /// See [`SecretMeta::env_name`].
+    pub env_name: Option<String>,
+    /// See [`SecretMeta::expires_at`].
+    pub expires_at: Option<DateTime<Utc>>,
+    /// See [`SecretMeta::active`].
+    pub active: Option<bool>,
+}
+
+impl Attributes {
+    /// Applies the fields that are set to `meta`.
+    pub fn apply(&self, meta: &mut SecretMeta) {
+        if let Some(v) = &self.provider {
+            meta.provider = Some(v.clone());
+        }
+        if let Some(v) = self.kind {
+            meta.kind = v;
+        }
+        if let Some(v) = &self.description {
+            meta.description = Some(v.clone());
+        }
+        if let Some(v) = &self.tags {
+            meta.tags = v.clone();
+        }
+        if let Some(v) = &self.env_name {
+            meta.env_name = Some(v.clone());
+        }
+        if let Some(v) = self.expires_at {
+            meta.expires_at = Some(truncate_millis(v));
+        }
+        if let Some(v) = self.active {
+            meta.active = v;
+        }
+    }
+
+    /// Checks every field that is set.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field, reason: String| Err(Error::InvalidInput { field, reason });
+        if let Some(p) = &self.provider {
+            if p.is_empty() || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_graphic()) {
+                return bad(
+                    "provider",
+                    "must be 1–64 printable ASCII characters without spaces".into(),
+                );
+            }
+        }
+        if let Some(d) = &self.description {
+            if d.len() > 1024 || d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                return bad(
+                    "description",
+                    "must be at most 1024 bytes without control characters".into(),
+                );
+            }
+        }
+        if let Some(tags) = &self.tags {
+            if tags.len() > MAX_TAGS {
+                return bad(
+                    "tags",
+                    format!("at most {MAX_TAGS} tags, got {}", tags.len()),
+                );
+            }
+            for tag in tags {
+                if tag.is_empty()
+                    || tag.len() > 64
+                    || !tag.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')
+                    })
+                {
+                    return bad(
+                        "tags",
+                        format!(
+                            "tag {:?} must be 1–64 characters of letters, digits and _ . : -",
+                            tag.chars().take(80).collect::<String>()
+                        ),
+                    );
+                }
+            }
+        }
+        if let Some(e) = &self.env_name {
+            let mut bytes = e.bytes();
+            let first_ok = bytes
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+            if !first_ok || e.len() > 255 || !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return bad(
+                    "env_name",
+                    format!(
+                        "{:?} must match [A-Za-z_][A-Za-z0-9_]* (at most 255)",
+                        e.chars().take(80).collect::<String>()
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// When a write may happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WriteCondition {
+    /// Always: a new version on top of whatever is there.
+    #[default]
+    Blind,
+    /// Only if no live secret has the name ([`Error::AlreadyExists`] otherwise). A
+    /// soft-deleted secret does not count as live.
+    CreateOnly,
+    /// Only if the latest live version is exactly this one ([`Error::Conflict`] otherwise).
+    IfVersion(u64),
+}
+
+/// Options of [`SecretStore::put`](crate::SecretStore::put).
+///
+/// ```
+/// use coffer_store::{PutOptions, SecretKind};
+/// let opts = PutOptions::create_only()
+///     .provider("openai")
+///     .kind(SecretKind::ApiKey)
+///     .tags(["prod", "llm"]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PutOptions {
+    /// When the write may happen.
+    pub condition: WriteCondition,
+    /// Metadata to set.
+    pub attributes: Attributes,
+}
+
+impl PutOptions {
+    /// A blind write with no metadata changes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A create-only write.
+    pub fn create_only() -> Self {
+        Self::default().condition(WriteCondition::CreateOnly)
+    }
+
+    /// A check-and-set write on top of version `version`.
+    pub fn if_version(version: u64) -> Self {
+        Self::default().condition(WriteCondition::IfVersion(version))
+    }
+
+    /// Sets the write condition.
+    #[must_use]
+    pub fn condition(mut self, condition: WriteCondition) -> Self {
+        self.condition = condition;
+        self
+    }
+
+    /// Sets all metadata at once.
+    #[must_use]
+    pub fn attributes(mut self, attributes: Attributes) -> Self {
+        self.attributes = attributes;
+        self
+    }
+
+    /// Sets the provider.
+    #[must_use]
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.attributes.provider = Some(provider.into());
+        self
+    }
+
+    /// Sets the kind.
+    #[must_use]
+    pub fn kind(mut self, kind: SecretKind) -> Self {
+        self.attributes.kind = Some(kind);
+        self
+    }
+
+    /// Sets the description.
+    #[must_use]
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.attributes.description = Some(description.into());
+        self
+    }
+
+    /// Sets the tags.
+    #[must_use]
+    pub fn tags<T: Into<String>>(mut self, tags: impl IntoIterator<Item = T>) -> Self {
+        self.attributes.tags = Some(tags.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the environment variable name.
+    #[must_use]
+    pub fn env_name(mut self, env_name: impl Into<String>) -> Self {
+        self.attributes.env_name = Some(env_name.into());
+        self
+    }
+
+    /// Sets the expiry.
+    #[must_use]
+    pub fn expires_at(mut self, expires_at: DateTime<Utc>) -> Self {
+        self.attributes.expires_at = Some(expires_at);
+        self
+    }
+
+    /// Sets whether the secret is active.
+    #[must_use]
+    pub fn active(mut self, active: bool) -> Self {
+        self.attributes.active = Some(active);
+        self
+    }
+}
+
+/// Checks a value against the store-wide limits (UTF-8 is guaranteed by the type).
+pub fn validate_value(value: &str) -> Result<()> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(Error::InvalidInput {
+            field: "value",
+            reason: format!("{} bytes is over the limit of {MAX_VALUE_LEN}", value.len()),
+        });
+    }
+    Ok(())
+}
+
+/// How [`SecretStore::delete`](crate::SecretStore::delete) deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DeleteMode {
+    /// Hide the secret: reads and lists no longer see it, history is kept, and the next
+    /// write continues its version numbers. Where the backend lacks soft delete
+    /// ([`Capabilities::soft_delete`]) this is [`Error::Unsupported`].
+    #[default]
+    Soft,
+    /// Remove every version and the metadata for good. The next write starts at version 1.
+    Destroy,
+}
+
+/// Options of [`SecretStore::list`](crate::SecretStore::list).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListOptions {
+    /// Only names starting with this.
+    pub prefix: Option<String>,
+    /// Page size: default [`DEFAULT_PAGE_SIZE`], at most [`MAX_PAGE_SIZE`].
+    pub limit: Option<usize>,
+    /// Continue after this cursor (a previous page's [`ListPage::next_cursor`]).
+    pub cursor: Option<String>,
+}
+
+impl ListOptions {
+    /// Every secret, first page.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only names starting with `prefix`.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Page size.
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Continue after `cursor`.
+    #[must_use]
+    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+
+    /// The validated page size.
+    pub fn page_size(&self) -> Result<usize> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE_SIZE),
+            Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            Some(n) => Err(Error::InvalidInput {
+                field: "limit",
+                reason: format!("page size must be 1..={MAX_PAGE_SIZE}, got {n}"),
+            }),
+        }
+    }
+
+    /// Validates the options: the prefix's characters, the page size.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(p) = &self.prefix {
+            crate::name::check_prefix(p)?;
+        }
+        self.page_size().map(drop)
+    }
+}
+
+/// One page of a listing, ordered by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListPage {
+    /// The secrets on this page.
+    pub items: Vec<SecretMeta>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl ListPage {
+    /// A page.
+    pub fn new(items: Vec<SecretMeta>, next_cursor: Option<String>) -> Self {
+        Self { items, next_cursor }
+    }
+}
+
+/// What a backend can do. The conformance suite skips what a backend says it lacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Old versions stay readable by number.
+    pub versions: bool,
+    /// [`WriteCondition::IfVersion`] is atomic.
+    pub check_and_set: bool,
+    /// [`DeleteMode::Soft`] is available.
+    pub soft_delete: bool,
+    /// Values are sealed with a coffer keyring and can be rewrapped.
+    pub rewrap: bool,
+}
+
+impl Capabilities {
+    /// Everything.
+    pub const ALL: Capabilities = Capabilities {
+        versions: true,
+        check_and_set: true,
+        soft_delete: true,
+        rewrap: true,
+    };
+
+    /// A backend with none of the optional features.
+    pub const NONE: Capabilities = Capabilities {
+        versions: false,
+        check_and_set: false,
+        soft_delete: false,
+        rewrap: false,
+    };
+}
+
+/// The outcome of one [`SecretStore::rewrap_batch`](crate::SecretStore::rewrap_batch) call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct RewrapBatch {
+    /// Envelopes moved to the primary key by this call.
+    pub rewrapped: u64,
+    /// Envelopes still under other keys after this call.
+    pub remaining: u64,
+}
+
+impl RewrapBatch {
+    /// A batch result.
+    pub fn new(rewrapped: u64, remaining: u64) -> Self {
+        Self {
+            rewrapped,
+            remaining,
+        }
+    }
+}
