@@ -130,6 +130,12 @@ impl Keyring {
         self.keys.keys().copied()
     }
 
+    /// The check value (a short one-way fingerprint, see [`MasterKey::check_value`]) of
+    /// key `id`, if the ring holds it. Stores record it to detect a wrong key early.
+    pub fn check_value(&self, id: u32) -> Option<String> {
+        self.keys.get(&id).map(|e| e.key.check_value())
+    }
+
     /// Whether the ring holds key `id`.
     pub fn contains(&self, id: u32) -> bool {
         self.keys.contains_key(&id)

@@ -1,0 +1,332 @@
+//! SqliteStore: the conformance suite, and what only a sealing SQL store must show.
+#![cfg(feature = "sqlite")]
+
+use std::sync::Arc;
+
+use coffer_envelope::{Keyring, MasterKey};
+use coffer_sql::SqliteStore;
+use coffer_store::{
+    DynSecretStore, Error, PutOptions, Scope, SecretName, SecretStore, SecretStoreExt as _,
+};
+use secrecy::ExposeSecret as _;
+
+async fn fresh() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+    let store = SqliteStore::open(&dir.path().join("secrets.db"), keyring)
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+mod conformance {
+    use super::*;
+
+    /// A store whose temporary folder lives as long as the test process.
+    async fn store() -> Option<Arc<DynSecretStore>> {
+        let (dir, store) = fresh().await;
+        std::mem::forget(dir);
+        Some(Arc::new(store))
+    }
+
+    coffer_store::conformance_tests!(store());
+}
+
+fn s(x: &str) -> Scope {
+    Scope::new(x).unwrap()
+}
+fn n(x: &str) -> SecretName {
+    SecretName::new(x).unwrap()
+}
+
+#[tokio::test]
+async fn the_database_file_holds_no_plaintext() {
+    let (dir, store) = fresh().await;
+    let canaries: Vec<String> = (0..20)
+        .map(|i| format!("canary-plaintext-{i:03}-zq"))
+        .collect();
+    for (i, c) in canaries.iter().enumerate() {
+        store
+            .put(
+                &s("tenant"),
+                &n(&format!("k{i}")),
+                &c.clone().into(),
+                &PutOptions::new(),
+            )
+            .await
+            .unwrap();
+    }
+    // Checkpoint the WAL so the main file holds everything too, then read every file.
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        raw.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(raw.len() > 4096);
+    for c in &canaries {
+        assert!(
+            !raw.windows(c.len()).any(|w| w == c.as_bytes()),
+            "plaintext {c} found on disk"
+        );
+    }
+    // And with plain SQL: every ciphertext column is an envelope, never the value.
+    let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM coffer_secret_versions")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 20);
+    for (ct,) in rows {
+        assert_eq!(ct[0], 1, "envelope v1");
+        assert!(
+            !canaries
+                .iter()
+                .any(|c| ct.windows(c.len()).any(|w| w == c.as_bytes()))
+        );
+    }
+}
+
+/// Copy one row's ciphertext over another's with plain SQL: the target no longer opens.
+#[tokio::test]
+async fn a_ciphertext_moved_to_another_row_does_not_open() {
+    let (_dir, store) = fresh().await;
+    let (a, b) = (s("tenant-a"), s("tenant-b"));
+    store
+        .put(&a, &n("key"), &"value-a1".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    store
+        .put(&a, &n("key"), &"value-a2".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    store
+        .put(&a, &n("other"), &"value-other".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    store
+        .put(&b, &n("key"), &"value-b1".into(), &PutOptions::new())
+        .await
+        .unwrap();
+
+    let copy = |from: (&'static str, &'static str, i64), to: (&'static str, &'static str, i64)| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query(
+                "UPDATE coffer_secret_versions SET ciphertext = \
+                 (SELECT ciphertext FROM coffer_secret_versions WHERE scope = $1 AND name = $2 AND version = $3) \
+                 WHERE scope = $4 AND name = $5 AND version = $6",
+            )
+            .bind(from.0).bind(from.1).bind(from.2)
+            .bind(to.0).bind(to.1).bind(to.2)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    // Other tenant.
+    copy(("tenant-a", "key", 1), ("tenant-b", "key", 1)).await;
+    assert!(matches!(
+        store.get(&b, &n("key"), None).await,
+        Err(Error::Crypto { .. })
+    ));
+    // Other name.
+    copy(("tenant-a", "key", 2), ("tenant-a", "other", 1)).await;
+    assert!(matches!(
+        store.get(&a, &n("other"), None).await,
+        Err(Error::Crypto { .. })
+    ));
+    // Other version of the same secret (a rollback to an older value).
+    copy(("tenant-a", "key", 1), ("tenant-a", "key", 2)).await;
+    let err = store.get(&a, &n("key"), None).await.unwrap_err();
+    assert!(matches!(err, Error::Crypto { .. }), "{err}");
+    assert!(!err.to_string().contains("value-a"), "{err}");
+    // The untouched version still opens.
+    assert_eq!(
+        store
+            .get(&a, &n("key"), Some(1))
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "value-a1"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_is_a_clear_error_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.db");
+    let right = Arc::new(Keyring::new(MasterKey::generate()));
+    let store = SqliteStore::open(&path, right.clone()).await.unwrap();
+    store
+        .put(&s("t"), &n("k"), &"v".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    store.pool().close().await;
+
+    let wrong = Arc::new(Keyring::new(MasterKey::generate()));
+    let err = SqliteStore::open(&path, wrong).await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not the key this store was sealed with"),
+        "{err}"
+    );
+
+    // Without the check row (an older file, or one edited by hand) the read itself fails
+    // with the crypto error, never a wrong value.
+    let store = SqliteStore::open(&path, right).await.unwrap();
+    sqlx::query("DELETE FROM coffer_key_checks")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.pool().close().await;
+    let store = SqliteStore::open(&path, Arc::new(Keyring::new(MasterKey::generate())))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.get(&s("t"), &n("k"), None).await,
+        Err(Error::Crypto { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_corrupted_file_is_a_clear_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.db");
+    std::fs::write(
+        &path,
+        b"this is not a sqlite database, just some bytes ".repeat(200),
+    )
+    .unwrap();
+    let err = SqliteStore::open(&path, Arc::new(Keyring::new(MasterKey::generate())))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("sqlite"), "{text}");
+    assert!(
+        text.contains("not a database") || text.contains("file is"),
+        "{text}"
+    );
+
+    // A valid database whose pages are then damaged.
+    let path = dir.path().join("damaged.db");
+    let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+    let store = SqliteStore::open(&path, keyring.clone()).await.unwrap();
+    for i in 0..200 {
+        store
+            .put(
+                &s("t"),
+                &n(&format!("k{i}")),
+                &"v".repeat(100).into(),
+                &PutOptions::new(),
+            )
+            .await
+            .unwrap();
+    }
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.pool().close().await;
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[4096..len - 1] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    match SqliteStore::open(&path, keyring).await {
+        Err(e) => assert!(!e.to_string().is_empty()),
+        Ok(store) => {
+            let result = store.list_all(&s("t"), None).await;
+            assert!(result.is_err() || result.unwrap().len() <= 200);
+            for i in 0..200 {
+                match store.get(&s("t"), &n(&format!("k{i}")), None).await {
+                    Ok(secret) => assert_eq!(secret.value.expose_secret(), "v".repeat(100)),
+                    Err(e) => assert!(!e.to_string().is_empty()),
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn rewrap_moves_every_version_to_the_new_key_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.db");
+    let mut keyring = Keyring::new(MasterKey::generate());
+    let store = SqliteStore::open(&path, Arc::new(keyring.clone()))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        for v in 0..2 {
+            store
+                .put(
+                    &s("t"),
+                    &n(&format!("k{i}")),
+                    &format!("v{i}-{v}").into(),
+                    &PutOptions::new(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .delete(&s("t"), &n("k0"), coffer_store::DeleteMode::Soft)
+        .await
+        .unwrap();
+    store.pool().close().await;
+
+    let new_id = keyring.rotate();
+    let store = SqliteStore::open(&path, Arc::new(keyring.clone()))
+        .await
+        .unwrap();
+    // One batch, as if the process were killed after it.
+    let first = store.rewrap_batch(30).await.unwrap();
+    assert_eq!((first.rewrapped, first.remaining), (30, 70));
+    store.pool().close().await;
+
+    let store = SqliteStore::open(&path, Arc::new(keyring.clone()))
+        .await
+        .unwrap();
+    let mut calls = Vec::new();
+    let done = store
+        .rewrap_all(25, &mut |d, t| calls.push((d, t)))
+        .await
+        .unwrap();
+    assert_eq!(done, 70);
+    assert_eq!(calls.last(), Some(&(70, 70)));
+    let keys: Vec<(i64,)> = sqlx::query_as("SELECT DISTINCT key_id FROM coffer_secret_versions")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(keys, vec![(i64::from(new_id),)]);
+    for i in 1..50 {
+        let got = store
+            .get(&s("t"), &n(&format!("k{i}")), Some(1))
+            .await
+            .unwrap();
+        assert_eq!(got.value.expose_secret(), format!("v{i}-0"));
+        let latest = store
+            .get(&s("t"), &n(&format!("k{i}")), None)
+            .await
+            .unwrap();
+        assert_eq!(latest.meta.key_id, Some(new_id));
+    }
+    assert_eq!(store.rewrap_batch(10).await.unwrap().remaining, 0);
+}
+
+#[tokio::test]
+async fn url_opening_needs_a_keyring() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("u.db").display());
+    let registry = coffer_store::open::Registry::new().with(coffer_sql::SqliteOpener);
+    let err = registry.open(&url, &Default::default()).await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    let options = coffer_store::open::OpenOptions::new()
+        .keyring(Arc::new(Keyring::new(MasterKey::generate())));
+    let store = registry.open(&url, &options).await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+}
