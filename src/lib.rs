@@ -1,1 +1,62 @@
-//! x
+//! # coffer
+//!
+//! Keeps the secrets of AI-agent and developer platforms — each user's LLM API keys,
+//! OAuth tokens, webhook secrets and database credentials — sealed in key-committing
+//! AES-256-GCM envelopes bound to tenant and name, in a pluggable store.
+//!
+//! This crate is the facade: it re-exports the coffer crates behind features and opens
+//! any store whose feature is enabled from a URL.
+//!
+//! | module | crate | feature |
+//! |---|---|---|
+//! | [`envelope`] | `coffer-envelope`: envelopes, keys, keyrings | always |
+//! | [`store`] | `coffer-store`: the `SecretStore` trait, memory store, conformance suite | always |
+//! | [`sql`] | `coffer-sql`: SQLite store | `sqlite` (default) |
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer::store::Result<()> {
+//! use std::sync::Arc;
+//! use coffer::{Keyring, MasterKey, OpenOptions, PutOptions, Scope, SecretName};
+//! use coffer::secrecy::ExposeSecret;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+//! let url = format!("sqlite://{}", dir.path().join("secrets.db").display());
+//! let store = coffer::open(&url, &OpenOptions::new().keyring(keyring)).await?;
+//!
+//! let (tenant, name) = (Scope::new("tenant-42")?, SecretName::new("openai_api_key")?);
+//! store.put(&tenant, &name, &"sk-example".into(), &PutOptions::create_only()).await?;
+//! assert_eq!(store.get(&tenant, &name, None).await?.value.expose_secret(), "sk-example");
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+
+pub use coffer_envelope as envelope;
+#[cfg(feature = "sqlite")]
+pub use coffer_sql as sql;
+pub use coffer_store as store;
+
+pub use coffer_envelope::{Context, Keyring, MasterKey};
+pub use coffer_store::open::{OpenOptions, Registry};
+pub use coffer_store::secrecy;
+pub use coffer_store::{
+    DeleteMode, DynSecretStore, Error, ListOptions, PutOptions, Result, Scope, Secret, SecretKind,
+    SecretMeta, SecretName, SecretStore, SecretStoreExt,
+};
+
+/// A [`Registry`] that opens every store this build has a feature for:
+/// `memory://` always, `sqlite://` with `sqlite`.
+pub fn registry() -> Registry {
+    let registry = Registry::new();
+    #[cfg(feature = "sqlite")]
+    let registry = registry.with(coffer_sql::SqliteOpener);
+    registry
+}
+
+/// Opens the store at `url` with the [`registry`] of this build.
+pub async fn open(url: &str, options: &OpenOptions) -> Result<Arc<DynSecretStore>> {
+    registry().open(url, options).await
+}

@@ -302,7 +302,7 @@ impl Keyring {
     }
 
     /// Writes the keyring to `path` atomically (a temporary file in the same folder,
-    /// fsynced, then renamed) with mode 0600. Passphrase-derived keys are stored as their
+    /// fsynced, then renamed) with mode 0600, creating a missing folder with mode 0700. Passphrase-derived keys are stored as their
     /// KDF parameters, never as key bytes.
     pub fn save(&self, path: &Path) -> Result<()> {
         let io = |source| Error::Io {
@@ -336,7 +336,13 @@ impl Keyring {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
+        if !dir.exists() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(io)?;
+        }
         let mut tmp = private_tempfile(dir).map_err(io)?;
         tmp.write_all(text.as_bytes()).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;

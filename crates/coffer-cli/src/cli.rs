@@ -1,0 +1,132 @@
+//! The command line, with clap derive.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Keep your users' API keys, tokens and credentials sealed in a coffer store.
+#[derive(Debug, Parser)]
+#[command(name = "coffer", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// The store URL: sqlite://PATH, memory://, …
+    #[arg(
+        long,
+        global = true,
+        env = "COFFER_STORE",
+        default_value = "sqlite://.coffer/secrets.db"
+    )]
+    pub(crate) store: String,
+
+    /// The scope (tenant) to work in.
+    #[arg(long, global = true, env = "COFFER_SCOPE", default_value = "default")]
+    pub(crate) scope: String,
+
+    /// The keyring file. COFFER_MASTER_KEY (base64 or hex of 32 bytes) overrides it.
+    #[arg(
+        long,
+        global = true,
+        env = "COFFER_KEYRING",
+        default_value = ".coffer/keyring.json"
+    )]
+    pub(crate) keyring: PathBuf,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create the store and, if missing, a keyring file (mode 0600). Safe to run again.
+    Init,
+    /// Store a new version of a secret; prints the new version.
+    ///
+    /// The value comes from --value, --value-file (the exact bytes), or standard input
+    /// (one trailing newline dropped).
+    Put(PutArgs),
+    /// Show a secret, masked unless --reveal.
+    Get(GetArgs),
+    /// List the scope's secrets: names and metadata, never values.
+    List(ListArgs),
+    /// Delete a secret: hidden but kept (soft), or --destroy for good.
+    Rm(RmArgs),
+    /// Manage the keyring.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PutArgs {
+    /// The secret's name, e.g. openai_api_key or providers/github/token.
+    pub(crate) name: String,
+    /// The value (visible in your shell history and process list: prefer stdin).
+    #[arg(long, conflicts_with = "value_file")]
+    pub(crate) value: Option<String>,
+    /// Read the value from this file, byte for byte.
+    #[arg(long)]
+    pub(crate) value_file: Option<PathBuf>,
+    /// Who issued the secret (openai, github, …).
+    #[arg(long)]
+    pub(crate) provider: Option<String>,
+    /// api_key, oauth_token, webhook_secret, connection_string, password or other.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+    /// A tag (repeatable); replaces the secret's tags.
+    #[arg(long = "tag")]
+    pub(crate) tags: Vec<String>,
+    /// The environment variable name to inject it as.
+    #[arg(long)]
+    pub(crate) env_name: Option<String>,
+    /// When it expires (RFC 3339, e.g. 2027-01-31T00:00:00Z).
+    #[arg(long)]
+    pub(crate) expires_at: Option<String>,
+    /// Fail if the secret already exists.
+    #[arg(long, conflicts_with = "if_version")]
+    pub(crate) create_only: bool,
+    /// Write only if the latest version is N.
+    #[arg(long, value_name = "N")]
+    pub(crate) if_version: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GetArgs {
+    /// The secret's name.
+    pub(crate) name: String,
+    /// A version other than the latest.
+    #[arg(long)]
+    pub(crate) version: Option<u64>,
+    /// Print the exact value and one newline.
+    #[arg(long)]
+    pub(crate) reveal: bool,
+    /// Print metadata and the (masked unless --reveal) value as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only names starting with this.
+    #[arg(long)]
+    pub(crate) prefix: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RmArgs {
+    /// The secret's name.
+    pub(crate) name: String,
+    /// Remove every version for good instead of hiding the secret.
+    #[arg(long)]
+    pub(crate) destroy: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Add a new primary key and rewrap every secret of the store onto it. Interrupted,
+    /// it resumes when run again; nothing is lost either way.
+    Rotate,
+}

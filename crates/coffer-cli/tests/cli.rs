@@ -1,0 +1,486 @@
+//! The `coffer` command's behaviour, pinned: output, exit codes, files.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+/// `coffer` in `dir`, with no COFFER_* variable from the outer environment.
+fn coffer(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("coffer").unwrap();
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("COFFER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn initialised() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    coffer(dir.path()).arg("init").assert().success();
+    dir
+}
+
+#[test]
+fn init_creates_a_private_keyring_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    coffer(dir.path())
+        .arg("init")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "keyring: .coffer/keyring.json (created, mode 0600)",
+        ))
+        .stdout(predicate::str::contains(
+            "store: sqlite://.coffer/secrets.db (sqlite, ready)",
+        ));
+    let keyring = dir.path().join(".coffer/keyring.json");
+    let before = std::fs::read(&keyring).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&keyring).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let dir_mode = std::fs::metadata(dir.path().join(".coffer"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+    }
+    coffer(dir.path())
+        .arg("init")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(exists)"));
+    assert_eq!(
+        std::fs::read(&keyring).unwrap(),
+        before,
+        "a second init keeps the key"
+    );
+}
+
+#[test]
+fn a_missing_keyring_says_how_to_create_one() {
+    let dir = tempfile::tempdir().unwrap();
+    coffer(dir.path())
+        .args(["get", "x"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(
+            "error: no keyring at .coffer/keyring.json: run `coffer init`",
+        ));
+}
+
+#[test]
+fn put_get_list_rm() {
+    let dir = initialised();
+    let d = dir.path();
+    coffer(d)
+        .args([
+            "put",
+            "openai_api_key",
+            "--value",
+            "sk-test-abcdefgh1234",
+            "--provider",
+            "openai",
+        ])
+        .args([
+            "--kind",
+            "api_key",
+            "--tag",
+            "prod",
+            "--tag",
+            "llm",
+            "--env-name",
+            "OPENAI_API_KEY",
+        ])
+        .assert()
+        .success()
+        .stdout("1\n");
+    coffer(d)
+        .args(["put", "openai_api_key", "--value", "sk-test-zyxwvuts5678"])
+        .assert()
+        .success()
+        .stdout("2\n");
+    coffer(d)
+        .args(["get", "openai_api_key"])
+        .assert()
+        .success()
+        .stdout("********5678\n");
+    coffer(d)
+        .args(["get", "openai_api_key", "--reveal"])
+        .assert()
+        .success()
+        .stdout("sk-test-zyxwvuts5678\n");
+    coffer(d)
+        .args(["get", "openai_api_key", "--reveal", "--version", "1"])
+        .assert()
+        .success()
+        .stdout("sk-test-abcdefgh1234\n");
+    let out = coffer(d)
+        .args(["get", "openai_api_key", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(json["value"], "********5678");
+    assert_eq!(json["masked"], true);
+    assert_eq!(json["version"], 2);
+    assert_eq!(json["provider"], "openai");
+    assert_eq!(json["tags"], serde_json::json!(["prod", "llm"]));
+
+    coffer(d)
+        .arg("list")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "NAME            VERSION  KIND     PROVIDER  STATUS  TAGS",
+        ))
+        .stdout(predicate::str::contains(
+            "openai_api_key  2        api_key  openai    active  prod,llm",
+        ))
+        .stdout(predicate::str::contains("sk-test").not());
+    let out = coffer(d)
+        .args(["list", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        !text.contains("sk-test") && !text.contains("5678"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+
+    coffer(d)
+        .args(["rm", "openai_api_key"])
+        .assert()
+        .success()
+        .stdout("deleted default/openai_api_key\n");
+    coffer(d)
+        .args(["get", "openai_api_key"])
+        .assert()
+        .code(2)
+        .stderr("error: secret default/openai_api_key not found\n");
+    coffer(d)
+        .args(["rm", "openai_api_key", "--destroy"])
+        .assert()
+        .success();
+    coffer(d)
+        .args(["rm", "openai_api_key", "--destroy"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn values_from_stdin_and_files() {
+    let dir = initialised();
+    let d = dir.path();
+    coffer(d)
+        .args(["put", "from_stdin"])
+        .write_stdin("line one\nline two\n")
+        .assert()
+        .success();
+    coffer(d)
+        .args(["get", "from_stdin", "--reveal"])
+        .assert()
+        .stdout("line one\nline two\n");
+    coffer(d)
+        .args(["put", "crlf"])
+        .write_stdin("windows\r\n")
+        .assert()
+        .success();
+    coffer(d)
+        .args(["get", "crlf", "--reveal"])
+        .assert()
+        .stdout("windows\n");
+    coffer(d)
+        .args(["put", "two_newlines"])
+        .write_stdin("v\n\n")
+        .assert()
+        .success();
+    coffer(d)
+        .args(["get", "two_newlines", "--reveal"])
+        .assert()
+        .stdout("v\n\n");
+
+    let file = d.join("value.txt");
+    std::fs::write(&file, "exact bytes\n").unwrap();
+    coffer(d)
+        .args(["put", "from_file", "--value-file"])
+        .arg(&file)
+        .assert()
+        .success();
+    coffer(d)
+        .args(["get", "from_file", "--reveal"])
+        .assert()
+        .stdout("exact bytes\n\n");
+    std::fs::write(&file, [0xff, 0xfe]).unwrap();
+    coffer(d)
+        .args(["put", "binary", "--value-file"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr("error: the value is not valid UTF-8\n");
+}
+
+#[test]
+fn short_values_are_masked_entirely() {
+    let dir = initialised();
+    coffer(dir.path())
+        .args(["put", "pin", "--value", "1234567"])
+        .assert()
+        .success();
+    coffer(dir.path())
+        .args(["get", "pin"])
+        .assert()
+        .stdout("********\n");
+}
+
+#[test]
+fn conditional_writes_and_bad_input() {
+    let dir = initialised();
+    let d = dir.path();
+    coffer(d)
+        .args(["put", "k", "--value", "v1", "--create-only"])
+        .assert()
+        .success()
+        .stdout("1\n");
+    coffer(d)
+        .args(["put", "k", "--value", "v2", "--create-only"])
+        .assert()
+        .code(1)
+        .stderr("error: secret default/k already exists\n");
+    coffer(d)
+        .args(["put", "k", "--value", "v2", "--if-version", "5"])
+        .assert()
+        .code(1)
+        .stderr("error: secret default/k: expected version 5, found version 1\n");
+    coffer(d)
+        .args(["put", "k", "--value", "v2", "--if-version", "1"])
+        .assert()
+        .success()
+        .stdout("2\n");
+    coffer(d)
+        .args(["put", "a//b", "--value", "v"])
+        .assert()
+        .code(1)
+        .stderr("error: invalid secret name \"a//b\": must not contain '//'\n");
+    coffer(d)
+        .args(["--scope", "a/b", "list"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("invalid scope \"a/b\""));
+    coffer(d)
+        .args(["put", "k", "--value", "v", "--kind", "token"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("unknown kind \"token\""));
+    coffer(d)
+        .args(["put", "k", "--value", "v", "--expires-at", "tomorrow"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not an RFC 3339 time"));
+    coffer(d)
+        .args([
+            "put",
+            "k",
+            "--value",
+            "sk-secret-value-in-error",
+            "--env-name",
+            "9X",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("invalid env_name"))
+        .stderr(predicate::str::contains("sk-secret-value-in-error").not());
+}
+
+#[test]
+fn expired_secrets_are_refused() {
+    let dir = initialised();
+    let d = dir.path();
+    coffer(d)
+        .args([
+            "put",
+            "old",
+            "--value",
+            "v",
+            "--expires-at",
+            "2020-01-01T00:00:00Z",
+        ])
+        .assert()
+        .success();
+    coffer(d)
+        .args(["get", "old"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("expired at 2020-01-01"));
+    coffer(d)
+        .arg("list")
+        .assert()
+        .stdout(predicate::str::contains("expired 2020-01-01"));
+}
+
+#[test]
+fn scopes_are_separate() {
+    let dir = initialised();
+    let d = dir.path();
+    coffer(d)
+        .args(["--scope", "tenant-a", "put", "k", "--value", "for-a"])
+        .assert()
+        .success();
+    coffer(d)
+        .args(["--scope", "tenant-b", "get", "k"])
+        .assert()
+        .code(2);
+    coffer(d)
+        .env("COFFER_SCOPE", "tenant-a")
+        .args(["get", "k", "--reveal"])
+        .assert()
+        .stdout("for-a\n");
+}
+
+#[test]
+fn master_key_from_the_environment_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = "42".repeat(32);
+    coffer(d)
+        .env("COFFER_MASTER_KEY", &key)
+        .arg("init")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("using COFFER_MASTER_KEY"));
+    assert!(!d.join(".coffer/keyring.json").exists());
+    coffer(d)
+        .env("COFFER_MASTER_KEY", &key)
+        .args(["put", "k", "--value", "v"])
+        .assert()
+        .success();
+    coffer(d)
+        .env("COFFER_MASTER_KEY", &key)
+        .args(["get", "k", "--reveal"])
+        .assert()
+        .stdout("v\n");
+    coffer(d)
+        .env("COFFER_MASTER_KEY", "43".repeat(32))
+        .args(["get", "k"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "not the key this store was sealed with",
+        ));
+    coffer(d)
+        .env("COFFER_MASTER_KEY", "too-short")
+        .args(["get", "k"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("COFFER_MASTER_KEY"))
+        .stderr(predicate::str::contains("too-short").not());
+    coffer(d)
+        .env("COFFER_MASTER_KEY", &key)
+        .args(["keys", "rotate"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot rotate"));
+}
+
+#[test]
+fn keys_rotate_rewraps_everything() {
+    let dir = initialised();
+    let d = dir.path();
+    for i in 0..30 {
+        coffer(d)
+            .args(["put", &format!("k{i}"), "--value", &format!("value-{i}")])
+            .assert()
+            .success();
+    }
+    coffer(d)
+        .args(["keys", "rotate"])
+        .assert()
+        .success()
+        .stdout("rotated to key 2; rewrapped 30 envelopes\n");
+    coffer(d)
+        .args(["keys", "rotate"])
+        .assert()
+        .success()
+        .stdout("rotated to key 3; rewrapped 30 envelopes\n");
+    for i in 0..30 {
+        coffer(d)
+            .args(["get", &format!("k{i}"), "--reveal"])
+            .assert()
+            .stdout(format!("value-{i}\n"));
+        let out = coffer(d)
+            .args(["get", &format!("k{i}"), "--json"])
+            .assert()
+            .get_output()
+            .stdout
+            .clone();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(json["key_id"], 3);
+    }
+}
+
+/// A rotation interrupted after the new key was saved and part of the store was
+/// rewrapped: running it again resumes the same rotation (no third key) and finishes.
+#[test]
+fn an_interrupted_rotation_resumes() {
+    let dir = initialised();
+    let d = dir.path();
+    for i in 0..20 {
+        coffer(d)
+            .args(["put", &format!("k{i}"), "--value", &format!("value-{i}")])
+            .assert()
+            .success();
+    }
+    let keyring_path = d.join(".coffer/keyring.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&keyring_path).unwrap()).unwrap();
+    // What `keys rotate` writes before rewrapping: a second key, primary, rotation pending.
+    let new_key = base64_of([7u8; 32]);
+    json["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": 2, "key": new_key, "check": check_value_of_sevens()
+        }));
+    json["primary"] = 2.into();
+    json["rotation_pending"] = true.into();
+    std::fs::write(&keyring_path, json.to_string()).unwrap();
+    coffer(d)
+        .args(["keys", "rotate"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "resuming the unfinished rotation to key 2",
+        ))
+        .stdout("rotated to key 2; rewrapped 20 envelopes\n");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&keyring_path).unwrap()).unwrap();
+    assert_eq!(json["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(json["rotation_pending"], false);
+    for i in 0..20 {
+        coffer(d)
+            .args(["get", &format!("k{i}"), "--reveal"])
+            .assert()
+            .stdout(format!("value-{i}\n"));
+    }
+}
+
+fn base64_of(bytes: [u8; 32]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+}
+
+fn check_value_of_sevens() -> String {
+    coffer::MasterKey::from_bytes([7u8; 32]).check_value()
+}
