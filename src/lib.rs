@@ -1,17 +1,10 @@
-//! # coffer
+#![doc = include_str!("../README.md")]
 //!
-//! Keeps the secrets of AI-agent and developer platforms — each user's LLM API keys,
-//! OAuth tokens, webhook secrets and database credentials — sealed in key-committing
-//! AES-256-GCM envelopes bound to tenant and name, in a pluggable store.
+//! # Opening stores
 //!
-//! This crate is the facade: it re-exports the coffer crates behind features and opens
-//! any store whose feature is enabled from a URL.
-//!
-//! | module | crate | feature |
-//! |---|---|---|
-//! | [`envelope`] | `coffer-envelope`: envelopes, keys, keyrings | always |
-//! | [`store`] | `coffer-store`: the `SecretStore` trait, memory store, conformance suite | always |
-//! | [`sql`] | `coffer-sql`: SQLite store | `sqlite` (default) |
+//! This crate re-exports the coffer crates behind features ([`envelope`], [`store`],
+//! and [`sql`] with `sqlite`, the default) and opens any store this build has a feature
+//! for from a URL with [`open`]:
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer::store::Result<()> {
