@@ -22,21 +22,25 @@ fn bench(c: &mut Criterion) {
         seal.bench_with_input(BenchmarkId::new("envelope", label), &data, |b, data| {
             b.iter(|| black_box(keyring.seal(black_box(data), &ctx)));
         });
-        seal.bench_with_input(BenchmarkId::new("raw-aes-256-gcm", label), &data, |b, data| {
-            b.iter(|| {
-                // What a bare AES-GCM seal needs too: a random nonce and an output buffer.
-                let mut nonce = [0u8; 12];
-                rand::rng().fill_bytes(&mut nonce);
-                let mut out = Vec::with_capacity(12 + data.len() + 16);
-                out.extend_from_slice(&nonce);
-                out.extend_from_slice(data);
-                let tag = raw
-                    .encrypt_inout_detached(&Nonce::from(nonce), b"", out[12..].as_mut().into())
-                    .unwrap();
-                out.extend_from_slice(&tag);
-                black_box(out)
-            });
-        });
+        seal.bench_with_input(
+            BenchmarkId::new("raw-aes-256-gcm", label),
+            &data,
+            |b, data| {
+                b.iter(|| {
+                    // What a bare AES-GCM seal needs too: a random nonce and an output buffer.
+                    let mut nonce = [0u8; 12];
+                    rand::rng().fill_bytes(&mut nonce);
+                    let mut out = Vec::with_capacity(12 + data.len() + 16);
+                    out.extend_from_slice(&nonce);
+                    out.extend_from_slice(data);
+                    let tag = raw
+                        .encrypt_inout_detached(&Nonce::from(nonce), b"", out[12..].as_mut().into())
+                        .unwrap();
+                    out.extend_from_slice(&tag);
+                    black_box(out)
+                });
+            },
+        );
     }
     seal.finish();
 
@@ -50,11 +54,14 @@ fn bench(c: &mut Criterion) {
         });
         let nonce = Nonce::from([3u8; 12]);
         let mut ct = data.clone();
-        let tag = raw.encrypt_inout_detached(&nonce, b"", ct.as_mut_slice().into()).unwrap();
+        let tag = raw
+            .encrypt_inout_detached(&nonce, b"", ct.as_mut_slice().into())
+            .unwrap();
         open.bench_with_input(BenchmarkId::new("raw-aes-256-gcm", label), &ct, |b, ct| {
             b.iter(|| {
                 let mut buf = ct.clone();
-                raw.decrypt_inout_detached(&nonce, b"", buf.as_mut_slice().into(), &tag).unwrap();
+                raw.decrypt_inout_detached(&nonce, b"", buf.as_mut_slice().into(), &tag)
+                    .unwrap();
                 black_box(buf)
             });
         });
