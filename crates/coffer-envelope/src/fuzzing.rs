@@ -28,10 +28,10 @@ pub fn parse_open(data: &[u8]) {
     let _ = keyring.open(data, &ctx);
     let _ = keyring.key_id_of(data);
     let _ = keyring.rewrap(data, &ctx);
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(bytes) = from_text(text) {
-            let _ = keyring.open(&bytes, &ctx);
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(bytes) = from_text(text)
+    {
+        let _ = keyring.open(&bytes, &ctx);
     }
     let sealed = keyring.seal(data, &ctx);
     let opened = keyring.open(&sealed, &ctx);

@@ -25,7 +25,10 @@ fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/envelope-v1")
 }
 
-fn cases() -> Vec<(&'static str, &'static str, Vec<u8>, Option<u64>, u32)> {
+/// (file stem, description, plaintext, version, sealing key id)
+type Case = (&'static str, &'static str, Vec<u8>, Option<u64>, u32);
+
+fn cases() -> Vec<Case> {
     vec![
         ("empty", "empty plaintext, no version", vec![], None, 1),
         (

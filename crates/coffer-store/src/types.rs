@@ -230,21 +230,21 @@ impl Attributes {
     /// Checks every field that is set.
     pub fn validate(&self) -> Result<()> {
         let bad = |field, reason: String| Err(Error::InvalidInput { field, reason });
-        if let Some(p) = &self.provider {
-            if p.is_empty() || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_graphic()) {
-                return bad(
-                    "provider",
-                    "must be 1–64 printable ASCII characters without spaces".into(),
-                );
-            }
+        if let Some(p) = &self.provider
+            && (p.is_empty() || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return bad(
+                "provider",
+                "must be 1–64 printable ASCII characters without spaces".into(),
+            );
         }
-        if let Some(d) = &self.description {
-            if d.len() > 1024 || d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-                return bad(
-                    "description",
-                    "must be at most 1024 bytes without control characters".into(),
-                );
-            }
+        if let Some(d) = &self.description
+            && (d.len() > 1024 || d.chars().any(|c| c.is_control() && c != '\n' && c != '\t'))
+        {
+            return bad(
+                "description",
+                "must be at most 1024 bytes without control characters".into(),
+            );
         }
         if let Some(tags) = &self.tags {
             if tags.len() > MAX_TAGS {
