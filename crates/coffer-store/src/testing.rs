@@ -1,7 +1,7 @@
-//! The conformance suite: what every [`SecretStore`] — backend or layer — must do.
+//! The conformance suite: what every [`SecretStore`](crate::SecretStore) — backend or layer — must do.
 //!
 //! Each check is an async fn over `&dyn SecretStore` that panics on a violation and
-//! skips (with a message) what [`SecretStore::capabilities`] says the store lacks. Each
+//! skips (with a message) what [`SecretStore::capabilities`](crate::SecretStore::capabilities) says the store lacks. Each
 //! works in a fresh random scope, so runs against a shared server never collide.
 //! [`conformance_tests!`](crate::conformance_tests) turns the list into one `#[test]` per check:
 //!
