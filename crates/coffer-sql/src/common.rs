@@ -38,6 +38,26 @@ macro_rules! select_meta {
 }
 pub(crate) use select_meta;
 
+/// How often a write retries after losing an optimistic race to another writer before
+/// it gives up with `Unavailable`. Only blind writes retry in practice: a conditional
+/// write that loses a race fails its condition on the next read.
+pub(crate) const MAX_WRITE_ATTEMPTS: usize = 64;
+
+/// The names starting with `prefix` are exactly those in `[prefix, upper)`, where
+/// `upper` is the prefix with its last byte incremented (names are ASCII; `None`: no
+/// upper bound). Comparisons are bytewise (SQLite's BINARY, Postgres' "C" collation),
+/// so no `LIKE` wildcard or locale applies.
+pub(crate) fn prefix_range(prefix: &str) -> (String, Option<String>) {
+    let mut upper = prefix.as_bytes().to_vec();
+    while let Some(last) = upper.pop() {
+        if last < 0x7f {
+            upper.push(last + 1);
+            return (prefix.to_owned(), String::from_utf8(upper).ok());
+        }
+    }
+    (prefix.to_owned(), None)
+}
+
 fn millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }

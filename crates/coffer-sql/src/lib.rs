@@ -3,8 +3,16 @@
 #![deny(missing_docs)]
 
 mod common;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod sql_store;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{NOTIFY_CHANNEL, PgOpener, PgOptions, PgStore, RLS_URL_PARAM, WatchEvent};
+pub use sql_store::Change;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOpener, SqliteStore};

@@ -1,0 +1,356 @@
+//! The Postgres store: the same semantics as SQLite, plus optional row-level security
+//! and change notifications.
+
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coffer_envelope::Keyring;
+use coffer_store::open::{OpenOptions, StoreOpener, redact_url};
+use coffer_store::{DynSecretStore, Error, Result, Scope};
+use futures::Stream;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::common::map_sqlx;
+use crate::sql_store::{Change, Scoped, impl_sql_store};
+
+const BACKEND: &str = "postgres";
+
+/// The channel every write is announced on with `NOTIFY`. The payload is the JSON of a
+/// [`Change`]: scope, name, version (0 for deletes) and operation — never a value.
+pub const NOTIFY_CHANNEL: &str = "coffer_secrets";
+
+/// The URL query parameter that turns on row-level security (`?row_level_security=true`).
+pub const RLS_URL_PARAM: &str = "row_level_security";
+
+/// Options of a [`PgStore`] beyond the connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PgOptions {
+    /// Limit the secret tables to the scope set per transaction (see [`PgStore`]).
+    pub row_level_security: bool,
+    /// Run the embedded migrations at connect (the default). Turn off for an
+    /// application role that has no DDL rights, after the owner has migrated.
+    pub migrate: bool,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a call waits for a pooled connection before it is `Unavailable`.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            row_level_security: false,
+            migrate: true,
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PgOptions {
+    /// The defaults: no row-level security, migrations on, 10 connections.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Turns row-level security on or off.
+    #[must_use]
+    pub fn row_level_security(mut self, on: bool) -> Self {
+        self.row_level_security = on;
+        self
+    }
+
+    /// Turns the migrations at connect on or off.
+    #[must_use]
+    pub fn migrate(mut self, on: bool) -> Self {
+        self.migrate = on;
+        self
+    }
+
+    /// Sets the pool size.
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+}
+
+/// A [`SecretStore`](coffer_store::SecretStore) in Postgres, with the semantics of
+/// [`SqliteStore`](crate::SqliteStore) (sealed values, versions, check-and-set, soft
+/// delete and destroy) from the same implementation.
+///
+/// - **Migrations** are embedded and take sqlx's advisory lock, so several processes may
+///   start at once.
+/// - **Row-level security** (opt-in, [`PgOptions::row_level_security`] or
+///   `?row_level_security=true`): a policy limits both tables to the scope in the
+///   transaction-local setting `coffer.scope`, which the store sets with
+///   `set_config('coffer.scope', scope, true)` on every call (each call then runs in a
+///   transaction: two more round trips). It protects against the application's own
+///   queries reaching another tenant when the store connects as a role that does not
+///   own the tables; the owner is exempt, and [`rewrap_batch`](coffer_store::SecretStore::rewrap_batch)
+///   must run as the owner.
+/// - **Change notifications**: every write sends `NOTIFY coffer_secrets` with a
+///   [`Change`] in the same transaction, so it is delivered exactly when the write
+///   commits. [`PgStore::watch`] streams them.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    keyring: Arc<Keyring>,
+    rls: bool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("keyring", &self.keyring)
+            .field("row_level_security", &self.rls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to a `postgres://` (or `postgresql://`) URL. `?row_level_security=true`
+    /// turns on row-level security; the other parameters are sqlx's.
+    pub async fn connect(url: &str, keyring: Arc<Keyring>) -> Result<Self> {
+        let (url, rls) = split_rls_param(url)?;
+        let connect = PgConnectOptions::from_str(&url)
+            .map_err(|_| Error::config(format!("invalid Postgres URL {}", redact_url(&url))))?;
+        Self::connect_with(connect, keyring, PgOptions::new().row_level_security(rls)).await
+    }
+
+    /// Connects with explicit sqlx connect options and store options.
+    pub async fn connect_with(
+        connect: PgConnectOptions,
+        keyring: Arc<Keyring>,
+        options: PgOptions,
+    ) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| map_sqlx(BACKEND, e))?;
+        Self::from_pool(pool, keyring, options).await
+    }
+
+    /// Builds the store on an existing pool (migrating it unless told not to).
+    pub async fn from_pool(
+        pool: PgPool,
+        keyring: Arc<Keyring>,
+        options: PgOptions,
+    ) -> Result<Self> {
+        if options.migrate {
+            sqlx::migrate!("./migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(|e| Error::backend(BACKEND, e))?;
+            if options.row_level_security {
+                sqlx::query("SELECT coffer_enable_row_level_security()")
+                    .execute(&pool)
+                    .await
+                    .map_err(|e| map_sqlx(BACKEND, e))?;
+            }
+        }
+        let store = Self {
+            pool,
+            keyring,
+            rls: options.row_level_security,
+        };
+        store.check_keys().await?;
+        Ok(store)
+    }
+
+    /// The sqlx pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The keyring values are sealed with.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    /// Streams the changes every writer on this database commits (see [`WatchEvent`]).
+    ///
+    /// The stream holds its own connection. When that connection drops it yields
+    /// [`WatchEvent::Disconnected`], reconnects with backoff, and yields
+    /// [`WatchEvent::Reconnected`]: changes in between were not seen, so a cache should
+    /// drop what it holds or fall back to its TTL.
+    pub async fn watch(&self) -> Result<impl Stream<Item = WatchEvent> + Send + 'static> {
+        let listener = listen(&self.pool).await?;
+        let pool = self.pool.clone();
+        Ok(futures::stream::unfold(
+            (Some(listener), pool),
+            |(mut listener, pool)| async move {
+                loop {
+                    match listener.as_mut() {
+                        Some(l) => match l.try_recv().await {
+                            Ok(Some(n)) => match serde_json::from_str::<Change>(n.payload()) {
+                                Ok(change) => {
+                                    return Some((WatchEvent::Changed(change), (listener, pool)));
+                                }
+                                Err(_) => {
+                                    tracing::warn!(
+                                        channel = NOTIFY_CHANNEL,
+                                        "ignoring a notification that is not a coffer change"
+                                    );
+                                }
+                            },
+                            Ok(None) | Err(_) => {
+                                tracing::warn!("coffer watch: the notification connection dropped");
+                                return Some((WatchEvent::Disconnected, (None, pool)));
+                            }
+                        },
+                        None => {
+                            let mut delay = Duration::from_millis(100);
+                            loop {
+                                match listen(&pool).await {
+                                    Ok(l) => {
+                                        return Some((WatchEvent::Reconnected, (Some(l), pool)));
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "coffer watch: reconnect failed; retrying");
+                                        tokio::time::sleep(delay).await;
+                                        delay = (delay * 2).min(Duration::from_secs(5));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        ))
+    }
+
+    async fn conn(&self, scope: Option<&Scope>) -> Result<Scoped<Postgres>> {
+        match scope {
+            Some(scope) if self.rls => Ok(Scoped::Tx(self.begin(scope).await?)),
+            _ => self
+                .pool
+                .acquire()
+                .await
+                .map(Scoped::Pooled)
+                .map_err(|e| map_sqlx(BACKEND, e)),
+        }
+    }
+
+    async fn begin(&self, scope: &Scope) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await.map_err(|e| map_sqlx(BACKEND, e))?;
+        if self.rls {
+            sqlx::query("SELECT set_config('coffer.scope', $1, true)")
+                .bind(scope.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_sqlx(BACKEND, e))?;
+        }
+        Ok(tx)
+    }
+
+    async fn on_write(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        change: &Change,
+    ) -> Result<()> {
+        let payload = serde_json::to_string(change).map_err(|e| Error::backend(BACKEND, e))?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(payload)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| map_sqlx(BACKEND, e))?;
+        Ok(())
+    }
+}
+
+impl_sql_store!(PgStore, Postgres, BACKEND);
+
+async fn listen(pool: &PgPool) -> Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool)
+        .await
+        .map_err(|e| map_sqlx(BACKEND, e))?;
+    listener
+        .listen(NOTIFY_CHANNEL)
+        .await
+        .map_err(|e| map_sqlx(BACKEND, e))?;
+    Ok(listener)
+}
+
+/// One item of [`PgStore::watch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatchEvent {
+    /// A write committed.
+    Changed(Change),
+    /// The notification connection dropped; changes may be missed until `Reconnected`.
+    Disconnected,
+    /// Listening again; changes between `Disconnected` and now were not seen.
+    Reconnected,
+}
+
+/// Removes coffer's own `row_level_security` parameter from a URL, returning it.
+fn split_rls_param(url: &str) -> Result<(String, bool)> {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return Err(Error::config(format!(
+            "invalid Postgres URL {}",
+            redact_url(url)
+        )));
+    };
+    let mut rls = false;
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter_map(|(k, v)| {
+            if k == RLS_URL_PARAM {
+                rls = matches!(v.as_ref(), "true" | "1" | "on");
+                None
+            } else {
+                Some((k.into_owned(), v.into_owned()))
+            }
+        })
+        .collect();
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    Ok((parsed.to_string(), rls))
+}
+
+/// Opens `postgres://` and `postgresql://` URLs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PgOpener;
+
+#[async_trait]
+impl StoreOpener for PgOpener {
+    fn schemes(&self) -> &'static [&'static str] {
+        &["postgres", "postgresql"]
+    }
+
+    async fn open(&self, url: &str, options: &OpenOptions) -> Result<Arc<DynSecretStore>> {
+        let keyring = options.require_keyring("postgres")?;
+        Ok(Arc::new(PgStore::connect(url, keyring).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rls_parameter_is_ours() {
+        let (url, rls) =
+            split_rls_param("postgres://u:p@h/db?row_level_security=true&sslmode=disable").unwrap();
+        assert!(rls);
+        assert_eq!(url, "postgres://u:p@h/db?sslmode=disable");
+        let (url, rls) = split_rls_param("postgres://h/db").unwrap();
+        assert!(!rls);
+        assert_eq!(url, "postgres://h/db");
+        let err = split_rls_param("postgres://u:secretpw@[bad")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secretpw"), "{err}");
+    }
+}
