@@ -28,7 +28,7 @@
 use std::sync::Arc;
 
 pub use coffer_envelope as envelope;
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use coffer_sql as sql;
 pub use coffer_store as store;
 
@@ -41,11 +41,13 @@ pub use coffer_store::{
 };
 
 /// A [`Registry`] that opens every store this build has a feature for:
-/// `memory://` always, `sqlite://` with `sqlite`.
+/// `memory://` always, `sqlite://` with `sqlite`, `postgres://` with `postgres`.
 pub fn registry() -> Registry {
     let registry = Registry::new();
     #[cfg(feature = "sqlite")]
     let registry = registry.with(coffer_sql::SqliteOpener);
+    #[cfg(feature = "postgres")]
+    let registry = registry.with(coffer_sql::PgOpener);
     registry
 }
 

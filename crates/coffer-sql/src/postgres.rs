@@ -71,6 +71,13 @@ impl PgOptions {
         self
     }
 
+    /// Sets how long a call waits for a pooled connection.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
     /// Sets the pool size.
     #[must_use]
     pub fn max_connections(mut self, n: u32) -> Self {

@@ -56,7 +56,12 @@ impl TestDatabase {
 
     /// A [`PgStore`] on this database with a fresh random keyring.
     pub async fn store(&self, options: PgOptions) -> PgStore {
-        let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+        self.store_with(Arc::new(Keyring::new(MasterKey::generate())), options)
+            .await
+    }
+
+    /// A [`PgStore`] on this database with `keyring` (a second instance of a store).
+    pub async fn store_with(&self, keyring: Arc<Keyring>, options: PgOptions) -> PgStore {
         let connect = self.url.parse().expect("test database URL");
         PgStore::connect_with(connect, keyring, options)
             .await

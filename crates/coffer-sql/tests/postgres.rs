@@ -1,0 +1,451 @@
+//! PgStore against the real Postgres (`COFFER_TEST_POSTGRES_URL`), each test in its own
+//! throwaway database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_envelope::{Keyring, MasterKey};
+use coffer_sql::testing::{PgTestStore, TestDatabase};
+use coffer_sql::{Change, PgOptions, PgStore, WatchEvent};
+use coffer_store::{DeleteMode, Error, PutOptions, Scope, SecretName, SecretStore};
+use futures::StreamExt as _;
+use secrecy::ExposeSecret as _;
+
+mod conformance {
+    use super::*;
+    coffer_store::conformance_tests!(PgTestStore::create(), 1000);
+}
+
+mod conformance_with_row_level_security {
+    use super::*;
+    coffer_store::conformance_tests!(
+        PgTestStore::with_options(PgOptions::new().row_level_security(true)),
+        50
+    );
+}
+
+fn s(x: &str) -> Scope {
+    Scope::new(x).unwrap()
+}
+fn n(x: &str) -> SecretName {
+    SecretName::new(x).unwrap()
+}
+
+#[tokio::test]
+async fn the_tables_hold_no_plaintext() {
+    let Some(t) = PgTestStore::create().await else {
+        return;
+    };
+    let canaries: Vec<String> = (0..20)
+        .map(|i| format!("canary-plaintext-{i:03}-pg"))
+        .collect();
+    for (i, c) in canaries.iter().enumerate() {
+        t.put(
+            &s("tenant"),
+            &n(&format!("k{i}")),
+            &c.clone().into(),
+            &PutOptions::new().description("d"),
+        )
+        .await
+        .unwrap();
+    }
+    // Every column of every row, as text, with plain SQL.
+    let dump: Vec<(String,)> = sqlx::query_as(
+        "SELECT row_to_json(x)::text FROM coffer_secrets x \
+         UNION ALL SELECT row_to_json(y)::text FROM coffer_secret_versions y",
+    )
+    .fetch_all(t.pool())
+    .await
+    .unwrap();
+    assert_eq!(dump.len(), 40);
+    let bytes: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM coffer_secret_versions")
+        .fetch_all(t.pool())
+        .await
+        .unwrap();
+    for c in &canaries {
+        assert!(
+            !dump.iter().any(|(row,)| row.contains(c.as_str())),
+            "{c} in a row"
+        );
+        assert!(
+            !bytes
+                .iter()
+                .any(|(b,)| b.windows(c.len()).any(|w| w == c.as_bytes())),
+            "{c} in a ciphertext"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_ciphertext_moved_to_another_row_does_not_open() {
+    let Some(t) = PgTestStore::create().await else {
+        return;
+    };
+    let (a, b) = (s("tenant-a"), s("tenant-b"));
+    t.put(&a, &n("key"), &"value-a1".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    t.put(&a, &n("key"), &"value-a2".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    t.put(&a, &n("other"), &"value-other".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    t.put(&b, &n("key"), &"value-b1".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    let copy = |from: (&'static str, &'static str, i64), to: (&'static str, &'static str, i64)| {
+        let pool = t.pool().clone();
+        async move {
+            sqlx::query(
+                "UPDATE coffer_secret_versions SET ciphertext = \
+                 (SELECT ciphertext FROM coffer_secret_versions WHERE scope = $1 AND name = $2 AND version = $3) \
+                 WHERE scope = $4 AND name = $5 AND version = $6",
+            )
+            .bind(from.0).bind(from.1).bind(from.2).bind(to.0).bind(to.1).bind(to.2)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    copy(("tenant-a", "key", 1), ("tenant-b", "key", 1)).await;
+    assert!(
+        matches!(t.get(&b, &n("key"), None).await, Err(Error::Crypto { .. })),
+        "other tenant"
+    );
+    copy(("tenant-a", "key", 2), ("tenant-a", "other", 1)).await;
+    assert!(
+        matches!(
+            t.get(&a, &n("other"), None).await,
+            Err(Error::Crypto { .. })
+        ),
+        "other name"
+    );
+    copy(("tenant-a", "key", 1), ("tenant-a", "key", 2)).await;
+    assert!(
+        matches!(t.get(&a, &n("key"), None).await, Err(Error::Crypto { .. })),
+        "other version"
+    );
+    assert_eq!(
+        t.get(&a, &n("key"), Some(1))
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "value-a1"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_is_a_clear_error() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = db.store(PgOptions::new()).await;
+    store
+        .put(&s("t"), &n("k"), &"v".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    let wrong = Arc::new(Keyring::new(MasterKey::generate()));
+    let err = PgStore::connect(db.url(), wrong).await.unwrap_err();
+    assert!(matches!(err, Error::Config { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not the key this store was sealed with"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn migrations_are_safe_from_several_processes_at_once() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+    let opens = (0..6).map(|_| {
+        let (url, keyring) = (db.url().to_owned(), keyring.clone());
+        // Each with its own pool, as separate processes would be; half with RLS on.
+        async move {
+            let rls = rand_bool();
+            let connect = url.parse().unwrap();
+            PgStore::connect_with(
+                connect,
+                keyring,
+                PgOptions::new().row_level_security(rls).max_connections(2),
+            )
+            .await
+        }
+    });
+    for result in futures::future::join_all(opens).await {
+        result.unwrap();
+    }
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(applied, 2);
+}
+
+fn rand_bool() -> bool {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 2
+        == 0
+}
+
+/// Under a role that does not own the tables, with scope A set, a raw SELECT sees none
+/// of scope B's rows; the store itself works under that role.
+#[tokio::test]
+async fn row_level_security_hides_other_scopes_from_a_non_owner_role() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let owner = db.store(PgOptions::new().row_level_security(true)).await;
+    owner
+        .put(
+            &s("scope-a"),
+            &n("k"),
+            &"value-a".into(),
+            &PutOptions::new(),
+        )
+        .await
+        .unwrap();
+    owner
+        .put(
+            &s("scope-b"),
+            &n("k"),
+            &"value-b".into(),
+            &PutOptions::new(),
+        )
+        .await
+        .unwrap();
+
+    let role = format!("{}_app", db.name());
+    for stmt in [
+        format!("CREATE ROLE {role} LOGIN"),
+        format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON coffer_secrets, coffer_secret_versions TO {role}"
+        ),
+        format!("GRANT SELECT, INSERT ON coffer_key_checks TO {role}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(stmt))
+            .execute(owner.pool())
+            .await
+            .unwrap();
+    }
+    let mut app_url = url::Url::parse(db.url()).unwrap();
+    app_url.set_username(&role).unwrap();
+    let app_pool = sqlx::PgPool::connect(app_url.as_str()).await.unwrap();
+
+    let mut tx = app_pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('coffer.scope', 'scope-a', true)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let scopes: Vec<(String,)> = sqlx::query_as("SELECT scope FROM coffer_secrets")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(scopes, vec![("scope-a".to_owned(),)]);
+    let versions: Vec<(String,)> = sqlx::query_as("SELECT scope FROM coffer_secret_versions")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert!(versions.iter().all(|(s,)| s == "scope-a") && !versions.is_empty());
+    // Writing into another scope is refused by the policy's check.
+    let err = sqlx::query("UPDATE coffer_secrets SET scope = 'scope-b' WHERE scope = 'scope-a'")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    drop(tx);
+    // No scope set: nothing at all.
+    let none: Vec<(String,)> = sqlx::query_as("SELECT scope FROM coffer_secrets")
+        .fetch_all(&app_pool)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    // The store, connected as the application role, works scope by scope.
+    let app = PgStore::from_pool(
+        app_pool.clone(),
+        owner.keyring().clone(),
+        PgOptions::new().row_level_security(true).migrate(false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.get(&s("scope-b"), &n("k"), None)
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "value-b"
+    );
+    app.put(
+        &s("scope-c"),
+        &n("k"),
+        &"value-c".into(),
+        &PutOptions::create_only(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.get(&s("scope-c"), &n("k"), None)
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "value-c"
+    );
+    app_pool.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP OWNED BY {role}; DROP ROLE {role}"
+    )))
+    .execute(owner.pool())
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn every_write_is_notified_and_watch_survives_a_dropped_connection() {
+    let Some(t) = PgTestStore::create().await else {
+        return;
+    };
+    // A second instance on the same database, as another process would be.
+    let other_instance = t.db.store_with(t.keyring().clone(), PgOptions::new()).await;
+    let mut changes = Box::pin(other_instance.watch().await.unwrap());
+    t.put(&s("t"), &n("k"), &"v1".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    let expected = |version, op: &str| {
+        WatchEvent::Changed(Change {
+            scope: "t".into(),
+            name: "k".into(),
+            version,
+            op: op.into(),
+        })
+    };
+    assert_eq!(next(&mut changes).await, expected(1, "put"));
+    t.put(&s("t"), &n("k"), &"v2".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(next(&mut changes).await, expected(2, "put"));
+    // A failed conditional write publishes nothing (the notification is transactional).
+    t.put(&s("t"), &n("k"), &"v3".into(), &PutOptions::if_version(1))
+        .await
+        .unwrap_err();
+    t.delete(&s("t"), &n("k"), DeleteMode::Soft).await.unwrap();
+    assert_eq!(next(&mut changes).await, expected(0, "delete"));
+
+    // Kill the listening connection from the server side.
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(t.pool())
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "found the listener");
+    assert_eq!(next(&mut changes).await, WatchEvent::Disconnected);
+    assert_eq!(next(&mut changes).await, WatchEvent::Reconnected);
+    t.put(&s("t"), &n("k"), &"v4".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(next(&mut changes).await, expected(3, "put"));
+    // No payload ever carries a value.
+    let payloads: Vec<String> = vec![
+        serde_json::to_string(&Change {
+            scope: "t".into(),
+            name: "k".into(),
+            version: 3,
+            op: "put".into(),
+        })
+        .unwrap(),
+    ];
+    assert!(payloads.iter().all(|p| !p.contains("v4")));
+}
+
+async fn next(changes: &mut (impl futures::Stream<Item = WatchEvent> + Unpin)) -> WatchEvent {
+    tokio::time::timeout(Duration::from_secs(10), changes.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("the stream does not end")
+}
+
+#[tokio::test]
+async fn opens_from_a_url_and_rewraps() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let mut keyring = Keyring::new(MasterKey::generate());
+    let options = coffer_store::open::OpenOptions::new().keyring(Arc::new(keyring.clone()));
+    let registry = coffer_store::open::Registry::new().with(coffer_sql::PgOpener);
+    let store = registry.open(db.url(), &options).await.unwrap();
+    assert_eq!(store.backend(), "postgres");
+    for i in 0..40 {
+        store
+            .put(
+                &s("t"),
+                &n(&format!("k{i}")),
+                &format!("v{i}").into(),
+                &PutOptions::new(),
+            )
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let new_id = keyring.rotate();
+    let store = PgStore::connect(db.url(), Arc::new(keyring)).await.unwrap();
+    let first = store.rewrap_batch(15).await.unwrap();
+    assert_eq!((first.rewrapped, first.remaining), (15, 25));
+    let rest = coffer_store::SecretStoreExt::rewrap_all(&store, 10, &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(rest, 25);
+    for i in 0..40 {
+        let got = store
+            .get(&s("t"), &n(&format!("k{i}")), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (got.value.expose_secret(), got.meta.key_id),
+            (format!("v{i}").as_str(), Some(new_id))
+        );
+    }
+    let rls_url = format!("{}?row_level_security=true", db.url());
+    let rls = registry
+        .open(
+            &rls_url,
+            &coffer_store::open::OpenOptions::new().keyring(store.keyring().clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rls.get(&s("t"), &n("k1"), None)
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "v1"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_without_the_password() {
+    let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+    // A loopback port nothing listens on.
+    let url = "postgres://coffer:hunter2-secret-pw@127.0.0.1:1/db";
+    let connect = url.parse().unwrap();
+    let options = PgOptions::new().acquire_timeout(Duration::from_secs(2));
+    let err = PgStore::connect_with(connect, keyring, options)
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter2-secret-pw"), "{text}");
+}
