@@ -164,3 +164,26 @@ pub(crate) fn verify_checks(
     }
     Ok(())
 }
+
+/// The table that records coffer-sql's applied migrations. It is not sqlx's default
+/// `_sqlx_migrations`, so coffer's migrations and the application's own sqlx migrations
+/// can share a database without either reporting the other's as missing.
+pub(crate) const MIGRATIONS_TABLE: &str = "_coffer_sql_migrations";
+
+/// Runs embedded migrations under coffer's own history table (sqlx takes its advisory
+/// lock on Postgres, so concurrent starts are safe).
+pub(crate) async fn run_migrations<'a, A>(
+    backend: &'static str,
+    mut migrator: sqlx::migrate::Migrator,
+    conn: A,
+) -> Result<(), Error>
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    migrator
+        .run(conn)
+        .await
+        .map_err(|e| Error::backend(backend, e))
+}

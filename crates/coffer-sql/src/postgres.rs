@@ -151,10 +151,8 @@ impl PgStore {
         options: PgOptions,
     ) -> Result<Self> {
         if options.migrate {
-            sqlx::migrate!("./migrations/postgres")
-                .run(&pool)
-                .await
-                .map_err(|e| Error::backend(BACKEND, e))?;
+            crate::common::run_migrations(BACKEND, sqlx::migrate!("./migrations/postgres"), &pool)
+                .await?;
             if options.row_level_security {
                 sqlx::query("SELECT coffer_enable_row_level_security()")
                     .execute(&pool)

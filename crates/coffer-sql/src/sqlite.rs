@@ -86,10 +86,8 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| Error::backend(BACKEND, e))?;
+        crate::common::run_migrations(BACKEND, sqlx::migrate!("./migrations/sqlite"), &pool)
+            .await?;
         let store = Self { pool, keyring };
         store.check_keys().await?;
         Ok(store)

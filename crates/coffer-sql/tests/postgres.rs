@@ -180,7 +180,7 @@ async fn migrations_are_safe_from_several_processes_at_once() {
         result.unwrap();
     }
     let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+    let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _coffer_sql_migrations")
         .fetch_one(&pool)
         .await
         .unwrap();
