@@ -31,6 +31,8 @@ pub use coffer_envelope as envelope;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use coffer_sql as sql;
 pub use coffer_store as store;
+#[cfg(feature = "supabase")]
+pub use coffer_supabase as supabase;
 
 pub use coffer_envelope::{Context, Keyring, MasterKey};
 pub use coffer_store::open::{OpenOptions, Registry};
@@ -41,13 +43,16 @@ pub use coffer_store::{
 };
 
 /// A [`Registry`] that opens every store this build has a feature for:
-/// `memory://` always, `sqlite://` with `sqlite`, `postgres://` with `postgres`.
+/// `memory://` always, `sqlite://` with `sqlite`, `postgres://` with `postgres`,
+/// `supabase+postgres://` with `supabase`.
 pub fn registry() -> Registry {
     let registry = Registry::new();
     #[cfg(feature = "sqlite")]
     let registry = registry.with(coffer_sql::SqliteOpener);
     #[cfg(feature = "postgres")]
     let registry = registry.with(coffer_sql::PgOpener);
+    #[cfg(feature = "supabase")]
+    let registry = registry.with(coffer_supabase::SupabaseOpener);
     registry
 }
 

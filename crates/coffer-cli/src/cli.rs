@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "coffer", version, about, long_about = None)]
 pub(crate) struct Cli {
-    /// The store URL: sqlite://PATH, memory://, …
+    /// The store URL: sqlite://PATH, postgres://…, supabase+postgres://…, memory://
     #[arg(
         long,
         global = true,

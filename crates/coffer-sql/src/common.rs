@@ -1,4 +1,5 @@
-//! What the SQL dialects share: row mapping, sealing contexts, error mapping.
+//! What the SQL stores share: row mapping, sealing contexts, error mapping, migrations.
+//! The public items are for other coffer crates on sqlx (the Supabase store).
 
 use chrono::{DateTime, Utc};
 use coffer_envelope::{Context, Keyring};
@@ -47,7 +48,7 @@ pub(crate) const MAX_WRITE_ATTEMPTS: usize = 64;
 /// `upper` is the prefix with its last byte incremented (names are ASCII; `None`: no
 /// upper bound). Comparisons are bytewise (SQLite's BINARY, Postgres' "C" collation),
 /// so no `LIKE` wildcard or locale applies.
-pub(crate) fn prefix_range(prefix: &str) -> (String, Option<String>) {
+pub fn prefix_range(prefix: &str) -> (String, Option<String>) {
     let mut upper = prefix.as_bytes().to_vec();
     while let Some(last) = upper.pop() {
         if last < 0x7f {
@@ -110,7 +111,7 @@ pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
 /// Maps a driver error to the store error. Connection trouble is `Unavailable`
 /// (transient); everything else is `Backend`. sqlx's configuration errors can quote
 /// the connection URL, so their text is replaced.
-pub(crate) fn map_sqlx(backend: &'static str, e: sqlx::Error) -> Error {
+pub fn map_sqlx(backend: &'static str, e: sqlx::Error) -> Error {
     use sqlx::Error as E;
     match e {
         E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
@@ -145,7 +146,7 @@ fn is_busy(code: Option<&str>) -> bool {
 
 /// Verifies the key check values recorded in a store against the keyring, so a wrong
 /// key fails when the store opens, with advice, instead of at the first read.
-pub(crate) fn verify_checks(
+pub fn verify_checks(
     backend: &'static str,
     keyring: &Keyring,
     recorded: &[(i64, String)],
@@ -174,14 +175,29 @@ pub(crate) const MIGRATIONS_TABLE: &str = "_coffer_sql_migrations";
 /// lock on Postgres, so concurrent starts are safe).
 pub(crate) async fn run_migrations<'a, A>(
     backend: &'static str,
-    mut migrator: sqlx::migrate::Migrator,
+    migrator: sqlx::migrate::Migrator,
     conn: A,
 ) -> Result<(), Error>
 where
     A: sqlx::Acquire<'a>,
     <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
 {
-    migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+    run_migrations_in(backend, migrator, MIGRATIONS_TABLE, conn).await
+}
+
+/// Runs `migrator` recording its history in `table` instead of sqlx's shared
+/// `_sqlx_migrations`, mapping failures to a store error.
+pub async fn run_migrations_in<'a, A>(
+    backend: &'static str,
+    mut migrator: sqlx::migrate::Migrator,
+    table: &'static str,
+    conn: A,
+) -> Result<(), Error>
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    migrator.dangerous_set_table_name(table);
     migrator
         .run(conn)
         .await

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod common;
+pub mod common;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sql_store;

@@ -65,10 +65,7 @@ impl SecretStore for MemoryStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            rewrap: false,
-            ..Capabilities::ALL
-        }
+        Capabilities::ALL.with_rewrap(false)
     }
 
     async fn put(

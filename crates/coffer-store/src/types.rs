@@ -533,6 +533,34 @@ impl Capabilities {
         soft_delete: false,
         rewrap: false,
     };
+
+    /// With [`versions`](Self::versions) set to `on`.
+    #[must_use]
+    pub const fn with_versions(mut self, on: bool) -> Self {
+        self.versions = on;
+        self
+    }
+
+    /// With [`check_and_set`](Self::check_and_set) set to `on`.
+    #[must_use]
+    pub const fn with_check_and_set(mut self, on: bool) -> Self {
+        self.check_and_set = on;
+        self
+    }
+
+    /// With [`soft_delete`](Self::soft_delete) set to `on`.
+    #[must_use]
+    pub const fn with_soft_delete(mut self, on: bool) -> Self {
+        self.soft_delete = on;
+        self
+    }
+
+    /// With [`rewrap`](Self::rewrap) set to `on`.
+    #[must_use]
+    pub const fn with_rewrap(mut self, on: bool) -> Self {
+        self.rewrap = on;
+        self
+    }
 }
 
 /// The outcome of one [`SecretStore::rewrap_batch`](crate::SecretStore::rewrap_batch) call.

@@ -1,0 +1,342 @@
+//! SupabaseVaultStore on the real Postgres, against the compatibility schema of Supabase
+//! Vault's public interface in `tests/fixtures/vault_compat.sql`.
+
+use std::sync::Arc;
+
+use coffer_envelope::{Keyring, MasterKey};
+use coffer_sql::testing::TestDatabase;
+use coffer_store::{
+    Error, PutOptions, Scope, SecretKind, SecretName, SecretStore, SecretStoreExt as _,
+};
+use coffer_supabase::{SupabaseOptions, SupabaseVaultStore};
+use secrecy::ExposeSecret as _;
+
+const FIXTURE: &str = include_str!("fixtures/vault_compat.sql");
+
+/// A fresh database with the Vault interface installed, and a store on it.
+struct VaultDb {
+    store: SupabaseVaultStore,
+    keyring: Arc<Keyring>,
+    db: TestDatabase,
+}
+
+impl std::ops::Deref for VaultDb {
+    type Target = SupabaseVaultStore;
+    fn deref(&self) -> &SupabaseVaultStore {
+        &self.store
+    }
+}
+
+impl VaultDb {
+    async fn create(sealed: bool) -> Option<Self> {
+        let db = TestDatabase::create().await?;
+        let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+        sqlx::raw_sql(FIXTURE)
+            .execute(&pool)
+            .await
+            .expect("install the Vault compatibility schema");
+        let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+        let mut options = SupabaseOptions::new();
+        if sealed {
+            options = options.sealing(keyring.clone());
+        }
+        let store = SupabaseVaultStore::from_pool(pool, options).await.unwrap();
+        Some(Self { store, keyring, db })
+    }
+
+    async fn sql_scalar(&self, query: &'static str, bind: &str) -> Option<String> {
+        sqlx::query_scalar(query)
+            .bind(bind)
+            .fetch_optional(self.store.pool())
+            .await
+            .unwrap()
+    }
+}
+
+mod conformance {
+    use super::*;
+    coffer_store::conformance_tests!(VaultDb::create(false), 200);
+}
+
+mod conformance_sealed {
+    use super::*;
+    coffer_store::conformance_tests!(VaultDb::create(true), 50);
+}
+
+fn s(x: &str) -> Scope {
+    Scope::new(x).unwrap()
+}
+fn n(x: &str) -> SecretName {
+    SecretName::new(x).unwrap()
+}
+
+#[tokio::test]
+async fn capabilities_say_there_are_no_versions() {
+    let Some(v) = VaultDb::create(false).await else {
+        return;
+    };
+    let caps = v.capabilities();
+    assert!(!caps.versions && !caps.soft_delete && caps.check_and_set && !caps.rewrap);
+    v.put(&s("t"), &n("k"), &"one".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    v.put(&s("t"), &n("k"), &"two".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    assert!(matches!(
+        v.get(&s("t"), &n("k"), Some(1)).await,
+        Err(Error::NotFound {
+            version: Some(1),
+            ..
+        })
+    ));
+    assert_eq!(
+        v.get(&s("t"), &n("k"), Some(2))
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "two"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_created_with_plain_sql_is_read_by_the_store() {
+    let Some(v) = VaultDb::create(false).await else {
+        return;
+    };
+    sqlx::query("SELECT vault.create_secret('sk-from-sql-123', 'tenant-a/from_sql', 'made in the SQL editor')")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    let got = v.get(&s("tenant-a"), &n("from_sql"), None).await.unwrap();
+    assert_eq!(got.value.expose_secret(), "sk-from-sql-123");
+    assert_eq!(got.meta.version, 1);
+    assert_eq!(got.meta.kind, SecretKind::Other);
+    assert_eq!(
+        got.meta.description.as_deref(),
+        Some("made in the SQL editor")
+    );
+    let listed = v.list_all(&s("tenant-a"), None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    // The store can take it over: check-and-set on the implicit version 1.
+    v.put(
+        &s("tenant-a"),
+        &n("from_sql"),
+        &"sk-rotated".into(),
+        &PutOptions::if_version(1).provider("openai"),
+    )
+    .await
+    .unwrap();
+    let got = v.get(&s("tenant-a"), &n("from_sql"), None).await.unwrap();
+    assert_eq!(
+        (got.value.expose_secret(), got.meta.version),
+        ("sk-rotated", 2)
+    );
+    // Other consumers' secrets without a scope are not listed and do not break listing.
+    sqlx::query("SELECT vault.create_secret('x', 'no-scope-here')")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    sqlx::query("SELECT vault.create_secret('x', 'tenant-a/has space')")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    sqlx::query("SELECT vault.create_secret('x')")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    assert_eq!(v.list_all(&s("tenant-a"), None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_secret_the_store_writes_is_read_by_plain_sql_and_never_stored_plain() {
+    let Some(v) = VaultDb::create(false).await else {
+        return;
+    };
+    v.put(
+        &s("tenant-b"),
+        &n("stripe/webhook"),
+        &"whsec_plain_sql_check".into(),
+        &PutOptions::create_only()
+            .description("Stripe webhook")
+            .kind(SecretKind::WebhookSecret),
+    )
+    .await
+    .unwrap();
+    let plain = v
+        .sql_scalar(
+            "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
+            "tenant-b/stripe/webhook",
+        )
+        .await;
+    assert_eq!(plain.as_deref(), Some("whsec_plain_sql_check"));
+    let description = v
+        .sql_scalar(
+            "SELECT description FROM vault.secrets WHERE name = $1",
+            "tenant-b/stripe/webhook",
+        )
+        .await;
+    assert_eq!(description.as_deref(), Some("Stripe webhook"));
+    let stored = v
+        .sql_scalar(
+            "SELECT secret FROM vault.secrets WHERE name = $1",
+            "tenant-b/stripe/webhook",
+        )
+        .await
+        .unwrap();
+    assert!(
+        !stored.contains("whsec_plain_sql_check"),
+        "the secret column is encrypted"
+    );
+    // Create-only goes through Vault's unique name too.
+    let err = v
+        .put(
+            &s("tenant-b"),
+            &n("stripe/webhook"),
+            &"x".into(),
+            &PutOptions::create_only(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn client_side_sealing_keeps_the_plaintext_out_of_the_database() {
+    let Some(v) = VaultDb::create(true).await else {
+        return;
+    };
+    v.put(
+        &s("t"),
+        &n("k"),
+        &"sk-sealed-value-42".into(),
+        &PutOptions::new(),
+    )
+    .await
+    .unwrap();
+    v.put(&s("t"), &n("other"), &"sk-other".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    let decrypted = v
+        .sql_scalar(
+            "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
+            "t/k",
+        )
+        .await
+        .unwrap();
+    assert!(
+        decrypted.starts_with("cf1."),
+        "Vault holds an envelope: {decrypted}"
+    );
+    assert!(!decrypted.contains("sk-sealed"));
+    assert_eq!(
+        v.get(&s("t"), &n("k"), None)
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "sk-sealed-value-42"
+    );
+
+    // An envelope moved to another name with plain SQL does not open.
+    sqlx::query(
+        "SELECT vault.update_secret((SELECT id FROM vault.secrets WHERE name = 't/other'), $1)",
+    )
+    .bind(&decrypted)
+    .execute(v.pool())
+    .await
+    .unwrap();
+    assert!(matches!(
+        v.get(&s("t"), &n("other"), None).await,
+        Err(Error::Crypto { .. })
+    ));
+    // A plain value written behind the store's back is refused, not returned.
+    sqlx::query("SELECT vault.create_secret('plain-behind-the-back', 't/plain')")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        v.get(&s("t"), &n("plain"), None).await,
+        Err(Error::Crypto { .. })
+    ));
+
+    // A store with another key is refused at connect.
+    let pool = sqlx::PgPool::connect(v.db.url()).await.unwrap();
+    let err = SupabaseVaultStore::from_pool(
+        pool,
+        SupabaseOptions::new().sealing(Arc::new(Keyring::new(MasterKey::generate()))),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not the key this store was sealed with"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn sealed_values_rewrap_to_a_new_key() {
+    let Some(v) = VaultDb::create(true).await else {
+        return;
+    };
+    for i in 0..12 {
+        v.put(
+            &s("t"),
+            &n(&format!("k{i}")),
+            &format!("value-{i}").into(),
+            &PutOptions::new(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut keyring = (*v.keyring).clone();
+    let new_id = keyring.rotate();
+    let pool = sqlx::PgPool::connect(v.db.url()).await.unwrap();
+    let rotated =
+        SupabaseVaultStore::from_pool(pool, SupabaseOptions::new().sealing(Arc::new(keyring)))
+            .await
+            .unwrap();
+    let first = rotated.rewrap_batch(5).await.unwrap();
+    assert_eq!((first.rewrapped, first.remaining), (5, 7));
+    assert_eq!(rotated.rewrap_all(5, &mut |_, _| {}).await.unwrap(), 7);
+    for i in 0..12 {
+        let got = rotated
+            .get(&s("t"), &n(&format!("k{i}")), None)
+            .await
+            .unwrap();
+        assert_eq!(got.value.expose_secret(), format!("value-{i}"));
+        assert_eq!(got.meta.key_id, Some(new_id));
+    }
+}
+
+#[tokio::test]
+async fn opens_from_supabase_urls_and_needs_the_vault_schema() {
+    let Some(v) = VaultDb::create(false).await else {
+        return;
+    };
+    let url = format!("supabase+{}", v.db.url());
+    let registry = coffer_store::open::Registry::new().with(coffer_supabase::SupabaseOpener);
+    let store = registry.open(&url, &Default::default()).await.unwrap();
+    assert_eq!(store.backend(), "supabase");
+    let err = registry
+        .open(&format!("{url}?seal=true"), &Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("needs a keyring"), "{err}");
+    let options = coffer_store::open::OpenOptions::new().keyring(v.keyring.clone());
+    let sealed = registry
+        .open(&format!("{url}?seal=true"), &options)
+        .await
+        .unwrap();
+    assert!(sealed.capabilities().rewrap);
+
+    let Some(empty) = TestDatabase::create().await else {
+        return;
+    };
+    let err = SupabaseVaultStore::connect(empty.url(), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("supabase_vault"), "{err}");
+}
