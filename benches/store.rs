@@ -1,33 +1,93 @@
-//! Store get and put with 10,000 secrets present: memory and SQLite side by side, one
-//! run, beside a raw sqlx `SELECT` of the same row by primary key on the same pool (the
-//! ratio shows what coffer adds: the head row join, metadata decoding and the envelope).
+//! Store get and put with 10,000 secrets present, side by side in one run: memory,
+//! SQLite, Postgres and Supabase Vault (compatibility schema), each SQL store beside a raw
+//! sqlx `SELECT` by key on the same table, so the ratio shows what coffer adds (head row
+//! join, metadata decoding, the envelope). The Postgres rows need
+//! `COFFER_TEST_POSTGRES_URL` (scripts/services.sh sets it); without it they are skipped.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use coffer::{DynSecretStore, Keyring, MasterKey, OpenOptions, PutOptions, Scope, SecretName};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use futures::StreamExt as _;
 
 const PRESENT: usize = 10_000;
+const VAULT_FIXTURE: &str =
+    include_str!("../crates/coffer-supabase/tests/fixtures/vault_compat.sql");
 
-async fn filled(url: &str, keyring: Arc<Keyring>) -> Arc<DynSecretStore> {
-    let store = coffer::open(url, &OpenOptions::new().keyring(keyring))
-        .await
-        .unwrap();
+fn name_of(i: usize) -> String {
+    format!("key-{i:05}")
+}
+
+async fn fill(store: &DynSecretStore) {
     let scope = Scope::new("bench").unwrap();
-    for i in 0..PRESENT {
-        let name = SecretName::new(format!("key-{i:05}")).unwrap();
-        store
-            .put(
-                &scope,
-                &name,
-                &format!("sk-bench-{i:05}-{}", "x".repeat(40)).into(),
-                &PutOptions::new(),
-            )
-            .await
-            .unwrap();
+    futures::stream::iter(0..PRESENT)
+        .map(|i| {
+            let scope = scope.clone();
+            async move {
+                let name = SecretName::new(name_of(i)).unwrap();
+                let value = format!("sk-bench-{i:05}-{}", "x".repeat(40)).into();
+                store
+                    .put(&scope, &name, &value, &PutOptions::new())
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// A raw query to compare with: the same row fetched with plain sqlx.
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+    Vault(sqlx::PgPool),
+}
+
+impl Raw {
+    async fn fetch(&self, name: String) -> usize {
+        match self {
+            Raw::Sqlite(pool) => {
+                let (ct,): (Vec<u8>,) = sqlx::query_as(
+                    "SELECT ciphertext FROM coffer_secret_versions WHERE scope = $1 AND name = $2 AND version = 1",
+                )
+                .bind("bench")
+                .bind(name)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+                ct.len()
+            }
+            Raw::Postgres(pool) => {
+                let (ct,): (Vec<u8>,) = sqlx::query_as(
+                    "SELECT ciphertext FROM coffer_secret_versions WHERE scope = $1 AND name = $2 AND version = 1",
+                )
+                .bind("bench")
+                .bind(name)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+                ct.len()
+            }
+            Raw::Vault(pool) => {
+                let (v,): (String,) = sqlx::query_as(
+                    "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
+                )
+                .bind(format!("bench/{name}"))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+                v.len()
+            }
+        }
     }
-    store
+}
+
+struct Backend {
+    label: &'static str,
+    store: Arc<DynSecretStore>,
+    raw: Option<(&'static str, Raw)>,
 }
 
 fn bench(c: &mut Criterion) {
@@ -38,69 +98,102 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let keyring = Arc::new(Keyring::new(MasterKey::generate()));
-    let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let stores: Vec<(&str, Arc<DynSecretStore>)> = rt.block_on(async {
-        vec![
-            ("memory", filled("memory://", keyring.clone()).await),
-            ("sqlite", filled(&sqlite_url, keyring.clone()).await),
-        ]
-    });
-    // A second handle on the same file for the raw query.
-    let raw_pool = rt.block_on(async {
-        coffer::sql::SqliteStore::connect(&sqlite_url, keyring.clone())
+    // Throwaway databases, dropped at the end of the run.
+    let mut databases = Vec::new();
+    let backends: Vec<Backend> = rt.block_on(async {
+        let mut backends = Vec::new();
+        let memory = coffer::open("memory://", &OpenOptions::new())
             .await
-            .unwrap()
-            .pool()
-            .clone()
+            .unwrap();
+        backends.push(Backend {
+            label: "memory",
+            store: memory,
+            raw: None,
+        });
+
+        let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let sqlite = coffer::sql::SqliteStore::connect(&sqlite_url, keyring.clone())
+            .await
+            .unwrap();
+        let raw = Raw::Sqlite(sqlite.pool().clone());
+        backends.push(Backend {
+            label: "sqlite",
+            store: Arc::new(sqlite),
+            raw: Some(("sqlite-raw-select", raw)),
+        });
+
+        if std::env::var_os("COFFER_TEST_POSTGRES_URL").is_some() {
+            let db = coffer::sql::testing::TestDatabase::create().await.unwrap();
+            let pg = db
+                .store_with(keyring.clone(), coffer::sql::PgOptions::new())
+                .await;
+            let raw = Raw::Postgres(pg.pool().clone());
+            backends.push(Backend {
+                label: "postgres",
+                store: Arc::new(pg),
+                raw: Some(("postgres-raw-select", raw)),
+            });
+            databases.push(db);
+
+            let db = coffer::sql::testing::TestDatabase::create().await.unwrap();
+            let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+            sqlx::raw_sql(VAULT_FIXTURE).execute(&pool).await.unwrap();
+            let vault =
+                coffer::supabase::SupabaseVaultStore::from_pool(pool.clone(), Default::default())
+                    .await
+                    .unwrap();
+            backends.push(Backend {
+                label: "supabase",
+                store: Arc::new(vault),
+                raw: Some(("supabase-raw-select", Raw::Vault(pool))),
+            });
+            databases.push(db);
+        } else {
+            eprintln!(
+                "COFFER_TEST_POSTGRES_URL is not set: skipping the Postgres and Supabase rows"
+            );
+        }
+        for b in &backends {
+            fill(&*b.store).await;
+        }
+        backends
     });
     let scope = Scope::new("bench").unwrap();
     let value = "sk-bench-new-value-0123456789abcdef".into();
 
     let mut get = c.benchmark_group("store-get");
-    for (backend, store) in &stores {
+    for backend in &backends {
         let mut i = 0usize;
-        get.bench_function(BenchmarkId::new(*backend, "10k-present"), |b| {
+        get.bench_function(BenchmarkId::new(backend.label, "10k-present"), |b| {
             b.to_async(&rt).iter(|| {
                 i = (i + 7919) % PRESENT;
-                let name = SecretName::new(format!("key-{i:05}")).unwrap();
-                let store = store.clone();
-                let scope = scope.clone();
+                let name = SecretName::new(name_of(i)).unwrap();
+                let (store, scope) = (backend.store.clone(), scope.clone());
                 async move { black_box(store.get(&scope, &name, None).await.unwrap()) }
             });
         });
+        if let Some((label, raw)) = &backend.raw {
+            let mut i = 0usize;
+            get.bench_function(BenchmarkId::new(*label, "10k-present"), |b| {
+                b.to_async(&rt).iter(|| {
+                    i = (i + 7919) % PRESENT;
+                    let name = name_of(i);
+                    async move { black_box(raw.fetch(name).await) }
+                });
+            });
+        }
     }
-    let mut i = 0usize;
-    get.bench_function(BenchmarkId::new("sqlite-raw-select", "10k-present"), |b| {
-        b.to_async(&rt).iter(|| {
-            i = (i + 7919) % PRESENT;
-            let name = format!("key-{i:05}");
-            let pool = raw_pool.clone();
-            async move {
-                let row: (Vec<u8>,) = sqlx::query_as(
-                    "SELECT ciphertext FROM coffer_secret_versions WHERE scope = $1 AND name = $2 AND version = 1",
-                )
-                .bind("bench")
-                .bind(name)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-                black_box(row)
-            }
-        });
-    });
     get.finish();
 
     let mut put = c.benchmark_group("store-put");
-    put.sample_size(30);
-    for (backend, store) in &stores {
+    put.sample_size(20);
+    for backend in &backends {
         let mut i = 0usize;
-        put.bench_function(BenchmarkId::new(*backend, "10k-present"), |b| {
+        put.bench_function(BenchmarkId::new(backend.label, "10k-present"), |b| {
             b.to_async(&rt).iter(|| {
                 i = (i + 7919) % PRESENT;
-                let name = SecretName::new(format!("key-{i:05}")).unwrap();
-                let store = store.clone();
-                let scope = scope.clone();
-                let value = &value;
+                let name = SecretName::new(name_of(i)).unwrap();
+                let (store, scope, value) = (backend.store.clone(), scope.clone(), &value);
                 async move {
                     black_box(
                         store
@@ -113,6 +206,8 @@ fn bench(c: &mut Criterion) {
         });
     }
     put.finish();
+    drop(backends);
+    drop(databases);
 }
 
 criterion_group!(benches, bench);

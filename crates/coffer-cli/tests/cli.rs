@@ -484,3 +484,49 @@ fn base64_of(bytes: [u8; 32]) -> String {
 fn check_value_of_sevens() -> String {
     coffer::MasterKey::from_bytes([7u8; 32]).check_value()
 }
+
+/// The same commands against Postgres (`COFFER_TEST_POSTGRES_URL`), in a throwaway database.
+#[tokio::test]
+async fn works_against_postgres() {
+    let Some(db) = coffer_sql::testing::TestDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let mut cmd = coffer(d);
+        cmd.arg("--store").arg(db.url()).args(args);
+        cmd
+    };
+    run(&["init"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("(postgres, ready)"));
+    run(&["put", "k", "--value", "pg-value-1234"])
+        .assert()
+        .success()
+        .stdout("1\n");
+    run(&["get", "k", "--reveal"])
+        .assert()
+        .success()
+        .stdout("pg-value-1234\n");
+    run(&["keys", "rotate"])
+        .assert()
+        .success()
+        .stdout("rotated to key 2; rewrapped 1 envelopes\n");
+    run(&["get", "k", "--reveal"])
+        .assert()
+        .success()
+        .stdout("pg-value-1234\n");
+    // The URL's password never appears in an error.
+    let mut bad = url::Url::parse(db.url()).unwrap();
+    bad.set_password(Some("pw-should-not-leak")).unwrap();
+    bad.set_port(Some(1)).unwrap();
+    coffer(d)
+        .arg("--store")
+        .arg(bad.as_str())
+        .args(["get", "k"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("pw-should-not-leak").not());
+}
