@@ -33,6 +33,8 @@ pub use coffer_sql as sql;
 pub use coffer_store as store;
 #[cfg(feature = "supabase")]
 pub use coffer_supabase as supabase;
+#[cfg(feature = "vault")]
+pub use coffer_vault as vault;
 
 pub use coffer_envelope::{Context, Keyring, MasterKey};
 pub use coffer_store::open::{OpenOptions, Registry};
@@ -44,7 +46,7 @@ pub use coffer_store::{
 
 /// A [`Registry`] that opens every store this build has a feature for:
 /// `memory://` always, `sqlite://` with `sqlite`, `postgres://` with `postgres`,
-/// `supabase+postgres://` with `supabase`.
+/// `supabase+postgres://` with `supabase`, `vault+http(s)://` with `vault`.
 pub fn registry() -> Registry {
     let registry = Registry::new();
     #[cfg(feature = "sqlite")]
@@ -53,6 +55,8 @@ pub fn registry() -> Registry {
     let registry = registry.with(coffer_sql::PgOpener);
     #[cfg(feature = "supabase")]
     let registry = registry.with(coffer_supabase::SupabaseOpener);
+    #[cfg(feature = "vault")]
+    let registry = registry.with(coffer_vault::VaultOpener);
     registry
 }
 

