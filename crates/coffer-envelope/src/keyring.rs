@@ -217,12 +217,8 @@ impl Keyring {
     /// derived from one. Each key's check value is verified, so a wrong passphrase or a
     /// damaged file is reported here rather than as failed decryptions later.
     pub fn load(path: &Path, passphrase: Option<&SecretString>) -> Result<Self> {
-        check_permissions(path)?;
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?);
-        let file: KeyringFile = serde_json::from_str(&text).map_err(|e| {
+        let text = read_private(path)?;
+        let file: FileFormat = serde_json::from_str(&text).map_err(|e| {
             Error::keyring(
                 Some(path),
                 format!("not a keyring file: {}", e.classify_str()),
@@ -305,11 +301,7 @@ impl Keyring {
     /// fsynced, then renamed) with mode 0600, creating a missing folder with mode 0700. Passphrase-derived keys are stored as their
     /// KDF parameters, never as key bytes.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let io = |source| Error::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = KeyringFile {
+        let file = FileFormat {
             version: KEYRING_FILE_VERSION,
             primary: self.primary,
             rotation_pending: self.rotation_pending,
@@ -332,22 +324,7 @@ impl Keyring {
                 .map_err(|e| Error::keyring(Some(path), e.to_string()))?,
         );
         text.push('\n');
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if !dir.exists() {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder.create(dir).map_err(io)?;
-        }
-        let mut tmp = private_tempfile(dir).map_err(io)?;
-        tmp.write_all(text.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(path).map_err(|e| io(e.error))?;
-        Ok(())
+        write_private(path, text.as_bytes())
     }
 }
 
@@ -363,7 +340,7 @@ impl fmt::Debug for Keyring {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct KeyringFile {
+struct FileFormat {
     version: u32,
     primary: u32,
     #[serde(default)]
@@ -435,4 +412,65 @@ fn check_permissions(path: &Path) -> Result<()> {
 #[cfg(not(unix))]
 fn check_permissions(_path: &Path) -> Result<()> {
     Ok(())
+}
+
+/// Writes `contents` to `path` atomically with mode 0600: a temporary file in the same
+/// folder (created 0600, so the bytes are never readable by others), fsynced, then
+/// renamed over `path`. A missing folder is created with mode 0700. Keyring files and
+/// other key material use it.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(io)?;
+    }
+    let mut tmp = private_tempfile(dir).map_err(io)?;
+    tmp.write_all(contents).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// Reads a private key file, refusing one that group or others can access.
+pub fn read_private(path: &Path) -> Result<Zeroizing<String>> {
+    check_permissions(path)?;
+    std::fs::read_to_string(path)
+        .map(Zeroizing::new)
+        .map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Where a [`Keyring`]'s keys come from: a keyring file ([`KeyringFile`]), or a key
+/// management service that keeps only wrapped keys on disk (coffer-vault's Transit
+/// provider).
+pub trait KeyProvider: Send + Sync {
+    /// Loads the keyring (unwrapping keys where the provider wraps them).
+    fn load(&self) -> impl std::future::Future<Output = Result<Keyring>> + Send;
+}
+
+/// A keyring file on disk, as a [`KeyProvider`].
+#[derive(Debug, Clone)]
+pub struct KeyringFile {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// The passphrase for passphrase-derived keys.
+    pub passphrase: Option<SecretString>,
+}
+
+impl KeyProvider for KeyringFile {
+    async fn load(&self) -> Result<Keyring> {
+        Keyring::load(&self.path, self.passphrase.as_ref())
+    }
 }

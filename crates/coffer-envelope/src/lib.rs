@@ -38,7 +38,9 @@ pub use key::{
     KEY_LEN, KdfParams, MASTER_KEY_ENV, MIN_PBKDF2_ITERATIONS, MasterKey, PBKDF2_ALGORITHM,
     PBKDF2_SALT_LEN,
 };
-pub use keyring::{KEYRING_FILE_VERSION, Keyring};
+pub use keyring::{
+    KEYRING_FILE_VERSION, KeyProvider, Keyring, KeyringFile, read_private, write_private,
+};
 
 /// Re-exported so callers can name the secret types this crate returns.
 pub use secrecy;

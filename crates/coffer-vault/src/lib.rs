@@ -5,6 +5,7 @@
 mod client;
 mod config;
 mod kv;
+mod transit;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use coffer_store::{DynSecretStore, Result};
 
 pub use config::{Auth, DEFAULT_TIMEOUT, KvVersion, VaultConfig};
 pub use kv::{VALUE_FIELD, VaultStore};
+pub use transit::TransitKeyProvider;
 
 /// Opens `vault+http://host:port/mount?prefix=…&kv=1` and `vault+https://…` URLs, with
 /// the token from `VAULT_TOKEN`. `?seal=true` is not a URL option: pass a keyring in

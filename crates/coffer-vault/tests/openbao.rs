@@ -536,3 +536,88 @@ async fn urls_and_tokens() {
     assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
     assert!(!format!("{err} {err:?}").contains("wrong-token-xyz"));
 }
+
+#[tokio::test]
+async fn transit_data_keys_unwrap_once_and_survive_a_transit_rotation() {
+    use coffer_envelope::{Context, KeyProvider as _};
+    use coffer_vault::TransitKeyProvider;
+    let Some(server) = server() else { return };
+    let mount = unique("transit");
+    bao(
+        &server,
+        &["secrets", "enable", &format!("-path={mount}"), "transit"],
+    );
+    bao(&server, &["write", "-f", &format!("{mount}/keys/coffer")]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys/wrapped.json");
+    let config = || {
+        VaultConfig::new(
+            &server.addr,
+            Auth::Token(SecretString::from(server.token.clone())),
+        )
+    };
+    let provider = TransitKeyProvider::connect(config(), &mount, "coffer", &path)
+        .await
+        .unwrap();
+    let mut keyring = provider.init().await.unwrap();
+    let ctx = Context::new("t", "k").with_version(1);
+    let sealed = keyring.seal(b"sk-under-a-transit-data-key", &ctx);
+
+    // Only the wrapped form is on disk, with mode 0600.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("vault:v1:"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    // Rotate the Transit key and re-wrap the stored data keys: the secrets are untouched.
+    bao(
+        &server,
+        &["write", "-f", &format!("{mount}/keys/coffer/rotate")],
+    );
+    assert_eq!(provider.rewrap_stored_keys().await.unwrap(), 1);
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("vault:v2:")
+    );
+    let reloaded = TransitKeyProvider::connect(config(), &mount, "coffer", &path)
+        .await
+        .unwrap()
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(
+        &reloaded.open(&sealed, &ctx).unwrap()[..],
+        b"sk-under-a-transit-data-key"
+    );
+
+    // coffer's own rotation: a new data key as primary; old envelopes rewrap onto it.
+    let new_id = provider.add_key(&mut keyring).await.unwrap();
+    let moved = keyring.rewrap(&sealed, &ctx).unwrap();
+    let again = provider.load().await.unwrap();
+    assert_eq!(again.primary_id(), new_id);
+    assert_eq!(
+        &again.open(&moved, &ctx).unwrap()[..],
+        b"sk-under-a-transit-data-key"
+    );
+
+    // A damaged wrapped key is an error, not a wrong key.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["keys"][0]["check"] = "0000000000000000".into();
+    coffer_envelope::write_private(&path, json.to_string().as_bytes()).unwrap();
+    assert!(
+        provider
+            .load()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("check value")
+    );
+}
