@@ -1,8 +1,10 @@
 //! Store get and put with 10,000 secrets present, side by side in one run: memory,
 //! SQLite, Postgres and Supabase Vault (compatibility schema), each SQL store beside a raw
 //! sqlx `SELECT` by key on the same table, so the ratio shows what coffer adds (head row
-//! join, metadata decoding, the envelope). The Postgres rows need
-//! `COFFER_TEST_POSTGRES_URL` (scripts/services.sh sets it); without it they are skipped.
+//! join, metadata decoding, the envelope), and coffer's Vault store beside raw HTTP
+//! GET/POST of the same KV v2 paths with a keep-alive client. The Postgres rows need
+//! `COFFER_TEST_POSTGRES_URL`, the Vault rows `COFFER_TEST_VAULT_ADDR` and
+//! `COFFER_TEST_VAULT_TOKEN` (scripts/services.sh sets them); without them they are skipped.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -43,6 +45,14 @@ enum Raw {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
     Vault(sqlx::PgPool),
+    Http(RawHttp),
+}
+
+/// A keep-alive HTTP client on the same KV v2 paths VaultStore uses.
+struct RawHttp {
+    client: reqwest::Client,
+    base: String,
+    token: String,
 }
 
 impl Raw {
@@ -69,6 +79,19 @@ impl Raw {
                 .await
                 .unwrap();
                 ct.len()
+            }
+            Raw::Http(h) => {
+                let body: serde_json::Value = h
+                    .client
+                    .get(format!("{}/coffer/bench/{name}", h.base))
+                    .header("X-Vault-Token", &h.token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                body["data"]["data"]["value"].as_str().unwrap().len()
             }
             Raw::Vault(pool) => {
                 let (v,): (String,) = sqlx::query_as(
@@ -153,6 +176,43 @@ fn bench(c: &mut Criterion) {
                 "COFFER_TEST_POSTGRES_URL is not set: skipping the Postgres and Supabase rows"
             );
         }
+        if let (Ok(addr), Ok(token)) = (
+            std::env::var("COFFER_TEST_VAULT_ADDR"),
+            std::env::var("COFFER_TEST_VAULT_TOKEN"),
+        ) {
+            let client = reqwest::Client::new();
+            let mount = format!("bench-{}", std::process::id());
+            let enabled = client
+                .post(format!("{addr}/v1/sys/mounts/{mount}"))
+                .header("X-Vault-Token", &token)
+                .json(&serde_json::json!({"type": "kv", "options": {"version": "2"}}))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                enabled.status().is_success(),
+                "enable the bench mount: {}",
+                enabled.status()
+            );
+            let config = coffer::vault::VaultConfig::new(
+                &addr,
+                coffer::vault::Auth::Token(token.clone().into()),
+            )
+            .mount(&mount, coffer::vault::KvVersion::V2);
+            let vault = coffer::vault::VaultStore::connect(config).await.unwrap();
+            let raw = Raw::Http(RawHttp {
+                client,
+                base: format!("{addr}/v1/{mount}/data"),
+                token,
+            });
+            backends.push(Backend {
+                label: "vault",
+                store: Arc::new(vault),
+                raw: Some(("vault-raw-http-get", raw)),
+            });
+        } else {
+            eprintln!("COFFER_TEST_VAULT_ADDR is not set: skipping the Vault rows");
+        }
         for b in &backends {
             fill(&*b.store).await;
         }
@@ -204,6 +264,26 @@ fn bench(c: &mut Criterion) {
                 }
             });
         });
+        if let Some((_, Raw::Http(h))) = &backend.raw {
+            let mut i = 0usize;
+            put.bench_function(BenchmarkId::new("vault-raw-http-post", "10k-present"), |b| {
+                b.to_async(&rt).iter(|| {
+                    i = (i + 7919) % PRESENT;
+                    let url = format!("{}/coffer/bench/{}", h.base, name_of(i));
+                    async move {
+                        let res = h
+                            .client
+                            .post(url)
+                            .header("X-Vault-Token", &h.token)
+                            .json(&serde_json::json!({"data": {"value": "sk-bench-new-value-0123456789abcdef"}}))
+                            .send()
+                            .await
+                            .unwrap();
+                        black_box(res.status())
+                    }
+                });
+            });
+        }
     }
     put.finish();
     drop(backends);

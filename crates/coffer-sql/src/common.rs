@@ -39,11 +39,6 @@ macro_rules! select_meta {
 }
 pub(crate) use select_meta;
 
-/// How often a write retries after losing an optimistic race to another writer before
-/// it gives up with `Unavailable`. Only blind writes retry in practice: a conditional
-/// write that loses a race fails its condition on the next read.
-pub(crate) const MAX_WRITE_ATTEMPTS: usize = 64;
-
 /// The names starting with `prefix` are exactly those in `[prefix, upper)`, where
 /// `upper` is the prefix with its last byte incremented (names are ASCII; `None`: no
 /// upper bound). Comparisons are bytewise (SQLite's BINARY, Postgres' "C" collation),

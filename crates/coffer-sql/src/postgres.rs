@@ -296,32 +296,8 @@ pub enum WatchEvent {
     Reconnected,
 }
 
-/// Removes coffer's own `row_level_security` parameter from a URL, returning it.
 fn split_rls_param(url: &str) -> Result<(String, bool)> {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return Err(Error::config(format!(
-            "invalid Postgres URL {}",
-            redact_url(url)
-        )));
-    };
-    let mut rls = false;
-    let kept: Vec<(String, String)> = parsed
-        .query_pairs()
-        .filter_map(|(k, v)| {
-            if k == RLS_URL_PARAM {
-                rls = matches!(v.as_ref(), "true" | "1" | "on");
-                None
-            } else {
-                Some((k.into_owned(), v.into_owned()))
-            }
-        })
-        .collect();
-    if kept.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(kept);
-    }
-    Ok((parsed.to_string(), rls))
+    coffer_store::open::take_flag(url, RLS_URL_PARAM)
 }
 
 /// Opens `postgres://` and `postgresql://` URLs.

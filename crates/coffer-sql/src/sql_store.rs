@@ -237,19 +237,10 @@ macro_rules! impl_sql_store {
                 value: &secrecy::SecretString,
                 options: &coffer_store::PutOptions,
             ) -> coffer_store::Result<coffer_store::SecretMeta> {
-                use secrecy::ExposeSecret as _;
-                coffer_store::validate_value(value.expose_secret())?;
-                options.attributes.validate()?;
-                for _ in 0..$crate::common::MAX_WRITE_ATTEMPTS {
-                    if let Some(meta) = self.try_put(scope, name, value, options).await? {
-                        return Ok(meta);
-                    }
-                }
-                Err(coffer_store::Error::Unavailable {
-                    backend: $backend,
-                    message: format!("{scope}/{name}: too many concurrent writers, try again"),
-                    source: None,
+                coffer_store::put_optimistic($backend, scope, name, value, options, || {
+                    self.try_put(scope, name, value, options)
                 })
+                .await
             }
 
             async fn get(

@@ -12,7 +12,7 @@ pub mod testing;
 mod types;
 
 pub use error::{BoxError, Error, Result};
-pub use memory::{MemoryStore, check_condition, page_of};
+pub use memory::{MAX_WRITE_ATTEMPTS, MemoryStore, check_condition, page_of, put_optimistic};
 pub use name::{MAX_NAME_LEN, MAX_SCOPE_LEN, Scope, SecretName};
 pub use store::{DynSecretStore, SecretStore, SecretStoreExt};
 pub use types::{

@@ -203,3 +203,38 @@ pub fn page_of(items: &mut Vec<SecretMeta>, limit: usize) -> ListPage {
     };
     ListPage::new(std::mem::take(items), next_cursor)
 }
+
+/// How often [`put_optimistic`] retries a write that lost a race to another writer.
+pub const MAX_WRITE_ATTEMPTS: usize = 64;
+
+/// The put of a backend with optimistic writes: validates the value and metadata, then
+/// calls `attempt` until it returns `Some` (written) or an error; `None` means another
+/// writer got there first, so the attempt reads again (a conditional write then fails
+/// its condition; a blind one goes on top). After [`MAX_WRITE_ATTEMPTS`] lost races it
+/// gives up with `Unavailable`.
+pub async fn put_optimistic<F, Fut>(
+    backend: &'static str,
+    scope: &Scope,
+    name: &SecretName,
+    value: &SecretString,
+    options: &PutOptions,
+    mut attempt: F,
+) -> Result<SecretMeta>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<SecretMeta>>>,
+{
+    use secrecy::ExposeSecret as _;
+    validate_value(value.expose_secret())?;
+    options.attributes.validate()?;
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        if let Some(meta) = attempt().await? {
+            return Ok(meta);
+        }
+    }
+    Err(Error::Unavailable {
+        backend,
+        message: format!("{scope}/{name}: too many concurrent writers, try again"),
+        source: None,
+    })
+}

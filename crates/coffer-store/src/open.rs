@@ -159,6 +159,39 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Removes a coffer option such as `row_level_security=true` from a URL's query and
+/// returns the URL without it and whether it was on (`true`, `1` or `on`). Backends use it
+/// for their own options before handing the URL to a driver.
+///
+/// ```
+/// use coffer_store::open::take_flag;
+/// let (url, on) = take_flag("postgres://h/db?seal=true&sslmode=disable", "seal")?;
+/// assert_eq!((url.as_str(), on), ("postgres://h/db?sslmode=disable", true));
+/// # Ok::<(), coffer_store::Error>(())
+/// ```
+pub fn take_flag(url: &str, flag: &str) -> Result<(String, bool)> {
+    let mut parsed = url::Url::parse(url)
+        .map_err(|_| Error::config(format!("invalid store URL {}", redact_url(url))))?;
+    let mut on = false;
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter_map(|(k, v)| {
+            if k == flag {
+                on = matches!(v.as_ref(), "true" | "1" | "on");
+                None
+            } else {
+                Some((k.into_owned(), v.into_owned()))
+            }
+        })
+        .collect();
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    Ok((parsed.to_string(), on))
+}
+
 /// Opens `memory://` (a fresh, empty [`MemoryStore`] each time).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MemoryOpener;

@@ -13,7 +13,7 @@ use coffer_store::open::{OpenOptions, StoreOpener, redact_url};
 use coffer_store::{
     Capabilities, DeleteMode, DynSecretStore, Error, ListOptions, ListPage, PutOptions, Result,
     RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, SecretStore, check_condition,
-    now, page_of, validate_value,
+    now, page_of, put_optimistic,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -27,8 +27,6 @@ pub const MIGRATIONS_TABLE: &str = "_coffer_supabase_migrations";
 
 /// The URL query parameter that turns on client-side sealing (`?seal=true`).
 pub const SEAL_URL_PARAM: &str = "seal";
-
-const MAX_WRITE_ATTEMPTS: usize = 64;
 
 /// The Vault secret name of a coffer secret: `{scope}/{name}`.
 ///
@@ -218,7 +216,7 @@ impl SupabaseVaultStore {
     /// `?seal=true` turns on client-side sealing with `keyring`, which it then requires.
     pub async fn connect(url: &str, keyring: Option<Arc<Keyring>>) -> Result<Self> {
         let plain = url.strip_prefix("supabase+").unwrap_or(url);
-        let (plain, seal) = split_seal_param(plain)?;
+        let (plain, seal) = coffer_store::open::take_flag(plain, SEAL_URL_PARAM)?;
         let connect = PgConnectOptions::from_str(&plain).map_err(|_| {
             Error::config(format!("invalid Supabase Postgres URL {}", redact_url(url)))
         })?;
@@ -444,18 +442,10 @@ impl SecretStore for SupabaseVaultStore {
         value: &SecretString,
         options: &PutOptions,
     ) -> Result<SecretMeta> {
-        validate_value(value.expose_secret())?;
-        options.attributes.validate()?;
-        for _ in 0..MAX_WRITE_ATTEMPTS {
-            if let Some(meta) = self.try_put(scope, name, value, options).await? {
-                return Ok(meta);
-            }
-        }
-        Err(Error::Unavailable {
-            backend: BACKEND,
-            message: format!("{scope}/{name}: too many concurrent writers, try again"),
-            source: None,
+        put_optimistic(BACKEND, scope, name, value, options, || {
+            self.try_put(scope, name, value, options)
         })
+        .await
     }
 
     async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret> {
@@ -660,30 +650,6 @@ impl SecretStore for SupabaseVaultStore {
         .map_err(sql)?;
         Ok(RewrapBatch::new(rewrapped, remaining as u64))
     }
-}
-
-/// Removes coffer's own `seal` parameter from a URL, returning it.
-fn split_seal_param(url: &str) -> Result<(String, bool)> {
-    let mut parsed = url::Url::parse(url)
-        .map_err(|_| Error::config(format!("invalid Supabase Postgres URL {}", redact_url(url))))?;
-    let mut seal = false;
-    let kept: Vec<(String, String)> = parsed
-        .query_pairs()
-        .filter_map(|(k, v)| {
-            if k == SEAL_URL_PARAM {
-                seal = matches!(v.as_ref(), "true" | "1" | "on");
-                None
-            } else {
-                Some((k.into_owned(), v.into_owned()))
-            }
-        })
-        .collect();
-    if kept.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(kept);
-    }
-    Ok((parsed.to_string(), seal))
 }
 
 /// Opens `supabase+postgres://` and `supabase+postgresql://` URLs.

@@ -8,7 +8,7 @@ use coffer_envelope::{Context, from_text, to_text};
 use coffer_store::{
     Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
     Secret, SecretKind, SecretMeta, SecretName, SecretStore, check_condition, now, page_of,
-    validate_value,
+    put_optimistic,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
@@ -24,7 +24,6 @@ use crate::config::{KvVersion, VaultConfig};
 pub const VALUE_FIELD: &str = "value";
 /// Vault limits each `custom_metadata` value to 512 bytes.
 const MAX_METADATA_VALUE: usize = 512;
-const MAX_WRITE_ATTEMPTS: usize = 32;
 
 /// A [`SecretStore`] on a HashiCorp Vault or OpenBao KV mount.
 ///
@@ -544,21 +543,15 @@ impl SecretStore for VaultStore {
         value: &SecretString,
         options: &PutOptions,
     ) -> Result<SecretMeta> {
-        validate_value(value.expose_secret())?;
-        options.attributes.validate()?;
-        if self.v1() {
-            return self.put_v1(scope, name, value, options).await;
-        }
-        for _ in 0..MAX_WRITE_ATTEMPTS {
-            if let Some(meta) = self.try_put_v2(scope, name, value, options).await? {
-                return Ok(meta);
+        put_optimistic(BACKEND, scope, name, value, options, || async {
+            if self.v1() {
+                // KV v1 cannot detect a lost race: one attempt, written as read.
+                self.put_v1(scope, name, value, options).await.map(Some)
+            } else {
+                self.try_put_v2(scope, name, value, options).await
             }
-        }
-        Err(Error::Unavailable {
-            backend: BACKEND,
-            message: format!("{scope}/{name}: too many concurrent writers, try again"),
-            source: None,
         })
+        .await
     }
 
     async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret> {
