@@ -17,7 +17,7 @@ use vaultrs::api::kv2::requests::{
 };
 use vaultrs::api::kv2::responses::{ReadSecretMetadataResponse, ReadSecretResponse};
 
-use crate::client::{BACKEND, Connection, Failure};
+use crate::client::{BACKEND, Call, Connection, Failure};
 use crate::config::{KvVersion, VaultConfig};
 
 /// The data field that holds the value (what `bao kv get -field=value` prints).
@@ -65,6 +65,15 @@ fn not_found(scope: &Scope, name: &SecretName, version: Option<u64>) -> Error {
         scope: scope.to_string(),
         name: name.to_string(),
         version,
+    }
+}
+
+/// A 404 as `None`, any other failure as the store error.
+fn optional<T>(result: Result<T, Failure>, what: &str) -> Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(Failure::NotFound) => Ok(None),
+        Err(f) => Err(f.into_error(what)),
     }
 }
 
@@ -278,38 +287,38 @@ impl VaultStore {
         Ok((value, keyring.key_id_of(&sealed).ok()))
     }
 
+    /// Runs one request on `path` of this store's mount; `call` gets owned copies of the
+    /// mount and the path, so its future borrows only the client.
+    async fn at<T, F>(&self, path: &str, call: F) -> Result<T, Failure>
+    where
+        F: for<'a> Fn(&'a vaultrs::client::VaultClient, String, String) -> Call<'a, T>,
+    {
+        let (mount, path) = (self.mount().to_owned(), path.to_owned());
+        self.conn
+            .run(move |c| call(c, mount.clone(), path.clone()))
+            .await
+    }
+
     async fn head(&self, path: &str) -> Result<Option<Head>> {
-        let mount = self.mount().to_owned();
-        let p = path.to_owned();
-        match self
-            .conn
-            .run(move |c| {
-                let (mount, p) = (mount.clone(), p.clone());
+        optional(
+            self.at(path, |c, mount, p| {
                 Box::pin(async move { vaultrs::kv2::read_metadata(c, &mount, &p).await })
             })
             .await
-        {
-            Ok(md) => Ok(Some(Head::from_response(md))),
-            Err(Failure::NotFound) => Ok(None),
-            Err(f) => Err(f.into_error(path)),
-        }
+            .map(Head::from_response),
+            path,
+        )
     }
 
     async fn read_v1(&self, path: &str) -> Result<Option<serde_json::Map<String, Value>>> {
-        let mount = self.mount().to_owned();
-        let p = path.to_owned();
-        match self
-            .conn
-            .run(move |c| {
-                let (mount, p) = (mount.clone(), p.clone());
+        optional(
+            self.at(path, |c, mount, p| {
                 Box::pin(async move { vaultrs::kv1::get_raw(c, &mount, &p).await })
             })
             .await
-        {
-            Ok(res) => Ok(res.data.as_object().cloned()),
-            Err(Failure::NotFound) => Ok(None),
-            Err(f) => Err(f.into_error(path)),
-        }
+            .map(|res| res.data.as_object().cloned().unwrap_or_default()),
+            path,
+        )
     }
 
     fn meta_from_v1(
@@ -450,33 +459,26 @@ impl VaultStore {
         };
         meta.version = version;
         if old_custom.as_ref() != Some(&custom) {
-            let mount = self.mount().to_owned();
-            let p = path.clone();
-            self.conn
-                .run(move |c| {
-                    let (mount, p, custom) = (mount.clone(), p.clone(), custom.clone());
-                    Box::pin(async move {
-                        let mut req = SetSecretMetadataRequest::builder();
-                        req.custom_metadata(custom);
-                        vaultrs::kv2::set_metadata(c, &mount, &p, Some(&mut req)).await
-                    })
-                })
-                .await
-                .map_err(|f| f.into_error(&format!("{scope}/{name} metadata")))?;
+            self.at(&path, move |c, mount, p| {
+                let mut req = SetSecretMetadataRequest::builder();
+                req.custom_metadata(custom.clone());
+                Box::pin(
+                    async move { vaultrs::kv2::set_metadata(c, &mount, &p, Some(&mut req)).await },
+                )
+            })
+            .await
+            .map_err(|f| f.into_error(&format!("{scope}/{name} metadata")))?;
         }
         // A write after a soft delete brings the history back (coffer's semantics).
         if let Some(h) = head.filter(|h| !h.live && !h.deleted_versions.is_empty()) {
-            let mount = self.mount().to_owned();
-            let versions = h.deleted_versions.clone();
-            self.conn
-                .run(move |c| {
-                    let (mount, p, versions) = (mount.clone(), path.clone(), versions.clone());
-                    Box::pin(async move {
-                        vaultrs::kv2::undelete_versions(c, &mount, &p, versions).await
-                    })
-                })
-                .await
-                .map_err(|f| f.into_error(&format!("{scope}/{name} undelete")))?;
+            self.at(&path, move |c, mount, p| {
+                let versions = h.deleted_versions.clone();
+                Box::pin(
+                    async move { vaultrs::kv2::undelete_versions(c, &mount, &p, versions).await },
+                )
+            })
+            .await
+            .map_err(|f| f.into_error(&format!("{scope}/{name} undelete")))?;
         }
         Ok(Some(meta))
     }
@@ -675,7 +677,6 @@ impl SecretStore for VaultStore {
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
         let path = self.path(scope, name);
         let what = format!("{scope}/{name}");
-        let mount = self.mount().to_owned();
         if self.v1() {
             if mode != DeleteMode::Destroy {
                 return Err(Error::Unsupported {
@@ -687,9 +688,7 @@ impl SecretStore for VaultStore {
                 .await?
                 .ok_or_else(|| not_found(scope, name, None))?;
             return self
-                .conn
-                .run(move |c| {
-                    let (mount, p) = (mount.clone(), path.clone());
+                .at(&path, |c, mount, p| {
                     Box::pin(async move { vaultrs::kv1::delete(c, &mount, &p).await })
                 })
                 .await
@@ -700,25 +699,18 @@ impl SecretStore for VaultStore {
             .await?
             .ok_or_else(|| not_found(scope, name, None))?;
         match mode {
-            DeleteMode::Soft => {
-                if !head.live {
-                    return Err(not_found(scope, name, None));
-                }
-                let versions = head.live_versions.clone();
-                self.conn
-                    .run(move |c| {
-                        let (mount, p, versions) = (mount.clone(), path.clone(), versions.clone());
-                        Box::pin(async move {
-                            vaultrs::kv2::delete_versions(c, &mount, &p, versions).await
-                        })
-                    })
-                    .await
-                    .map_err(|f| f.into_error(&what))
-            }
+            DeleteMode::Soft if head.live => self
+                .at(&path, move |c, mount, p| {
+                    let versions = head.live_versions.clone();
+                    Box::pin(
+                        async move { vaultrs::kv2::delete_versions(c, &mount, &p, versions).await },
+                    )
+                })
+                .await
+                .map_err(|f| f.into_error(&what)),
+            DeleteMode::Soft => Err(not_found(scope, name, None)),
             DeleteMode::Destroy => self
-                .conn
-                .run(move |c| {
-                    let (mount, p) = (mount.clone(), path.clone());
+                .at(&path, |c, mount, p| {
                     Box::pin(async move { vaultrs::kv2::delete_metadata(c, &mount, &p).await })
                 })
                 .await
