@@ -14,6 +14,9 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use futures::StreamExt as _;
 
 const PRESENT: usize = 10_000;
+/// The same row a store get reads, by primary key, on both SQL dialects.
+const RAW_SELECT: &str =
+    "SELECT ciphertext FROM coffer_secret_versions WHERE scope = $1 AND name = $2 AND version = 1";
 const VAULT_FIXTURE: &str =
     include_str!("../crates/coffer-supabase/tests/fixtures/vault_compat.sql");
 
@@ -59,25 +62,21 @@ impl Raw {
     async fn fetch(&self, name: String) -> usize {
         match self {
             Raw::Sqlite(pool) => {
-                let (ct,): (Vec<u8>,) = sqlx::query_as(
-                    "SELECT ciphertext FROM coffer_secret_versions WHERE scope = $1 AND name = $2 AND version = 1",
-                )
-                .bind("bench")
-                .bind(name)
-                .fetch_one(pool)
-                .await
-                .unwrap();
+                let (ct,): (Vec<u8>,) = sqlx::query_as(RAW_SELECT)
+                    .bind("bench")
+                    .bind(name)
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
                 ct.len()
             }
             Raw::Postgres(pool) => {
-                let (ct,): (Vec<u8>,) = sqlx::query_as(
-                    "SELECT ciphertext FROM coffer_secret_versions WHERE scope = $1 AND name = $2 AND version = 1",
-                )
-                .bind("bench")
-                .bind(name)
-                .fetch_one(pool)
-                .await
-                .unwrap();
+                let (ct,): (Vec<u8>,) = sqlx::query_as(RAW_SELECT)
+                    .bind("bench")
+                    .bind(name)
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
                 ct.len()
             }
             Raw::Http(h) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_sql::testing::{PgTestStore, TestDatabase};
 use coffer_sql::{Change, PgOptions, PgStore, WatchEvent};
-use coffer_store::{DeleteMode, Error, PutOptions, Scope, SecretName, SecretStore};
+use coffer_store::{DeleteMode, Error, PutOptions, SecretStore};
 use futures::StreamExt as _;
 use secrecy::ExposeSecret as _;
 
@@ -24,12 +24,7 @@ mod conformance_with_row_level_security {
     );
 }
 
-fn s(x: &str) -> Scope {
-    Scope::new(x).unwrap()
-}
-fn n(x: &str) -> SecretName {
-    SecretName::new(x).unwrap()
-}
+use coffer_store::testing::{name as n, scope as s};
 
 #[tokio::test]
 async fn the_tables_hold_no_plaintext() {

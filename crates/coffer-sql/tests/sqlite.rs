@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_sql::SqliteStore;
-use coffer_store::{
-    DynSecretStore, Error, PutOptions, Scope, SecretName, SecretStore, SecretStoreExt as _,
-};
+use coffer_store::{DynSecretStore, Error, PutOptions, SecretStore, SecretStoreExt as _};
 use secrecy::ExposeSecret as _;
 
 async fn fresh() -> (tempfile::TempDir, SqliteStore) {
@@ -32,12 +30,7 @@ mod conformance {
     coffer_store::conformance_tests!(store());
 }
 
-fn s(x: &str) -> Scope {
-    Scope::new(x).unwrap()
-}
-fn n(x: &str) -> SecretName {
-    SecretName::new(x).unwrap()
-}
+use coffer_store::testing::{name as n, scope as s};
 
 #[tokio::test]
 async fn the_database_file_holds_no_plaintext() {

@@ -34,8 +34,14 @@ pub fn fresh_scope() -> Scope {
     Scope::new(format!("conformance-{suffix:016x}")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn name(text: &str) -> SecretName {
+/// A [`SecretName`] from text known to be valid (panics otherwise): for tests.
+pub fn name(text: &str) -> SecretName {
     SecretName::new(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A [`Scope`] from text known to be valid (panics otherwise): for tests.
+pub fn scope(text: &str) -> Scope {
+    Scope::new(text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn value(text: &str) -> SecretString {

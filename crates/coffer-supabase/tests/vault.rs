@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_sql::testing::TestDatabase;
-use coffer_store::{
-    Error, PutOptions, Scope, SecretKind, SecretName, SecretStore, SecretStoreExt as _,
-};
+use coffer_store::{Error, PutOptions, SecretKind, SecretStore, SecretStoreExt as _};
 use coffer_supabase::{SupabaseOptions, SupabaseVaultStore};
 use secrecy::ExposeSecret as _;
 
@@ -63,12 +61,7 @@ mod conformance_sealed {
     coffer_store::conformance_tests!(VaultDb::create(true), 50);
 }
 
-fn s(x: &str) -> Scope {
-    Scope::new(x).unwrap()
-}
-fn n(x: &str) -> SecretName {
-    SecretName::new(x).unwrap()
-}
+use coffer_store::testing::{name as n, scope as s};
 
 #[tokio::test]
 async fn capabilities_say_there_are_no_versions() {

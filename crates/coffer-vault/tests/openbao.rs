@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_store::testing::service_env;
-use coffer_store::{
-    DeleteMode, Error, PutOptions, Scope, SecretName, SecretStore, SecretStoreExt as _,
-};
+use coffer_store::{DeleteMode, Error, PutOptions, SecretStore, SecretStoreExt as _};
 use coffer_vault::{Auth, KvVersion, VaultConfig, VaultStore};
 use rand::RngExt as _;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -116,12 +114,7 @@ mod conformance_kv2_sealed {
     coffer_store::conformance_tests!(super::v2_sealed(), 10);
 }
 
-fn s(x: &str) -> Scope {
-    Scope::new(x).unwrap()
-}
-fn n(x: &str) -> SecretName {
-    SecretName::new(x).unwrap()
-}
+use coffer_store::testing::{name as n, scope as s};
 
 #[tokio::test]
 async fn interop_with_the_bao_cli() {
