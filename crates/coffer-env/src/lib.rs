@@ -1,0 +1,41 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Parts
+//!
+//! - [`EnvMap`]: checked variable names and zeroized values, from a [`SecretStore`]
+//!   selection ([`Selection`]) and literals; secrets map to variables by their
+//!   `env_name` metadata or [`derive_env_name`].
+//! - [`DatabaseUrl`]: `postgresql://`, `mysql://`, `mongodb://` and `sqlite://` URLs from
+//!   parts, with user and password percent-encoded; [`EnvMap::insert_database`] maps
+//!   them to `DATABASE_URL`/`DATABASE_TYPE`, `DATABASE_2_URL`/`DATABASE_2_TYPE`, ….
+//! - [`EnvWriter`]: `.env` files that dotenvy, python-dotenv and bash read back exactly,
+//!   shell `export` lines, JSON; files written atomically with mode 0600.
+//! - [`EnvMap::apply`] and [`EnvMap::apply_clean`]: into a `std::process::Command` or
+//!   (feature `tokio`) a `tokio::process::Command`.
+//! - [`Redactor`]: masks values (and their base64 and URL-encoded forms) in a child's
+//!   output, also when a value is split across writes.
+//!
+//! [`SecretStore`]: coffer_store::SecretStore
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod command;
+mod database;
+mod error;
+mod file;
+mod map;
+mod name;
+mod redact;
+
+pub use command::{CLEAN_ENV_ALLOWLIST, CommandEnv};
+pub use database::{DatabaseKind, DatabaseUrl};
+pub use error::{Error, Result};
+pub use file::{EnvWriter, Format};
+pub use map::{EnvMap, Selection, Source};
+pub use name::{
+    LOADER_PREFIXES, LOADER_VARIABLES, derive_env_name, derive_from_str, is_loader_variable,
+    validate_env_name,
+};
+#[cfg(feature = "tokio")]
+pub use redact::copy_redacted;
+pub use redact::{MIN_MASK_LEN, RedactStream, RedactWriter, Redactor};

@@ -1,0 +1,443 @@
+//! Masking secrets in output: a streaming redactor over aho-corasick.
+
+use std::fmt;
+use std::io::{self, Write};
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use secrecy::{ExposeSecret as _, SecretString};
+use zeroize::Zeroizing;
+
+use crate::EnvMap;
+
+/// Values shorter than this many bytes are not masked: masking `abc` would garble every
+/// word that holds it and hide nothing worth hiding. [`Redactor::unmasked`] names them.
+pub const MIN_MASK_LEN: usize = 6;
+
+/// Replaces every secret value in a byte stream with `[REDACTED:NAME]`.
+///
+/// Besides each value as is, it masks the value's URL-encoded forms (RFC 3986 and
+/// `application/x-www-form-urlencoded`) and its base64 forms (standard and URL-safe
+/// alphabets, at each of the three alignments a value can take inside a longer base64
+/// text, such as `user:password` in a Basic auth header). Where values overlap, the
+/// longest match wins, so a secret that is a prefix of another masks as itself only when
+/// the longer one does not match.
+///
+/// A [`RedactStream`] carries the state between writes, so a value split across
+/// writes (a child printing it one byte at a time) is masked too. It holds back only the
+/// bytes that could still be the start of a value; everything else passes at once.
+///
+/// The matcher keeps copies of the values in memory for its lifetime (aho-corasick does
+/// not zeroize them); the redactor's own copies and buffers are zeroized.
+///
+/// ```
+/// use coffer_env::{EnvMap, Redactor};
+///
+/// let mut env = EnvMap::new();
+/// env.insert("OPENAI_API_KEY", "sk-live-0123456789".into())?;
+/// let redactor = Redactor::from_map(&env);
+/// let mut stream = redactor.stream();
+/// let mut out = Vec::new();
+/// stream.push(b"key=sk-live-0123", &mut out);
+/// stream.push(b"456789 done\n", &mut out);
+/// stream.finish(&mut out);
+/// assert_eq!(out, b"key=[REDACTED:OPENAI_API_KEY] done\n");
+/// # Ok::<(), coffer_env::Error>(())
+/// ```
+pub struct Redactor {
+    matcher: Option<AhoCorasick>,
+    /// Replacement per pattern id.
+    labels: Vec<Box<[u8]>>,
+    /// The patterns, sorted, for "could this still become a match" checks.
+    sorted: Vec<Zeroizing<Vec<u8>>>,
+    first_bytes: [bool; 256],
+    max_len: usize,
+    unmasked: Vec<String>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redactor")
+            .field("patterns", &self.labels.len())
+            .field("unmasked", &self.unmasked)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The forms of `value` the redactor looks for (each at least [`MIN_MASK_LEN`] long).
+fn forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut out = vec![Zeroizing::new(value.to_vec())];
+    if let Ok(text) = std::str::from_utf8(value) {
+        out.push(Zeroizing::new(
+            percent_encoding::utf8_percent_encode(text, crate::database::COMPONENT)
+                .to_string()
+                .into_bytes(),
+        ));
+        out.push(Zeroizing::new(
+            url::form_urlencoded::byte_serialize(value)
+                .collect::<String>()
+                .into_bytes(),
+        ));
+    }
+    // Inside a longer base64 text the value starts at bit 0, 8 or 16 of a 24-bit group.
+    // Keep only the characters that depend on the value's bits alone.
+    for shift in 0..3usize {
+        let mut shifted = Zeroizing::new(vec![0u8; shift]);
+        shifted.extend_from_slice(value);
+        let first = (shift * 8).div_ceil(6);
+        let last = shifted.len() * 8 / 6;
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let encoded = Zeroizing::new(engine.encode(&shifted[..]).into_bytes());
+            if last > first {
+                out.push(Zeroizing::new(encoded[first..last].to_vec()));
+            }
+        }
+    }
+    out.retain(|form| form.len() >= MIN_MASK_LEN);
+    out
+}
+
+impl Redactor {
+    /// A redactor for `(name, value)` pairs.
+    pub fn new<'a>(secrets: impl IntoIterator<Item = (&'a str, &'a SecretString)>) -> Self {
+        // Every form of every value, with its label; then duplicates dropped (the first
+        // value to claim a form labels it).
+        let mut candidates: Vec<(Zeroizing<Vec<u8>>, usize)> = Vec::new();
+        let mut names: Vec<Box<[u8]>> = Vec::new();
+        let mut unmasked = Vec::new();
+        for (name, value) in secrets {
+            let value = value.expose_secret().as_bytes();
+            if value.len() < MIN_MASK_LEN {
+                tracing::warn!(
+                    "{name} is shorter than {MIN_MASK_LEN} bytes and is not masked in output"
+                );
+                unmasked.push(name.to_owned());
+                continue;
+            }
+            let label = names.len();
+            names.push(format!("[REDACTED:{name}]").into_bytes().into());
+            candidates.extend(forms(value).into_iter().map(|form| (form, label)));
+        }
+        // Stable: equal forms keep their order, so the first value's label wins.
+        candidates.sort_by(|a, b| a.0.cmp(&b.0));
+        candidates.dedup_by(|later, earlier| later.0 == earlier.0);
+        let (patterns, labels): (Vec<Zeroizing<Vec<u8>>>, Vec<Box<[u8]>>) = candidates
+            .into_iter()
+            .map(|(form, label)| (form, names[label].clone()))
+            .unzip();
+        let matcher = (!patterns.is_empty()).then(|| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(patterns.iter().map(|p| p.as_slice()))
+                .expect("patterns are non-empty byte strings")
+        });
+        let max_len = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
+        let mut first_bytes = [false; 256];
+        for p in &patterns {
+            first_bytes[usize::from(p[0])] = true;
+        }
+        let sorted = patterns;
+        Self {
+            matcher,
+            labels,
+            sorted,
+            first_bytes,
+            max_len,
+            unmasked,
+        }
+    }
+
+    /// A redactor for every variable of `map`.
+    pub fn from_map(map: &EnvMap) -> Self {
+        Self::new(map.iter())
+    }
+
+    /// The variables not masked because their values are shorter than [`MIN_MASK_LEN`].
+    pub fn unmasked(&self) -> &[String] {
+        &self.unmasked
+    }
+
+    /// Whether there is nothing to mask.
+    pub fn is_empty(&self) -> bool {
+        self.matcher.is_none()
+    }
+
+    /// A stream that masks what is pushed through it.
+    pub fn stream(&self) -> RedactStream<'_> {
+        RedactStream {
+            redactor: self,
+            pending: Zeroizing::new(Vec::new()),
+        }
+    }
+
+    /// `input` with every value masked, in one go.
+    pub fn redact(&self, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(input.len());
+        let mut stream = self.stream();
+        stream.push(input, &mut out);
+        stream.finish(&mut out);
+        out
+    }
+
+    /// Whether some pattern starts with `text` (or is it).
+    fn continues(&self, text: &[u8]) -> bool {
+        let i = self.sorted.partition_point(|p| p.as_slice() < text);
+        self.sorted.get(i).is_some_and(|p| p.starts_with(text))
+    }
+
+    /// Whether some pattern longer than `text` starts with it.
+    fn extends(&self, text: &[u8]) -> bool {
+        let mut i = self.sorted.partition_point(|p| p.as_slice() < text);
+        if self.sorted.get(i).is_some_and(|p| p.as_slice() == text) {
+            i += 1;
+        }
+        self.sorted.get(i).is_some_and(|p| p.starts_with(text))
+    }
+}
+
+/// The state of one masked stream (see [`Redactor`]): push bytes in, get masked bytes
+/// out, and [`finish`](Self::finish) at the end to release what was held back.
+pub struct RedactStream<'r> {
+    redactor: &'r Redactor,
+    pending: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for RedactStream<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedactStream")
+            .field("held_bytes", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedactStream<'_> {
+    /// Masks `input` (continuing what came before) and appends what can be released to
+    /// `out`.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if self.redactor.is_empty() && self.pending.is_empty() {
+            out.extend_from_slice(input);
+            return;
+        }
+        self.pending.extend_from_slice(input);
+        self.drain(out, false);
+    }
+
+    /// Releases everything still held back, masked.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.drain(out, true);
+    }
+
+    /// How many bytes are held back because they could be the start of a value.
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn drain(&mut self, out: &mut Vec<u8>, eof: bool) {
+        let r = self.redactor;
+        let buf = &self.pending[..];
+        let len = buf.len();
+        let mut cursor = 0;
+        if let Some(matcher) = &r.matcher {
+            for m in matcher.find_iter(buf) {
+                // A longer value may still complete with bytes yet to come.
+                if !eof && m.start() + r.max_len > len && r.extends(&buf[m.start()..]) {
+                    break;
+                }
+                out.extend_from_slice(&buf[cursor..m.start()]);
+                out.extend_from_slice(&r.labels[m.pattern().as_usize()]);
+                cursor = m.end();
+            }
+        }
+        let mut hold_from = len;
+        if !eof {
+            let start = cursor.max(len.saturating_sub(r.max_len.saturating_sub(1)));
+            if let Some(p) =
+                (start..len).find(|&p| r.first_bytes[usize::from(buf[p])] && r.continues(&buf[p..]))
+            {
+                hold_from = p;
+            }
+        }
+        if hold_from > cursor {
+            out.extend_from_slice(&buf[cursor..hold_from]);
+        }
+        let consumed = hold_from.max(cursor);
+        self.pending.drain(..consumed);
+    }
+}
+
+/// A [`Write`] that masks everything written through it into an inner writer.
+/// [`finish`](Self::finish) releases the bytes held back and returns the writer;
+/// dropping it without finishing releases them too, ignoring errors.
+pub struct RedactWriter<'r, W: Write> {
+    stream: RedactStream<'r>,
+    inner: Option<W>,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> fmt::Debug for RedactWriter<'_, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedactWriter")
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r, W: Write> RedactWriter<'r, W> {
+    /// Masks what is written into `inner` with `redactor`.
+    pub fn new(redactor: &'r Redactor, inner: W) -> Self {
+        Self {
+            stream: redactor.stream(),
+            inner: Some(inner),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes what was held back, flushes and returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.finish_inner()?;
+        Ok(self.inner.take().expect("present until finished"))
+    }
+
+    fn finish_inner(&mut self) -> io::Result<()> {
+        self.stream.finish(&mut self.buf);
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(());
+        };
+        inner.write_all(&self.buf)?;
+        self.buf.clear();
+        inner.flush()
+    }
+}
+
+impl<W: Write> Write for RedactWriter<'_, W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let inner = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| io::Error::other("write after finish"))?;
+        self.stream.push(data, &mut self.buf);
+        inner.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(data.len())
+    }
+
+    /// Flushes the inner writer. Bytes that could be the start of a value stay held back
+    /// until more output shows what they are, or until [`finish`](Self::finish).
+    fn flush(&mut self) -> io::Result<()> {
+        match self.inner.as_mut() {
+            Some(inner) => inner.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<W: Write> Drop for RedactWriter<'_, W> {
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            let _ = self.finish_inner();
+        }
+    }
+}
+
+/// Copies `reader` to `writer` masked, flushing after every read so interactive output
+/// stays interactive. Returns the bytes read.
+#[cfg(feature = "tokio")]
+pub async fn copy_redacted<R, W>(redactor: &Redactor, mut reader: R, mut writer: W) -> io::Result<u64>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut stream = redactor.stream();
+    let mut buf = Zeroizing::new(vec![0u8; 64 * 1024]);
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf[..]).await?;
+        if n == 0 {
+            stream.finish(&mut out);
+        } else {
+            total += n as u64;
+            stream.push(&buf[..n], &mut out);
+        }
+        if !out.is_empty() {
+            writer.write_all(&out).await?;
+            out.clear();
+            writer.flush().await?;
+        }
+        if n == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redactor(pairs: &[(&str, &str)]) -> Redactor {
+        let values: Vec<(String, SecretString)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), SecretString::from(*v)))
+            .collect();
+        Redactor::new(values.iter().map(|(k, v)| (k.as_str(), v)))
+    }
+
+    fn bytewise(r: &Redactor, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut s = r.stream();
+        for b in input {
+            s.push(std::slice::from_ref(b), &mut out);
+        }
+        s.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn masks_whole_and_split() {
+        let r = redactor(&[("A", "secret-one"), ("B", "secret-one-two")]);
+        let text = b"x secret-one y secret-one-two z secret-on";
+        let want = b"x [REDACTED:A] y [REDACTED:B] z secret-on".to_vec();
+        assert_eq!(r.redact(text), want);
+        assert_eq!(bytewise(&r, text), want);
+    }
+
+    #[test]
+    fn encoded_forms() {
+        let value = "p@ss word/+&=é";
+        let r = redactor(&[("P", value)]);
+        let basic = STANDARD_NO_PAD.encode(format!("user:{value}"));
+        let encoded = [
+            percent_encoding::utf8_percent_encode(value, crate::database::COMPONENT).to_string(),
+            url::form_urlencoded::byte_serialize(value.as_bytes()).collect(),
+            basic.clone(),
+        ];
+        for e in encoded {
+            let out = String::from_utf8(r.redact(e.as_bytes())).unwrap();
+            assert!(out.contains("[REDACTED:P]"), "{e} -> {out}");
+        }
+    }
+
+    #[test]
+    fn releases_bytes_that_cannot_start_a_value() {
+        let r = redactor(&[("A", "secret-one")]);
+        let mut s = r.stream();
+        let mut out = Vec::new();
+        s.push(b"Password: ", &mut out);
+        assert_eq!(out, b"Password: ");
+        s.push(b"sec", &mut out);
+        assert_eq!(s.held(), 3);
+        s.push(b"ond", &mut out);
+        assert_eq!(out, b"Password: second");
+    }
+
+    #[test]
+    fn short_values_are_named() {
+        let r = redactor(&[("SHORT", "abc"), ("LONG", "abcdefgh")]);
+        assert_eq!(r.unmasked(), ["SHORT"]);
+        assert_eq!(r.redact(b"abc abcdefgh"), b"abc [REDACTED:LONG]");
+        assert!(!format!("{r:?}").contains("abcdefgh"));
+    }
+}
