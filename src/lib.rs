@@ -27,6 +27,8 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "env")]
+pub use coffer_env as env;
 pub use coffer_envelope as envelope;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use coffer_sql as sql;

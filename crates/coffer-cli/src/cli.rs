@@ -1,8 +1,9 @@
 //! The command line, with clap derive.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Keep your users' API keys, tokens and credentials sealed in a coffer store.
 #[derive(Debug, Parser)]
@@ -53,6 +54,80 @@ pub(crate) enum Command {
     /// Manage the keyring.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Run a command with the scope's secrets in its environment (never in coffer's own),
+    /// its output masked.
+    ///
+    /// Each secret becomes the variable its env name says, else its name upper-cased with
+    /// every character outside [A-Z0-9_] turned into _ (openai_api_key → OPENAI_API_KEY).
+    /// Values and their base64 and URL-encoded forms are replaced in the command's stdout
+    /// and stderr with [REDACTED:NAME]; --no-mask passes stdio through untouched (TTY
+    /// intact). SIGINT, SIGTERM and SIGHUP are forwarded. The exit code is the command's,
+    /// 128+N if it died of signal N, 125 if coffer itself failed, 126 if the command cannot
+    /// run, 127 if it is not found.
+    Run(RunArgs),
+    /// Write what `run` would inject: a .env file (read back exactly by dotenvy,
+    /// python-dotenv and bash), shell export lines, or JSON.
+    Export(ExportArgs),
+}
+
+/// Which secrets `run` and `export` take.
+#[derive(Debug, Args)]
+pub(crate) struct SelectArgs {
+    /// Only this secret (repeatable); it must exist and be readable.
+    #[arg(long = "only", value_name = "NAME")]
+    pub(crate) only: Vec<String>,
+    /// Only secrets whose names start with this.
+    #[arg(long)]
+    pub(crate) prefix: Option<String>,
+    /// Only secrets carrying this tag (repeatable: every one).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub(crate) tags: Vec<String>,
+    /// Let this variable through although it changes how a process loads code
+    /// (LD_PRELOAD, DYLD_*, PATH, NODE_OPTIONS, …). Repeatable.
+    #[arg(long = "allow-loader-var", value_name = "VAR")]
+    pub(crate) allow: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) select: SelectArgs,
+    /// Start from an empty environment plus PATH, HOME, USER, LOGNAME, SHELL, LANG,
+    /// LANGUAGE, LC_*, TERM, COLORTERM, NO_COLOR, TZ and TMPDIR.
+    #[arg(long)]
+    pub(crate) clean_env: bool,
+    /// Do not mask output: stdin, stdout and stderr are the command's directly.
+    #[arg(long)]
+    pub(crate) no_mask: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub(crate) command: Vec<OsString>,
+}
+
+/// The output formats of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// NAME='value' lines (refuses values no .env quoting carries exactly).
+    Dotenv,
+    /// One JSON object.
+    Json,
+    /// export NAME='value' lines for a POSIX shell; carries every value.
+    Shell,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    #[command(flatten)]
+    pub(crate) select: SelectArgs,
+    /// The format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Dotenv)]
+    pub(crate) format: ExportFormat,
+    /// Write to this file (atomically, mode 0600) instead of standard output.
+    #[arg(long, short)]
+    pub(crate) output: Option<PathBuf>,
+    /// Start dotenv lines with `export `.
+    #[arg(long)]
+    pub(crate) export: bool,
 }
 
 #[derive(Debug, Args)]

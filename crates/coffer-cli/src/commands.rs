@@ -28,11 +28,17 @@ pub(crate) struct CliError {
 }
 
 impl CliError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             code: 1,
         }
+    }
+
+    /// The same failure with another exit code.
+    pub(crate) fn with_code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
     }
 
     pub(crate) fn exit_code(&self) -> u8 {
@@ -61,17 +67,31 @@ impl From<envelope::Error> for CliError {
     }
 }
 
-type CliResult<T = ()> = Result<T, CliError>;
+impl From<coffer_env::Error> for CliError {
+    fn from(e: coffer_env::Error) -> Self {
+        match e {
+            coffer_env::Error::Store(e) => e.into(),
+            other => Self::new(other.to_string()),
+        }
+    }
+}
 
-pub(crate) async fn run(cli: Cli) -> CliResult {
-    match &cli.command {
+pub(crate) type CliResult<T = ()> = Result<T, CliError>;
+
+/// Runs the command; the exit code on success is 0 except for `run`, which passes on
+/// its child's.
+pub(crate) async fn run(cli: Cli) -> CliResult<u8> {
+    let done = match &cli.command {
         Command::Init => init(&cli).await,
         Command::Put(args) => put(&cli, args).await,
         Command::Get(args) => get(&cli, args).await,
         Command::List(args) => list(&cli, args).await,
         Command::Rm(args) => rm(&cli, args).await,
         Command::Keys(KeysCommand::Rotate) => rotate(&cli).await,
-    }
+        Command::Run(args) => return crate::inject::run(&cli, args).await,
+        Command::Export(args) => crate::inject::export(&cli, args).await,
+    };
+    done.map(|()| 0)
 }
 
 fn passphrase() -> Option<SecretString> {
@@ -103,7 +123,10 @@ fn needs_keyring(store_url: &str) -> bool {
     !scheme_of(store_url).is_some_and(|s| s.eq_ignore_ascii_case("memory"))
 }
 
-async fn open_store(cli: &Cli, keyring: Option<Keyring>) -> CliResult<Arc<DynSecretStore>> {
+pub(crate) async fn open_store(
+    cli: &Cli,
+    keyring: Option<Keyring>,
+) -> CliResult<Arc<DynSecretStore>> {
     let keyring = match keyring {
         Some(k) => Some(k),
         None if needs_keyring(&cli.store) => Some(require_keyring(cli)?),
@@ -116,11 +139,11 @@ async fn open_store(cli: &Cli, keyring: Option<Keyring>) -> CliResult<Arc<DynSec
     Ok(coffer::open(&cli.store, &options).await?)
 }
 
-fn scope(cli: &Cli) -> CliResult<Scope> {
+pub(crate) fn scope(cli: &Cli) -> CliResult<Scope> {
     Ok(Scope::new(cli.scope.clone())?)
 }
 
-fn name(text: &str) -> CliResult<SecretName> {
+pub(crate) fn name(text: &str) -> CliResult<SecretName> {
     Ok(SecretName::new(text)?)
 }
 

@@ -10,8 +10,19 @@ use crate::EnvMap;
 /// who and where the user is, language, terminal and time zone. An entry ending in `*`
 /// keeps every variable with that prefix.
 pub const CLEAN_ENV_ALLOWLIST: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "LC_*", "TERM",
-    "COLORTERM", "NO_COLOR", "TZ", "TMPDIR",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TERM",
+    "COLORTERM",
+    "NO_COLOR",
+    "TZ",
+    "TMPDIR",
 ];
 
 /// A command whose environment can be set: `std::process::Command`, and

@@ -250,9 +250,10 @@ impl DatabaseUrl {
             url.push('[');
             url.push_str(bare);
             url.push(']');
-        } else if host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
-        }) {
+        } else if host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        {
             url.push_str(host);
         } else {
             return Err(bad(

@@ -212,7 +212,10 @@ mod tests {
         assert_eq!(dotenv("").unwrap(), "''");
         for bad in ["it's $5", "a\\\\b$", "x\ry", "ends\\", "${HOME}", "'`"] {
             let err = dotenv(bad).unwrap_err().to_string();
-            assert!(err.contains("value of X") && err.contains("shell or JSON"), "{err}");
+            assert!(
+                err.contains("value of X") && err.contains("shell or JSON"),
+                "{err}"
+            );
         }
         // `${` without a closing brace is left alone by python-dotenv.
         assert_eq!(dotenv("a${b").unwrap(), "'a${b'");

@@ -182,7 +182,10 @@ impl EnvMap {
         } else {
             format!("_{n}")
         };
-        let (url_var, type_var) = (format!("DATABASE{infix}_URL"), format!("DATABASE{infix}_TYPE"));
+        let (url_var, type_var) = (
+            format!("DATABASE{infix}_URL"),
+            format!("DATABASE{infix}_TYPE"),
+        );
         for var in [&url_var, &type_var] {
             self.check_free(var, &Source::Database(n))?;
         }
@@ -207,12 +210,9 @@ impl EnvMap {
         selection: &Selection,
     ) -> Result<usize> {
         let (names, listed): (Vec<SecretName>, bool) = if selection.names.is_empty() {
-            let metas = coffer_store::SecretStoreExt::list_all(
-                store,
-                scope,
-                selection.prefix.as_deref(),
-            )
-            .await?;
+            let metas =
+                coffer_store::SecretStoreExt::list_all(store, scope, selection.prefix.as_deref())
+                    .await?;
             let names = metas
                 .into_iter()
                 .filter(|m| selection.matches(m))

@@ -343,7 +343,11 @@ impl<W: Write> Drop for RedactWriter<'_, W> {
 /// Copies `reader` to `writer` masked, flushing after every read so interactive output
 /// stays interactive. Returns the bytes read.
 #[cfg(feature = "tokio")]
-pub async fn copy_redacted<R, W>(redactor: &Redactor, mut reader: R, mut writer: W) -> io::Result<u64>
+pub async fn copy_redacted<R, W>(
+    redactor: &Redactor,
+    mut reader: R,
+    mut writer: W,
+) -> io::Result<u64>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,

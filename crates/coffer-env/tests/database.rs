@@ -194,10 +194,13 @@ async fn mysql_login_by_built_url() {
     }
     .await;
     let refused = sqlx::MySqlConnection::connect(bad.expose_secret()).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP USER {}@'%'", quote(&user))))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP USER {}@'%'",
+        quote(&user)
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
     assert_eq!(ok.unwrap(), format!("{user}@%"));
     assert!(refused.is_err(), "a wrong password logged in");
 }

@@ -82,8 +82,8 @@ fn map_of(values: &[String]) -> (EnvMap, Vec<(String, String)>) {
 
 fn value_strategy() -> impl Strategy<Value = String> {
     let special = prop::sample::select(vec![
-        '\'', '"', '$', '`', '\\', '#', ' ', '\t', '\n', '\r', '=', '(', ')', '{', '}', 'é',
-        '日', '🔑', '!', ';', 'a', 'Z', '0',
+        '\'', '"', '$', '`', '\\', '#', ' ', '\t', '\n', '\r', '=', '(', ')', '{', '}', 'é', '日',
+        '🔑', '!', ';', 'a', 'Z', '0',
     ]);
     let ch = prop_oneof![
         3 => special,
@@ -152,7 +152,11 @@ fn bash_read(file: &std::path::Path) -> BTreeMap<String, String> {
         "bash failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
         .split(|b| *b == 0)
         .filter(|e| !e.is_empty())
@@ -215,7 +219,11 @@ fn dotenv_files_read_back_in_bash_python_and_dotenvy() {
             .write_file(&map, &file)
             .unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
-        assert_eq!(dotenvy_read(&text).unwrap(), want, "dotenvy, export={export}");
+        assert_eq!(
+            dotenvy_read(&text).unwrap(),
+            want,
+            "dotenvy, export={export}"
+        );
         assert_eq!(
             only(&bash_read(&file), want.keys()),
             want,
@@ -238,7 +246,9 @@ fn shell_format_carries_every_value_through_bash() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("env.sh");
-    EnvWriter::new(Format::Shell).write_file(&map, &file).unwrap();
+    EnvWriter::new(Format::Shell)
+        .write_file(&map, &file)
+        .unwrap();
     assert_eq!(only(&bash_read(&file), want.keys()), want);
 }
 
@@ -249,7 +259,9 @@ fn files_are_private_and_replaced_atomically() {
     let file = dir.path().join("sub").join(".env");
     let mut map = EnvMap::new();
     map.insert("A", "first".into()).unwrap();
-    EnvWriter::new(Format::Dotenv).write_file(&map, &file).unwrap();
+    EnvWriter::new(Format::Dotenv)
+        .write_file(&map, &file)
+        .unwrap();
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     // A refused value leaves the old file as it was, and no temporary file behind.

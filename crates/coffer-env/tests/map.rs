@@ -22,7 +22,10 @@ async fn seeded(store: &dyn SecretStore) -> coffer_store::Scope {
     ];
     for (n, options) in puts {
         let value = SecretString::from(format!("value of {n}"));
-        store.put(&tenant, &name(n), &value, &options).await.unwrap();
+        store
+            .put(&tenant, &name(n), &value, &options)
+            .await
+            .unwrap();
     }
     tenant
 }
@@ -41,7 +44,12 @@ async fn selections(store: &dyn SecretStore) {
     // Expired and inactive secrets are skipped when found by listing.
     assert_eq!(
         names,
-        ["ANTHROPIC_API_KEY", "DB_PASSWORD", "GH_TOKEN", "OPENAI_API_KEY"]
+        [
+            "ANTHROPIC_API_KEY",
+            "DB_PASSWORD",
+            "GH_TOKEN",
+            "OPENAI_API_KEY"
+        ]
     );
     assert_eq!(value(&all, "GH_TOKEN"), "value of github.token");
     assert_eq!(
@@ -118,7 +126,10 @@ async fn two_secrets_on_one_name_is_an_error_naming_both() {
         text.contains("secret api.key") && text.contains("secret api_key"),
         "{text}"
     );
-    assert!(text.contains("API_KEY") && !text.contains("0123456789"), "{text}");
+    assert!(
+        text.contains("API_KEY") && !text.contains("0123456789"),
+        "{text}"
+    );
 
     // A secret on a literal's name: also an error, and the map keeps what it had.
     let mut map = EnvMap::new();
@@ -155,7 +166,13 @@ async fn loader_variables_need_an_explicit_allow() {
         matches!(&err, Error::LoaderVariable { name } if name == "LD_PRELOAD"),
         "{err}"
     );
-    for var in ["LD_LIBRARY_PATH", "DYLD_INSERT_LIBRARIES", "PATH", "NODE_OPTIONS", "BASH_ENV"] {
+    for var in [
+        "LD_LIBRARY_PATH",
+        "DYLD_INSERT_LIBRARIES",
+        "PATH",
+        "NODE_OPTIONS",
+        "BASH_ENV",
+    ] {
         let err = EnvMap::new().insert(var, "x".into()).unwrap_err();
         assert!(err.to_string().contains(var), "{err}");
     }
@@ -173,7 +190,10 @@ fn names_and_values_are_checked() {
         assert!(matches!(err, Error::InvalidName { .. }), "{err}");
     }
     let err = map.insert("NUL", "a\0b".into()).unwrap_err();
-    assert!(matches!(&err, Error::NulInValue { name } if name == "NUL"), "{err}");
+    assert!(
+        matches!(&err, Error::NulInValue { name } if name == "NUL"),
+        "{err}"
+    );
     map.insert("_ok_1", "fine".into()).unwrap();
     let err = map.insert("_ok_1", "again".into()).unwrap_err();
     assert!(matches!(err, Error::Collision { .. }), "{err}");

@@ -89,7 +89,9 @@ async fn child_output_split_across_writes() {
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut out = Vec::new();
-    coffer_env::copy_redacted(&r, stdout, &mut out).await.unwrap();
+    coffer_env::copy_redacted(&r, stdout, &mut out)
+        .await
+        .unwrap();
     assert!(child.wait().await.unwrap().success());
     assert_eq!(
         String::from_utf8(out).unwrap(),
@@ -102,7 +104,8 @@ async fn clean_environment_keeps_only_the_allowlist() {
     let mut env = EnvMap::new();
     env.insert("INJECTED", "line 1\nline 2 'q' \"d\" $x".into())
         .unwrap();
-    let script = "printf '%s|%s|%s' \"$INJECTED\" \"${CARGO_MANIFEST_DIR:-unset}\" \"${PATH:+path}\"";
+    let script =
+        "printf '%s|%s|%s' \"$INJECTED\" \"${CARGO_MANIFEST_DIR:-unset}\" \"${PATH:+path}\"";
     for clean in [false, true] {
         let mut cmd = tokio::process::Command::new("sh");
         cmd.args(["-c", script]);
