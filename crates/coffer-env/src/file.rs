@@ -1,23 +1,4 @@
 //! Writing an [`EnvMap`] out: `.env` files, shell `export` lines, JSON.
-//!
-//! # Why `.env` quoting refuses some values
-//!
-//! A `.env` file is read by at least three different parsers, and they disagree:
-//!
-//! | in the file          | bash (`set -a; . ./f`) | python-dotenv        | dotenvy              |
-//! |----------------------|------------------------|----------------------|----------------------|
-//! | `'…'` single quotes  | all literal            | `\\` and `\'` escape | all literal          |
-//! | `"…"` double quotes  | `$`, `` ` `` expand    | `\$` stays `\$`      | `$` expands          |
-//! | `${X}` anywhere      | (quoted: literal)      | expanded, no escape  | (quoted: literal)    |
-//! | carriage return      | kept                   | read as a newline    | kept                 |
-//!
-//! [`Format::Dotenv`] writes each value in single quotes when it holds no `'` and no
-//! `\\`, else in double quotes (escaping `\` and `"`) when it holds no `$` and no
-//! backtick. Both read back exactly, byte for byte, in all three. A value that neither
-//! form can carry, or that python-dotenv would change whatever the quoting (a carriage
-//! return, a trailing backslash, `${…}`), is refused with [`Error::NotPortable`] naming
-//! the variable and the reason, rather than written in a form one reader changes. Such
-//! values go through [`Format::Shell`] (exact in any POSIX shell) or [`Format::Json`].
 
 use std::path::Path;
 
@@ -27,11 +8,30 @@ use zeroize::Zeroizing;
 use crate::{EnvMap, Error, Result};
 
 /// How [`EnvWriter`] writes variables.
+///
+/// # Why [`Format::Dotenv`] refuses some values
+///
+/// A `.env` file is read by at least three different parsers, and they disagree:
+///
+/// | in the file          | bash (`set -a; . ./f`) | python-dotenv        | dotenvy              |
+/// |----------------------|------------------------|----------------------|----------------------|
+/// | `'…'` single quotes  | all literal            | `\\` and `\'` escape | all literal          |
+/// | `"…"` double quotes  | `$`, `` ` `` expand    | `\$` stays `\$`      | `$` expands          |
+/// | `${X}` anywhere      | (quoted: literal)      | expanded, no escape  | (quoted: literal)    |
+/// | carriage return      | kept                   | read as a newline    | kept                 |
+///
+/// [`Format::Dotenv`] writes each value in single quotes when it holds no `'` and no
+/// `\\`, else in double quotes (escaping `\` and `"`) when it holds no `$` and no
+/// backtick. Both read back exactly, byte for byte, in all three. A value that neither
+/// form can carry, or that python-dotenv would change whatever the quoting (a carriage
+/// return, a trailing backslash, `${…}`), is refused with [`Error::NotPortable`] naming
+/// the variable and the reason, rather than written in a form one reader changes. Such
+/// values go through [`Format::Shell`] (exact in any POSIX shell) or [`Format::Json`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Format {
     /// `NAME='value'` lines that dotenvy, python-dotenv and bash all read back exactly
-    /// (see the [module docs](self) for the values it refuses).
+    /// (see [above](Format) for the values it refuses).
     #[default]
     Dotenv,
     /// `export NAME='value'` lines for a POSIX shell (`. ./file` or `eval`), single quotes

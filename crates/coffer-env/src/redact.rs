@@ -11,6 +11,11 @@ use zeroize::Zeroizing;
 
 use crate::EnvMap;
 
+/// A form of a value to look for.
+type Pattern = Zeroizing<Vec<u8>>;
+/// `[REDACTED:NAME]`.
+type Label = Box<[u8]>;
+
 /// Values shorter than this many bytes are not masked: masking `abc` would garble every
 /// word that holds it and hide nothing worth hiding. [`Redactor::unmasked`] names them.
 pub const MIN_MASK_LEN: usize = 6;
@@ -122,7 +127,7 @@ impl Redactor {
         // Stable: equal forms keep their order, so the first value's label wins.
         candidates.sort_by(|a, b| a.0.cmp(&b.0));
         candidates.dedup_by(|later, earlier| later.0 == earlier.0);
-        let (patterns, labels): (Vec<Zeroizing<Vec<u8>>>, Vec<Box<[u8]>>) = candidates
+        let (patterns, labels): (Vec<Pattern>, Vec<Label>) = candidates
             .into_iter()
             .map(|(form, label)| (form, names[label].clone()))
             .unzip();

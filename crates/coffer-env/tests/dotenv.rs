@@ -6,7 +6,7 @@ use std::process::Command;
 
 use coffer_env::{EnvMap, EnvWriter, Error, Format};
 use proptest::prelude::*;
-use rand::{Rng as _, RngExt as _, SeedableRng as _};
+use rand::SeedableRng as _;
 
 /// Values that exercise every quoting rule.
 const TRICKY: &[&str] = &[
