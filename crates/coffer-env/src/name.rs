@@ -22,7 +22,7 @@ pub fn derive_env_name(name: &SecretName) -> String {
     derive_from_str(name.as_str())
 }
 
-/// [`derive_env_name`] over any text (used by coffer-store's environment source too).
+/// [`derive_env_name`] over any text.
 pub fn derive_from_str(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 1);
     if name.starts_with(|c: char| c.is_ascii_digit()) {
