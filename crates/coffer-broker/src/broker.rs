@@ -1,0 +1,935 @@
+//! The broker: connection ids, pools, and the calls an agent makes by id.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{Column as _, Executor as _, TypeInfo as _};
+
+use crate::error::from_sqlx;
+use crate::statement::check;
+use crate::value::{self, QueryResult, bind_json};
+use crate::{BrokerError, ConnectionParams, DbKind, Mode, Result};
+
+/// The broker's limits. Start from [`Limits::default`] and change what you need.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Database connections per connection id (default 4).
+    pub pool_size: u32,
+    /// A connection id unused this long is closed and forgotten (default 15 minutes).
+    pub idle_timeout: Duration,
+    /// A connection id older than this is closed and forgotten (default 8 hours).
+    pub max_lifetime: Duration,
+    /// Connection ids one owner may hold at once (default 16).
+    pub max_per_owner: usize,
+    /// How long one statement may run (default 30 s).
+    pub statement_timeout: Duration,
+    /// Rows one query returns at most; more set `truncated` (default 1,000).
+    pub row_limit: usize,
+    /// How long connecting may take (default 10 s).
+    pub connect_timeout: Duration,
+    /// How often the reaper looks for idle and old ids (default 30 s).
+    pub reap_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            pool_size: 4,
+            idle_timeout: Duration::from_secs(15 * 60),
+            max_lifetime: Duration::from_secs(8 * 3600),
+            max_per_owner: 16,
+            statement_timeout: Duration::from_secs(30),
+            row_limit: 1000,
+            connect_timeout: Duration::from_secs(10),
+            reap_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An opaque connection id: 128 random bits, printable (`conn_` and 32 hex digits).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConnectionId(String);
+
+impl ConnectionId {
+    fn random() -> Self {
+        Self(format!("conn_{}", hex::encode(rand::random::<[u8; 16]>())))
+    }
+
+    /// An id as an agent hands it back (any text; unknown ids are simply not found).
+    pub fn from_string(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Enough to tell ids apart in logs, not enough to use one.
+        write!(f, "ConnectionId({}…)", &self.0[..self.0.len().min(9)])
+    }
+}
+
+/// What [`Broker::info`] tells about a connection: never a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// The id.
+    pub id: ConnectionId,
+    /// The configured name, for named connections.
+    pub name: Option<String>,
+    /// The database kind.
+    #[serde(rename = "type")]
+    pub kind: DbKind,
+    /// The host (servers).
+    pub host: Option<String>,
+    /// The port (servers).
+    pub port: Option<u16>,
+    /// The database name (servers) or file (SQLite).
+    pub database: Option<String>,
+    /// The user (servers).
+    pub user: Option<String>,
+    /// What calls may do.
+    pub mode: Mode,
+    /// When it was connected.
+    pub created_at: DateTime<Utc>,
+    /// When it was last used.
+    pub last_used_at: DateTime<Utc>,
+}
+
+/// A table or view, for an agent to explore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    /// The schema (Postgres) or database (MySQL); `None` for SQLite.
+    pub schema: Option<String>,
+    /// The name.
+    pub name: String,
+    /// The columns, in order.
+    pub columns: Vec<TableColumn>,
+}
+
+/// A column of a [`Table`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableColumn {
+    /// The name.
+    pub name: String,
+    /// The declared type.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Whether it may be null.
+    pub nullable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MysqlFlavor {
+    Mysql,
+    Mariadb,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Pg(sqlx::PgPool),
+    Mysql(sqlx::MySqlPool, MysqlFlavor),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Pool {
+    async fn close(&self) {
+        match self {
+            Self::Pg(p) => p.close().await,
+            Self::Mysql(p, _) => p.close().await,
+            Self::Sqlite(p) => p.close().await,
+        }
+    }
+}
+
+struct Conn {
+    owner: String,
+    pool: Pool,
+    params: ConnectionParams,
+    info: Mutex<ConnectionInfo>,
+    created: Instant,
+    last_used: Mutex<Instant>,
+}
+
+impl Conn {
+    fn touch(&self) {
+        *self.last_used.lock().expect("not poisoned") = Instant::now();
+        self.info.lock().expect("not poisoned").last_used_at = Utc::now();
+    }
+
+    fn expired(&self, limits: &Limits, now: Instant) -> bool {
+        let idle = now.duration_since(*self.last_used.lock().expect("not poisoned"));
+        idle > limits.idle_timeout || now.duration_since(self.created) > limits.max_lifetime
+    }
+}
+
+struct Inner {
+    limits: Limits,
+    conns: Mutex<HashMap<String, Arc<Conn>>>,
+    shut: AtomicBool,
+}
+
+/// The connection broker. Cheap to clone; clones share connections.
+///
+/// Credentials go in once ([`connect`](Self::connect)); an opaque [`ConnectionId`]
+/// comes out; every later call names the owner and the id. The credentials stay in
+/// [`secrecy`] types inside the broker and never appear in its errors, logs or answers.
+///
+/// ```no_run
+/// # async fn run() -> coffer_broker::Result<()> {
+/// use coffer_broker::{Broker, ConnectionParams, Limits};
+///
+/// let broker = Broker::new(Limits::default());
+/// let params = ConnectionParams::postgres("127.0.0.1", "shop", "agent_ro", "s3cret".into());
+/// let id = broker.connect("tenant-42", params).await?;
+/// let result = broker
+///     .query("tenant-42", &id, "SELECT name, price FROM products WHERE id = $1", &[7.into()])
+///     .await?;
+/// println!("{}", serde_json::to_string(&result).unwrap());
+/// broker.disconnect("tenant-42", &id).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broker")
+            .field("limits", &self.inner.limits)
+            .field(
+                "connections",
+                &self.inner.conns.lock().map(|c| c.len()).unwrap_or(0),
+            )
+            .finish()
+    }
+}
+
+impl Broker {
+    /// A broker with `limits`. Inside a Tokio runtime it starts a reaper task that closes
+    /// idle and old connections every [`Limits::reap_interval`]; expired ids are refused
+    /// at use either way.
+    pub fn new(limits: Limits) -> Self {
+        let broker = Self {
+            inner: Arc::new(Inner {
+                limits,
+                conns: Mutex::new(HashMap::new()),
+                shut: AtomicBool::new(false),
+            }),
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&broker.inner);
+            let every = broker.inner.limits.reap_interval;
+            handle.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    if inner.shut.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    Self { inner }.reap().await;
+                }
+            });
+        }
+        broker
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Closes and forgets every connection that is idle or old beyond the limits.
+    /// Returns how many.
+    pub async fn reap(&self) -> usize {
+        let now = Instant::now();
+        let expired: Vec<Arc<Conn>> = {
+            let mut conns = self.inner.conns.lock().expect("not poisoned");
+            let ids: Vec<String> = conns
+                .iter()
+                .filter(|(_, c)| c.expired(&self.inner.limits, now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| conns.remove(id)).collect()
+        };
+        for conn in &expired {
+            tracing::debug!(owner = %conn.owner, "closing an idle or old connection");
+            conn.pool.close().await;
+        }
+        expired.len()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.shut.load(Ordering::SeqCst) {
+            return Err(BrokerError::ShutDown);
+        }
+        Ok(())
+    }
+
+    /// Opens one connection with `params`, runs `SELECT 1`, and closes it: a check
+    /// before saving a connection.
+    pub async fn test_connection(&self, params: &ConnectionParams) -> Result<()> {
+        self.check_open()?;
+        params.validate()?;
+        let pool = self.open_pool(params, 1).await?;
+        pool.close().await;
+        Ok(())
+    }
+
+    async fn open_pool(&self, params: &ConnectionParams, size: u32) -> Result<Pool> {
+        let limits = &self.inner.limits;
+        let secrets = params.secrets();
+        let err = |e| from_sqlx(e, &secrets);
+        macro_rules! options {
+            ($db:ty) => {
+                sqlx::pool::PoolOptions::<$db>::new()
+                    .max_connections(size)
+                    .min_connections(0)
+                    .acquire_timeout(limits.connect_timeout)
+                    .idle_timeout(Some(limits.idle_timeout))
+                    .max_lifetime(Some(limits.max_lifetime))
+                    .test_before_acquire(true)
+            };
+        }
+        let pool = match params.kind {
+            DbKind::Postgres => Pool::Pg(
+                options!(sqlx::Postgres)
+                    .connect_with(params.pg_options())
+                    .await
+                    .map_err(err)?,
+            ),
+            DbKind::Mysql => {
+                let pool = options!(sqlx::MySql)
+                    .connect_with(params.mysql_options())
+                    .await
+                    .map_err(err)?;
+                let (version,): (String,) = sqlx::query_as("SELECT VERSION()")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(err)?;
+                let flavor = if version.to_ascii_lowercase().contains("mariadb") {
+                    MysqlFlavor::Mariadb
+                } else {
+                    MysqlFlavor::Mysql
+                };
+                Pool::Mysql(pool, flavor)
+            }
+            DbKind::Sqlite => Pool::Sqlite(
+                options!(sqlx::Sqlite)
+                    .connect_with(params.sqlite_options())
+                    .await
+                    .map_err(err)?,
+            ),
+        };
+        Ok(pool)
+    }
+
+    /// Connects `owner` to the database of `params` and returns the id to use from now on.
+    pub async fn connect(&self, owner: &str, params: ConnectionParams) -> Result<ConnectionId> {
+        self.connect_as(owner, params, None).await
+    }
+
+    pub(crate) async fn connect_as(
+        &self,
+        owner: &str,
+        params: ConnectionParams,
+        name: Option<String>,
+    ) -> Result<ConnectionId> {
+        self.check_open()?;
+        params.validate()?;
+        if owner.is_empty() {
+            return Err(BrokerError::params("owner", "is empty"));
+        }
+        let held = self.list(owner).len();
+        if held >= self.inner.limits.max_per_owner {
+            return Err(BrokerError::Limit {
+                reason: format!(
+                    "{held} connections are open for this owner; the limit is {} \
+                     (disconnect one first)",
+                    self.inner.limits.max_per_owner
+                ),
+            });
+        }
+        let pool = self.open_pool(&params, self.inner.limits.pool_size).await?;
+        let id = ConnectionId::random();
+        let now = Utc::now();
+        let info = ConnectionInfo {
+            id: id.clone(),
+            name,
+            kind: params.kind,
+            host: params.host.clone(),
+            port: params.port,
+            database: params
+                .database
+                .clone()
+                .or_else(|| params.path.as_ref().map(|p| p.display().to_string())),
+            user: params.user.clone(),
+            mode: params.mode,
+            created_at: now,
+            last_used_at: now,
+        };
+        let conn = Arc::new(Conn {
+            owner: owner.to_owned(),
+            pool,
+            params,
+            info: Mutex::new(info),
+            created: Instant::now(),
+            last_used: Mutex::new(Instant::now()),
+        });
+        tracing::info!(owner, kind = %conn.params.kind, "connected");
+        self.inner
+            .conns
+            .lock()
+            .expect("not poisoned")
+            .insert(id.0.clone(), conn);
+        Ok(id)
+    }
+
+    /// The connection `id` of `owner`, or `NotFound` for every other case.
+    fn lookup(&self, owner: &str, id: &ConnectionId) -> Result<Arc<Conn>> {
+        self.check_open()?;
+        let mut conns = self.inner.conns.lock().expect("not poisoned");
+        let conn = conns.get(id.as_str()).filter(|c| c.owner == owner).cloned();
+        match conn {
+            Some(c) if c.expired(&self.inner.limits, Instant::now()) => {
+                conns.remove(id.as_str());
+                let pool = c.pool.clone();
+                tokio::spawn(async move { pool.close().await });
+                Err(BrokerError::NotFound)
+            }
+            Some(c) => Ok(c),
+            None => Err(BrokerError::NotFound),
+        }
+    }
+
+    /// What is known about a connection: type, host, database, user, mode, times.
+    pub fn info(&self, owner: &str, id: &ConnectionId) -> Result<ConnectionInfo> {
+        let conn = self.lookup(owner, id)?;
+        let info = conn.info.lock().expect("not poisoned").clone();
+        Ok(info)
+    }
+
+    /// The owner's connections.
+    pub fn list(&self, owner: &str) -> Vec<ConnectionInfo> {
+        let now = Instant::now();
+        let conns = self.inner.conns.lock().expect("not poisoned");
+        let mut list: Vec<ConnectionInfo> = conns
+            .values()
+            .filter(|c| c.owner == owner && !c.expired(&self.inner.limits, now))
+            .map(|c| c.info.lock().expect("not poisoned").clone())
+            .collect();
+        list.sort_by_key(|c| c.created_at);
+        list
+    }
+
+    /// Closes the connection and forgets the id.
+    pub async fn disconnect(&self, owner: &str, id: &ConnectionId) -> Result<()> {
+        let conn = self.lookup(owner, id)?;
+        self.inner
+            .conns
+            .lock()
+            .expect("not poisoned")
+            .remove(id.as_str());
+        conn.pool.close().await;
+        Ok(())
+    }
+
+    /// Refuses new calls, then closes every connection (waiting for calls in flight).
+    pub async fn shutdown(&self) {
+        self.inner.shut.store(true, Ordering::SeqCst);
+        let all: Vec<Arc<Conn>> = self
+            .inner
+            .conns
+            .lock()
+            .expect("not poisoned")
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        for conn in all {
+            conn.pool.close().await;
+        }
+    }
+
+    /// Runs one reading statement with bound `params` and returns its rows (at most
+    /// [`Limits::row_limit`]; `truncated` says whether there were more).
+    pub async fn query(
+        &self,
+        owner: &str,
+        id: &ConnectionId,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<QueryResult> {
+        let conn = self.lookup(owner, id)?;
+        check(sql, conn.params.kind, conn.params.mode)?;
+        conn.touch();
+        let run = Call {
+            conn: &conn,
+            limits: &self.inner.limits,
+        };
+        run.guarded(run.query(sql, params)).await
+    }
+
+    /// Runs one writing statement with bound `params` on a read-write connection and
+    /// returns the rows it affected.
+    pub async fn execute(
+        &self,
+        owner: &str,
+        id: &ConnectionId,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<u64> {
+        let conn = self.lookup(owner, id)?;
+        if conn.params.mode == Mode::ReadOnly {
+            return Err(BrokerError::Rejected {
+                reason: "the connection is read-only; writes need a read-write connection".into(),
+            });
+        }
+        check(sql, conn.params.kind, conn.params.mode)?;
+        conn.touch();
+        let run = Call {
+            conn: &conn,
+            limits: &self.inner.limits,
+        };
+        run.guarded(run.execute(sql, params)).await
+    }
+
+    /// The tables and views the connection can see, with their columns and types.
+    pub async fn schema(&self, owner: &str, id: &ConnectionId) -> Result<Vec<Table>> {
+        let conn = self.lookup(owner, id)?;
+        conn.touch();
+        let (sql, has_schema) = match conn.params.kind {
+            DbKind::Postgres => (
+                "SELECT c.table_schema::text, c.table_name::text, c.column_name::text, \
+                 c.data_type::text, (c.is_nullable = 'YES') \
+                 FROM information_schema.columns c \
+                 WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') \
+                 ORDER BY 1, 2, c.ordinal_position",
+                true,
+            ),
+            DbKind::Mysql => (
+                "SELECT CAST(table_schema AS CHAR), CAST(table_name AS CHAR), \
+                 CAST(column_name AS CHAR), CAST(column_type AS CHAR), \
+                 (is_nullable = 'YES') \
+                 FROM information_schema.columns WHERE table_schema = DATABASE() \
+                 ORDER BY table_name, ordinal_position",
+                true,
+            ),
+            DbKind::Sqlite => (
+                "SELECT '', m.name, p.name, p.type, p.\"notnull\" = 0 \
+                 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' \
+                 ORDER BY m.name, p.cid",
+                false,
+            ),
+        };
+        let run = Call {
+            conn: &conn,
+            limits: &self.inner.limits,
+        };
+        let result = run.guarded(run.query(sql, &[])).await?;
+        let mut tables: Vec<Table> = Vec::new();
+        for row in result.rows {
+            let text = |i: usize| {
+                row.get(i)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let nullable = match row.get(4) {
+                Some(Value::Bool(b)) => *b,
+                Some(Value::Number(n)) => n.as_i64() != Some(0),
+                _ => true,
+            };
+            let (schema, table) = (has_schema.then(|| text(0)), text(1));
+            let column = TableColumn {
+                name: text(2),
+                type_name: text(3),
+                nullable,
+            };
+            match tables.last_mut() {
+                Some(t) if t.name == table && t.schema == schema => t.columns.push(column),
+                _ => tables.push(Table {
+                    schema,
+                    name: table,
+                    columns: vec![column],
+                }),
+            }
+        }
+        Ok(tables)
+    }
+}
+
+/// Fetches at most `limit` rows of `sql` on connection `c`, converting each with `$row`.
+macro_rules! fetch_rows {
+    ($call:expr, $c:expr, $sql:expr, $params:expr, $limit:expr, $mode:expr, $row:path, $cols:path) => {{
+        async {
+            let mut columns = None;
+            let mut rows = Vec::new();
+            let mut truncated = false;
+            let mut discard = false;
+            {
+                let q = bind_json!(
+                    sqlx::query(sqlx::AssertSqlSafe($sql)).persistent(false),
+                    $params
+                );
+                let mut stream = q.fetch(&mut *$c);
+                while let Some(row) = stream.try_next().await.map_err(|e| $call.err(e))? {
+                    if rows.len() == $limit {
+                        truncated = true;
+                        if $mode == Mode::ReadOnly {
+                            // Stop the server's work by closing the connection.
+                            discard = true;
+                            break;
+                        }
+                        // A writing statement runs to its end, so what it did commits
+                        // whole; the rows past the limit are dropped.
+                        continue;
+                    }
+                    if columns.is_none() {
+                        columns = Some($cols(&row));
+                    }
+                    rows.push($row(&row)?);
+                }
+            }
+            let columns = match columns {
+                Some(c) => c,
+                None => match (&mut *$c)
+                    .describe(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe($sql)))
+                    .await
+                {
+                    Ok(d) => d
+                        .columns()
+                        .iter()
+                        .map(|col| value::Column {
+                            name: col.name().to_owned(),
+                            type_name: col.type_info().name().to_owned(),
+                        })
+                        .collect(),
+                    Err(_) => Vec::new(),
+                },
+            };
+            Ok::<_, BrokerError>(Collected {
+                result: QueryResult {
+                    columns,
+                    rows,
+                    truncated,
+                },
+                discard,
+            })
+        }
+        .await
+    }};
+}
+
+/// One call on one connection.
+struct Call<'a> {
+    conn: &'a Conn,
+    limits: &'a Limits,
+}
+
+/// What a fetch loop collects.
+struct Collected {
+    result: QueryResult,
+    /// The connection cannot be reused (a fetch stopped half-way, a timeout, an error
+    /// mid-transaction): close it instead of returning it to the pool.
+    discard: bool,
+}
+
+impl Call<'_> {
+    fn secrets(&self) -> Vec<&str> {
+        self.conn.params.secrets()
+    }
+
+    fn err(&self, e: sqlx::Error) -> BrokerError {
+        let timeout_ms =
+            u64::try_from(self.limits.statement_timeout.as_millis()).unwrap_or(u64::MAX);
+        if let sqlx::Error::Database(db) = &e {
+            let code = db.code();
+            // Postgres query_canceled, MariaDB/MySQL max statement/execution time,
+            // SQLite interrupted.
+            if matches!(
+                code.as_deref(),
+                Some("57014" | "70100" | "1969" | "3024" | "9")
+            ) {
+                return BrokerError::Timeout { timeout_ms };
+            }
+        }
+        from_sqlx(e, &self.secrets())
+    }
+
+    /// Runs `fut` with a client-side deadline a little after the server-side one, so a
+    /// server that ignores its timeout cannot hold the call forever.
+    async fn guarded<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let backstop = self.limits.statement_timeout + Duration::from_secs(5);
+        match tokio::time::timeout(backstop, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(BrokerError::Timeout {
+                timeout_ms: u64::try_from(self.limits.statement_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
+            }),
+        }
+    }
+
+    fn timeout_ms(&self) -> u128 {
+        self.limits.statement_timeout.as_millis().max(1)
+    }
+
+    async fn query(&self, sql: &str, params: &[Value]) -> Result<QueryResult> {
+        let mode = self.conn.params.mode;
+        let limit = self.limits.row_limit;
+        match &self.conn.pool {
+            Pool::Pg(pool) => {
+                let mut c = pool.acquire().await.map_err(|e| self.err(e))?;
+                let begin = match mode {
+                    Mode::ReadOnly => "BEGIN READ ONLY",
+                    Mode::ReadWrite => "BEGIN",
+                };
+                // SELECT 1 takes the snapshot: from then on the transaction's read-only
+                // mode can no longer be changed.
+                let setup = format!(
+                    "{begin}; SET LOCAL statement_timeout = {}; SELECT 1",
+                    self.timeout_ms()
+                );
+                sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                let collected = fetch_rows!(
+                    self,
+                    c,
+                    sql,
+                    params,
+                    limit,
+                    mode,
+                    value::pg_row,
+                    value::pg_columns
+                );
+                self.finish_pg(c, collected, mode).await
+            }
+            Pool::Mysql(pool, flavor) => {
+                let mut c = pool.acquire().await.map_err(|e| self.err(e))?;
+                let timeout = match flavor {
+                    MysqlFlavor::Mariadb => format!(
+                        "SET SESSION max_statement_time = {}",
+                        self.timeout_ms() as f64 / 1000.0
+                    ),
+                    MysqlFlavor::Mysql => {
+                        format!("SET SESSION max_execution_time = {}", self.timeout_ms())
+                    }
+                };
+                let begin = match mode {
+                    Mode::ReadOnly => "START TRANSACTION READ ONLY",
+                    Mode::ReadWrite => "START TRANSACTION",
+                };
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{timeout}; {begin}")))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                let collected = fetch_rows!(
+                    self,
+                    c,
+                    sql,
+                    params,
+                    limit,
+                    mode,
+                    value::mysql_row,
+                    value::mysql_columns
+                );
+                self.finish_mysql(c, collected, mode).await
+            }
+            Pool::Sqlite(pool) => {
+                let mut c = pool.acquire().await.map_err(|e| self.err(e))?;
+                let deadline = Instant::now() + self.limits.statement_timeout;
+                c.lock_handle()
+                    .await
+                    .map_err(|e| self.err(e))?
+                    .set_progress_handler(1000, move || Instant::now() < deadline);
+                if mode == Mode::ReadWrite {
+                    sqlx::raw_sql("BEGIN")
+                        .execute(&mut *c)
+                        .await
+                        .map_err(|e| self.err(e))?;
+                }
+                let collected = fetch_rows!(
+                    self,
+                    c,
+                    sql,
+                    params,
+                    limit,
+                    mode,
+                    value::sqlite_row,
+                    value::sqlite_columns
+                );
+                if let Ok(mut h) = c.lock_handle().await {
+                    h.remove_progress_handler();
+                }
+                let end = match (&collected, mode) {
+                    (_, Mode::ReadOnly) => None,
+                    (Ok(_), Mode::ReadWrite) => Some("COMMIT"),
+                    (Err(_), Mode::ReadWrite) => Some("ROLLBACK"),
+                };
+                if let Some(end) = end
+                    && sqlx::raw_sql(end).execute(&mut *c).await.is_err()
+                {
+                    c.close_on_drop();
+                }
+                let collected = collected?;
+                if collected.discard {
+                    c.close_on_drop();
+                }
+                Ok(collected.result)
+            }
+        }
+    }
+
+    async fn finish_pg(
+        &self,
+        mut c: sqlx::pool::PoolConnection<sqlx::Postgres>,
+        collected: Result<Collected>,
+        mode: Mode,
+    ) -> Result<QueryResult> {
+        match collected {
+            Ok(Collected {
+                result,
+                discard: false,
+            }) => {
+                let end = match mode {
+                    Mode::ReadOnly => "ROLLBACK",
+                    Mode::ReadWrite => "COMMIT",
+                };
+                // Back to a clean session: advisory locks are the one piece of session
+                // state a reading statement can leave behind.
+                let reset = format!("{end}; SELECT pg_advisory_unlock_all()");
+                if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(reset))
+                    .execute(&mut *c)
+                    .await
+                {
+                    c.close_on_drop();
+                    return Err(self.err(e));
+                }
+                Ok(result)
+            }
+            Ok(Collected {
+                result,
+                discard: true,
+            }) => {
+                // Closing the connection ends the transaction and the server's work.
+                c.close_on_drop();
+                Ok(result)
+            }
+            Err(e) => {
+                c.close_on_drop();
+                Err(e)
+            }
+        }
+    }
+
+    async fn finish_mysql(
+        &self,
+        mut c: sqlx::pool::PoolConnection<sqlx::MySql>,
+        collected: Result<Collected>,
+        mode: Mode,
+    ) -> Result<QueryResult> {
+        match collected {
+            Ok(Collected {
+                result,
+                discard: false,
+            }) => {
+                let end = match mode {
+                    Mode::ReadOnly => "ROLLBACK",
+                    Mode::ReadWrite => "COMMIT",
+                };
+                let reset = format!("{end}; DO RELEASE_ALL_LOCKS()");
+                if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(reset))
+                    .execute(&mut *c)
+                    .await
+                {
+                    c.close_on_drop();
+                    return Err(self.err(e));
+                }
+                Ok(result)
+            }
+            Ok(Collected {
+                result,
+                discard: true,
+            }) => {
+                c.close_on_drop();
+                Ok(result)
+            }
+            Err(e) => {
+                c.close_on_drop();
+                Err(e)
+            }
+        }
+    }
+
+    async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        macro_rules! run {
+            ($pool:expr, $setup:expr, $end:expr) => {{
+                let mut c = $pool.acquire().await.map_err(|e| self.err(e))?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe($setup))
+                    .execute(&mut *c)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                let q = bind_json!(
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false),
+                    params
+                );
+                match q.execute(&mut *c).await {
+                    Ok(done) => {
+                        if let Err(e) = sqlx::raw_sql($end).execute(&mut *c).await {
+                            c.close_on_drop();
+                            return Err(self.err(e));
+                        }
+                        Ok(done.rows_affected())
+                    }
+                    Err(e) => {
+                        c.close_on_drop();
+                        Err(self.err(e))
+                    }
+                }
+            }};
+        }
+        match &self.conn.pool {
+            Pool::Pg(pool) => run!(
+                pool,
+                format!("BEGIN; SET LOCAL statement_timeout = {}", self.timeout_ms()),
+                "COMMIT"
+            ),
+            Pool::Mysql(pool, flavor) => {
+                let timeout = match flavor {
+                    MysqlFlavor::Mariadb => format!(
+                        "SET SESSION max_statement_time = {}",
+                        self.timeout_ms() as f64 / 1000.0
+                    ),
+                    MysqlFlavor::Mysql => {
+                        format!("SET SESSION max_execution_time = {}", self.timeout_ms())
+                    }
+                };
+                run!(pool, format!("{timeout}; START TRANSACTION"), "COMMIT")
+            }
+            Pool::Sqlite(pool) => run!(pool, "BEGIN".to_owned(), "COMMIT"),
+        }
+    }
+}

@@ -1,0 +1,614 @@
+//! The broker against real Postgres, MariaDB and SQLite: read-only bypasses refused with
+//! the table intact, timeouts, row limits, ids and ownership, lifecycle, values, leaks.
+
+use std::str::FromStr as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coffer_broker::{Broker, BrokerError, ConnectionId, ConnectionParams, DbKind, Limits, Mode};
+use coffer_store::testing::service_env;
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+
+/// A database with a table `t` of 10 rows, and the admin URL to check it with.
+struct Db {
+    kind: DbKind,
+    params: ConnectionParams,
+    table: String,
+    admin: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn table_name() -> String {
+    format!("broker_t_{:08x}", rand::random::<u32>())
+}
+
+async fn admin_exec(kind: DbKind, admin: &str, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    match kind {
+        DbKind::Postgres => {
+            let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        }
+        DbKind::Mysql => {
+            let mut c = sqlx::MySqlConnection::connect(admin).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        }
+        _ => {
+            let mut c = sqlx::SqliteConnection::connect(admin).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
+async fn count(db: &Db) -> i64 {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {}", db.table));
+    match db.kind {
+        DbKind::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&db.admin).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+        }
+        DbKind::Mysql => {
+            let mut c = sqlx::MySqlConnection::connect(&db.admin).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+        }
+        _ => {
+            let mut c = sqlx::SqliteConnection::connect(&db.admin).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+        }
+    }
+}
+
+async fn setup(kind: DbKind) -> Option<Db> {
+    let table = table_name();
+    let create = format!(
+        "CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(40));\
+         INSERT INTO {table} (id, name) VALUES (1,'a'),(2,'b'),(3,'c'),(4,'d'),(5,'e'),\
+         (6,'f'),(7,'g'),(8,'h'),(9,'i'),(10,'j')"
+    );
+    let (params, admin, dir) = match kind {
+        DbKind::Postgres => {
+            let url = service_env("COFFER_TEST_POSTGRES_URL")?;
+            (
+                ConnectionParams::from_url(&url.clone().into()).unwrap(),
+                url,
+                None,
+            )
+        }
+        DbKind::Mysql => {
+            let url = service_env("COFFER_TEST_MYSQL_URL")?;
+            (
+                ConnectionParams::from_url(&url.clone().into()).unwrap(),
+                url,
+                None,
+            )
+        }
+        _ => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db.sqlite");
+            let admin = format!("sqlite://{}?mode=rwc", path.display());
+            (ConnectionParams::sqlite(&path), admin, Some(dir))
+        }
+    };
+    admin_exec(kind, &admin, &create).await;
+    Some(Db {
+        kind,
+        params,
+        table,
+        admin,
+        _dir: dir,
+    })
+}
+
+impl Db {
+    async fn drop_table(&self) {
+        admin_exec(
+            self.kind,
+            &self.admin,
+            &format!("DROP TABLE {}", self.table),
+        )
+        .await;
+    }
+}
+
+fn short_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.statement_timeout = Duration::from_millis(800);
+    limits.row_limit = 100;
+    limits
+}
+
+/// Each bypass on its own, each leaving the row count unchanged.
+async fn bypasses(kind: DbKind, extra: &[&str]) {
+    let Some(db) = setup(kind).await else { return };
+    let broker = Broker::new(short_limits());
+    let id = broker.connect("owner", db.params.clone()).await.unwrap();
+    let t = &db.table;
+    let mut attempts: Vec<String> = [
+        "COMMIT; DROP TABLE {t}",
+        "/*x*/ DELETE FROM {t}",
+        "DELETE FROM {t}",
+        "WITH a AS (SELECT 1) DELETE FROM {t}",
+        "SET TRANSACTION READ WRITE",
+        "SELECT 1; DELETE FROM {t}",
+        "DROP TABLE {t}",
+        "UPDATE {t} SET name = 'x'",
+        "INSERT INTO {t} (id, name) VALUES (99, 'z')",
+        "TRUNCATE TABLE {t}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    attempts.extend(extra.iter().map(|s| s.to_string()));
+    for attempt in &attempts {
+        let sql = attempt.replace("{t}", t);
+        let result = broker.query("owner", &id, &sql, &[]).await;
+        assert!(result.is_err(), "{kind}: {sql} was not refused: {result:?}");
+        assert_eq!(count(&db).await, 10, "{kind}: {sql} changed the table");
+        // The connection still works after each refusal.
+        let ok = broker
+            .query("owner", &id, &format!("SELECT COUNT(*) AS n FROM {t}"), &[])
+            .await
+            .unwrap();
+        assert_eq!(ok.rows[0][0], json!(10), "{kind} after {sql}");
+    }
+    broker.shutdown().await;
+    db.drop_table().await;
+}
+
+#[tokio::test]
+async fn postgres_read_only_bypasses_are_refused() {
+    bypasses(
+        DbKind::Postgres,
+        &[
+            "SET default_transaction_read_only = off",
+            "SET ROLE postgres",
+            "COPY {t} TO PROGRAM 'id'",
+            "DO $$ BEGIN DELETE FROM {t}; END $$",
+            "WITH d AS (DELETE FROM {t} RETURNING *) SELECT * FROM d",
+            "EXPLAIN ANALYZE DELETE FROM {t}",
+            "SELECT * INTO broker_copy FROM {t}",
+            "/* a */ BEGIN READ WRITE",
+            "SELECT 1 /* ; */ ; DELETE FROM {t}",
+            "SELECT $$;$$; DELETE FROM {t}",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mysql_read_only_bypasses_are_refused() {
+    bypasses(
+        DbKind::Mysql,
+        &[
+            "SET SESSION TRANSACTION READ WRITE",
+            "SELECT * FROM {t} INTO OUTFILE '/tmp/coffer-broker-outfile'",
+            "/*! DELETE FROM {t} */",
+            "SELECT 1 # ;\n; DELETE FROM {t}",
+            "REPLACE INTO {t} (id, name) VALUES (1, 'z')",
+            "LOCK TABLES {t} WRITE",
+            "CALL mysql.rds_kill(1)",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_read_only_bypasses_are_refused() {
+    bypasses(
+        DbKind::Sqlite,
+        &[
+            "PRAGMA query_only = 0",
+            "ATTACH DATABASE ':memory:' AS x",
+            "VACUUM",
+            "WITH d AS (SELECT 1) UPDATE {t} SET name = 'x'",
+            "SELECT 1;\n DELETE FROM {t}",
+        ],
+    )
+    .await;
+}
+
+async fn timeout_and_row_limit(kind: DbKind, sleep: &str, many: &str) {
+    let Some(db) = setup(kind).await else { return };
+    let broker = Broker::new(short_limits());
+    let id = broker.connect("owner", db.params.clone()).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = broker.query("owner", &id, sleep, &[]).await.unwrap_err();
+    assert!(matches!(err, BrokerError::Timeout { .. }), "{kind}: {err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{kind}: not stopped"
+    );
+    let rows = broker.query("owner", &id, many, &[]).await.unwrap();
+    assert_eq!(rows.rows.len(), 100, "{kind}");
+    assert!(rows.truncated, "{kind}");
+    // Still usable, and a small result is not truncated.
+    let small = broker
+        .query(
+            "owner",
+            &id,
+            &format!("SELECT id FROM {} ORDER BY id", db.table),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(small.rows.len(), 10);
+    assert!(!small.truncated);
+    broker.shutdown().await;
+    db.drop_table().await;
+}
+
+#[tokio::test]
+async fn postgres_timeout_and_row_limit() {
+    timeout_and_row_limit(
+        DbKind::Postgres,
+        "SELECT pg_sleep(30)",
+        "SELECT generate_series(1, 10000000) AS n",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mysql_timeout_and_row_limit() {
+    timeout_and_row_limit(
+        DbKind::Mysql,
+        "SELECT COUNT(*) FROM information_schema.columns a, information_schema.columns b, \
+         information_schema.columns c",
+        "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 10000000) \
+         SELECT n FROM s",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_timeout_and_row_limit() {
+    timeout_and_row_limit(
+        DbKind::Sqlite,
+        "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s) \
+         SELECT COUNT(*) FROM s",
+        "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 10000000) \
+         SELECT n FROM s",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ids_belong_to_their_owner() {
+    let Some(db) = setup(DbKind::Sqlite).await else {
+        return;
+    };
+    let mut limits = short_limits();
+    limits.max_per_owner = 2;
+    limits.idle_timeout = Duration::from_millis(300);
+    let broker = Broker::new(limits);
+    let id = broker.connect("alice", db.params.clone()).await.unwrap();
+    assert!(id.as_str().starts_with("conn_") && id.as_str().len() == 37);
+    let select = "SELECT 1";
+    broker.query("alice", &id, select, &[]).await.unwrap();
+    let not_found = |r: Result<_, BrokerError>| match r {
+        Err(e @ BrokerError::NotFound) => e.to_string(),
+        Err(e) => panic!("expected NotFound, got {e}"),
+        Ok(_) => panic!("expected NotFound"),
+    };
+    let other = not_found(broker.query("bob", &id, select, &[]).await.map(|_| ()));
+    let random = not_found(
+        broker
+            .query("alice", &ConnectionId::from_string("conn_00"), select, &[])
+            .await
+            .map(|_| ()),
+    );
+    assert!(broker.info("bob", &id).is_err() && broker.list("bob").is_empty());
+    assert_eq!(broker.list("alice").len(), 1);
+
+    // The cap per owner.
+    let second = broker.connect("alice", db.params.clone()).await.unwrap();
+    let err = broker
+        .connect("alice", db.params.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::Limit { .. }), "{err}");
+    broker.connect("bob", db.params.clone()).await.unwrap();
+
+    broker.disconnect("alice", &second).await.unwrap();
+    let gone = not_found(
+        broker
+            .query("alice", &second, select, &[])
+            .await
+            .map(|_| ()),
+    );
+
+    // Idle past the timeout: expired, the same answer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let expired = not_found(broker.query("alice", &id, select, &[]).await.map(|_| ()));
+    for text in [other, random, gone, expired] {
+        assert_eq!(text, "connection not found");
+    }
+    broker.shutdown().await;
+    let err = broker
+        .connect("alice", db.params.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::ShutDown));
+}
+
+#[tokio::test]
+async fn reaper_closes_idle_connections() {
+    let Some(db) = setup(DbKind::Sqlite).await else {
+        return;
+    };
+    let mut limits = short_limits();
+    limits.idle_timeout = Duration::from_millis(100);
+    limits.reap_interval = Duration::from_millis(50);
+    let broker = Broker::new(limits);
+    broker.connect("o", db.params.clone()).await.unwrap();
+    broker.connect("o", db.params.clone()).await.unwrap();
+    for _ in 0..100 {
+        if broker.list("o").is_empty() && format!("{broker:?}").contains("connections: 0") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the reaper left connections open: {broker:?}");
+}
+
+#[tokio::test]
+async fn postgres_values_schema_info_and_writes() {
+    let Some(db) = setup(DbKind::Postgres).await else {
+        return;
+    };
+    let broker = Broker::new(short_limits());
+    let id = broker.connect("o", db.params.clone()).await.unwrap();
+    let r = broker
+        .query(
+            "o",
+            &id,
+            "SELECT 1::int4 AS i, 2::int8 AS b, 1.5::float8 AS f, \
+             12345678901234567890.123456789::numeric AS n, 'x'::text AS t, true AS yes, \
+             NULL::int AS none, '2026-01-02T03:04:05Z'::timestamptz AS at, \
+             '\\x0102ff'::bytea AS bytes, '{\"a\": [1]}'::jsonb AS j, $1::text AS p, $2::int8 AS q",
+            &[json!("bound ' \" ; value"), json!(42)],
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "i", "b", "f", "n", "t", "yes", "none", "at", "bytes", "j", "p", "q"
+        ]
+    );
+    assert_eq!(r.columns[3].type_name, "NUMERIC");
+    assert_eq!(
+        r.rows[0],
+        vec![
+            json!(1),
+            json!(2),
+            json!(1.5),
+            json!("12345678901234567890.123456789"),
+            json!("x"),
+            json!(true),
+            Value::Null,
+            json!("2026-01-02T03:04:05+00:00"),
+            json!("AQL/"),
+            json!({"a": [1]}),
+            json!("bound ' \" ; value"),
+            json!(42),
+        ]
+    );
+    // Empty results still name their columns.
+    let empty = broker
+        .query(
+            "o",
+            &id,
+            &format!("SELECT id, name FROM {} WHERE id < 0", db.table),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(empty.columns.len(), 2);
+    assert!(empty.rows.is_empty());
+
+    let tables = broker.schema("o", &id).await.unwrap();
+    let t = tables.iter().find(|t| t.name == db.table).unwrap();
+    assert_eq!(t.schema.as_deref(), Some("public"));
+    assert_eq!(t.columns[0].name, "id");
+    assert_eq!(t.columns[0].type_name, "integer");
+    assert!(!t.columns[0].nullable && t.columns[1].nullable);
+
+    let info = broker.info("o", &id).unwrap();
+    assert_eq!((info.kind, info.mode), (DbKind::Postgres, Mode::ReadOnly));
+    assert_eq!(info.user.as_deref(), Some("postgres"));
+
+    // Writes: refused on read-only, done on read-write, one statement each.
+    let err = broker
+        .execute(
+            "o",
+            &id,
+            &format!("DELETE FROM {} WHERE id = $1", db.table),
+            &[json!(1)],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::Rejected { .. }), "{err}");
+    let rw = broker
+        .connect("o", db.params.clone().with_mode(Mode::ReadWrite))
+        .await
+        .unwrap();
+    let n = broker
+        .execute(
+            "o",
+            &rw,
+            &format!("DELETE FROM {} WHERE id = $1", db.table),
+            &[json!(1)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(count(&db).await, 9);
+    broker.shutdown().await;
+    db.drop_table().await;
+}
+
+#[tokio::test]
+async fn mysql_and_sqlite_values() {
+    for kind in [DbKind::Mysql, DbKind::Sqlite] {
+        let Some(db) = setup(kind).await else {
+            continue;
+        };
+        let broker = Broker::new(short_limits());
+        let id = broker.connect("o", db.params.clone()).await.unwrap();
+        let r = broker
+            .query(
+                "o",
+                &id,
+                &format!("SELECT id, name, ? AS p FROM {} WHERE id = ?", db.table),
+                &[json!("it's"), json!(3)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.rows,
+            vec![vec![json!(3), json!("c"), json!("it's")]],
+            "{kind}"
+        );
+        let tables = broker.schema("o", &id).await.unwrap();
+        let t = tables.iter().find(|t| t.name == db.table).unwrap();
+        assert_eq!(t.columns.len(), 2, "{kind}");
+        broker.shutdown().await;
+        db.drop_table().await;
+    }
+}
+
+/// Captures every `tracing` event at TRACE level.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn credentials_never_leak() {
+    let Some(admin) = service_env("COFFER_TEST_MYSQL_URL") else {
+        return;
+    };
+    let Some(pg_admin) = service_env("COFFER_TEST_POSTGRES_URL") else {
+        return;
+    };
+    // The test's own setup (which sends the password to create the user) is not captured.
+    let password = format!("Pw{:016x}", rand::random::<u64>());
+    let user = format!("leak_{:06x}", rand::random::<u32>() & 0xff_ffff);
+    admin_exec(
+        DbKind::Mysql,
+        &admin,
+        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT SELECT ON test.* TO '{user}'@'%'"),
+    )
+    .await;
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let broker = Broker::new(short_limits());
+    let mysql = sqlx::mysql::MySqlConnectOptions::from_str(&admin).unwrap();
+    let good = ConnectionParams::mysql(mysql.get_host(), "test", &user, password.clone().into())
+        .port(mysql.get_port());
+    let mut errors = Vec::new();
+    let id = broker.connect("o", good.clone()).await.unwrap();
+    broker.query("o", &id, "SELECT 1", &[]).await.unwrap();
+    errors.push(
+        broker
+            .query("o", &id, "SELECT nope FROM nowhere", &[])
+            .await
+            .unwrap_err(),
+    );
+    errors.push(
+        broker
+            .query("o", &id, "DELETE FROM t", &[])
+            .await
+            .unwrap_err(),
+    );
+    // A wrong password, and a password that is also the database's name, so the
+    // server's own message carries it.
+    let wrong = ConnectionParams::mysql(
+        mysql.get_host(),
+        "test",
+        &user,
+        format!("{password}x").into(),
+    )
+    .port(mysql.get_port());
+    errors.push(broker.connect("o", wrong).await.unwrap_err());
+    let pg = sqlx::postgres::PgConnectOptions::from_str(&pg_admin).unwrap();
+    let echoed = ConnectionParams::postgres(
+        pg.get_host(),
+        &password,
+        "postgres",
+        password.clone().into(),
+    )
+    .port(pg.get_port());
+    errors.push(broker.connect("o", echoed.clone()).await.unwrap_err());
+    errors.push(broker.test_connection(&echoed).await.unwrap_err());
+    let url = format!(
+        "postgres://postgres:{password}@{}:{}/{password}",
+        pg.get_host(),
+        pg.get_port()
+    );
+    errors.push(
+        broker
+            .connect("o", ConnectionParams::from_url(&url.into()).unwrap())
+            .await
+            .unwrap_err(),
+    );
+    errors.push(
+        broker
+            .connect(
+                "o",
+                ConnectionParams::from_url(&format!("postgres://u:{password}@/x:badport").into())
+                    .unwrap_or(good.clone()),
+            )
+            .await
+            .map(|_| ())
+            .err()
+            .unwrap_or(BrokerError::NotFound),
+    );
+    let info = broker.info("o", &id).unwrap();
+    broker.shutdown().await;
+    drop(_guard);
+    admin_exec(DbKind::Mysql, &admin, &format!("DROP USER '{user}'@'%'")).await;
+
+    let mut seen = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(!seen.is_empty(), "tracing captured nothing");
+    if let Some(at) = seen.find(&password) {
+        let start = at.saturating_sub(300);
+        panic!(
+            "the password is in the logs: …{}…",
+            &seen[start..(at + 100).min(seen.len())]
+        );
+    }
+    for e in &errors {
+        assert!(
+            !format!("{e} {e:?}").contains(&password),
+            "an error holds the password: {e:?}"
+        );
+    }
+    for e in &errors {
+        seen.push_str(&format!("\n{e}\n{e:?}"));
+    }
+    // (`echoed` names the password as its database, which Debug shows as a database name.)
+    seen.push_str(&format!("{good:?}{info:?}{broker:?}"));
+    seen.push_str(&serde_json::to_string(&info).unwrap());
+    assert!(
+        errors.iter().any(|e| e.to_string().contains("[REDACTED]")),
+        "the echoing server error was not scrubbed: {errors:?}"
+    );
+    assert!(!seen.contains(&password), "the password leaked");
+}
