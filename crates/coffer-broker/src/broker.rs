@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Column as _, Executor as _, TypeInfo as _};
 
+use coffer_store::{Scope, SecretStore};
+
+use crate::config::NamedConnections;
 use crate::error::from_sqlx;
 use crate::statement::check;
 use crate::value::{self, QueryResult, bind_json};
@@ -183,6 +186,8 @@ impl Conn {
 
 struct Inner {
     limits: Limits,
+    named: NamedConnections,
+    store: Option<Arc<dyn SecretStore>>,
     conns: Mutex<HashMap<String, Arc<Conn>>>,
     shut: AtomicBool,
 }
@@ -229,9 +234,23 @@ impl Broker {
     /// idle and old connections every [`Limits::reap_interval`]; expired ids are refused
     /// at use either way.
     pub fn new(limits: Limits) -> Self {
+        Self::with_config(limits, NamedConnections::default(), None)
+    }
+
+    /// A broker that also opens the `named` connections ([`connect_named`]), reading
+    /// their `credentialsSecret` and `urlSecret` from `store` in the owner's scope.
+    ///
+    /// [`connect_named`]: Self::connect_named
+    pub fn with_config(
+        limits: Limits,
+        named: NamedConnections,
+        store: Option<Arc<dyn SecretStore>>,
+    ) -> Self {
         let broker = Self {
             inner: Arc::new(Inner {
                 limits,
+                named,
+                store,
                 conns: Mutex::new(HashMap::new()),
                 shut: AtomicBool::new(false),
             }),
@@ -343,6 +362,25 @@ impl Broker {
             ),
         };
         Ok(pool)
+    }
+
+    /// The configured named connections.
+    pub fn named(&self) -> &NamedConnections {
+        &self.inner.named
+    }
+
+    /// Connects `owner` to the configured connection `name` (its mode as configured:
+    /// read-only unless the configuration says `read_write`). Secrets it names are read
+    /// from the broker's store in the scope named like `owner`.
+    pub async fn connect_named(&self, owner: &str, name: &str) -> Result<ConnectionId> {
+        self.check_open()?;
+        let scope = match &self.inner.store {
+            Some(_) => Some(Scope::new(owner.to_owned())?),
+            None => None,
+        };
+        let store = self.inner.store.as_deref().zip(scope.as_ref());
+        let params = self.inner.named.resolve(name, store).await?;
+        self.connect_as(owner, params, Some(name.to_owned())).await
     }
 
     /// Connects `owner` to the database of `params` and returns the id to use from now on.

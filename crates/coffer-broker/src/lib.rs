@@ -18,12 +18,14 @@
 #![deny(missing_docs)]
 
 mod broker;
+mod config;
 mod error;
 mod params;
 mod statement;
 mod value;
 
 pub use broker::{Broker, ConnectionId, ConnectionInfo, Limits, Table, TableColumn};
+pub use config::{NamedConnection, NamedConnections};
 pub use error::{BrokerError, Result};
 pub use params::{ConnectionParams, DbKind, Mode};
 pub use value::{Column, QueryResult};
