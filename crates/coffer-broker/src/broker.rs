@@ -16,6 +16,7 @@ use coffer_store::{Scope, SecretStore};
 
 use crate::config::NamedConnections;
 use crate::error::from_sqlx;
+use crate::registry::Registry;
 use crate::statement::check;
 use crate::value::{self, QueryResult, bind_json};
 use crate::{BrokerError, ConnectionParams, DbKind, Mode, Result};
@@ -40,6 +41,10 @@ pub struct Limits {
     pub connect_timeout: Duration,
     /// How often the reaper looks for idle and old ids (default 30 s).
     pub reap_interval: Duration,
+    /// With a registry: how long an id opened here is used before the registry is asked
+    /// again whether it still exists, so a disconnect on another instance takes effect
+    /// here within this time (default 5 s).
+    pub registry_recheck: Duration,
 }
 
 impl Default for Limits {
@@ -53,6 +58,7 @@ impl Default for Limits {
             row_limit: 1000,
             connect_timeout: Duration::from_secs(10),
             reap_interval: Duration::from_secs(30),
+            registry_recheck: Duration::from_secs(5),
         }
     }
 }
@@ -170,6 +176,8 @@ struct Conn {
     info: Mutex<ConnectionInfo>,
     created: Instant,
     last_used: Mutex<Instant>,
+    /// When the registry last confirmed the id.
+    confirmed: Mutex<Instant>,
 }
 
 impl Conn {
@@ -188,6 +196,7 @@ struct Inner {
     limits: Limits,
     named: NamedConnections,
     store: Option<Arc<dyn SecretStore>>,
+    registry: Option<Registry>,
     conns: Mutex<HashMap<String, Arc<Conn>>>,
     shut: AtomicBool,
 }
@@ -246,11 +255,36 @@ impl Broker {
         named: NamedConnections,
         store: Option<Arc<dyn SecretStore>>,
     ) -> Self {
+        Self::build(limits, named, store, None)
+    }
+
+    /// A broker whose connections are also kept in `registry`: an id survives a restart
+    /// and resolves on every broker sharing the registry's store and keyring. An id
+    /// another instance registered opens its own pool here on first use. Idle ids are
+    /// closed locally by the reaper; the registry forgets an id when it is disconnected
+    /// or reaches [`Limits::max_lifetime`]. [`Limits::max_per_owner`] counts the ids open
+    /// on this instance.
+    pub fn with_registry(
+        limits: Limits,
+        named: NamedConnections,
+        store: Option<Arc<dyn SecretStore>>,
+        registry: Registry,
+    ) -> Self {
+        Self::build(limits, named, store, Some(registry))
+    }
+
+    fn build(
+        limits: Limits,
+        named: NamedConnections,
+        store: Option<Arc<dyn SecretStore>>,
+        registry: Option<Registry>,
+    ) -> Self {
         let broker = Self {
             inner: Arc::new(Inner {
                 limits,
                 named,
                 store,
+                registry,
                 conns: Mutex::new(HashMap::new()),
                 shut: AtomicBool::new(false),
             }),
@@ -434,7 +468,21 @@ impl Broker {
             info: Mutex::new(info),
             created: Instant::now(),
             last_used: Mutex::new(Instant::now()),
+            confirmed: Mutex::new(Instant::now()),
         });
+        if let Some(registry) = &self.inner.registry {
+            let name = conn.info.lock().expect("not poisoned").name.clone();
+            let expires = now
+                + chrono::Duration::from_std(self.inner.limits.max_lifetime)
+                    .unwrap_or(chrono::Duration::days(365));
+            if let Err(e) = registry
+                .save(owner, &id, &conn.params, name.as_deref(), now, expires)
+                .await
+            {
+                conn.pool.close().await;
+                return Err(e);
+            }
+        }
         tracing::info!(owner, kind = %conn.params.kind, "connected");
         self.inner
             .conns
@@ -444,26 +492,105 @@ impl Broker {
         Ok(id)
     }
 
+    /// Opens a pool here for an id another instance (or an earlier run) registered.
+    async fn adopt(&self, owner: &str, id: &ConnectionId) -> Result<Arc<Conn>> {
+        let Some(registry) = &self.inner.registry else {
+            return Err(BrokerError::NotFound);
+        };
+        let (params, name, created_at) = registry.load(owner, id).await?;
+        let pool = self.open_pool(&params, self.inner.limits.pool_size).await?;
+        let info = ConnectionInfo {
+            id: id.clone(),
+            name,
+            kind: params.kind,
+            host: params.host.clone(),
+            port: params.port,
+            database: params
+                .database
+                .clone()
+                .or_else(|| params.path.as_ref().map(|p| p.display().to_string())),
+            user: params.user.clone(),
+            mode: params.mode,
+            created_at,
+            last_used_at: Utc::now(),
+        };
+        let age = (Utc::now() - created_at).to_std().unwrap_or_default();
+        let conn = Arc::new(Conn {
+            owner: owner.to_owned(),
+            pool,
+            params,
+            info: Mutex::new(info),
+            created: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+            last_used: Mutex::new(Instant::now()),
+            confirmed: Mutex::new(Instant::now()),
+        });
+        // Another call may have adopted it meanwhile: keep the first.
+        let kept = self
+            .inner
+            .conns
+            .lock()
+            .expect("not poisoned")
+            .entry(id.0.clone())
+            .or_insert_with(|| conn.clone())
+            .clone();
+        if !Arc::ptr_eq(&kept, &conn) {
+            conn.pool.close().await;
+        }
+        Ok(kept)
+    }
+
     /// The connection `id` of `owner`, or `NotFound` for every other case.
-    fn lookup(&self, owner: &str, id: &ConnectionId) -> Result<Arc<Conn>> {
+    async fn lookup(&self, owner: &str, id: &ConnectionId) -> Result<Arc<Conn>> {
         self.check_open()?;
-        let mut conns = self.inner.conns.lock().expect("not poisoned");
-        let conn = conns.get(id.as_str()).filter(|c| c.owner == owner).cloned();
-        match conn {
-            Some(c) if c.expired(&self.inner.limits, Instant::now()) => {
-                conns.remove(id.as_str());
-                let pool = c.pool.clone();
-                tokio::spawn(async move { pool.close().await });
+        let found = {
+            let mut conns = self.inner.conns.lock().expect("not poisoned");
+            let conn = conns.get(id.as_str()).filter(|c| c.owner == owner).cloned();
+            match conn {
+                Some(c) if c.expired(&self.inner.limits, Instant::now()) => {
+                    conns.remove(id.as_str());
+                    Err(c)
+                }
+                Some(c) => Ok(Some(c)),
+                // Another owner's id.
+                None if conns.contains_key(id.as_str()) => return Err(BrokerError::NotFound),
+                None => Ok(None),
+            }
+        };
+        match found {
+            Ok(Some(c)) => {
+                let stale = c.confirmed.lock().expect("not poisoned").elapsed()
+                    > self.inner.limits.registry_recheck;
+                if let Some(registry) = &self.inner.registry
+                    && stale
+                {
+                    match registry.load(owner, id).await {
+                        Ok(_) => *c.confirmed.lock().expect("not poisoned") = Instant::now(),
+                        Err(BrokerError::NotFound) => {
+                            // Disconnected elsewhere, or expired.
+                            self.inner
+                                .conns
+                                .lock()
+                                .expect("not poisoned")
+                                .remove(id.as_str());
+                            c.pool.close().await;
+                            return Err(BrokerError::NotFound);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(c)
+            }
+            Ok(None) => self.adopt(owner, id).await,
+            Err(expired) => {
+                expired.pool.close().await;
                 Err(BrokerError::NotFound)
             }
-            Some(c) => Ok(c),
-            None => Err(BrokerError::NotFound),
         }
     }
 
     /// What is known about a connection: type, host, database, user, mode, times.
-    pub fn info(&self, owner: &str, id: &ConnectionId) -> Result<ConnectionInfo> {
-        let conn = self.lookup(owner, id)?;
+    pub async fn info(&self, owner: &str, id: &ConnectionId) -> Result<ConnectionInfo> {
+        let conn = self.lookup(owner, id).await?;
         let info = conn.info.lock().expect("not poisoned").clone();
         Ok(info)
     }
@@ -483,13 +610,16 @@ impl Broker {
 
     /// Closes the connection and forgets the id.
     pub async fn disconnect(&self, owner: &str, id: &ConnectionId) -> Result<()> {
-        let conn = self.lookup(owner, id)?;
+        let conn = self.lookup(owner, id).await?;
         self.inner
             .conns
             .lock()
             .expect("not poisoned")
             .remove(id.as_str());
         conn.pool.close().await;
+        if let Some(registry) = &self.inner.registry {
+            registry.remove(owner, id).await?;
+        }
         Ok(())
     }
 
@@ -518,7 +648,7 @@ impl Broker {
         sql: &str,
         params: &[Value],
     ) -> Result<QueryResult> {
-        let conn = self.lookup(owner, id)?;
+        let conn = self.lookup(owner, id).await?;
         check(sql, conn.params.kind, conn.params.mode)?;
         conn.touch();
         let run = Call {
@@ -537,7 +667,7 @@ impl Broker {
         sql: &str,
         params: &[Value],
     ) -> Result<u64> {
-        let conn = self.lookup(owner, id)?;
+        let conn = self.lookup(owner, id).await?;
         if conn.params.mode == Mode::ReadOnly {
             return Err(BrokerError::Rejected {
                 reason: "the connection is read-only; writes need a read-write connection".into(),
@@ -554,7 +684,7 @@ impl Broker {
 
     /// The tables and views the connection can see, with their columns and types.
     pub async fn schema(&self, owner: &str, id: &ConnectionId) -> Result<Vec<Table>> {
-        let conn = self.lookup(owner, id)?;
+        let conn = self.lookup(owner, id).await?;
         conn.touch();
         let (sql, has_schema) = match conn.params.kind {
             DbKind::Postgres => (

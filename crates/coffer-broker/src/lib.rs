@@ -21,6 +21,7 @@ mod broker;
 mod config;
 mod error;
 mod params;
+mod registry;
 mod statement;
 mod value;
 
@@ -28,4 +29,5 @@ pub use broker::{Broker, ConnectionId, ConnectionInfo, Limits, Table, TableColum
 pub use config::{NamedConnection, NamedConnections};
 pub use error::{BrokerError, Result};
 pub use params::{ConnectionParams, DbKind, Mode};
+pub use registry::Registry;
 pub use value::{Column, QueryResult};

@@ -297,7 +297,7 @@ async fn ids_belong_to_their_owner() {
             .await
             .map(|_| ()),
     );
-    assert!(broker.info("bob", &id).is_err() && broker.list("bob").is_empty());
+    assert!(broker.info("bob", &id).await.is_err() && broker.list("bob").is_empty());
     assert_eq!(broker.list("alice").len(), 1);
 
     // The cap per owner.
@@ -415,7 +415,7 @@ async fn postgres_values_schema_info_and_writes() {
     assert_eq!(t.columns[0].type_name, "integer");
     assert!(!t.columns[0].nullable && t.columns[1].nullable);
 
-    let info = broker.info("o", &id).unwrap();
+    let info = broker.info("o", &id).await.unwrap();
     assert_eq!((info.kind, info.mode), (DbKind::Postgres, Mode::ReadOnly));
     assert_eq!(info.user.as_deref(), Some("postgres"));
 
@@ -580,7 +580,7 @@ async fn credentials_never_leak() {
             .err()
             .unwrap_or(BrokerError::NotFound),
     );
-    let info = broker.info("o", &id).unwrap();
+    let info = broker.info("o", &id).await.unwrap();
     broker.shutdown().await;
     drop(_guard);
     admin_exec(DbKind::Mysql, &admin, &format!("DROP USER '{user}'@'%'")).await;

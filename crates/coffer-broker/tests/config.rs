@@ -140,7 +140,7 @@ async fn connect_by_name_from_env_and_store() {
             .await
             .unwrap();
         assert_eq!(r.rows[0][0], json!(1), "{conn}");
-        let info = broker.info("tenant-7", &id).unwrap();
+        let info = broker.info("tenant-7", &id).await.unwrap();
         assert_eq!((info.name.as_deref(), info.mode), (Some(conn), mode));
     }
     // The secrets live in tenant-7's scope only.
