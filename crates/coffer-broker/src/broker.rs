@@ -123,6 +123,31 @@ pub struct ConnectionInfo {
     pub last_used_at: DateTime<Utc>,
 }
 
+impl ConnectionInfo {
+    fn of(
+        id: &ConnectionId,
+        name: Option<String>,
+        params: &ConnectionParams,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: id.clone(),
+            name,
+            kind: params.kind,
+            host: params.host.clone(),
+            port: params.port,
+            database: params
+                .database
+                .clone()
+                .or_else(|| params.path.as_ref().map(|p| p.display().to_string())),
+            user: params.user.clone(),
+            mode: params.mode,
+            created_at,
+            last_used_at: Utc::now(),
+        }
+    }
+}
+
 /// A table or view, for an agent to explore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
@@ -446,21 +471,7 @@ impl Broker {
         let pool = self.open_pool(&params, self.inner.limits.pool_size).await?;
         let id = ConnectionId::random();
         let now = Utc::now();
-        let info = ConnectionInfo {
-            id: id.clone(),
-            name,
-            kind: params.kind,
-            host: params.host.clone(),
-            port: params.port,
-            database: params
-                .database
-                .clone()
-                .or_else(|| params.path.as_ref().map(|p| p.display().to_string())),
-            user: params.user.clone(),
-            mode: params.mode,
-            created_at: now,
-            last_used_at: now,
-        };
+        let info = ConnectionInfo::of(&id, name, &params, now);
         let conn = Arc::new(Conn {
             owner: owner.to_owned(),
             pool,
@@ -499,21 +510,7 @@ impl Broker {
         };
         let (params, name, created_at) = registry.load(owner, id).await?;
         let pool = self.open_pool(&params, self.inner.limits.pool_size).await?;
-        let info = ConnectionInfo {
-            id: id.clone(),
-            name,
-            kind: params.kind,
-            host: params.host.clone(),
-            port: params.port,
-            database: params
-                .database
-                .clone()
-                .or_else(|| params.path.as_ref().map(|p| p.display().to_string())),
-            user: params.user.clone(),
-            mode: params.mode,
-            created_at,
-            last_used_at: Utc::now(),
-        };
+        let info = ConnectionInfo::of(id, name, &params, created_at);
         let age = (Utc::now() - created_at).to_std().unwrap_or_default();
         let conn = Arc::new(Conn {
             owner: owner.to_owned(),
@@ -810,6 +807,49 @@ macro_rules! fetch_rows {
     }};
 }
 
+/// Ends a call on a server connection: on success the transaction ends (rolled back when
+/// read-only, committed otherwise) and `$reset` clears the one piece of session state a
+/// statement can leave behind (advisory or named locks); a call that stopped half-way or
+/// failed closes the connection instead, which also ends the server's work.
+macro_rules! finish {
+    ($call:expr, $c:expr, $collected:expr, $mode:expr, $reset:expr) => {{
+        let mut c = $c;
+        match $collected {
+            Ok(Collected {
+                result,
+                discard: false,
+            }) => {
+                let end = match $mode {
+                    Mode::ReadOnly => "ROLLBACK",
+                    Mode::ReadWrite => "COMMIT",
+                };
+                let reset = format!("{end}; {}", $reset);
+                match sqlx::raw_sql(sqlx::AssertSqlSafe(reset))
+                    .execute(&mut *c)
+                    .await
+                {
+                    Ok(_) => Ok(result),
+                    Err(e) => {
+                        c.close_on_drop();
+                        Err($call.err(e))
+                    }
+                }
+            }
+            Ok(Collected {
+                result,
+                discard: true,
+            }) => {
+                c.close_on_drop();
+                Ok(result)
+            }
+            Err(e) => {
+                c.close_on_drop();
+                Err(e)
+            }
+        }
+    }};
+}
+
 /// One call on one connection.
 struct Call<'a> {
     conn: &'a Conn,
@@ -863,6 +903,20 @@ impl Call<'_> {
         self.limits.statement_timeout.as_millis().max(1)
     }
 
+    /// The session setting that bounds a statement's time: MariaDB's in seconds, MySQL's
+    /// in milliseconds.
+    fn mysql_timeout(&self, flavor: MysqlFlavor) -> String {
+        match flavor {
+            MysqlFlavor::Mariadb => format!(
+                "SET SESSION max_statement_time = {}",
+                self.timeout_ms() as f64 / 1000.0
+            ),
+            MysqlFlavor::Mysql => {
+                format!("SET SESSION max_execution_time = {}", self.timeout_ms())
+            }
+        }
+    }
+
     async fn query(&self, sql: &str, params: &[Value]) -> Result<QueryResult> {
         let mode = self.conn.params.mode;
         let limit = self.limits.row_limit;
@@ -893,19 +947,11 @@ impl Call<'_> {
                     value::pg_row,
                     value::pg_columns
                 );
-                self.finish_pg(c, collected, mode).await
+                finish!(self, c, collected, mode, "SELECT pg_advisory_unlock_all()")
             }
             Pool::Mysql(pool, flavor) => {
                 let mut c = pool.acquire().await.map_err(|e| self.err(e))?;
-                let timeout = match flavor {
-                    MysqlFlavor::Mariadb => format!(
-                        "SET SESSION max_statement_time = {}",
-                        self.timeout_ms() as f64 / 1000.0
-                    ),
-                    MysqlFlavor::Mysql => {
-                        format!("SET SESSION max_execution_time = {}", self.timeout_ms())
-                    }
-                };
+                let timeout = self.mysql_timeout(*flavor);
                 let begin = match mode {
                     Mode::ReadOnly => "START TRANSACTION READ ONLY",
                     Mode::ReadWrite => "START TRANSACTION",
@@ -924,7 +970,7 @@ impl Call<'_> {
                     value::mysql_row,
                     value::mysql_columns
                 );
-                self.finish_mysql(c, collected, mode).await
+                finish!(self, c, collected, mode, "DO RELEASE_ALL_LOCKS()")
             }
             Pool::Sqlite(pool) => {
                 let mut c = pool.acquire().await.map_err(|e| self.err(e))?;
@@ -971,87 +1017,6 @@ impl Call<'_> {
         }
     }
 
-    async fn finish_pg(
-        &self,
-        mut c: sqlx::pool::PoolConnection<sqlx::Postgres>,
-        collected: Result<Collected>,
-        mode: Mode,
-    ) -> Result<QueryResult> {
-        match collected {
-            Ok(Collected {
-                result,
-                discard: false,
-            }) => {
-                let end = match mode {
-                    Mode::ReadOnly => "ROLLBACK",
-                    Mode::ReadWrite => "COMMIT",
-                };
-                // Back to a clean session: advisory locks are the one piece of session
-                // state a reading statement can leave behind.
-                let reset = format!("{end}; SELECT pg_advisory_unlock_all()");
-                if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(reset))
-                    .execute(&mut *c)
-                    .await
-                {
-                    c.close_on_drop();
-                    return Err(self.err(e));
-                }
-                Ok(result)
-            }
-            Ok(Collected {
-                result,
-                discard: true,
-            }) => {
-                // Closing the connection ends the transaction and the server's work.
-                c.close_on_drop();
-                Ok(result)
-            }
-            Err(e) => {
-                c.close_on_drop();
-                Err(e)
-            }
-        }
-    }
-
-    async fn finish_mysql(
-        &self,
-        mut c: sqlx::pool::PoolConnection<sqlx::MySql>,
-        collected: Result<Collected>,
-        mode: Mode,
-    ) -> Result<QueryResult> {
-        match collected {
-            Ok(Collected {
-                result,
-                discard: false,
-            }) => {
-                let end = match mode {
-                    Mode::ReadOnly => "ROLLBACK",
-                    Mode::ReadWrite => "COMMIT",
-                };
-                let reset = format!("{end}; DO RELEASE_ALL_LOCKS()");
-                if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(reset))
-                    .execute(&mut *c)
-                    .await
-                {
-                    c.close_on_drop();
-                    return Err(self.err(e));
-                }
-                Ok(result)
-            }
-            Ok(Collected {
-                result,
-                discard: true,
-            }) => {
-                c.close_on_drop();
-                Ok(result)
-            }
-            Err(e) => {
-                c.close_on_drop();
-                Err(e)
-            }
-        }
-    }
-
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
         macro_rules! run {
             ($pool:expr, $setup:expr, $end:expr) => {{
@@ -1086,15 +1051,7 @@ impl Call<'_> {
                 "COMMIT"
             ),
             Pool::Mysql(pool, flavor) => {
-                let timeout = match flavor {
-                    MysqlFlavor::Mariadb => format!(
-                        "SET SESSION max_statement_time = {}",
-                        self.timeout_ms() as f64 / 1000.0
-                    ),
-                    MysqlFlavor::Mysql => {
-                        format!("SET SESSION max_execution_time = {}", self.timeout_ms())
-                    }
-                };
+                let timeout = self.mysql_timeout(*flavor);
                 run!(pool, format!("{timeout}; START TRANSACTION"), "COMMIT")
             }
             Pool::Sqlite(pool) => run!(pool, "BEGIN".to_owned(), "COMMIT"),
