@@ -646,11 +646,12 @@ impl Broker {
         params: &[Value],
     ) -> Result<QueryResult> {
         let conn = self.lookup(owner, id).await?;
-        check(sql, conn.params.kind, conn.params.mode)?;
+        let checked = check(sql, conn.params.kind, conn.params.mode)?;
         conn.touch();
         let run = Call {
             conn: &conn,
             limits: &self.inner.limits,
+            close_after: checked.touches_session,
         };
         run.guarded(run.query(sql, params)).await
     }
@@ -670,11 +671,12 @@ impl Broker {
                 reason: "the connection is read-only; writes need a read-write connection".into(),
             });
         }
-        check(sql, conn.params.kind, conn.params.mode)?;
+        let checked = check(sql, conn.params.kind, conn.params.mode)?;
         conn.touch();
         let run = Call {
             conn: &conn,
             limits: &self.inner.limits,
+            close_after: checked.touches_session,
         };
         run.guarded(run.execute(sql, params)).await
     }
@@ -711,6 +713,7 @@ impl Broker {
         let run = Call {
             conn: &conn,
             limits: &self.inner.limits,
+            close_after: false,
         };
         let result = run.guarded(run.query(sql, &[])).await?;
         let mut tables: Vec<Table> = Vec::new();
@@ -828,7 +831,12 @@ macro_rules! finish {
                     .execute(&mut *c)
                     .await
                 {
-                    Ok(_) => Ok(result),
+                    Ok(_) => {
+                        if $call.close_after {
+                            c.close_on_drop();
+                        }
+                        Ok(result)
+                    }
                     Err(e) => {
                         c.close_on_drop();
                         Err($call.err(e))
@@ -854,6 +862,8 @@ macro_rules! finish {
 struct Call<'a> {
     conn: &'a Conn,
     limits: &'a Limits,
+    /// Close the database connection after the call instead of reusing it.
+    close_after: bool,
 }
 
 /// What a fetch loop collects.
@@ -1034,6 +1044,9 @@ impl Call<'_> {
                         if let Err(e) = sqlx::raw_sql($end).execute(&mut *c).await {
                             c.close_on_drop();
                             return Err(self.err(e));
+                        }
+                        if self.close_after {
+                            c.close_on_drop();
                         }
                         Ok(done.rows_affected())
                     }

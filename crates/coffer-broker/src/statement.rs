@@ -14,6 +14,9 @@ use crate::{BrokerError, DbKind, Mode};
 pub(crate) struct Checked {
     /// The first keyword.
     pub(crate) keyword: String,
+    /// The statement names a MySQL user variable (`@x`), which lives on in the session:
+    /// its connection is closed after the call rather than reused.
+    pub(crate) touches_session: bool,
 }
 
 /// Statements a read-only call may start with.
@@ -128,7 +131,11 @@ pub(crate) fn check(sql: &str, kind: DbKind, mode: Mode) -> Result<Checked, Brok
     {
         return reject(format!("{} writes a file on the server", w.text));
     }
-    Ok(Checked { keyword })
+    let touches_session = kind == DbKind::Mysql && words.iter().any(|w| w.text == "@");
+    Ok(Checked {
+        keyword,
+        touches_session,
+    })
 }
 
 /// Schema changes a read-write connection may make.
@@ -203,8 +210,10 @@ fn lex(sql: &str, kind: DbKind) -> Result<Vec<Word>, BrokerError> {
                     _ => i += 1,
                 }
             }
-            b';' => {
-                words.push(Word { text: ";".into() });
+            b';' | b'@' => {
+                words.push(Word {
+                    text: char::from(c).to_string(),
+                });
                 i += 1;
             }
             c if c.is_ascii_alphabetic() || c == b'_' => {
@@ -281,6 +290,10 @@ mod tests {
             "SELECT"
         );
         assert_eq!(ok("SELECT 'it\\'s;' # c;\n", DbKind::Mysql), "SELECT");
+        let user_var = check("SELECT @x := 1", DbKind::Mysql, Mode::ReadOnly).unwrap();
+        assert!(user_var.touches_session);
+        let in_string = check("SELECT '@x'", DbKind::Mysql, Mode::ReadOnly).unwrap();
+        assert!(!in_string.touches_session);
     }
 
     #[test]

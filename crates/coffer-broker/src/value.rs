@@ -107,6 +107,8 @@ pub(crate) fn pg_row(row: &sqlx::postgres::PgRow) -> Result<Vec<Value>> {
             "TIME" => try_get!(row, i, chrono::NaiveTime).map(|v| v.map(|t| t.to_string()).into()),
             "UUID" => try_get!(row, i, sqlx::types::Uuid).map(|v| v.map(|u| u.to_string()).into()),
             "JSON" | "JSONB" => try_get!(row, i, Value).map(Option::unwrap_or_default),
+            // A function that returns nothing (pg_advisory_lock, pg_sleep, …).
+            "VOID" => Ok(Value::Null),
             _ => try_get!(row, i, String).map(|v| v.into()),
         };
         out.push(v.map_err(|_| decode_error(col.name(), &ty))?);

@@ -612,3 +612,55 @@ async fn credentials_never_leak() {
     );
     assert!(!seen.contains(&password), "the password leaked");
 }
+
+/// Session state a reading statement can create does not reach the next call: advisory
+/// locks on Postgres, user variables on MariaDB.
+#[tokio::test]
+async fn no_session_state_survives_a_call() {
+    let mut limits = short_limits();
+    limits.pool_size = 1;
+    if let Some(db) = setup(DbKind::Postgres).await {
+        let broker = Broker::new(limits.clone());
+        let id = broker.connect("o", db.params.clone()).await.unwrap();
+        let key = rand::random::<u32>() as i64;
+        broker
+            .query("o", &id, "SELECT pg_advisory_lock($1)", &[json!(key)])
+            .await
+            .unwrap();
+        let held = broker
+            .query(
+                "o",
+                &id,
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1::bigint::oid",
+                &[json!(key)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            held.rows[0][0],
+            json!(0),
+            "the advisory lock outlived its call"
+        );
+        broker.shutdown().await;
+        db.drop_table().await;
+    }
+    if let Some(db) = setup(DbKind::Mysql).await {
+        let broker = Broker::new(limits);
+        let id = broker.connect("o", db.params.clone()).await.unwrap();
+        broker
+            .query("o", &id, "SELECT @coffer_x := 5", &[])
+            .await
+            .unwrap();
+        let after = broker
+            .query("o", &id, "SELECT @coffer_x", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            after.rows[0][0],
+            Value::Null,
+            "a user variable outlived its call"
+        );
+        broker.shutdown().await;
+        db.drop_table().await;
+    }
+}
