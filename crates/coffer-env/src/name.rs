@@ -22,21 +22,10 @@ pub fn derive_env_name(name: &SecretName) -> String {
     derive_from_str(name.as_str())
 }
 
-/// [`derive_env_name`] over any text.
+/// [`derive_env_name`] over any text (the mapping lives in
+/// [`coffer_store::derive_env_name`], shared with the store's environment source).
 pub fn derive_from_str(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 1);
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
-        out.push('_');
-    }
-    out.extend(name.chars().map(|c| {
-        let c = c.to_ascii_uppercase();
-        if c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' {
-            c
-        } else {
-            '_'
-        }
-    }));
-    out
+    coffer_store::derive_env_name(name)
 }
 
 /// Checks that `name` matches `[A-Za-z_][A-Za-z0-9_]*`.

@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod audit;
 pub mod common;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -13,6 +15,8 @@ pub mod testing;
 
 #[cfg(feature = "postgres")]
 pub use postgres::{NOTIFY_CHANNEL, PgOpener, PgOptions, PgStore, RLS_URL_PARAM, WatchEvent};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use audit::{AuditQuery, SqlAuditSink};
 pub use sql_store::Change;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOpener, SqliteStore};

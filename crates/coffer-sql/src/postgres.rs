@@ -245,14 +245,24 @@ impl PgStore {
 
     async fn begin(&self, scope: &Scope) -> Result<Transaction<'static, Postgres>> {
         let mut tx = self.pool.begin().await.map_err(|e| map_sqlx(BACKEND, e))?;
+        self.enter_scope(&mut tx, scope).await?;
+        Ok(tx)
+    }
+
+    /// With row-level security, makes the rest of `tx` act for `scope`.
+    async fn enter_scope(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        scope: &Scope,
+    ) -> Result<()> {
         if self.rls {
             sqlx::query("SELECT set_config('coffer.scope', $1, true)")
                 .bind(scope.as_str())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(|e| map_sqlx(BACKEND, e))?;
         }
-        Ok(tx)
+        Ok(())
     }
 
     async fn on_write(
@@ -284,17 +294,7 @@ async fn listen(pool: &PgPool) -> Result<PgListener> {
     Ok(listener)
 }
 
-/// One item of [`PgStore::watch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WatchEvent {
-    /// A write committed.
-    Changed(Change),
-    /// The notification connection dropped; changes may be missed until `Reconnected`.
-    Disconnected,
-    /// Listening again; changes between `Disconnected` and now were not seen.
-    Reconnected,
-}
+pub use coffer_store::WatchEvent;
 
 fn split_rls_param(url: &str) -> Result<(String, bool)> {
     coffer_store::open::take_flag(url, RLS_URL_PARAM)

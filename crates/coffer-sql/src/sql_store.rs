@@ -7,6 +7,8 @@
 //!
 //! - `async fn conn(&self, scope: Option<&Scope>) -> Result<Scoped<DB>>`: a connection for
 //!   one call (Postgres with row-level security: a transaction with the scope set);
+//! - `async fn enter_scope(&self, tx, scope: &Scope) -> Result<()>`: makes the rest of a
+//!   transaction act for `scope` (Postgres with row-level security: `set_config`);
 //! - `async fn on_write(&self, conn: &mut DB::Connection, change: &Change) -> Result<()>`:
 //!   runs inside each write's transaction (Postgres: `pg_notify`);
 //! - the fields `pool` and `keyring`.
@@ -49,18 +51,7 @@ impl<DB: Database> Scoped<DB> {
     }
 }
 
-/// What a write changed: published on Postgres as a notification (never a value).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Change {
-    /// The scope.
-    pub scope: String,
-    /// The secret's name.
-    pub name: String,
-    /// The version written; 0 for a delete.
-    pub version: u64,
-    /// `put`, `delete` or `destroy`.
-    pub op: String,
-}
+pub use coffer_store::Change;
 
 macro_rules! impl_sql_store {
     ($store:ident, $db:ty, $backend:expr) => {
@@ -463,6 +454,40 @@ macro_rules! impl_sql_store {
                         .await
                         .map_err(sql)?;
                 Ok(coffer_store::RewrapBatch::new(rewrapped, remaining as u64))
+            }
+
+            async fn record_usage(&self, usage: &[coffer_store::Usage]) -> coffer_store::Result<()> {
+                use $crate::common::{map_sqlx, ms, to_i64};
+                let sql = |e| map_sqlx($backend, e);
+                let Some(first) = usage.first() else {
+                    return Ok(());
+                };
+                // One transaction for the batch; with row-level security it enters each
+                // record's scope before touching its row.
+                let mut records: Vec<&coffer_store::Usage> = usage.iter().collect();
+                records.sort_by(|a, b| (&a.scope, &a.name).cmp(&(&b.scope, &b.name)));
+                let mut tx = self.begin(&first.scope).await?;
+                let mut entered = &first.scope;
+                for u in records {
+                    if u.scope != *entered {
+                        self.enter_scope(&mut tx, &u.scope).await?;
+                        entered = &u.scope;
+                    }
+                    sqlx::query(
+                        "UPDATE coffer_secrets SET usage_count = usage_count + $1, \
+                         last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 \
+                         THEN $2 ELSE last_used_at END \
+                         WHERE scope = $3 AND name = $4 AND deleted = FALSE",
+                    )
+                    .bind(to_i64(u.count))
+                    .bind(ms(u.last_used_at))
+                    .bind(u.scope.as_str())
+                    .bind(u.name.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sql)?;
+                }
+                tx.commit().await.map_err(sql)
             }
         }
     };

@@ -115,6 +115,14 @@ impl SqliteStore {
         self.pool.begin().await.map_err(|e| map_sqlx(BACKEND, e))
     }
 
+    async fn enter_scope(
+        &self,
+        _tx: &mut Transaction<'static, Sqlite>,
+        _scope: &Scope,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     async fn on_write(
         &self,
         _tx: &mut Transaction<'static, Sqlite>,

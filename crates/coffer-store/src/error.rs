@@ -124,6 +124,28 @@ pub enum Error {
         /// The operation.
         operation: &'static str,
     },
+    /// A [rate limit](crate::layer::RateLimitLayer) on the scope refused the call.
+    /// Transient: retry after `retry_after`.
+    #[error("scope {scope}: rate limit exceeded, retry in {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// The scope over its limit.
+        scope: String,
+        /// How long until a call would be let through.
+        retry_after: std::time::Duration,
+    },
+    /// No [audit sink](crate::layer::AuditSink) recorded the operation, so it was refused
+    /// (fail-closed): a read returns no value; a write was not attempted.
+    #[error("{operation} on {scope}/{name} refused: the audit event was not recorded ({message})")]
+    Audit {
+        /// The operation (`get`, `put`, …).
+        operation: &'static str,
+        /// The scope.
+        scope: String,
+        /// The secret, or `*` for a listing.
+        name: String,
+        /// Why the sinks failed.
+        message: String,
+    },
     /// Any other backend failure.
     #[error("{backend} error: {source}")]
     Backend {
@@ -144,9 +166,10 @@ fn detail(message: &str) -> String {
 }
 
 impl Error {
-    /// Whether a retry may succeed (OpenDAL's `is_temporary`): only [`Error::Unavailable`].
+    /// Whether a retry may succeed (OpenDAL's `is_temporary`): [`Error::Unavailable`]
+    /// and [`Error::RateLimited`].
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable { .. })
+        matches!(self, Error::Unavailable { .. } | Error::RateLimited { .. })
     }
 
     /// Whether this is [`Error::NotFound`].
@@ -169,6 +192,8 @@ impl Error {
             Error::Crypto { .. } => "crypto",
             Error::Config { .. } => "config",
             Error::Unsupported { .. } => "unsupported",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::Audit { .. } => "audit",
             Error::Backend { .. } => "backend",
         }
     }

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod layer;
 mod memory;
 mod name;
 pub mod open;
@@ -10,16 +11,18 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
+mod watch;
 
 pub use error::{BoxError, Error, Result};
 pub use memory::{MAX_WRITE_ATTEMPTS, MemoryStore, check_condition, page_of, put_optimistic};
-pub use name::{MAX_NAME_LEN, MAX_SCOPE_LEN, Scope, SecretName};
+pub use name::{MAX_NAME_LEN, MAX_SCOPE_LEN, Scope, SecretName, derive_env_name};
 pub use store::{DynSecretStore, SecretStore, SecretStoreExt};
 pub use types::{
     Attributes, Capabilities, DEFAULT_PAGE_SIZE, DeleteMode, ListOptions, ListPage, MAX_PAGE_SIZE,
     MAX_TAGS, MAX_VALUE_LEN, PutOptions, RewrapBatch, Secret, SecretKind, SecretMeta,
-    WriteCondition, now, truncate_millis, validate_value,
+    Usage, WriteCondition, now, truncate_millis, validate_value,
 };
+pub use watch::{Change, WatchEvent};
 
 pub use async_trait::async_trait;
 /// Re-exported: the crate's values are [`secrecy::SecretString`]s.

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 
 use crate::{
     Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, Scope, Secret,
-    SecretMeta, SecretName, SecretStore, WriteCondition, now, validate_value,
+    SecretMeta, SecretName, SecretStore, Usage, WriteCondition, now, validate_value,
 };
 
 /// A store in process memory: the reference implementation of the store semantics,
@@ -164,6 +164,20 @@ impl SecretStore for MemoryStore {
             }
             _ => Err(not_found(scope, name, None)),
         }
+    }
+
+    async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
+        let mut secrets = self.write();
+        for u in usage {
+            if let Some(entry) = secrets
+                .get_mut(&(u.scope.clone(), u.name.clone()))
+                .filter(|e| !e.deleted)
+            {
+                entry.meta.usage_count = entry.meta.usage_count.saturating_add(u.count);
+                entry.meta.last_used_at = entry.meta.last_used_at.max(Some(u.last_used_at));
+            }
+        }
+        Ok(())
     }
 }
 

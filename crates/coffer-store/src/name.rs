@@ -9,6 +9,32 @@ pub const MAX_SCOPE_LEN: usize = 128;
 /// Longest secret name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 
+/// The environment variable a secret name maps to when its metadata names none: the
+/// name upper-cased, every character outside `[A-Z0-9_]` turned into `_`, and a `_` in
+/// front if it would start with a digit. One mapping for coffer-env's injection and the
+/// [environment source](crate::layer::EnvStore).
+///
+/// ```
+/// assert_eq!(coffer_store::derive_env_name("openai_api_key"), "OPENAI_API_KEY");
+/// assert_eq!(coffer_store::derive_env_name("github/token.v2"), "GITHUB_TOKEN_V2");
+/// assert_eq!(coffer_store::derive_env_name("2fa-seed"), "_2FA_SEED");
+/// ```
+pub fn derive_env_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 1);
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push('_');
+    }
+    out.extend(name.chars().map(|c| {
+        let c = c.to_ascii_uppercase();
+        if c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
+    out
+}
+
 fn cut(text: &str) -> String {
     text.chars().take(80).collect()
 }

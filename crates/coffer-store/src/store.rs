@@ -6,7 +6,7 @@ use secrecy::SecretString;
 
 use crate::{
     Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
-    Secret, SecretMeta, SecretName,
+    Secret, SecretMeta, SecretName, Usage,
 };
 
 /// A place that keeps secrets: the one trait every backend and every layer implements.
@@ -76,6 +76,19 @@ pub trait SecretStore: fmt::Debug + Send + Sync + 'static {
             operation: "rewrap",
         })
     }
+
+    /// Adds reads to the secrets' `usage_count` and moves `last_used_at` forward, without
+    /// touching versions, values or `updated_at`. Records of deleted or unknown secrets
+    /// are skipped. The [usage layer](crate::layer::UsageLayer) calls it in batches.
+    ///
+    /// Stores that keep no usage answer [`Error::Unsupported`].
+    async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
+        let _ = usage;
+        Err(Error::Unsupported {
+            backend: self.backend(),
+            operation: "usage tracking",
+        })
+    }
 }
 
 /// `dyn SecretStore`, the type behind most handles.
@@ -111,6 +124,27 @@ pub trait SecretStoreExt: SecretStore {
                 None => return Ok(all),
             }
         }
+    }
+
+    /// The scope's secrets whose `expires_at` falls within `within` from now, soonest
+    /// first, including those already expired (they need attention too).
+    async fn expiring_within(
+        &self,
+        scope: &Scope,
+        within: std::time::Duration,
+    ) -> Result<Vec<SecretMeta>> {
+        let horizon = chrono::Duration::from_std(within)
+            .ok()
+            .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+        let mut soon: Vec<SecretMeta> = self
+            .list_all(scope, None)
+            .await?
+            .into_iter()
+            .filter(|m| m.expires_at.is_some_and(|at| at <= horizon))
+            .collect();
+        soon.sort_by_key(|m| m.expires_at);
+        Ok(soon)
     }
 
     /// Rewraps every envelope onto the primary key in batches of `batch`, calling
@@ -168,6 +202,9 @@ macro_rules! forward_store {
             }
             async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
                 (**self).rewrap_batch(limit).await
+            }
+            async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
+                (**self).record_usage(usage).await
             }
         }
     )*};

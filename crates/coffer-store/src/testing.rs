@@ -763,6 +763,78 @@ pub async fn concurrent_blind_writes(store: &DynSecretStore) {
     assert_eq!(versions, (1..=16).collect::<Vec<_>>());
 }
 
+/// Usage records add to `usage_count`, move `last_used_at` only forward, skip unknown
+/// secrets, and change neither versions nor `updated_at`.
+pub async fn usage_records(store: &DynSecretStore) {
+    let scope = fresh_scope();
+    let (a, b) = (name("used-a"), name("used-b"));
+    let written = store
+        .put(&scope, &a, &value("va"), &PutOptions::new())
+        .await
+        .unwrap();
+    store
+        .put(&scope, &b, &value("vb"), &PutOptions::new())
+        .await
+        .unwrap();
+    let t1 = crate::now();
+    let t0 = t1 - Duration::minutes(5);
+    let first = [
+        crate::Usage::new(scope.clone(), a.clone(), 3, t1),
+        crate::Usage::new(scope.clone(), b.clone(), 1, t0),
+        crate::Usage::new(scope.clone(), name("never-written"), 5, t1),
+    ];
+    match store.record_usage(&first).await {
+        Err(Error::Unsupported { .. }) => return skip(store, "usage tracking"),
+        other => other.unwrap(),
+    }
+    store
+        .record_usage(&[crate::Usage::new(scope.clone(), a.clone(), 2, t0)])
+        .await
+        .unwrap();
+    let meta = store.metadata(&scope, &a).await.unwrap();
+    assert_eq!(meta.usage_count, 5);
+    assert_eq!(meta.last_used_at, Some(t1));
+    assert_eq!(meta.version, 1);
+    assert_eq!(meta.updated_at, written.updated_at);
+    assert_eq!(store.metadata(&scope, &b).await.unwrap().usage_count, 1);
+    assert!(
+        store
+            .metadata(&scope, &name("never-written"))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert_eq!(
+        store.get(&scope, &a, None).await.unwrap().value.expose_secret(),
+        "va"
+    );
+}
+
+/// `expiring_within` lists what expires inside the window, expired ones included,
+/// soonest first.
+pub async fn expiring_soon(store: &DynSecretStore) {
+    let scope = fresh_scope();
+    let now = Utc::now();
+    for (n, at) in [
+        ("in-30-days", Some(now + Duration::days(30))),
+        ("in-1-day", Some(now + Duration::days(1))),
+        ("expired", Some(now - Duration::hours(1))),
+        ("never", None),
+    ] {
+        let mut options = PutOptions::new();
+        if let Some(at) = at {
+            options = options.expires_at(at);
+        }
+        store.put(&scope, &name(n), &value("v"), &options).await.unwrap();
+    }
+    let soon = store
+        .expiring_within(&scope, std::time::Duration::from_secs(7 * 86_400))
+        .await
+        .unwrap();
+    let names: Vec<&str> = soon.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["expired", "in-1-day"]);
+}
+
 /// Runs every check in order (for stores tested outside the generated tests).
 pub async fn run_all(store: &DynSecretStore) {
     put_get_round_trip(store).await;
@@ -779,6 +851,8 @@ pub async fn run_all(store: &DynSecretStore) {
     large_and_unicode_values(store).await;
     concurrent_check_and_set(store, CAS_ROUNDS).await;
     concurrent_blind_writes(store).await;
+    usage_records(store).await;
+    expiring_soon(store).await;
 }
 
 /// Generates one `#[tokio::test]` per conformance check.
@@ -797,7 +871,8 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $make;
             put_get_round_trip, metadata_round_trip, versions, create_only, check_and_set,
             list_prefix_and_paging, soft_delete_and_destroy, expired_and_inactive, not_found,
-            invalid_names, scope_isolation, large_and_unicode_values, concurrent_blind_writes);
+            invalid_names, scope_isolation, large_and_unicode_values, concurrent_blind_writes,
+            usage_records, expiring_soon);
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn concurrent_check_and_set() {
             if let Some(store) = $make.await {
@@ -834,5 +909,123 @@ pub fn service_env(var: &str) -> Option<String> {
             eprintln!("skipped: {var} is not set (scripts/services.sh starts the test services)");
             None
         }
+    }
+}
+
+/// A store that fails on demand, for testing what sits on top of a store: while
+/// [`set_down`](Self::set_down) is on every call answers [`Error::Unavailable`]
+/// without reaching the wrapped store, and with a [failure rate](Self::with_failure_rate)
+/// that share of calls does (chosen at random, before the call).
+#[derive(Debug)]
+pub struct FaultyStore<S> {
+    inner: S,
+    down: std::sync::atomic::AtomicBool,
+    failure_rate: f64,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl<S: crate::SecretStore> FaultyStore<S> {
+    /// Wraps `inner`, up and never failing.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            down: std::sync::atomic::AtomicBool::new(false),
+            failure_rate: 0.0,
+            calls: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Fails this share (0.0–1.0) of calls.
+    #[must_use]
+    pub fn with_failure_rate(mut self, rate: f64) -> Self {
+        self.failure_rate = rate.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Takes the store down (every call `Unavailable`) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Calls that reached the wrapped store.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn gate(&self) -> crate::Result<()> {
+        let fail = self.down.load(std::sync::atomic::Ordering::SeqCst)
+            || (self.failure_rate > 0.0 && rand::rng().random::<f64>() < self.failure_rate);
+        if fail {
+            return Err(Error::Unavailable {
+                backend: "faulty",
+                message: "injected failure".to_owned(),
+                source: None,
+            });
+        }
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<S: crate::SecretStore> crate::SecretStore for FaultyStore<S> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    fn capabilities(&self) -> crate::Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn put(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> crate::Result<crate::SecretMeta> {
+        self.gate()?;
+        self.inner.put(scope, name, value, options).await
+    }
+
+    async fn get(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        version: Option<u64>,
+    ) -> crate::Result<crate::Secret> {
+        self.gate()?;
+        self.inner.get(scope, name, version).await
+    }
+
+    async fn metadata(&self, scope: &Scope, name: &SecretName) -> crate::Result<crate::SecretMeta> {
+        self.gate()?;
+        self.inner.metadata(scope, name).await
+    }
+
+    async fn list(&self, scope: &Scope, options: &ListOptions) -> crate::Result<crate::ListPage> {
+        self.gate()?;
+        self.inner.list(scope, options).await
+    }
+
+    async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> crate::Result<()> {
+        self.gate()?;
+        self.inner.delete(scope, name, mode).await
+    }
+
+    async fn rewrap_batch(&self, limit: usize) -> crate::Result<crate::RewrapBatch> {
+        self.gate()?;
+        self.inner.rewrap_batch(limit).await
+    }
+
+    async fn record_usage(&self, usage: &[crate::Usage]) -> crate::Result<()> {
+        self.gate()?;
+        self.inner.record_usage(usage).await
     }
 }

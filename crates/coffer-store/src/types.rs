@@ -582,3 +582,31 @@ impl RewrapBatch {
         }
     }
 }
+
+/// Reads of one secret to add to its usage statistics (see
+/// [`SecretStore::record_usage`](crate::SecretStore::record_usage)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Usage {
+    /// The scope.
+    pub scope: Scope,
+    /// The secret.
+    pub name: SecretName,
+    /// Reads to add to [`SecretMeta::usage_count`].
+    pub count: u64,
+    /// The latest of those reads; [`SecretMeta::last_used_at`] becomes the later of this
+    /// and what it holds.
+    pub last_used_at: DateTime<Utc>,
+}
+
+impl Usage {
+    /// `count` reads of `scope/name`, the last at `last_used_at`.
+    pub fn new(scope: Scope, name: SecretName, count: u64, last_used_at: DateTime<Utc>) -> Self {
+        Self {
+            scope,
+            name,
+            count,
+            last_used_at: truncate_millis(last_used_at),
+        }
+    }
+}

@@ -582,6 +582,29 @@ impl SecretStore for SupabaseVaultStore {
         tx.commit().await.map_err(sql)
     }
 
+    /// Usage lives in `coffer_vault_meta`: secrets written outside coffer (plain
+    /// `vault.create_secret`) have no row there until coffer writes them, and their
+    /// reads are not counted.
+    async fn record_usage(&self, usage: &[coffer_store::Usage]) -> Result<()> {
+        let sql = |e| map_sqlx(BACKEND, e);
+        let mut tx = self.pool.begin().await.map_err(sql)?;
+        for u in usage {
+            sqlx::query(
+                "UPDATE coffer_vault_meta SET usage_count = usage_count + $1, \
+                 last_used_at = GREATEST(COALESCE(last_used_at, $2), $2) \
+                 WHERE scope = $3 AND name = $4",
+            )
+            .bind(i64::try_from(u.count).unwrap_or(i64::MAX))
+            .bind(u.last_used_at.timestamp_millis())
+            .bind(u.scope.as_str())
+            .bind(u.name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(sql)?;
+        }
+        tx.commit().await.map_err(sql)
+    }
+
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
         let Some(keyring) = &self.sealing else {
             return Err(Error::Unsupported {
