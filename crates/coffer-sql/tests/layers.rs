@@ -1,0 +1,433 @@
+//! The layers over the SQL stores: the conformance suite through each layer on SQLite,
+//! the `secret_access_log` sink on SQLite and Postgres, cross-instance cache
+//! invalidation over Postgres notifications, and key rotation of 10,000 secrets.
+#![cfg(all(feature = "sqlite", feature = "postgres"))]
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_envelope::{Keyring, MasterKey};
+use coffer_sql::testing::TestDatabase;
+use coffer_sql::{AuditQuery, PgOptions, SqlAuditSink, SqliteStore};
+use coffer_store::layer::*;
+use coffer_store::testing::{name as n, scope as s};
+use coffer_store::{
+    DynSecretStore, Error, PutOptions, SecretStore, SecretStoreExt as _,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+
+fn value(text: &str) -> SecretString {
+    SecretString::from(text.to_owned())
+}
+
+async fn sqlite() -> SqliteStore {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+    let store = SqliteStore::open(&dir.path().join("secrets.db"), keyring)
+        .await
+        .unwrap();
+    // The folder lives as long as the test process.
+    std::mem::forget(dir);
+    store
+}
+
+mod cache_conformance {
+    use super::*;
+    coffer_store::conformance_tests!(async {
+        Some(Arc::new(CacheLayer::new(sqlite().await, CacheOptions::new())) as Arc<DynSecretStore>)
+    });
+}
+
+mod audit_conformance {
+    use super::*;
+    coffer_store::conformance_tests!(async {
+        let store = sqlite().await;
+        let sink = SqlAuditSink::sqlite(&store);
+        Some(Arc::new(AuditLayer::new(store, vec![Arc::new(sink)])) as Arc<DynSecretStore>)
+    });
+}
+
+mod fallback_conformance {
+    use super::*;
+    coffer_store::conformance_tests!(async {
+        let env = EnvStore::from_vars([("FALLBACK_ONLY_SECRET", "e")]).for_all_scopes();
+        Some(Arc::new(FallbackStore::new(sqlite().await).or(env)) as Arc<DynSecretStore>)
+    });
+}
+
+mod rate_limit_conformance {
+    use super::*;
+    coffer_store::conformance_tests!(async {
+        Some(Arc::new(RateLimitLayer::per_second(
+            sqlite().await,
+            NonZeroU32::new(1_000_000).unwrap(),
+        )) as Arc<DynSecretStore>)
+    });
+}
+
+mod usage_conformance {
+    use super::*;
+    coffer_store::conformance_tests!(async {
+        Some(Arc::new(UsageLayer::new(sqlite().await, UsageOptions::new())) as Arc<DynSecretStore>)
+    });
+}
+
+mod full_stack_conformance {
+    use super::*;
+    coffer_store::conformance_tests!(async {
+        let store = sqlite().await;
+        let sink = SqlAuditSink::sqlite(&store);
+        Some(Arc::new(RateLimitLayer::per_second(
+            AuditLayer::new(
+                UsageLayer::new(CacheLayer::new(store, CacheOptions::new()), UsageOptions::new()),
+                vec![Arc::new(sink)],
+            ),
+            NonZeroU32::new(1_000_000).unwrap(),
+        )) as Arc<DynSecretStore>)
+    });
+}
+
+async fn audit_trail(store: Arc<DynSecretStore>, sink: SqlAuditSink) {
+    let audited = AuditLayer::new(Arc::clone(&store), vec![Arc::new(sink.clone())]);
+    let (t, k) = (s("tenant-a"), n("openai_api_key"));
+    let canary = "sk-audit-canary-5521907";
+    let ctx = CallerContext::new()
+        .actor("user:7")
+        .workflow_id("wf-1")
+        .node_id("llm")
+        .ip("::1".parse().unwrap())
+        .user_agent("test/1");
+    ctx.clone()
+        .scope(async {
+            audited.put(&t, &k, &value(canary), &PutOptions::new()).await.unwrap();
+            audited.get(&t, &k, None).await.unwrap();
+            audited.get(&t, &n("other"), None).await.unwrap_err();
+        })
+        .await;
+    audited.put(&s("tenant-b"), &k, &value("x"), &PutOptions::new()).await.unwrap();
+
+    let events = sink
+        .query(&AuditQuery::new().scope(t.clone()).name(k.clone()))
+        .await
+        .unwrap();
+    let ops: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.operation.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(ops, [("get", "ok"), ("put", "ok"), ("put", "attempt")], "newest first");
+    assert_eq!(events[0].context, ctx);
+    assert_eq!(events[0].version, Some(1));
+    let missing = sink
+        .query(&AuditQuery::new().scope(t.clone()).name(n("other")))
+        .await
+        .unwrap();
+    assert_eq!(missing[0].error_kind.as_deref(), Some("not_found"));
+    assert_eq!(sink.query(&AuditQuery::new()).await.unwrap().len(), 6);
+    assert_eq!(sink.query(&AuditQuery::new().limit(2)).await.unwrap().len(), 2);
+    assert_eq!(
+        sink.query(&AuditQuery::new().scope(s("tenant-b"))).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        sink.prune(chrono::Utc::now() + chrono::Duration::seconds(1)).await.unwrap(),
+        6
+    );
+}
+
+#[tokio::test]
+async fn the_access_log_on_sqlite() {
+    let store = sqlite().await;
+    let sink = SqlAuditSink::sqlite(&store);
+    let pool = store.pool().clone();
+    audit_trail(Arc::new(store.clone()), sink.clone()).await;
+
+    // Fail-closed: without its table nothing is returned.
+    let audited = AuditLayer::new(store.clone(), vec![Arc::new(sink)]);
+    store.put(&s("t"), &n("k"), &value("still-secret-99"), &PutOptions::new()).await.unwrap();
+    sqlx::query("DROP TABLE secret_access_log").execute(&pool).await.unwrap();
+    let err = audited.get(&s("t"), &n("k"), None).await.unwrap_err();
+    assert!(matches!(err, Error::Audit { .. }), "{err}");
+    assert!(!err.to_string().contains("still-secret-99"));
+}
+
+#[tokio::test]
+async fn the_access_log_on_postgres_holds_no_value() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = db.store(PgOptions::new()).await;
+    let sink = SqlAuditSink::postgres(&store);
+    audit_trail(Arc::new(store.clone()), sink.clone()).await;
+    let audited = AuditLayer::new(store.clone(), vec![Arc::new(sink)]);
+    audited
+        .put(&s("t"), &n("k"), &value("pg-canary-771"), &PutOptions::new())
+        .await
+        .unwrap();
+    let dump: Vec<(String,)> = sqlx::query_as("SELECT row_to_json(l)::text FROM secret_access_log l")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(dump.len(), 2);
+    assert!(dump.iter().all(|(row,)| !row.contains("pg-canary-771")));
+}
+
+#[tokio::test]
+async fn usage_lands_in_the_sql_stores() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+    let stores: Vec<Arc<DynSecretStore>> = vec![
+        Arc::new(sqlite().await),
+        Arc::new(db.store_with(Arc::clone(&keyring), PgOptions::new()).await),
+        Arc::new(
+            db.store_with(keyring, PgOptions::new().row_level_security(true))
+                .await,
+        ),
+    ];
+    for (i, store) in stores.into_iter().enumerate() {
+        let t = s(&format!("usage-{i}"));
+        store.put(&t, &n("k"), &value("v"), &PutOptions::new()).await.unwrap();
+        let layer = UsageLayer::new(Arc::clone(&store), UsageOptions::new().interval(Duration::from_secs(3600)));
+        for _ in 0..7 {
+            layer.get(&t, &n("k"), None).await.unwrap();
+        }
+        layer.flush().await.unwrap();
+        let meta = store.metadata(&t, &n("k")).await.unwrap();
+        assert_eq!((meta.usage_count, meta.version), (7, 1), "store {i}");
+        assert!(meta.last_used_at.is_some());
+    }
+}
+
+#[tokio::test]
+async fn a_write_on_one_instance_drops_the_cached_entry_on_the_other() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+    let pg_a = db.store_with(Arc::clone(&keyring), PgOptions::new()).await;
+    let pg_b = db.store_with(Arc::clone(&keyring), PgOptions::new()).await;
+    let a = CacheLayer::new(pg_a.clone(), CacheOptions::new());
+    let b = CacheLayer::new(pg_b.clone(), CacheOptions::new());
+    a.follow(pg_a.watch().await.unwrap());
+    b.follow(pg_b.watch().await.unwrap());
+    let (t, k) = (s("t"), n("shared"));
+
+    for round in 0..20 {
+        let v = format!("v{round}");
+        a.put(&t, &k, &value(&v), &PutOptions::new()).await.unwrap();
+        // B's entry (TTL five minutes) goes within a second of the commit.
+        within_a_second(&b, &t, &k, &v).await;
+        assert_eq!(b.get(&t, &k, None).await.unwrap().value.expose_secret(), v);
+    }
+    let hits = b.stats().hits;
+    b.get(&t, &k, None).await.unwrap();
+    assert_eq!(b.stats().hits, hits + 1, "B still caches between writes");
+
+    // Break B's notification connection: the cache stops trusting itself, then resumes.
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(pg_a.pool())
+    .await
+    .unwrap();
+    assert!(!killed.is_empty());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !(b.is_following() && a.is_following()) || b.stats().invalidations == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.put(&t, &k, &value("after-reconnect"), &PutOptions::new()).await.unwrap();
+    within_a_second(&b, &t, &k, "after-reconnect").await;
+}
+
+async fn within_a_second(
+    cache: &CacheLayer<coffer_sql::PgStore>,
+    t: &coffer_store::Scope,
+    k: &coffer_store::SecretName,
+    expected: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        if cache.get(t, k, None).await.unwrap().value.expose_secret() == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other instance still serves the old value after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+// ------------------------------------------------------------------ rotation at scale
+
+const SECRETS: usize = 10_000;
+
+struct Rotation {
+    /// Sealed under key 1.
+    before: Arc<DynSecretStore>,
+    /// Keys 1 and 2, primary 2.
+    after: Arc<DynSecretStore>,
+    /// Key 2 alone.
+    only_new: Arc<DynSecretStore>,
+    /// Envelopes not under key 2.
+    remaining: Box<dyn Fn() -> futures::future::BoxFuture<'static, i64>>,
+}
+
+fn keyrings() -> (Arc<Keyring>, Arc<Keyring>, Arc<Keyring>) {
+    let (k1, k2) = (MasterKey::generate(), MasterKey::generate());
+    let before = Keyring::from_keys([(1, k1.clone())], 1).unwrap();
+    let after = Keyring::from_keys([(1, k1), (2, k2.clone())], 2).unwrap();
+    let only_new = Keyring::from_keys([(2, k2)], 2).unwrap();
+    (Arc::new(before), Arc::new(after), Arc::new(only_new))
+}
+
+async fn rotate_at_scale(r: Rotation) {
+    let t = s("rotation");
+    // 10,000 secrets under key 1.
+    let names: Vec<String> = (0..SECRETS).map(|i| format!("s{i:05}")).collect();
+    futures::stream::iter(names.iter().enumerate())
+        .for_each_concurrent(8, |(i, name)| {
+            let (store, t) = (Arc::clone(&r.before), t.clone());
+            async move {
+                store
+                    .put(&t, &n(name), &value(&format!("value-{i}")), &PutOptions::new())
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    assert_eq!((r.remaining)().await, SECRETS as i64);
+
+    // Rewrap, with writers busy, and kill it half-way.
+    let (half_tx, half_rx) = tokio::sync::oneshot::channel();
+    let mut half_tx = Some(half_tx);
+    let rewrap = {
+        let after = Arc::clone(&r.after);
+        tokio::spawn(async move {
+            after
+                .rewrap_all(200, &mut |done, _total| {
+                    if done >= (SECRETS / 2) as u64 && let Some(tx) = half_tx.take() {
+                        let _ = tx.send(());
+                    }
+                })
+                .await
+        })
+    };
+    let writer = {
+        let (after, t) = (Arc::clone(&r.after), t.clone());
+        tokio::spawn(async move {
+            let mut written = BTreeMap::new();
+            for i in (0..SECRETS).step_by(37) {
+                let name = format!("s{i:05}");
+                let v = format!("updated-{i}");
+                // Check-and-set on version 1: each lands exactly once.
+                after
+                    .put(&t, &n(&name), &value(&v), &PutOptions::if_version(1))
+                    .await
+                    .unwrap();
+                written.insert(name, v);
+            }
+            written
+        })
+    };
+    half_rx.await.unwrap();
+    rewrap.abort();
+    assert!(rewrap.await.unwrap_err().is_cancelled());
+    let left = (r.remaining)().await;
+    assert!(left > 0 && left < SECRETS as i64, "killed half-way: {left} left");
+    let written = writer.await.unwrap();
+
+    // Run again: it picks up where it stopped.
+    let mut last = (0, 0);
+    let again = r
+        .after
+        .rewrap_all(500, &mut |done, total| last = (done, total))
+        .await
+        .unwrap();
+    assert!(again > 0 && again <= left as u64);
+    assert_eq!(last.0, last.1);
+    assert_eq!((r.remaining)().await, 0);
+
+    // Every secret, every version, opens under key 2 alone; none lost, none overwritten.
+    let all = r.only_new.list_all(&t, None).await.unwrap();
+    assert_eq!(all.len(), SECRETS);
+    futures::stream::iter(all)
+        .for_each_concurrent(8, |meta| {
+            let (store, t, written) = (Arc::clone(&r.only_new), t.clone(), &written);
+            async move {
+                let i: usize = meta.name.as_str()[1..].parse().unwrap();
+                let got = store.get(&t, &meta.name, None).await.unwrap();
+                assert_eq!(got.meta.key_id, Some(2));
+                match written.get(meta.name.as_str()) {
+                    Some(v) => {
+                        assert_eq!(got.value.expose_secret(), v);
+                        let first = store.get(&t, &meta.name, Some(1)).await.unwrap();
+                        assert_eq!(first.value.expose_secret(), format!("value-{i}"));
+                    }
+                    None => assert_eq!(got.value.expose_secret(), format!("value-{i}")),
+                }
+            }
+        })
+        .await;
+}
+
+use futures::StreamExt as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_all_of_10k_secrets_on_sqlite_survives_a_kill_and_concurrent_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.db");
+    let (before, after, only_new) = keyrings();
+    let before = SqliteStore::open(&path, before).await.unwrap();
+    let after = SqliteStore::open(&path, after).await.unwrap();
+    let pool = after.pool().clone();
+    let only_new = SqliteStore::open(&path, only_new).await.unwrap();
+    rotate_at_scale(Rotation {
+        before: Arc::new(before),
+        after: Arc::new(after),
+        only_new: Arc::new(only_new),
+        remaining: Box::new(move || {
+            let pool = pool.clone();
+            Box::pin(async move {
+                sqlx::query_scalar("SELECT COUNT(*) FROM coffer_secret_versions WHERE key_id <> 2")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            })
+        }),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_all_of_10k_secrets_on_postgres_survives_a_kill_and_concurrent_writes() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (before, after, only_new) = keyrings();
+    let before = db.store_with(before, PgOptions::new()).await;
+    let after = db.store_with(after, PgOptions::new()).await;
+    let pool = after.pool().clone();
+    let only_new = db.store_with(only_new, PgOptions::new()).await;
+    rotate_at_scale(Rotation {
+        before: Arc::new(before),
+        after: Arc::new(after),
+        only_new: Arc::new(only_new),
+        remaining: Box::new(move || {
+            let pool = pool.clone();
+            Box::pin(async move {
+                sqlx::query_scalar("SELECT COUNT(*) FROM coffer_secret_versions WHERE key_id <> 2")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            })
+        }),
+    })
+    .await;
+}
