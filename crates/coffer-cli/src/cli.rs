@@ -65,6 +65,10 @@ pub(crate) enum Command {
     /// 128+N if it died of signal N, 125 if coffer itself failed, 126 if the command cannot
     /// run, 127 if it is not found.
     Run(RunArgs),
+    /// Show the access log: who read or changed which secret, when, and how it ended
+    /// (never a value). Every coffer command on a sqlite:// or postgres:// store records
+    /// its operations there; the scope is --scope.
+    Audit(AuditArgs),
     /// Write what `run` would inject: a .env file (read back exactly by dotenvy,
     /// python-dotenv and bash), shell export lines, or JSON.
     Export(ExportArgs),
@@ -186,7 +190,24 @@ pub(crate) struct ListArgs {
     /// Only names starting with this.
     #[arg(long)]
     pub(crate) prefix: Option<String>,
+    /// Only secrets that expire within this time (e.g. 7d, 12h, 1w), expired ones
+    /// included, soonest first.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) expiring: Option<std::time::Duration>,
     /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    /// Only events of this secret.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// At most this many events, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) limit: u32,
+    /// Print JSON lines, one event each.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -12,7 +12,10 @@ use coffer::{
     SecretStoreExt as _,
 };
 
-use crate::cli::{Cli, Command, GetArgs, KeysCommand, ListArgs, PutArgs, RmArgs};
+use coffer::sql::{AuditQuery, SqlAuditSink};
+use coffer::store::layer::{AuditLayer, CallerContext};
+
+use crate::cli::{AuditArgs, Cli, Command, GetArgs, KeysCommand, ListArgs, PutArgs, RmArgs};
 
 /// The passphrase for passphrase-derived keyring keys.
 const PASSPHRASE_ENV: &str = "COFFER_PASSPHRASE";
@@ -88,6 +91,7 @@ pub(crate) async fn run(cli: Cli) -> CliResult<u8> {
         Command::List(args) => list(&cli, args).await,
         Command::Rm(args) => rm(&cli, args).await,
         Command::Keys(KeysCommand::Rotate) => rotate(&cli).await,
+        Command::Audit(args) => audit(&cli, args).await,
         Command::Run(args) => return crate::inject::run(&cli, args).await,
         Command::Export(args) => crate::inject::export(&cli, args).await,
     };
@@ -133,10 +137,86 @@ pub(crate) async fn open_store(
         None => None,
     };
     let mut options = OpenOptions::new();
-    if let Some(k) = keyring {
-        options = options.keyring(Arc::new(k));
+    let keyring = keyring.map(Arc::new);
+    if let Some(k) = &keyring {
+        options = options.keyring(Arc::clone(k));
     }
-    Ok(coffer::open(&cli.store, &options).await?)
+    let store = coffer::open(&cli.store, &options).await?;
+    match (keeps_access_log(&cli.store), keyring) {
+        (true, Some(keyring)) => {
+            // Every command's operations land in the store's access log, fail-closed.
+            let sink = SqlAuditSink::connect(&cli.store, keyring).await?;
+            Ok(Arc::new(
+                AuditLayer::new(store, vec![Arc::new(sink)]).with_default_context(cli_context()),
+            ))
+        }
+        _ => Ok(store),
+    }
+}
+
+/// Whether the store's database has coffer's `secret_access_log`.
+fn keeps_access_log(url: &str) -> bool {
+    scheme_of(url).is_some_and(|s| {
+        ["sqlite", "postgres", "postgresql"]
+            .iter()
+            .any(|k| s.eq_ignore_ascii_case(k))
+    })
+}
+
+/// Who the CLI acts for in the access log: `cli:` and the login name.
+fn cli_context() -> CallerContext {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    CallerContext::new()
+        .actor(format!("cli:{user}"))
+        .user_agent(concat!("coffer-cli/", env!("CARGO_PKG_VERSION")))
+}
+
+async fn audit(cli: &Cli, args: &AuditArgs) -> CliResult {
+    if !keeps_access_log(&cli.store) {
+        return Err(CliError::new(format!(
+            "the access log lives in a SQL store's database (sqlite://, postgres://); {} has none",
+            coffer::store::open::redact_url(&cli.store)
+        )));
+    }
+    let sink = SqlAuditSink::connect(&cli.store, Arc::new(require_keyring(cli)?)).await?;
+    let mut query = AuditQuery::new().scope(scope(cli)?).limit(args.limit);
+    if let Some(n) = &args.name {
+        query = query.name(name(n)?);
+    }
+    let events = sink.query(&query).await?;
+    let mut out = std::io::stdout().lock();
+    let io = |e: std::io::Error| CliError::new(format!("cannot write to standard output: {e}"));
+    if args.json {
+        for event in &events {
+            let line = serde_json::to_string(event).map_err(|e| CliError::new(e.to_string()))?;
+            writeln!(out, "{line}").map_err(io)?;
+        }
+        return Ok(());
+    }
+    if events.is_empty() {
+        eprintln!("no recorded access in scope {}", cli.scope);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                e.operation.to_string(),
+                match &e.error_kind {
+                    Some(kind) => format!("error:{kind}"),
+                    None => e.outcome.to_string(),
+                },
+                e.name.as_ref().map_or_else(|| "-".into(), ToString::to_string),
+                e.version.map_or_else(|| "-".into(), |v| v.to_string()),
+                e.context.actor.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print_columns(&["TIME", "OPERATION", "OUTCOME", "NAME", "VERSION", "ACTOR"], &rows);
+    Ok(())
 }
 
 pub(crate) fn scope(cli: &Cli) -> CliResult<Scope> {
@@ -322,7 +402,16 @@ async fn get(cli: &Cli, args: &GetArgs) -> CliResult {
 async fn list(cli: &Cli, args: &ListArgs) -> CliResult {
     let scope = scope(cli)?;
     let store = open_store(cli, None).await?;
-    let items = store.list_all(&scope, args.prefix.as_deref()).await?;
+    let items = match args.expiring {
+        Some(within) => {
+            let mut soon = store.expiring_within(&scope, within).await?;
+            if let Some(p) = &args.prefix {
+                soon.retain(|m| m.name.as_str().starts_with(p.as_str()));
+            }
+            soon
+        }
+        None => store.list_all(&scope, args.prefix.as_deref()).await?,
+    };
     if args.json {
         println!(
             "{}",
@@ -331,7 +420,13 @@ async fn list(cli: &Cli, args: &ListArgs) -> CliResult {
         return Ok(());
     }
     if items.is_empty() {
-        eprintln!("no secrets in scope {scope}");
+        match args.expiring {
+            Some(within) => eprintln!(
+                "nothing in scope {scope} expires within {}",
+                humantime::format_duration(within)
+            ),
+            None => eprintln!("no secrets in scope {scope}"),
+        }
         return Ok(());
     }
     print_table(&items);
@@ -363,17 +458,23 @@ fn print_table(items: &[SecretMeta]) {
             ]
         })
         .collect();
-    let header = ["NAME", "VERSION", "KIND", "PROVIDER", "STATUS", "TAGS"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    print_columns(&["NAME", "VERSION", "KIND", "PROVIDER", "STATUS", "TAGS"], &rows);
+}
+
+/// Prints `rows` under `header` in left-aligned columns.
+fn print_columns(header: &[&str], rows: &[Vec<String>]) {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let line: Vec<String> = row
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         println!("{}", line.join("  ").trim_end());

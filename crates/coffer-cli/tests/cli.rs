@@ -530,3 +530,101 @@ async fn works_against_postgres() {
         .code(1)
         .stderr(predicate::str::contains("pw-should-not-leak").not());
 }
+
+#[test]
+fn audit_shows_who_touched_what_and_never_a_value() {
+    let dir = initialised();
+    let canary = "sk-cli-audit-canary-40917";
+    coffer(dir.path())
+        .args(["put", "openai_api_key", "--value", canary])
+        .env("USER", "alice")
+        .assert()
+        .success();
+    coffer(dir.path())
+        .args(["get", "openai_api_key", "--reveal"])
+        .env("USER", "alice")
+        .assert()
+        .success();
+    coffer(dir.path())
+        .args(["get", "missing"])
+        .env("USER", "bob")
+        .assert()
+        .code(2);
+    coffer(dir.path())
+        .args(["--scope", "other", "put", "openai_api_key", "--value", "x"])
+        .assert()
+        .success();
+
+    let table = coffer(dir.path()).arg("audit").assert().success();
+    let table = String::from_utf8(table.get_output().stdout.clone()).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("TIME"), "{table}");
+    assert_eq!(lines.len(), 5, "{table}");
+    assert!(lines[1].contains("get") && lines[1].contains("error:not_found") && lines[1].contains("cli:bob"), "{table}");
+    assert!(lines[2].contains("get") && lines[2].contains(" ok ") && lines[2].contains("cli:alice"), "{table}");
+    assert!(lines[4].contains("put") && lines[4].contains("attempt"), "{table}");
+    assert!(!table.contains(canary));
+
+    let json = coffer(dir.path())
+        .args(["audit", "--name", "openai_api_key", "--json"])
+        .assert()
+        .success();
+    let json = String::from_utf8(json.get_output().stdout.clone()).unwrap();
+    let events: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e["name"] == "openai_api_key" && e["scope"] == "default"));
+    assert_eq!(events[0]["operation"], "get");
+    assert_eq!(events[0]["context"]["actor"], "cli:alice");
+    assert!(!json.contains(canary));
+
+    // The database itself holds no value in its log either.
+    let db = std::fs::read(dir.path().join(".coffer/secrets.db")).unwrap();
+    assert!(!db.windows(canary.len()).any(|w| w == canary.as_bytes()));
+
+    coffer(dir.path())
+        .args(["--store", "memory://", "audit"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("the access log lives in a SQL store"));
+}
+
+#[test]
+fn list_expiring_shows_what_expires_soon() {
+    let dir = initialised();
+    let now = chrono::Utc::now();
+    for (name, at) in [
+        ("in-3-days", Some(now + chrono::Duration::days(3))),
+        ("in-30-days", Some(now + chrono::Duration::days(30))),
+        ("gone", Some(now - chrono::Duration::days(1))),
+        ("forever", None),
+    ] {
+        let mut cmd = coffer(dir.path());
+        cmd.args(["put", name, "--value", "v"]);
+        if let Some(at) = at {
+            cmd.args(["--expires-at", &at.to_rfc3339()]);
+        }
+        cmd.assert().success();
+    }
+    let out = coffer(dir.path())
+        .args(["list", "--expiring", "7d"])
+        .assert()
+        .success();
+    let out = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let names: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(names, ["gone", "in-3-days"], "{out}");
+    assert!(out.contains("expired ") && out.contains("expires "), "{out}");
+    coffer(dir.path())
+        .args(["list", "--expiring", "1h", "--prefix", "in-"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("nothing in scope default expires within 1h"));
+    coffer(dir.path())
+        .args(["list", "--expiring", "soon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--expiring"));
+}
