@@ -209,13 +209,18 @@ async fn audit(cli: &Cli, args: &AuditArgs) -> CliResult {
                     Some(kind) => format!("error:{kind}"),
                     None => e.outcome.to_string(),
                 },
-                e.name.as_ref().map_or_else(|| "-".into(), ToString::to_string),
+                e.name
+                    .as_ref()
+                    .map_or_else(|| "-".into(), ToString::to_string),
                 e.version.map_or_else(|| "-".into(), |v| v.to_string()),
                 e.context.actor.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    print_columns(&["TIME", "OPERATION", "OUTCOME", "NAME", "VERSION", "ACTOR"], &rows);
+    print_columns(
+        &["TIME", "OPERATION", "OUTCOME", "NAME", "VERSION", "ACTOR"],
+        &rows,
+    );
     Ok(())
 }
 
@@ -459,7 +464,10 @@ fn print_table(items: &[SecretMeta]) {
         })
         .collect();
     let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
-    print_columns(&["NAME", "VERSION", "KIND", "PROVIDER", "STATUS", "TAGS"], &rows);
+    print_columns(
+        &["NAME", "VERSION", "KIND", "PROVIDER", "STATUS", "TAGS"],
+        &rows,
+    );
 }
 
 /// Prints `rows` under `header` in left-aligned columns.

@@ -560,9 +560,20 @@ fn audit_shows_who_touched_what_and_never_a_value() {
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("TIME"), "{table}");
     assert_eq!(lines.len(), 5, "{table}");
-    assert!(lines[1].contains("get") && lines[1].contains("error:not_found") && lines[1].contains("cli:bob"), "{table}");
-    assert!(lines[2].contains("get") && lines[2].contains(" ok ") && lines[2].contains("cli:alice"), "{table}");
-    assert!(lines[4].contains("put") && lines[4].contains("attempt"), "{table}");
+    assert!(
+        lines[1].contains("get")
+            && lines[1].contains("error:not_found")
+            && lines[1].contains("cli:bob"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("get") && lines[2].contains(" ok ") && lines[2].contains("cli:alice"),
+        "{table}"
+    );
+    assert!(
+        lines[4].contains("put") && lines[4].contains("attempt"),
+        "{table}"
+    );
     assert!(!table.contains(canary));
 
     let json = coffer(dir.path())
@@ -570,9 +581,16 @@ fn audit_shows_who_touched_what_and_never_a_value() {
         .assert()
         .success();
     let json = String::from_utf8(json.get_output().stdout.clone()).unwrap();
-    let events: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(events.len(), 3);
-    assert!(events.iter().all(|e| e["name"] == "openai_api_key" && e["scope"] == "default"));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["name"] == "openai_api_key" && e["scope"] == "default")
+    );
     assert_eq!(events[0]["operation"], "get");
     assert_eq!(events[0]["context"]["actor"], "cli:alice");
     assert!(!json.contains(canary));
@@ -585,7 +603,9 @@ fn audit_shows_who_touched_what_and_never_a_value() {
         .args(["--store", "memory://", "audit"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("the access log lives in a SQL store"));
+        .stderr(predicate::str::contains(
+            "the access log lives in a SQL store",
+        ));
 }
 
 #[test]
@@ -616,12 +636,17 @@ fn list_expiring_shows_what_expires_soon() {
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
     assert_eq!(names, ["gone", "in-3-days"], "{out}");
-    assert!(out.contains("expired ") && out.contains("expires "), "{out}");
+    assert!(
+        out.contains("expired ") && out.contains("expires "),
+        "{out}"
+    );
     coffer(dir.path())
         .args(["list", "--expiring", "1h", "--prefix", "in-"])
         .assert()
         .success()
-        .stderr(predicate::str::contains("nothing in scope default expires within 1h"));
+        .stderr(predicate::str::contains(
+            "nothing in scope default expires within 1h",
+        ));
     coffer(dir.path())
         .args(["list", "--expiring", "soon"])
         .assert()

@@ -176,14 +176,22 @@ impl SqlAuditSink {
     /// Connects to the database of a `sqlite://` or `postgres://` store URL, opening the
     /// store there first (so its migrations, which make the table, have run and the
     /// keyring matches).
-    pub async fn connect(url: &str, keyring: std::sync::Arc<coffer_envelope::Keyring>) -> Result<Self> {
-        match coffer_store::open::scheme_of(url).map(str::to_ascii_lowercase).as_deref() {
+    pub async fn connect(
+        url: &str,
+        keyring: std::sync::Arc<coffer_envelope::Keyring>,
+    ) -> Result<Self> {
+        match coffer_store::open::scheme_of(url)
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             #[cfg(feature = "sqlite")]
-            Some("sqlite") => Ok(Self::sqlite(&crate::SqliteStore::connect(url, keyring).await?)),
+            Some("sqlite") => Ok(Self::sqlite(
+                &crate::SqliteStore::connect(url, keyring).await?,
+            )),
             #[cfg(feature = "postgres")]
-            Some("postgres" | "postgresql") => {
-                Ok(Self::postgres(&crate::PgStore::connect(url, keyring).await?))
-            }
+            Some("postgres" | "postgresql") => Ok(Self::postgres(
+                &crate::PgStore::connect(url, keyring).await?,
+            )),
             _ => Err(Error::config(format!(
                 "the access log lives in a SQL store's database (sqlite://, postgres://); {} has none",
                 coffer_store::open::redact_url(url)

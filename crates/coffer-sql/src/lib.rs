@@ -13,10 +13,10 @@ mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-#[cfg(feature = "postgres")]
-pub use postgres::{NOTIFY_CHANNEL, PgOpener, PgOptions, PgStore, RLS_URL_PARAM, WatchEvent};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use audit::{AuditQuery, SqlAuditSink};
+#[cfg(feature = "postgres")]
+pub use postgres::{NOTIFY_CHANNEL, PgOpener, PgOptions, PgStore, RLS_URL_PARAM, WatchEvent};
 pub use sql_store::Change;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteOpener, SqliteStore};

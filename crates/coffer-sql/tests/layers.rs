@@ -13,9 +13,7 @@ use coffer_sql::testing::TestDatabase;
 use coffer_sql::{AuditQuery, PgOptions, SqlAuditSink, SqliteStore};
 use coffer_store::layer::*;
 use coffer_store::testing::{name as n, scope as s};
-use coffer_store::{
-    DynSecretStore, Error, PutOptions, SecretStore, SecretStoreExt as _,
-};
+use coffer_store::{DynSecretStore, Error, PutOptions, SecretStore, SecretStoreExt as _};
 use secrecy::{ExposeSecret as _, SecretString};
 
 fn value(text: &str) -> SecretString {
@@ -81,7 +79,10 @@ mod full_stack_conformance {
         let sink = SqlAuditSink::sqlite(&store);
         Some(Arc::new(RateLimitLayer::per_second(
             AuditLayer::new(
-                UsageLayer::new(CacheLayer::new(store, CacheOptions::new()), UsageOptions::new()),
+                UsageLayer::new(
+                    CacheLayer::new(store, CacheOptions::new()),
+                    UsageOptions::new(),
+                ),
                 vec![Arc::new(sink)],
             ),
             NonZeroU32::new(1_000_000).unwrap(),
@@ -101,12 +102,18 @@ async fn audit_trail(store: Arc<DynSecretStore>, sink: SqlAuditSink) {
         .user_agent("test/1");
     ctx.clone()
         .scope(async {
-            audited.put(&t, &k, &value(canary), &PutOptions::new()).await.unwrap();
+            audited
+                .put(&t, &k, &value(canary), &PutOptions::new())
+                .await
+                .unwrap();
             audited.get(&t, &k, None).await.unwrap();
             audited.get(&t, &n("other"), None).await.unwrap_err();
         })
         .await;
-    audited.put(&s("tenant-b"), &k, &value("x"), &PutOptions::new()).await.unwrap();
+    audited
+        .put(&s("tenant-b"), &k, &value("x"), &PutOptions::new())
+        .await
+        .unwrap();
 
     let events = sink
         .query(&AuditQuery::new().scope(t.clone()).name(k.clone()))
@@ -116,7 +123,11 @@ async fn audit_trail(store: Arc<DynSecretStore>, sink: SqlAuditSink) {
         .iter()
         .map(|e| (e.operation.as_str(), e.outcome.as_str()))
         .collect();
-    assert_eq!(ops, [("get", "ok"), ("put", "ok"), ("put", "attempt")], "newest first");
+    assert_eq!(
+        ops,
+        [("get", "ok"), ("put", "ok"), ("put", "attempt")],
+        "newest first"
+    );
     assert_eq!(events[0].context, ctx);
     assert_eq!(events[0].version, Some(1));
     let missing = sink
@@ -125,13 +136,21 @@ async fn audit_trail(store: Arc<DynSecretStore>, sink: SqlAuditSink) {
         .unwrap();
     assert_eq!(missing[0].error_kind.as_deref(), Some("not_found"));
     assert_eq!(sink.query(&AuditQuery::new()).await.unwrap().len(), 6);
-    assert_eq!(sink.query(&AuditQuery::new().limit(2)).await.unwrap().len(), 2);
     assert_eq!(
-        sink.query(&AuditQuery::new().scope(s("tenant-b"))).await.unwrap().len(),
+        sink.query(&AuditQuery::new().limit(2)).await.unwrap().len(),
         2
     );
     assert_eq!(
-        sink.prune(chrono::Utc::now() + chrono::Duration::seconds(1)).await.unwrap(),
+        sink.query(&AuditQuery::new().scope(s("tenant-b")))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        sink.prune(chrono::Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
         6
     );
 }
@@ -145,8 +164,19 @@ async fn the_access_log_on_sqlite() {
 
     // Fail-closed: without its table nothing is returned.
     let audited = AuditLayer::new(store.clone(), vec![Arc::new(sink)]);
-    store.put(&s("t"), &n("k"), &value("still-secret-99"), &PutOptions::new()).await.unwrap();
-    sqlx::query("DROP TABLE secret_access_log").execute(&pool).await.unwrap();
+    store
+        .put(
+            &s("t"),
+            &n("k"),
+            &value("still-secret-99"),
+            &PutOptions::new(),
+        )
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE secret_access_log")
+        .execute(&pool)
+        .await
+        .unwrap();
     let err = audited.get(&s("t"), &n("k"), None).await.unwrap_err();
     assert!(matches!(err, Error::Audit { .. }), "{err}");
     assert!(!err.to_string().contains("still-secret-99"));
@@ -162,13 +192,19 @@ async fn the_access_log_on_postgres_holds_no_value() {
     audit_trail(Arc::new(store.clone()), sink.clone()).await;
     let audited = AuditLayer::new(store.clone(), vec![Arc::new(sink)]);
     audited
-        .put(&s("t"), &n("k"), &value("pg-canary-771"), &PutOptions::new())
+        .put(
+            &s("t"),
+            &n("k"),
+            &value("pg-canary-771"),
+            &PutOptions::new(),
+        )
         .await
         .unwrap();
-    let dump: Vec<(String,)> = sqlx::query_as("SELECT row_to_json(l)::text FROM secret_access_log l")
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
+    let dump: Vec<(String,)> =
+        sqlx::query_as("SELECT row_to_json(l)::text FROM secret_access_log l")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
     assert_eq!(dump.len(), 2);
     assert!(dump.iter().all(|(row,)| !row.contains("pg-canary-771")));
 }
@@ -189,8 +225,14 @@ async fn usage_lands_in_the_sql_stores() {
     ];
     for (i, store) in stores.into_iter().enumerate() {
         let t = s(&format!("usage-{i}"));
-        store.put(&t, &n("k"), &value("v"), &PutOptions::new()).await.unwrap();
-        let layer = UsageLayer::new(Arc::clone(&store), UsageOptions::new().interval(Duration::from_secs(3600)));
+        store
+            .put(&t, &n("k"), &value("v"), &PutOptions::new())
+            .await
+            .unwrap();
+        let layer = UsageLayer::new(
+            Arc::clone(&store),
+            UsageOptions::new().interval(Duration::from_secs(3600)),
+        );
         for _ in 0..7 {
             layer.get(&t, &n("k"), None).await.unwrap();
         }
@@ -241,7 +283,9 @@ async fn a_write_on_one_instance_drops_the_cached_entry_on_the_other() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    a.put(&t, &k, &value("after-reconnect"), &PutOptions::new()).await.unwrap();
+    a.put(&t, &k, &value("after-reconnect"), &PutOptions::new())
+        .await
+        .unwrap();
     within_a_second(&b, &t, &k, "after-reconnect").await;
 }
 
@@ -296,7 +340,12 @@ async fn rotate_at_scale(r: Rotation) {
             let (store, t) = (Arc::clone(&r.before), t.clone());
             async move {
                 store
-                    .put(&t, &n(name), &value(&format!("value-{i}")), &PutOptions::new())
+                    .put(
+                        &t,
+                        &n(name),
+                        &value(&format!("value-{i}")),
+                        &PutOptions::new(),
+                    )
                     .await
                     .unwrap();
             }
@@ -312,7 +361,9 @@ async fn rotate_at_scale(r: Rotation) {
         tokio::spawn(async move {
             after
                 .rewrap_all(200, &mut |done, _total| {
-                    if done >= (SECRETS / 2) as u64 && let Some(tx) = half_tx.take() {
+                    if done >= (SECRETS / 2) as u64
+                        && let Some(tx) = half_tx.take()
+                    {
                         let _ = tx.send(());
                     }
                 })
@@ -340,7 +391,10 @@ async fn rotate_at_scale(r: Rotation) {
     rewrap.abort();
     assert!(rewrap.await.unwrap_err().is_cancelled());
     let left = (r.remaining)().await;
-    assert!(left > 0 && left < SECRETS as i64, "killed half-way: {left} left");
+    assert!(
+        left > 0 && left < SECRETS as i64,
+        "killed half-way: {left} left"
+    );
     let written = writer.await.unwrap();
 
     // Run again: it picks up where it stopped.

@@ -124,7 +124,7 @@ pub enum Error {
         /// The operation.
         operation: &'static str,
     },
-    /// A [rate limit](crate::layer::RateLimitLayer) on the scope refused the call.
+    /// A rate limit on the scope (`layer::RateLimitLayer`, feature `rate-limit`) refused the call.
     /// Transient: retry after `retry_after`.
     #[error("scope {scope}: rate limit exceeded, retry in {} ms", retry_after.as_millis())]
     RateLimited {
@@ -133,7 +133,7 @@ pub enum Error {
         /// How long until a call would be let through.
         retry_after: std::time::Duration,
     },
-    /// No [audit sink](crate::layer::AuditSink) recorded the operation, so it was refused
+    /// No audit sink (`layer::AuditSink`, feature `audit`) recorded the operation, so it was refused
     /// (fail-closed): a read returns no value; a write was not attempted.
     #[error("{operation} on {scope}/{name} refused: the audit event was not recorded ({message})")]
     Audit {

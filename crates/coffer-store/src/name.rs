@@ -12,7 +12,7 @@ pub const MAX_NAME_LEN: usize = 255;
 /// The environment variable a secret name maps to when its metadata names none: the
 /// name upper-cased, every character outside `[A-Z0-9_]` turned into `_`, and a `_` in
 /// front if it would start with a digit. One mapping for coffer-env's injection and the
-/// [environment source](crate::layer::EnvStore).
+/// environment source (`layer::EnvStore`, feature `env`).
 ///
 /// ```
 /// assert_eq!(coffer_store::derive_env_name("openai_api_key"), "OPENAI_API_KEY");

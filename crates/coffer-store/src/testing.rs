@@ -805,7 +805,12 @@ pub async fn usage_records(store: &DynSecretStore) {
             .is_not_found()
     );
     assert_eq!(
-        store.get(&scope, &a, None).await.unwrap().value.expose_secret(),
+        store
+            .get(&scope, &a, None)
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
         "va"
     );
 }
@@ -825,7 +830,10 @@ pub async fn expiring_soon(store: &DynSecretStore) {
         if let Some(at) = at {
             options = options.expires_at(at);
         }
-        store.put(&scope, &name(n), &value("v"), &options).await.unwrap();
+        store
+            .put(&scope, &name(n), &value("v"), &options)
+            .await
+            .unwrap();
     }
     let soon = store
         .expiring_within(&scope, std::time::Duration::from_secs(7 * 86_400))
@@ -1014,7 +1022,12 @@ impl<S: crate::SecretStore> crate::SecretStore for FaultyStore<S> {
         self.inner.list(scope, options).await
     }
 
-    async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> crate::Result<()> {
+    async fn delete(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        mode: DeleteMode,
+    ) -> crate::Result<()> {
         self.gate()?;
         self.inner.delete(scope, name, mode).await
     }

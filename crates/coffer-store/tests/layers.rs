@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use coffer_store::layer::*;
 use coffer_store::testing::{FaultyStore, name, scope};
 use coffer_store::{
-    BoxError, DeleteMode, DynSecretStore, Error, ListOptions, MemoryStore, PutOptions,
-    SecretStore, SecretStoreExt as _,
+    BoxError, DeleteMode, DynSecretStore, Error, ListOptions, MemoryStore, PutOptions, SecretStore,
+    SecretStoreExt as _,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -25,7 +25,10 @@ fn env_source() -> EnvStore {
 mod cache_conformance {
     use super::*;
     coffer_store::conformance_tests!(async {
-        Some(Arc::new(CacheLayer::new(MemoryStore::new(), CacheOptions::new())) as Arc<DynSecretStore>)
+        Some(
+            Arc::new(CacheLayer::new(MemoryStore::new(), CacheOptions::new()))
+                as Arc<DynSecretStore>,
+        )
     });
 }
 
@@ -46,7 +49,10 @@ mod audit_conformance {
 mod fallback_conformance {
     use super::*;
     coffer_store::conformance_tests!(async {
-        Some(Arc::new(FallbackStore::new(MemoryStore::new()).or(env_source())) as Arc<DynSecretStore>)
+        Some(
+            Arc::new(FallbackStore::new(MemoryStore::new()).or(env_source()))
+                as Arc<DynSecretStore>,
+        )
     });
 }
 
@@ -63,7 +69,10 @@ mod rate_limit_conformance {
 mod usage_conformance {
     use super::*;
     coffer_store::conformance_tests!(async {
-        Some(Arc::new(UsageLayer::new(MemoryStore::new(), UsageOptions::new())) as Arc<DynSecretStore>)
+        Some(
+            Arc::new(UsageLayer::new(MemoryStore::new(), UsageOptions::new()))
+                as Arc<DynSecretStore>,
+        )
     });
 }
 
@@ -90,7 +99,12 @@ mod full_stack_conformance {
 #[derive(Debug, Default)]
 struct PausingStore {
     inner: MemoryStore,
-    pause: std::sync::Mutex<Option<(tokio::sync::oneshot::Sender<()>, tokio::sync::oneshot::Receiver<()>)>>,
+    pause: std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::sync::oneshot::Receiver<()>,
+        )>,
+    >,
 }
 
 #[async_trait]
@@ -152,19 +166,43 @@ impl SecretStore for PausingStore {
 async fn cache_answers_repeated_reads_and_its_own_writes_invalidate() {
     let cache = CacheLayer::new(FaultyStore::new(MemoryStore::new()), CacheOptions::new());
     let (s, n) = (scope("t1"), name("openai_api_key"));
-    cache.put(&s, &n, &value("v1"), &PutOptions::new()).await.unwrap();
+    cache
+        .put(&s, &n, &value("v1"), &PutOptions::new())
+        .await
+        .unwrap();
     for _ in 0..5 {
-        assert_eq!(cache.get(&s, &n, None).await.unwrap().value.expose_secret(), "v1");
+        assert_eq!(
+            cache.get(&s, &n, None).await.unwrap().value.expose_secret(),
+            "v1"
+        );
     }
     assert_eq!((cache.stats().hits, cache.stats().misses), (4, 1));
     let reads_before = cache.inner().calls();
     cache.get(&s, &n, None).await.unwrap();
-    assert_eq!(cache.inner().calls(), reads_before, "a hit does not reach the store");
+    assert_eq!(
+        cache.inner().calls(),
+        reads_before,
+        "a hit does not reach the store"
+    );
 
-    cache.put(&s, &n, &value("v2"), &PutOptions::new()).await.unwrap();
-    assert_eq!(cache.get(&s, &n, None).await.unwrap().value.expose_secret(), "v2");
+    cache
+        .put(&s, &n, &value("v2"), &PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get(&s, &n, None).await.unwrap().value.expose_secret(),
+        "v2"
+    );
     // Numbered versions are cached apart and dropped with the name.
-    assert_eq!(cache.get(&s, &n, Some(1)).await.unwrap().value.expose_secret(), "v1");
+    assert_eq!(
+        cache
+            .get(&s, &n, Some(1))
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "v1"
+    );
     cache.delete(&s, &n, DeleteMode::Soft).await.unwrap();
     assert!(cache.get(&s, &n, None).await.unwrap_err().is_not_found());
     assert!(cache.get(&s, &n, Some(1)).await.unwrap_err().is_not_found());
@@ -178,29 +216,62 @@ async fn cache_invalidate_clear_and_ttl() {
         CacheOptions::new().ttl(Duration::from_millis(200)),
     );
     let (s, n) = (scope("t1"), name("k"));
-    inner.put(&s, &n, &value("old"), &PutOptions::new()).await.unwrap();
-    assert_eq!(cache.get(&s, &n, None).await.unwrap().value.expose_secret(), "old");
+    inner
+        .put(&s, &n, &value("old"), &PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get(&s, &n, None).await.unwrap().value.expose_secret(),
+        "old"
+    );
     // Written behind the cache's back: still the cached value...
-    inner.put(&s, &n, &value("new"), &PutOptions::new()).await.unwrap();
-    assert_eq!(cache.get(&s, &n, None).await.unwrap().value.expose_secret(), "old");
+    inner
+        .put(&s, &n, &value("new"), &PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.get(&s, &n, None).await.unwrap().value.expose_secret(),
+        "old"
+    );
     // ...until invalidated,
     cache.invalidate(&s, &n);
-    assert_eq!(cache.get(&s, &n, None).await.unwrap().value.expose_secret(), "new");
+    assert_eq!(
+        cache.get(&s, &n, None).await.unwrap().value.expose_secret(),
+        "new"
+    );
     // cleared,
-    inner.put(&s, &n, &value("newer"), &PutOptions::new()).await.unwrap();
+    inner
+        .put(&s, &n, &value("newer"), &PutOptions::new())
+        .await
+        .unwrap();
     cache.clear();
-    assert_eq!(cache.get(&s, &n, None).await.unwrap().value.expose_secret(), "newer");
+    assert_eq!(
+        cache.get(&s, &n, None).await.unwrap().value.expose_secret(),
+        "newer"
+    );
     // or past its TTL.
-    inner.put(&s, &n, &value("newest"), &PutOptions::new()).await.unwrap();
+    inner
+        .put(&s, &n, &value("newest"), &PutOptions::new())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(cache.get(&s, &n, None).await.unwrap().value.expose_secret(), "newest");
+    assert_eq!(
+        cache.get(&s, &n, None).await.unwrap().value.expose_secret(),
+        "newest"
+    );
 }
 
 #[tokio::test]
 async fn a_read_racing_an_invalidation_cannot_put_the_old_value_back() {
-    let cache = Arc::new(CacheLayer::new(PausingStore::default(), CacheOptions::new()));
+    let cache = Arc::new(CacheLayer::new(
+        PausingStore::default(),
+        CacheOptions::new(),
+    ));
     let (s, n) = (scope("t1"), name("k"));
-    cache.put(&s, &n, &value("old"), &PutOptions::new()).await.unwrap();
+    cache
+        .put(&s, &n, &value("old"), &PutOptions::new())
+        .await
+        .unwrap();
     let (reached_tx, reached) = tokio::sync::oneshot::channel();
     let (release, release_rx) = tokio::sync::oneshot::channel();
     *cache.inner().pause.lock().unwrap() = Some((reached_tx, release_rx));
@@ -209,12 +280,18 @@ async fn a_read_racing_an_invalidation_cannot_put_the_old_value_back() {
         tokio::spawn(async move { cache.get(&s, &n, None).await })
     };
     reached.await.unwrap(); // the reader holds "old", read before the write
-    cache.put(&s, &n, &value("new"), &PutOptions::new()).await.unwrap();
+    cache
+        .put(&s, &n, &value("new"), &PutOptions::new())
+        .await
+        .unwrap();
     release.send(()).unwrap();
     let raced = reader.await.unwrap().unwrap();
     assert_eq!(raced.value.expose_secret(), "old");
     for _ in 0..3 {
-        assert_eq!(cache.get(&s, &n, None).await.unwrap().value.expose_secret(), "new");
+        assert_eq!(
+            cache.get(&s, &n, None).await.unwrap().value.expose_secret(),
+            "new"
+        );
     }
 }
 
@@ -227,7 +304,10 @@ async fn stale_if_error_serves_an_old_entry_only_while_the_store_is_unavailable(
             options = options.stale_if_error(Duration::from_secs(30));
         }
         let cache = CacheLayer::new(FaultyStore::new(MemoryStore::new()), options);
-        cache.put(&s, &n, &value("v"), &PutOptions::new()).await.unwrap();
+        cache
+            .put(&s, &n, &value("v"), &PutOptions::new())
+            .await
+            .unwrap();
         cache.get(&s, &n, None).await.unwrap();
         tokio::time::sleep(Duration::from_millis(120)).await;
         cache.inner().set_down(true);
@@ -271,9 +351,15 @@ async fn a_change_stream_invalidates_and_a_broken_one_clears() {
     cache.follow(rx);
     assert!(cache.is_following());
     let (s, n) = (scope("t1"), name("k"));
-    inner.put(&s, &n, &value("a"), &PutOptions::new()).await.unwrap();
+    inner
+        .put(&s, &n, &value("a"), &PutOptions::new())
+        .await
+        .unwrap();
     cache.get(&s, &n, None).await.unwrap();
-    inner.put(&s, &n, &value("b"), &PutOptions::new()).await.unwrap();
+    inner
+        .put(&s, &n, &value("b"), &PutOptions::new())
+        .await
+        .unwrap();
     tx.unbounded_send(coffer_store::WatchEvent::Changed(coffer_store::Change {
         scope: "t1".into(),
         name: "k".into(),
@@ -281,13 +367,22 @@ async fn a_change_stream_invalidates_and_a_broken_one_clears() {
         op: "put".into(),
     }))
     .unwrap();
-    wait_for(|| async { cache.get(&s, &n, None).await.unwrap().value.expose_secret() == "b" }).await;
+    wait_for(|| async { cache.get(&s, &n, None).await.unwrap().value.expose_secret() == "b" })
+        .await;
 
-    inner.put(&s, &n, &value("c"), &PutOptions::new()).await.unwrap();
-    tx.unbounded_send(coffer_store::WatchEvent::Disconnected).unwrap();
+    inner
+        .put(&s, &n, &value("c"), &PutOptions::new())
+        .await
+        .unwrap();
+    tx.unbounded_send(coffer_store::WatchEvent::Disconnected)
+        .unwrap();
     wait_for(|| async { !cache.is_following() }).await;
-    assert_eq!(cache.get(&s, &n, None).await.unwrap().value.expose_secret(), "c");
-    tx.unbounded_send(coffer_store::WatchEvent::Reconnected).unwrap();
+    assert_eq!(
+        cache.get(&s, &n, None).await.unwrap().value.expose_secret(),
+        "c"
+    );
+    tx.unbounded_send(coffer_store::WatchEvent::Reconnected)
+        .unwrap();
     wait_for(|| async { cache.is_following() }).await;
     drop(tx);
     wait_for(|| async { !cache.is_following() }).await;
@@ -334,7 +429,10 @@ async fn audit_records_every_operation_with_its_caller_and_never_a_value() {
     let path = dir.path().join("audit.jsonl");
     let store = AuditLayer::new(
         MemoryStore::new(),
-        vec![Arc::new(JsonLinesSink::open(&path).unwrap()), Arc::new(BrokenSink)],
+        vec![
+            Arc::new(JsonLinesSink::open(&path).unwrap()),
+            Arc::new(BrokenSink),
+        ],
     )
     .with_default_context(CallerContext::new().actor("service:default"));
     let (s, n) = (scope("t1"), name("stripe_key"));
@@ -345,13 +443,23 @@ async fn audit_records_every_operation_with_its_caller_and_never_a_value() {
         .node_id("charge")
         .ip("127.0.0.1".parse().unwrap())
         .user_agent("agent/1.0");
-    ctx.clone().scope(async {
-        store.put(&s, &n, &value(secret), &PutOptions::new()).await.unwrap();
-        store.get(&s, &n, None).await.unwrap();
-        assert!(store.get(&s, &name("missing"), None).await.unwrap_err().is_not_found());
-        store.list(&s, &ListOptions::new()).await.unwrap();
-    })
-    .await;
+    ctx.clone()
+        .scope(async {
+            store
+                .put(&s, &n, &value(secret), &PutOptions::new())
+                .await
+                .unwrap();
+            store.get(&s, &n, None).await.unwrap();
+            assert!(
+                store
+                    .get(&s, &name("missing"), None)
+                    .await
+                    .unwrap_err()
+                    .is_not_found()
+            );
+            store.list(&s, &ListOptions::new()).await.unwrap();
+        })
+        .await;
     store.delete(&s, &n, DeleteMode::Destroy).await.unwrap();
 
     let text = std::fs::read_to_string(&path).unwrap();
@@ -386,7 +494,10 @@ async fn audit_records_every_operation_with_its_caller_and_never_a_value() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }
 
@@ -394,11 +505,23 @@ async fn audit_records_every_operation_with_its_caller_and_never_a_value() {
 async fn audit_is_fail_closed_no_value_without_a_record_and_no_unrecorded_write() {
     let inner = Arc::new(MemoryStore::new());
     let (s, n) = (scope("t1"), name("k"));
-    inner.put(&s, &n, &value("hidden-value-123"), &PutOptions::new()).await.unwrap();
+    inner
+        .put(&s, &n, &value("hidden-value-123"), &PutOptions::new())
+        .await
+        .unwrap();
     let store = AuditLayer::new(Arc::clone(&inner), vec![Arc::new(BrokenSink)]);
 
     let err = store.get(&s, &n, None).await.unwrap_err();
-    assert!(matches!(err, Error::Audit { operation: "get", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Audit {
+                operation: "get",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("disk full"), "{err}");
     assert!(!format!("{err} {err:?}").contains("hidden-value-123"));
 
@@ -406,16 +529,37 @@ async fn audit_is_fail_closed_no_value_without_a_record_and_no_unrecorded_write(
         .put(&s, &name("new"), &value("x"), &PutOptions::new())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Audit { operation: "put", .. }), "{err}");
-    assert!(inner.metadata(&s, &name("new")).await.unwrap_err().is_not_found());
+    assert!(
+        matches!(
+            err,
+            Error::Audit {
+                operation: "put",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        inner
+            .metadata(&s, &name("new"))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
     assert!(store.delete(&s, &n, DeleteMode::Destroy).await.is_err());
     assert!(inner.exists(&s, &n).await.unwrap());
 
     let none = AuditLayer::new(Arc::clone(&inner), Vec::new());
-    assert!(matches!(none.get(&s, &n, None).await.unwrap_err(), Error::Audit { .. }));
+    assert!(matches!(
+        none.get(&s, &n, None).await.unwrap_err(),
+        Error::Audit { .. }
+    ));
 
     let open = AuditLayer::new(Arc::clone(&inner), vec![Arc::new(BrokenSink)]).fail_open();
-    assert_eq!(open.get(&s, &n, None).await.unwrap().value.expose_secret(), "hidden-value-123");
+    assert_eq!(
+        open.get(&s, &n, None).await.unwrap().value.expose_secret(),
+        "hidden-value-123"
+    );
 }
 
 // ---------------------------------------------------------------------------- fallback
@@ -432,35 +576,103 @@ async fn fallback_says_which_store_answered_and_moves_on_only_when_it_should() {
     let chain = FallbackStore::new(Arc::clone(&primary)).or(env);
     let s = scope("t1");
     primary
-        .put(&s, &name("openai_api_key"), &value("sk-vault"), &PutOptions::new())
+        .put(
+            &s,
+            &name("openai_api_key"),
+            &value("sk-vault"),
+            &PutOptions::new(),
+        )
         .await
         .unwrap();
     let past = chrono::Utc::now() - chrono::Duration::seconds(1);
     primary
-        .put(&s, &name("expired_in_primary"), &value("v"), &PutOptions::new().expires_at(past))
+        .put(
+            &s,
+            &name("expired_in_primary"),
+            &value("v"),
+            &PutOptions::new().expires_at(past),
+        )
         .await
         .unwrap();
 
-    let (secret, answered) = chain.get_answered(&s, &name("openai_api_key"), None).await.unwrap();
-    assert_eq!((secret.value.expose_secret(), answered.index, answered.backend), ("sk-vault", 0, "memory"));
-    let (secret, answered) = chain.get_answered(&s, &name("only_in_env"), None).await.unwrap();
-    assert_eq!((secret.value.expose_secret(), answered.index, answered.backend), ("e", 1, "env"));
+    let (secret, answered) = chain
+        .get_answered(&s, &name("openai_api_key"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            secret.value.expose_secret(),
+            answered.index,
+            answered.backend
+        ),
+        ("sk-vault", 0, "memory")
+    );
+    let (secret, answered) = chain
+        .get_answered(&s, &name("only_in_env"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            secret.value.expose_secret(),
+            answered.index,
+            answered.backend
+        ),
+        ("e", 1, "env")
+    );
     // Expired is an answer, not a miss.
     assert!(matches!(
-        chain.get(&s, &name("expired_in_primary"), None).await.unwrap_err(),
+        chain
+            .get(&s, &name("expired_in_primary"), None)
+            .await
+            .unwrap_err(),
         Error::Expired { .. }
     ));
     // Unavailable moves on...
     primary.set_down(true);
-    let (secret, answered) = chain.get_answered(&s, &name("openai_api_key"), None).await.unwrap();
-    assert_eq!((secret.value.expose_secret(), answered.backend), ("sk-env", "env"));
+    let (secret, answered) = chain
+        .get_answered(&s, &name("openai_api_key"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (secret.value.expose_secret(), answered.backend),
+        ("sk-env", "env")
+    );
     // ...and when nobody has it, the caller hears Unavailable (worth a retry), not NotFound.
-    assert!(chain.get(&s, &name("nowhere"), None).await.unwrap_err().is_transient());
+    assert!(
+        chain
+            .get(&s, &name("nowhere"), None)
+            .await
+            .unwrap_err()
+            .is_transient()
+    );
     primary.set_down(false);
-    assert!(chain.get(&s, &name("nowhere"), None).await.unwrap_err().is_not_found());
+    assert!(
+        chain
+            .get(&s, &name("nowhere"), None)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
     // Writes go to the first store.
-    chain.put(&s, &name("only_in_env"), &value("now-primary"), &PutOptions::new()).await.unwrap();
-    assert_eq!(primary.inner().get(&s, &name("only_in_env"), None).await.unwrap().value.expose_secret(), "now-primary");
+    chain
+        .put(
+            &s,
+            &name("only_in_env"),
+            &value("now-primary"),
+            &PutOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        primary
+            .inner()
+            .get(&s, &name("only_in_env"), None)
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "now-primary"
+    );
 }
 
 #[tokio::test]
@@ -468,10 +680,24 @@ async fn fallback_lists_merge_by_name_with_the_first_store_winning() {
     let (a, b) = (MemoryStore::new(), MemoryStore::new());
     let s = scope("t1");
     for n in ["a1", "c3", "e5", "shared"] {
-        a.put(&s, &name(n), &value("v"), &PutOptions::new().provider("first")).await.unwrap();
+        a.put(
+            &s,
+            &name(n),
+            &value("v"),
+            &PutOptions::new().provider("first"),
+        )
+        .await
+        .unwrap();
     }
     for n in ["b2", "d4", "f6", "shared"] {
-        b.put(&s, &name(n), &value("v"), &PutOptions::new().provider("second")).await.unwrap();
+        b.put(
+            &s,
+            &name(n),
+            &value("v"),
+            &PutOptions::new().provider("second"),
+        )
+        .await
+        .unwrap();
     }
     let chain = FallbackStore::new(a).or(b);
     let all = chain.list_all(&s, None).await.unwrap();
@@ -502,18 +728,37 @@ async fn the_environment_source_maps_names_limits_scopes_and_is_read_only() {
         ("PATH", "/usr/bin"),
     ];
     let t1 = scope("t1");
-    let store = EnvStore::from_vars(vars).prefix("APP_").for_scope(t1.clone());
+    let store = EnvStore::from_vars(vars)
+        .prefix("APP_")
+        .for_scope(t1.clone());
     let got = store.get(&t1, &name("openai_api_key"), None).await.unwrap();
     assert_eq!(got.value.expose_secret(), "sk-1");
     assert_eq!(got.meta.env_name.as_deref(), Some("APP_OPENAI_API_KEY"));
     assert_eq!(got.meta.version, 1);
     // Characters outside [A-Z0-9_] map to _, as coffer-env injects them.
     assert_eq!(
-        store.get(&t1, &name("github/token.v2"), None).await.unwrap().value.expose_secret(),
+        store
+            .get(&t1, &name("github/token.v2"), None)
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
         "gh-2"
     );
-    assert!(store.get(&t1, &name("openai_api_key"), Some(2)).await.unwrap_err().is_not_found());
-    assert!(store.get(&scope("t2"), &name("openai_api_key"), None).await.unwrap_err().is_not_found());
+    assert!(
+        store
+            .get(&t1, &name("openai_api_key"), Some(2))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        store
+            .get(&scope("t2"), &name("openai_api_key"), None)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
     let listed: Vec<String> = store
         .list_all(&t1, None)
         .await
@@ -523,10 +768,18 @@ async fn the_environment_source_maps_names_limits_scopes_and_is_read_only() {
         .collect();
     assert_eq!(listed, ["github_token_v2", "openai_api_key"]);
     assert!(matches!(
-        store.put(&t1, &name("x"), &value("y"), &PutOptions::new()).await.unwrap_err(),
+        store
+            .put(&t1, &name("x"), &value("y"), &PutOptions::new())
+            .await
+            .unwrap_err(),
         Error::PermissionDenied { .. }
     ));
-    assert!(store.delete(&t1, &name("openai_api_key"), DeleteMode::Destroy).await.is_err());
+    assert!(
+        store
+            .delete(&t1, &name("openai_api_key"), DeleteMode::Destroy)
+            .await
+            .is_err()
+    );
     assert!(!format!("{store:?}").contains("sk-1"));
 
     // Without a prefix it reads but does not list; without a scope choice it serves none.
@@ -534,14 +787,23 @@ async fn the_environment_source_maps_names_limits_scopes_and_is_read_only() {
     assert!(bare.list_all(&t1, None).await.unwrap().is_empty());
     assert!(bare.get(&scope("any"), &name("path"), None).await.is_ok());
     let unscoped = EnvStore::from_vars(vars);
-    assert!(unscoped.get(&t1, &name("path"), None).await.unwrap_err().is_not_found());
+    assert!(
+        unscoped
+            .get(&t1, &name("path"), None)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
 }
 
 // ---------------------------------------------------------------------------- rate limit
 
 #[tokio::test]
 async fn over_the_limit_is_rate_limited_per_scope_before_reaching_the_store() {
-    let store = RateLimitLayer::per_second(FaultyStore::new(MemoryStore::new()), NonZeroU32::new(5).unwrap());
+    let store = RateLimitLayer::per_second(
+        FaultyStore::new(MemoryStore::new()),
+        NonZeroU32::new(5).unwrap(),
+    );
     let (busy, quiet, n) = (scope("busy"), scope("quiet"), name("k"));
     for _ in 0..5 {
         assert!(store.metadata(&busy, &n).await.unwrap_err().is_not_found());
@@ -551,9 +813,16 @@ async fn over_the_limit_is_rate_limited_per_scope_before_reaching_the_store() {
         panic!("{err}");
     };
     assert_eq!(scope, "busy");
-    assert!(*retry_after > Duration::ZERO && *retry_after <= Duration::from_secs(1), "{retry_after:?}");
+    assert!(
+        *retry_after > Duration::ZERO && *retry_after <= Duration::from_secs(1),
+        "{retry_after:?}"
+    );
     assert!(err.is_transient());
-    assert_eq!(store.inner().calls(), 5, "refused calls never reach the store");
+    assert_eq!(
+        store.inner().calls(),
+        5,
+        "refused calls never reach the store"
+    );
     assert!(store.metadata(&quiet, &n).await.unwrap_err().is_not_found());
     tokio::time::sleep(*retry_after + Duration::from_millis(20)).await;
     assert!(store.metadata(&busy, &n).await.unwrap_err().is_not_found());
@@ -562,7 +831,11 @@ async fn over_the_limit_is_rate_limited_per_scope_before_reaching_the_store() {
 // ---------------------------------------------------------------------------- usage
 
 async fn usage_of(store: &DynSecretStore, n: &str) -> u64 {
-    store.metadata(&scope("t1"), &name(n)).await.unwrap().usage_count
+    store
+        .metadata(&scope("t1"), &name(n))
+        .await
+        .unwrap()
+        .usage_count
 }
 
 #[tokio::test]
@@ -570,30 +843,53 @@ async fn usage_is_counted_without_waiting_and_flushed_by_count_and_by_time() {
     let inner = Arc::new(MemoryStore::new());
     let s = scope("t1");
     for n in ["a", "b", "c"] {
-        inner.put(&s, &name(n), &value("v"), &PutOptions::new()).await.unwrap();
+        inner
+            .put(&s, &name(n), &value("v"), &PutOptions::new())
+            .await
+            .unwrap();
     }
     // By count: the third distinct secret triggers a flush.
     let by_count = UsageLayer::new(
         Arc::clone(&inner),
-        UsageOptions::new().interval(Duration::from_secs(3600)).max_pending(3),
+        UsageOptions::new()
+            .interval(Duration::from_secs(3600))
+            .max_pending(3),
     );
     for n in ["a", "a", "b"] {
         by_count.get(&s, &name(n), None).await.unwrap();
     }
     assert_eq!(usage_of(&*inner, "a").await, 0, "nothing written yet");
-    assert_eq!(by_count.metadata(&s, &name("a")).await.unwrap().usage_count, 2, "pending counts show at once");
-    assert!(by_count.metadata(&s, &name("a")).await.unwrap().last_used_at.is_some());
+    assert_eq!(
+        by_count.metadata(&s, &name("a")).await.unwrap().usage_count,
+        2,
+        "pending counts show at once"
+    );
+    assert!(
+        by_count
+            .metadata(&s, &name("a"))
+            .await
+            .unwrap()
+            .last_used_at
+            .is_some()
+    );
     by_count.get(&s, &name("c"), None).await.unwrap();
-    wait_for(|| async { usage_of(&*inner, "a").await == 2 && usage_of(&*inner, "c").await == 1 }).await;
+    wait_for(|| async { usage_of(&*inner, "a").await == 2 && usage_of(&*inner, "c").await == 1 })
+        .await;
     assert_eq!(by_count.pending(), 0);
 
     // By time.
-    let by_time = UsageLayer::new(Arc::clone(&inner), UsageOptions::new().interval(Duration::from_millis(50)));
+    let by_time = UsageLayer::new(
+        Arc::clone(&inner),
+        UsageOptions::new().interval(Duration::from_millis(50)),
+    );
     by_time.get(&s, &name("b"), None).await.unwrap();
     wait_for(|| async { usage_of(&*inner, "b").await == 2 }).await;
 
     // Dropping the layer hands the rest to its task.
-    let dropped = UsageLayer::new(Arc::clone(&inner), UsageOptions::new().interval(Duration::from_secs(3600)));
+    let dropped = UsageLayer::new(
+        Arc::clone(&inner),
+        UsageOptions::new().interval(Duration::from_secs(3600)),
+    );
     dropped.get(&s, &name("c"), None).await.unwrap();
     drop(dropped);
     wait_for(|| async { usage_of(&*inner, "c").await == 2 }).await;
@@ -603,8 +899,14 @@ async fn usage_is_counted_without_waiting_and_flushed_by_count_and_by_time() {
 async fn a_failed_flush_loses_no_count_and_a_store_without_usage_turns_tracking_off() {
     let inner = Arc::new(FaultyStore::new(MemoryStore::new()));
     let s = scope("t1");
-    inner.put(&s, &name("a"), &value("v"), &PutOptions::new()).await.unwrap();
-    let layer = UsageLayer::new(Arc::clone(&inner), UsageOptions::new().interval(Duration::from_secs(3600)));
+    inner
+        .put(&s, &name("a"), &value("v"), &PutOptions::new())
+        .await
+        .unwrap();
+    let layer = UsageLayer::new(
+        Arc::clone(&inner),
+        UsageOptions::new().interval(Duration::from_secs(3600)),
+    );
     for _ in 0..3 {
         layer.get(&s, &name("a"), None).await.unwrap();
     }
@@ -613,7 +915,15 @@ async fn a_failed_flush_loses_no_count_and_a_store_without_usage_turns_tracking_
     inner.set_down(false);
     layer.get(&s, &name("a"), None).await.unwrap();
     layer.flush().await.unwrap();
-    assert_eq!(inner.inner().metadata(&s, &name("a")).await.unwrap().usage_count, 4);
+    assert_eq!(
+        inner
+            .inner()
+            .metadata(&s, &name("a"))
+            .await
+            .unwrap()
+            .usage_count,
+        4
+    );
 
     let env = UsageLayer::new(
         EnvStore::from_vars([("K", "v")]).for_all_scopes(),
@@ -622,5 +932,9 @@ async fn a_failed_flush_loses_no_count_and_a_store_without_usage_turns_tracking_
     env.get(&s, &name("k"), None).await.unwrap();
     env.flush().await.unwrap();
     env.get(&s, &name("k"), None).await.unwrap();
-    assert_eq!(env.pending(), 0, "tracking is off after the store said it keeps no usage");
+    assert_eq!(
+        env.pending(),
+        0,
+        "tracking is off after the store said it keeps no usage"
+    );
 }

@@ -320,10 +320,7 @@ impl JsonLinesSink {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(&path).map_err(|e| {
-            Error::config(format!(
-                "cannot open the audit log {}: {e}",
-                path.display()
-            ))
+            Error::config(format!("cannot open the audit log {}: {e}", path.display()))
         })?;
         Ok(Self {
             path,
@@ -616,7 +613,8 @@ impl<S: SecretStore> SecretStore for AuditLayer<S> {
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
         let e = AuditEvent::new(None, None, Operation::Rewrap, Outcome::Attempt);
-        self.write(e, self.inner.rewrap_batch(limit), |_| None).await
+        self.write(e, self.inner.rewrap_batch(limit), |_| None)
+            .await
     }
 
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {

@@ -173,7 +173,9 @@ impl SecretStore for FallbackStore {
     }
 
     async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret> {
-        self.get_answered(scope, name, version).await.map(|(s, _)| s)
+        self.get_answered(scope, name, version)
+            .await
+            .map(|(s, _)| s)
     }
 
     async fn metadata(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
@@ -183,7 +185,8 @@ impl SecretStore for FallbackStore {
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
         options.validate()?;
         let limit = options.page_size()?;
-        let pages = futures::future::join_all(self.stores.iter().map(|s| s.list(scope, options))).await;
+        let pages =
+            futures::future::join_all(self.stores.iter().map(|s| s.list(scope, options))).await;
         let mut merged: std::collections::BTreeMap<SecretName, SecretMeta> = Default::default();
         let mut more = false;
         let mut answered = false;

@@ -60,8 +60,8 @@ pub use env::EnvStore;
 #[cfg(feature = "fallback")]
 pub use fallback::{Answered, FallbackStore};
 #[cfg(feature = "rate-limit")]
-pub use rate_limit::RateLimitLayer;
-#[cfg(feature = "rate-limit")]
 pub use governor::Quota;
+#[cfg(feature = "rate-limit")]
+pub use rate_limit::RateLimitLayer;
 #[cfg(feature = "usage")]
 pub use usage::{UsageLayer, UsageOptions};

@@ -103,10 +103,7 @@ impl<S: SecretStore> Shared<S> {
     }
 
     fn overlay(&self, meta: &mut SecretMeta) {
-        if let Some((count, at)) = self
-            .pending()
-            .get(&(meta.scope.clone(), meta.name.clone()))
-        {
+        if let Some((count, at)) = self.pending().get(&(meta.scope.clone(), meta.name.clone())) {
             meta.usage_count = meta.usage_count.saturating_add(*count);
             meta.last_used_at = meta.last_used_at.max(Some(*at));
         }
