@@ -69,6 +69,14 @@ pub(crate) enum Command {
     /// (never a value). Every coffer command on a sqlite:// or postgres:// store records
     /// its operations there; the scope is --scope.
     Audit(AuditArgs),
+    /// Serve the configured database connections and the scope's secret names to an AI
+    /// agent as Model Context Protocol tools over stdio.
+    ///
+    /// Tools: list_connections, connect (by configured name), query, execute (read-write
+    /// connections only), schema, disconnect, list_secrets (never a value). No tool takes
+    /// a credential: they come from the connections file's environment variables or
+    /// secrets. Connections are read-only unless --allow-writes names them.
+    Mcp(McpArgs),
     /// Write what `run` would inject: a .env file (read back exactly by dotenvy,
     /// python-dotenv and bash), shell export lines, or JSON.
     Export(ExportArgs),
@@ -197,6 +205,24 @@ pub(crate) struct ListArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {
+    /// The named connections, a JSON file:
+    /// {"connections": {"main_db": {"type": "postgresql", "host": "…", "database": "…",
+    /// "credentialsEnv": "MAIN_DB_CREDENTIALS"}}}.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) connections: PathBuf,
+    /// Let this connection write (repeatable); the others stay read-only.
+    #[arg(long = "allow-writes", value_name = "NAME")]
+    pub(crate) allow_writes: Vec<String>,
+    /// Rows a query returns at most (default 1000); more are cut with truncated: true.
+    #[arg(long, value_name = "N")]
+    pub(crate) row_limit: Option<usize>,
+    /// How long a statement may run (default 30s), e.g. 5s or 2m.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) statement_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]

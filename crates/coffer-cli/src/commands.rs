@@ -92,6 +92,7 @@ pub(crate) async fn run(cli: Cli) -> CliResult<u8> {
         Command::Rm(args) => rm(&cli, args).await,
         Command::Keys(KeysCommand::Rotate) => rotate(&cli).await,
         Command::Audit(args) => audit(&cli, args).await,
+        Command::Mcp(args) => crate::mcp::serve(&cli, args).await,
         Command::Run(args) => return crate::inject::run(&cli, args).await,
         Command::Export(args) => crate::inject::export(&cli, args).await,
     };

@@ -5,13 +5,28 @@
 mod cli;
 mod commands;
 mod inject;
+mod mcp;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// Logs go to stderr (stdout is the command's output, or the MCP protocol), at the level
+/// `RUST_LOG` asks for, `warn` by default.
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    init_logging();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
