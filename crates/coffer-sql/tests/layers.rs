@@ -485,3 +485,31 @@ async fn rewrap_all_of_10k_secrets_on_postgres_survives_a_kill_and_concurrent_wr
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layer_stacks_over_a_failing_sqlite_store_answer_acknowledged_values() {
+    use coffer_store::testing::FaultyStore;
+    let seed: u64 = rand::random();
+    eprintln!("seed {seed}");
+    let faulty = |store: SqliteStore| FaultyStore::new(store).with_failure_rate(0.2);
+    let store = sqlite().await;
+    let sink = SqlAuditSink::sqlite(&store);
+    let full = RateLimitLayer::per_second(
+        AuditLayer::new(
+            UsageLayer::new(
+                CacheLayer::new(faulty(store), CacheOptions::new()),
+                UsageOptions::new().max_pending(3),
+            ),
+            vec![Arc::new(sink)],
+        ),
+        NonZeroU32::new(1_000_000).unwrap(),
+    );
+    coffer_store::testing::acknowledged_values("sqlite full stack", &full, seed, 10_000).await;
+    let stale = CacheLayer::new(
+        faulty(sqlite().await),
+        CacheOptions::new()
+            .ttl(Duration::from_millis(1))
+            .stale_if_error(Duration::from_secs(60)),
+    );
+    coffer_store::testing::acknowledged_values("sqlite stale cache", &stale, seed, 10_000).await;
+}
