@@ -59,7 +59,7 @@ pub(crate) enum Command {
     ///
     /// Each secret becomes the variable its env name says, else its name upper-cased with
     /// every character outside [A-Z0-9_] turned into _ (openai_api_key → OPENAI_API_KEY).
-    /// Values and their base64 and URL-encoded forms are replaced in the command's stdout
+    /// Values and their base64, hex and URL-encoded forms are replaced in the command's stdout
     /// and stderr with [REDACTED:NAME]; --no-mask passes stdio through untouched (TTY
     /// intact). SIGINT, SIGTERM and SIGHUP are forwarded. The exit code is the command's,
     /// 128+N if it died of signal N, 125 if coffer itself failed, 126 if the command cannot

@@ -23,7 +23,8 @@ pub const MIN_MASK_LEN: usize = 6;
 /// Replaces every secret value in a byte stream with `[REDACTED:NAME]`.
 ///
 /// Besides each value as is, it masks the value's URL-encoded forms (RFC 3986 and
-/// `application/x-www-form-urlencoded`) and its base64 forms (standard and URL-safe
+/// `application/x-www-form-urlencoded`), its hex forms (lower and upper case) and its
+/// base64 forms (standard and URL-safe
 /// alphabets, at each of the three alignments a value can take inside a longer base64
 /// text, such as `user:password` in a Basic auth header). Where values overlap, the
 /// longest match wins, so a secret that is a prefix of another masks as itself only when
@@ -85,6 +86,9 @@ fn forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
                 .into_bytes(),
         ));
     }
+    // Hex dumps, lower and upper case.
+    out.push(Zeroizing::new(hex::encode(value).into_bytes()));
+    out.push(Zeroizing::new(hex::encode_upper(value).into_bytes()));
     // Inside a longer base64 text the value starts at bit 0, 8 or 16 of a 24-bit group.
     // Keep only the characters that depend on the value's bits alone.
     for shift in 0..3usize {
@@ -422,6 +426,8 @@ mod tests {
             percent_encoding::utf8_percent_encode(value, crate::database::COMPONENT).to_string(),
             url::form_urlencoded::byte_serialize(value.as_bytes()).collect(),
             basic.clone(),
+            hex::encode(value),
+            hex::encode_upper(value),
         ];
         for e in encoded {
             let out = String::from_utf8(r.redact(e.as_bytes())).unwrap();
