@@ -20,6 +20,8 @@
 mod broker;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod params;
 mod registry;
 mod statement;

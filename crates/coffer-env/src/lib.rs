@@ -23,6 +23,8 @@ mod command;
 mod database;
 mod error;
 mod file;
+#[doc(hidden)]
+pub mod fuzzing;
 mod map;
 mod name;
 mod redact;

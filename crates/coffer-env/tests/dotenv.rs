@@ -275,3 +275,17 @@ fn files_are_private_and_replaced_atomically() {
     let entries = std::fs::read_dir(file.parent().unwrap()).unwrap().count();
     assert_eq!(entries, 1);
 }
+
+/// The `dotenv` fuzz corpus, replayed on stable Rust through dotenvy.
+#[test]
+fn dotenv_fuzz_corpus_replays() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/dotenv");
+    let n = coffer_store::testing::replay_corpus(&dir, |data| {
+        coffer_env::fuzzing::dotenv_round_trip(data, |text| {
+            dotenvy::from_read_iter(text.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())
+        });
+    });
+    assert!(n >= 10, "corpus too small: {n} files");
+}

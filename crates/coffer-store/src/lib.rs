@@ -3,6 +3,8 @@
 #![deny(missing_docs)]
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layer;
 mod memory;
 mod name;

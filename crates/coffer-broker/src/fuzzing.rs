@@ -1,0 +1,28 @@
+//! The body of the `statement` fuzz target, shared with the test that replays its
+//! corpus on stable Rust (`fuzz/corpus/statement/`).
+
+use crate::statement::check;
+use crate::{BrokerError, DbKind, Mode};
+
+/// The statement checker on arbitrary text for every database and mode: no panic, only
+/// `Rejected` errors, and nothing read-only accepts is refused read-write.
+pub fn statement(data: &[u8]) {
+    let Ok(sql) = std::str::from_utf8(data) else {
+        return;
+    };
+    for kind in [DbKind::Postgres, DbKind::Mysql, DbKind::Sqlite] {
+        let read_only = check(sql, kind, Mode::ReadOnly);
+        let read_write = check(sql, kind, Mode::ReadWrite);
+        for result in [&read_only, &read_write] {
+            if let Err(e) = result {
+                assert!(matches!(e, BrokerError::Rejected { .. }), "{e}");
+            }
+        }
+        if let Ok(ro) = &read_only {
+            let rw = read_write
+                .as_ref()
+                .unwrap_or_else(|e| panic!("read-only accepts, read-write refuses: {e}"));
+            assert_eq!(ro.keyword, rw.keyword);
+        }
+    }
+}
