@@ -5,8 +5,9 @@ use crate::open::{redact_url, scheme_of, take_flag};
 use crate::{ListOptions, Scope, SecretName, derive_env_name};
 
 /// Store URLs and names from arbitrary bytes: no panic, a redacted URL keeps no user,
-/// password, query or fragment, `take_flag` removes its flag for good, and what a name
-/// parser accepts round-trips.
+/// password, query or fragment, `take_flag` removes its flag for good (the URL text itself
+/// may change again: the url crate re-normalizes some odd paths, such as `file://p//…`,
+/// on each parse — a fuzz finding), and what a name parser accepts round-trips.
 pub fn store_url(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -28,8 +29,8 @@ pub fn store_url(data: &[u8]) {
         if let Ok((without, _)) = take_flag(text, flag) {
             let again = take_flag(&without, flag);
             assert!(
-                matches!(again, Ok((ref same, false)) if *same == without),
-                "take_flag is not idempotent"
+                matches!(again, Ok((_, false))),
+                "the flag survived take_flag"
             );
         }
     }
