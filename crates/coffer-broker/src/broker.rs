@@ -19,6 +19,7 @@ use crate::error::from_sqlx;
 use crate::registry::Registry;
 use crate::statement::check;
 use crate::value::{self, QueryResult, bind_json};
+use crate::params::MYSQL_STATEMENT_CACHE;
 use crate::{BrokerError, ConnectionParams, DbKind, Mode, Result};
 
 /// The broker's limits. Start from [`Limits::default`] and change what you need.
@@ -748,9 +749,11 @@ impl Broker {
     }
 }
 
-/// Fetches at most `limit` rows of `sql` on connection `c`, converting each with `$row`.
+/// Fetches at most `limit` rows of `sql` on connection `c`, converting each with `$row`;
+/// `$persistent` keeps the prepared statement in the connection's cache (MySQL only, see
+/// [`recycle_when_cache_full`]).
 macro_rules! fetch_rows {
-    ($call:expr, $c:expr, $sql:expr, $params:expr, $limit:expr, $mode:expr, $row:path, $cols:path) => {{
+    ($call:expr, $c:expr, $sql:expr, $params:expr, $limit:expr, $mode:expr, $persistent:expr, $row:path, $cols:path) => {{
         async {
             let mut columns = None;
             let mut rows = Vec::new();
@@ -758,7 +761,7 @@ macro_rules! fetch_rows {
             let mut discard = false;
             {
                 let q = bind_json!(
-                    sqlx::query(sqlx::AssertSqlSafe($sql)).persistent(false),
+                    sqlx::query(sqlx::AssertSqlSafe($sql)).persistent($persistent),
                     $params
                 );
                 let mut stream = q.fetch(&mut *$c);
@@ -858,6 +861,19 @@ macro_rules! finish {
     }};
 }
 
+/// MySQL connections keep their callers' prepared statements ([`MYSQL_STATEMENT_CACHE`]
+/// per connection) instead of closing each one after use: sqlx 0.9 sends
+/// `COM_STMT_CLOSE`, which the server never answers, on a socket without `TCP_NODELAY`,
+/// so the next command waited for the server's delayed ACK, about 40 ms per call
+/// (sqlx issue #4335). Evicting from a full cache would send the same unanswered close,
+/// so a connection whose cache is full is closed after its call instead: the pool opens
+/// a fresh one, which costs a login once per that many distinct statements.
+fn recycle_when_cache_full(c: &mut sqlx::pool::PoolConnection<sqlx::MySql>) {
+    if sqlx::Connection::cached_statements_size(&**c) >= MYSQL_STATEMENT_CACHE {
+        c.close_on_drop();
+    }
+}
+
 /// One call on one connection.
 struct Call<'a> {
     conn: &'a Conn,
@@ -954,6 +970,7 @@ impl Call<'_> {
                     params,
                     limit,
                     mode,
+                    false,
                     value::pg_row,
                     value::pg_columns
                 );
@@ -977,9 +994,11 @@ impl Call<'_> {
                     params,
                     limit,
                     mode,
+                    true,
                     value::mysql_row,
                     value::mysql_columns
                 );
+                recycle_when_cache_full(&mut c);
                 finish!(self, c, collected, mode, "DO RELEASE_ALL_LOCKS()")
             }
             Pool::Sqlite(pool) => {
@@ -1002,6 +1021,7 @@ impl Call<'_> {
                     params,
                     limit,
                     mode,
+                    false,
                     value::sqlite_row,
                     value::sqlite_columns
                 );
@@ -1029,17 +1049,19 @@ impl Call<'_> {
 
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
         macro_rules! run {
-            ($pool:expr, $setup:expr, $end:expr) => {{
+            ($pool:expr, $setup:expr, $end:expr, $persistent:expr, $after:expr) => {{
                 let mut c = $pool.acquire().await.map_err(|e| self.err(e))?;
                 sqlx::raw_sql(sqlx::AssertSqlSafe($setup))
                     .execute(&mut *c)
                     .await
                     .map_err(|e| self.err(e))?;
                 let q = bind_json!(
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false),
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).persistent($persistent),
                     params
                 );
-                match q.execute(&mut *c).await {
+                let done = q.execute(&mut *c).await;
+                $after(&mut c);
+                match done {
                     Ok(done) => {
                         if let Err(e) = sqlx::raw_sql($end).execute(&mut *c).await {
                             c.close_on_drop();
@@ -1061,13 +1083,21 @@ impl Call<'_> {
             Pool::Pg(pool) => run!(
                 pool,
                 format!("BEGIN; SET LOCAL statement_timeout = {}", self.timeout_ms()),
-                "COMMIT"
+                "COMMIT",
+                false,
+                |_| ()
             ),
             Pool::Mysql(pool, flavor) => {
                 let timeout = self.mysql_timeout(*flavor);
-                run!(pool, format!("{timeout}; START TRANSACTION"), "COMMIT")
+                run!(
+                    pool,
+                    format!("{timeout}; START TRANSACTION"),
+                    "COMMIT",
+                    true,
+                    recycle_when_cache_full
+                )
             }
-            Pool::Sqlite(pool) => run!(pool, "BEGIN".to_owned(), "COMMIT"),
+            Pool::Sqlite(pool) => run!(pool, "BEGIN".to_owned(), "COMMIT", false, |_| ()),
         }
     }
 }

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{BrokerError, Result};
 
+/// Prepared statements a broker MySQL connection keeps before it is replaced.
+pub(crate) const MYSQL_STATEMENT_CACHE: usize = 100;
+
 /// The database kinds the broker speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -294,12 +297,13 @@ impl ConnectionParams {
         o
     }
 
+    /// MySQL keeps prepared statements per connection (see `broker::recycle_when_cache_full`).
     pub(crate) fn mysql_options(&self) -> sqlx::mysql::MySqlConnectOptions {
         let mut o = sqlx::mysql::MySqlConnectOptions::new()
             .host(self.host.as_deref().unwrap_or("localhost"))
             .port(self.port.unwrap_or(3306))
             .username(self.user.as_deref().unwrap_or_default())
-            .statement_cache_capacity(0);
+            .statement_cache_capacity(MYSQL_STATEMENT_CACHE);
         if let Some(db) = &self.database {
             o = o.database(db);
         }

@@ -479,6 +479,61 @@ async fn mysql_and_sqlite_values() {
     }
 }
 
+/// MySQL connections keep prepared statements, and one whose cache is full is replaced
+/// rather than evicting (which would stall the next command on the server's delayed ACK):
+/// over 250 distinct statements on a one-connection pool every answer is right, and the
+/// server connection is replaced as the cache fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_prepared_statements_stay_bounded() {
+    let Some(db) = setup(DbKind::Mysql).await else {
+        return;
+    };
+    let mut limits = short_limits();
+    limits.pool_size = 1;
+    let broker = Broker::new(limits);
+    let id = broker
+        .connect("o", db.params.clone().with_mode(Mode::ReadWrite))
+        .await
+        .unwrap();
+    let mut sessions = std::collections::HashSet::new();
+    for k in 0..250i64 {
+        let r = broker
+            .query(
+                "o",
+                &id,
+                &format!(
+                    "SELECT name, {k} AS k, CONNECTION_ID() AS session FROM {} WHERE id = ?",
+                    db.table
+                ),
+                &[json!(k % 10 + 1)],
+            )
+            .await
+            .unwrap();
+        let expected_name = ((b'a' + (k % 10) as u8) as char).to_string();
+        assert_eq!(r.rows[0][..2], [json!(expected_name), json!(k)], "statement {k}");
+        sessions.insert(r.rows[0][2].clone());
+        // Writes go through the same cache.
+        if k % 50 == 0 {
+            broker
+                .execute(
+                    "o",
+                    &id,
+                    &format!("UPDATE {} SET name = name WHERE id = ? AND {k} = {k}", db.table),
+                    &[json!(1)],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    assert!(
+        (3..=6).contains(&sessions.len()),
+        "250 distinct statements, 100 per connection: {} connections",
+        sessions.len()
+    );
+    broker.shutdown().await;
+    db.drop_table().await;
+}
+
 /// Captures every `tracing` event at TRACE level.
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
