@@ -16,10 +16,10 @@ use coffer_store::{Scope, SecretStore};
 
 use crate::config::NamedConnections;
 use crate::error::from_sqlx;
+use crate::params::MYSQL_STATEMENT_CACHE;
 use crate::registry::Registry;
 use crate::statement::check;
 use crate::value::{self, QueryResult, bind_json};
-use crate::params::MYSQL_STATEMENT_CACHE;
 use crate::{BrokerError, ConnectionParams, DbKind, Mode, Result};
 
 /// The broker's limits. Start from [`Limits::default`] and change what you need.

@@ -510,7 +510,11 @@ async fn mysql_prepared_statements_stay_bounded() {
             .await
             .unwrap();
         let expected_name = ((b'a' + (k % 10) as u8) as char).to_string();
-        assert_eq!(r.rows[0][..2], [json!(expected_name), json!(k)], "statement {k}");
+        assert_eq!(
+            r.rows[0][..2],
+            [json!(expected_name), json!(k)],
+            "statement {k}"
+        );
         sessions.insert(r.rows[0][2].clone());
         // Writes go through the same cache.
         if k % 50 == 0 {
@@ -518,7 +522,10 @@ async fn mysql_prepared_statements_stay_bounded() {
                 .execute(
                     "o",
                     &id,
-                    &format!("UPDATE {} SET name = name WHERE id = ? AND {k} = {k}", db.table),
+                    &format!(
+                        "UPDATE {} SET name = name WHERE id = ? AND {k} = {k}",
+                        db.table
+                    ),
                     &[json!(1)],
                 )
                 .await

@@ -1,0 +1,378 @@
+//! Store get and put with 10,000 secrets present. Each coffer store sits beside the raw
+//! path a user would otherwise take to the same server:
+//!
+//! - SQLite and Postgres: raw sqlx on a plain `(name, value)` table in the same database,
+//!   through the same pool (so the same connection settings and fsync policy);
+//! - Supabase Vault: raw SQL on `vault.decrypted_secrets` and `vault.update_secret`;
+//! - OpenBao: raw HTTP GET/POST of the same KV v2 paths with a keep-alive client.
+//!
+//! The ratio is what coffer adds: versions and metadata, the envelope, name checks.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use coffer_envelope::{Keyring, MasterKey};
+use coffer_sql::testing::TestDatabase;
+use coffer_sql::{PgOptions, SqliteStore};
+use coffer_store::{DynSecretStore, PutOptions, Scope, SecretName};
+use criterion::Criterion;
+use futures::StreamExt as _;
+
+use crate::report::Report;
+
+/// Secrets present in every store.
+pub(crate) const PRESENT: usize = 10_000;
+const PLAIN_TABLE: &str =
+    "CREATE TABLE bench_plain_kv (name TEXT PRIMARY KEY, value TEXT NOT NULL)";
+const PLAIN_GET: &str = "SELECT value FROM bench_plain_kv WHERE name = $1";
+const PLAIN_PUT: &str = "INSERT INTO bench_plain_kv (name, value) VALUES ($1, $2) \
+     ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+const SUPABASE_GET: &str = "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1";
+const SUPABASE_PUT: &str = "SELECT vault.update_secret(id, $2) FROM vault.secrets WHERE name = $1";
+const VAULT_FIXTURE: &str =
+    include_str!("../../crates/coffer-supabase/tests/fixtures/vault_compat.sql");
+const NEW_VALUE: &str = "sk-bench-new-value-0123456789abcdef0123456789abcdef";
+
+pub(crate) fn name_of(i: usize) -> SecretName {
+    SecretName::new(format!("key-{i:05}")).expect("a valid name")
+}
+
+pub(crate) fn value_of(i: usize) -> String {
+    format!("sk-bench-{i:05}-{}", "x".repeat(40))
+}
+
+pub(crate) fn scope() -> Scope {
+    Scope::new("bench").expect("a valid scope")
+}
+
+/// Walks the `count` secrets in a fixed order that defeats any locality.
+pub(crate) fn next(i: &mut usize, count: usize) -> usize {
+    *i = (*i + 7919) % count;
+    *i
+}
+
+/// Puts `count` secrets, 16 at a time.
+pub(crate) async fn fill(store: &DynSecretStore, count: usize) {
+    let scope = scope();
+    futures::stream::iter(0..count)
+        .for_each_concurrent(16, |i| {
+            let scope = scope.clone();
+            async move {
+                store
+                    .put(&scope, &name_of(i), &value_of(i).into(), &PutOptions::new())
+                    .await
+                    .expect("fill the store");
+            }
+        })
+        .await;
+}
+
+/// The raw path beside a coffer store.
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+    Supabase(sqlx::PgPool),
+    Http(RawHttp),
+}
+
+/// A keep-alive HTTP client on the same KV v2 paths `VaultStore` uses.
+struct RawHttp {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// Runs one statement with string binds on either SQL pool, fetching one column if asked.
+macro_rules! raw_sql {
+    ($pool:expr, fetch $sql:expr, $($bind:expr),+) => {{
+        let (v,): (String,) = sqlx::query_as($sql)$(.bind($bind))+
+            .fetch_one($pool).await.expect("raw fetch");
+        v.len()
+    }};
+    ($pool:expr, execute $sql:expr, $($bind:expr),+) => {{
+        sqlx::query($sql)$(.bind($bind))+.execute($pool).await.expect("raw execute");
+    }};
+}
+
+impl Raw {
+    /// Creates and fills the plain table where the raw path needs one of its own.
+    async fn prepare(&self) {
+        for i in 0..PRESENT {
+            let (name, value) = (name_of(i).to_string(), value_of(i));
+            match self {
+                Raw::Sqlite(pool) => {
+                    if i == 0 {
+                        sqlx::query(PLAIN_TABLE).execute(pool).await.expect("table");
+                    }
+                    raw_sql!(pool, execute PLAIN_PUT, name, value);
+                }
+                Raw::Postgres(pool) => {
+                    if i == 0 {
+                        sqlx::query(PLAIN_TABLE).execute(pool).await.expect("table");
+                    }
+                    raw_sql!(pool, execute PLAIN_PUT, name, value);
+                }
+                // coffer's fill wrote the same secrets where the raw path reads them.
+                Raw::Supabase(_) | Raw::Http(_) => return,
+            }
+        }
+    }
+
+    async fn get(&self, name: &SecretName) -> usize {
+        match self {
+            Raw::Sqlite(pool) => raw_sql!(pool, fetch PLAIN_GET, name.as_str()),
+            Raw::Postgres(pool) => raw_sql!(pool, fetch PLAIN_GET, name.as_str()),
+            Raw::Supabase(pool) => raw_sql!(pool, fetch SUPABASE_GET, format!("bench/{name}")),
+            Raw::Http(h) => {
+                let body: serde_json::Value = h
+                    .client
+                    .get(format!("{}/data/coffer/bench/{name}", h.base))
+                    .header("X-Vault-Token", &h.token)
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .expect("raw GET")
+                    .json()
+                    .await
+                    .expect("a JSON body");
+                body["data"]["data"]["value"]
+                    .as_str()
+                    .expect("the value field")
+                    .len()
+            }
+        }
+    }
+
+    async fn put(&self, name: &SecretName) {
+        match self {
+            Raw::Sqlite(pool) => raw_sql!(pool, execute PLAIN_PUT, name.as_str(), NEW_VALUE),
+            Raw::Postgres(pool) => raw_sql!(pool, execute PLAIN_PUT, name.as_str(), NEW_VALUE),
+            Raw::Supabase(pool) => {
+                raw_sql!(pool, execute SUPABASE_PUT, format!("bench/{name}"), NEW_VALUE);
+            }
+            Raw::Http(h) => {
+                h.client
+                    .post(format!("{}/data/coffer/bench/{name}", h.base))
+                    .header("X-Vault-Token", &h.token)
+                    .json(&serde_json::json!({ "data": { "value": NEW_VALUE } }))
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .expect("raw POST");
+            }
+        }
+    }
+}
+
+struct Backend {
+    /// The coffer row's label.
+    label: &'static str,
+    store: Arc<DynSecretStore>,
+    /// The raw row's label and path.
+    raw: Option<(&'static str, Raw)>,
+}
+
+/// A KV v2 mount of its own on the test OpenBao, disabled again at the end.
+struct VaultMount {
+    client: reqwest::Client,
+    addr: String,
+    token: String,
+    mount: String,
+}
+
+impl VaultMount {
+    async fn enable(addr: String, token: String) -> Self {
+        let client = reqwest::Client::new();
+        let mount = format!("bench-{:08x}", rand::random::<u32>());
+        client
+            .post(format!("{addr}/v1/sys/mounts/{mount}"))
+            .header("X-Vault-Token", &token)
+            .json(&serde_json::json!({ "type": "kv", "options": { "version": "2" } }))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("enable the bench mount");
+        Self {
+            client,
+            addr,
+            token,
+            mount,
+        }
+    }
+
+    async fn disable(&self) {
+        let _ = self
+            .client
+            .delete(format!("{}/v1/sys/mounts/{}", self.addr, self.mount))
+            .header("X-Vault-Token", &self.token)
+            .send()
+            .await;
+    }
+}
+
+async fn backends(
+    dir: &std::path::Path,
+    databases: &mut Vec<TestDatabase>,
+    mounts: &mut Vec<VaultMount>,
+) -> Vec<Backend> {
+    let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+    let mut backends = vec![Backend {
+        label: "memory",
+        store: Arc::new(coffer_store::MemoryStore::new()),
+        raw: None,
+    }];
+
+    let url = format!("sqlite://{}", dir.join("store.db").display());
+    let sqlite = SqliteStore::connect(&url, Arc::clone(&keyring))
+        .await
+        .expect("open SQLite");
+    let raw = Raw::Sqlite(sqlite.pool().clone());
+    backends.push(Backend {
+        label: "SQLite: coffer",
+        store: Arc::new(sqlite),
+        raw: Some(("SQLite: raw sqlx, plain table", raw)),
+    });
+
+    if let Some(db) = TestDatabase::create().await {
+        let pg = db.store_with(Arc::clone(&keyring), PgOptions::new()).await;
+        let raw = Raw::Postgres(pg.pool().clone());
+        backends.push(Backend {
+            label: "Postgres: coffer",
+            store: Arc::new(pg),
+            raw: Some(("Postgres: raw sqlx, plain table", raw)),
+        });
+        databases.push(db);
+
+        let db = TestDatabase::create().await.expect("a second database");
+        let pool = sqlx::PgPool::connect(db.url()).await.expect("connect");
+        sqlx::raw_sql(VAULT_FIXTURE)
+            .execute(&pool)
+            .await
+            .expect("the Supabase Vault compatibility schema");
+        let vault =
+            coffer_supabase::SupabaseVaultStore::from_pool(pool.clone(), Default::default())
+                .await
+                .expect("open the Supabase store");
+        backends.push(Backend {
+            label: "Supabase Vault: coffer",
+            store: Arc::new(vault),
+            raw: Some(("Supabase Vault: raw SQL", Raw::Supabase(pool))),
+        });
+        databases.push(db);
+    } else {
+        eprintln!("COFFER_TEST_POSTGRES_URL is not set: skipping the Postgres and Supabase rows");
+    }
+
+    if let (Some(addr), Some(token)) = (
+        coffer_store::testing::service_env("COFFER_TEST_VAULT_ADDR"),
+        coffer_store::testing::service_env("COFFER_TEST_VAULT_TOKEN"),
+    ) {
+        let mount = VaultMount::enable(addr.clone(), token.clone()).await;
+        let config = coffer_vault::VaultConfig::new(&addr, coffer_vault::Auth::Token(token.into()))
+            .mount(&mount.mount, coffer_vault::KvVersion::V2);
+        let vault = coffer_vault::VaultStore::connect(config)
+            .await
+            .expect("open the Vault store");
+        let raw = Raw::Http(RawHttp {
+            client: mount.client.clone(),
+            base: format!("{addr}/v1/{}", mount.mount),
+            token: mount.token.clone(),
+        });
+        backends.push(Backend {
+            label: "OpenBao KV v2: coffer",
+            store: Arc::new(vault),
+            raw: Some(("OpenBao KV v2: raw HTTP", raw)),
+        });
+        mounts.push(mount);
+    } else {
+        eprintln!("COFFER_TEST_VAULT_ADDR is not set: skipping the OpenBao rows");
+    }
+
+    for backend in &backends {
+        fill(&*backend.store, PRESENT).await;
+        if let Some((_, raw)) = &backend.raw {
+            raw.prepare().await;
+        }
+    }
+    backends
+}
+
+pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut databases = Vec::new();
+    let mut mounts = Vec::new();
+    let backends = rt.block_on(backends(dir.path(), &mut databases, &mut mounts));
+    let scope = scope();
+
+    let mut get = report.group(
+        c,
+        "store get",
+        "Reading one secret of 10,000 by name, one at a time: each coffer store beside \
+         the raw path to the same server.",
+    );
+    for backend in &backends {
+        let baseline = backend.raw.as_ref().map(|(label, raw)| {
+            let mut i = 0;
+            get.row(label, None, |b| {
+                b.to_async(rt).iter(|| {
+                    let name = name_of(next(&mut i, PRESENT));
+                    async move { black_box(raw.get(&name).await) }
+                });
+            });
+            *label
+        });
+        let mut i = 0;
+        get.row(backend.label, baseline, |b| {
+            b.to_async(rt).iter(|| {
+                let (store, scope, name) = (&backend.store, &scope, name_of(next(&mut i, PRESENT)));
+                async move { black_box(store.get(scope, &name, None).await.expect("get")) }
+            });
+        });
+    }
+    get.finish();
+
+    let mut put = report.group(
+        c,
+        "store put",
+        "Writing a new value of an existing secret (a new version in coffer, an overwrite \
+         in the raw path), one at a time, durable on return.",
+    );
+    put.sample_size(20);
+    let value = NEW_VALUE.into();
+    for backend in &backends {
+        let baseline = backend.raw.as_ref().map(|(label, raw)| {
+            let mut i = 0;
+            put.row(label, None, |b| {
+                b.to_async(rt).iter(|| {
+                    let name = name_of(next(&mut i, PRESENT));
+                    async move { raw.put(&name).await }
+                });
+            });
+            *label
+        });
+        let mut i = 0;
+        put.row(backend.label, baseline, |b| {
+            b.to_async(rt).iter(|| {
+                let (store, scope, name) = (&backend.store, &scope, name_of(next(&mut i, PRESENT)));
+                let value = &value;
+                async move {
+                    black_box(
+                        store
+                            .put(scope, &name, value, &PutOptions::new())
+                            .await
+                            .expect("put"),
+                    )
+                }
+            });
+        });
+    }
+    put.finish();
+
+    drop(backends);
+    rt.block_on(async {
+        for mount in &mounts {
+            mount.disable().await;
+        }
+    });
+    drop(databases);
+}
