@@ -198,3 +198,91 @@ where
         .await
         .map_err(|e| Error::backend(backend, e))
 }
+
+/// What one put writes: the new head row of a secret and its new version.
+pub(crate) struct PutWrite<'a> {
+    pub(crate) scope: &'a Scope,
+    pub(crate) name: &'a SecretName,
+    pub(crate) meta: &'a SecretMeta,
+    /// `meta.tags` as JSON text.
+    pub(crate) tags: String,
+    /// The head this put replaces, `(version, deleted)`, checked and set atomically
+    /// (`None`: the name is new, and the put loses if another writer creates it first).
+    pub(crate) old: Option<(i64, bool)>,
+    pub(crate) key_id: i64,
+    pub(crate) sealed: Vec<u8>,
+}
+
+impl PutWrite<'_> {
+    /// The change this put announces to other instances.
+    pub(crate) fn change(&self) -> coffer_store::Change {
+        coffer_store::Change {
+            scope: self.scope.to_string(),
+            name: self.name.to_string(),
+            version: self.meta.version,
+            op: "put".to_owned(),
+        }
+    }
+}
+
+/// Writes the head row of a new name ($1–$12), or nothing if it exists.
+macro_rules! insert_head {
+    () => {
+        "INSERT INTO coffer_secrets (scope, name, version, deleted, provider, kind, description, \
+         tags, env_name, expires_at, active, created_at, updated_at) \
+         VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (scope, name) DO NOTHING"
+    };
+}
+pub(crate) use insert_head;
+
+/// Replaces the head row ($1–$9) if it is still at the version and deletion state the
+/// put read ($10–$13).
+macro_rules! update_head {
+    () => {
+        "UPDATE coffer_secrets SET version = $1, deleted = FALSE, provider = $2, kind = $3, \
+         description = $4, tags = $5, env_name = $6, expires_at = $7, active = $8, updated_at = $9 \
+         WHERE scope = $10 AND name = $11 AND version = $12 AND deleted = $13"
+    };
+}
+pub(crate) use update_head;
+
+/// `sqlx::query($insert)` or `sqlx::query($update)` with a [`PutWrite`]'s head
+/// parameters bound in the order of [`insert_head!`] or [`update_head!`]; statements
+/// that start with those may bind more parameters after them.
+macro_rules! bind_head {
+    ($w:expr, $insert:expr, $update:expr) => {{
+        use $crate::common::{ms, to_i64};
+        let w = $w;
+        match w.old {
+            None => sqlx::query($insert)
+                .bind(w.scope.as_str())
+                .bind(w.name.as_str())
+                .bind(to_i64(w.meta.version))
+                .bind(&w.meta.provider)
+                .bind(w.meta.kind.as_str())
+                .bind(&w.meta.description)
+                .bind(&w.tags)
+                .bind(&w.meta.env_name)
+                .bind(w.meta.expires_at.map(ms))
+                .bind(w.meta.active)
+                .bind(ms(w.meta.created_at))
+                .bind(ms(w.meta.updated_at)),
+            Some((old_version, old_deleted)) => sqlx::query($update)
+                .bind(to_i64(w.meta.version))
+                .bind(&w.meta.provider)
+                .bind(w.meta.kind.as_str())
+                .bind(&w.meta.description)
+                .bind(&w.tags)
+                .bind(&w.meta.env_name)
+                .bind(w.meta.expires_at.map(ms))
+                .bind(w.meta.active)
+                .bind(ms(w.meta.updated_at))
+                .bind(w.scope.as_str())
+                .bind(w.name.as_str())
+                .bind(old_version)
+                .bind(old_deleted),
+        }
+    }};
+}
+pub(crate) use bind_head;

@@ -3,7 +3,7 @@
 //! The SQL is written once, portable between SQLite and Postgres (`$N` parameters in
 //! ascending order of first use, `TRUE`/`FALSE`, bytewise name ranges instead of `LIKE`),
 //! and the macro expands it once per dialect with that dialect's concrete sqlx types.
-//! A store type that uses it provides three hooks:
+//! A store type that uses it provides these hooks:
 //!
 //! - `async fn conn(&self, scope: Option<&Scope>) -> Result<Scoped<DB>>`: a connection for
 //!   one call (Postgres with row-level security: a transaction with the scope set);
@@ -11,6 +11,9 @@
 //!   transaction act for `scope` (Postgres with row-level security: `set_config`);
 //! - `async fn on_write(&self, conn: &mut DB::Connection, change: &Change) -> Result<()>`:
 //!   runs inside each write's transaction (Postgres: `pg_notify`);
+//! - `async fn write_put(&self, write: &PutWrite<'_>) -> Result<bool>`: writes a put's
+//!   head row and version atomically, `false` if the head changed since it was read
+//!   (SQLite: one transaction; Postgres: one statement, see `PgStore`);
 //! - the fields `pool` and `keyring`.
 
 use sqlx::pool::PoolConnection;
@@ -81,7 +84,7 @@ macro_rules! impl_sql_store {
                 options: &coffer_store::PutOptions,
             ) -> coffer_store::Result<Option<coffer_store::SecretMeta>> {
                 use secrecy::ExposeSecret as _;
-                use $crate::common::{context, map_sqlx, ms, to_i64};
+                use $crate::common::{context, map_sqlx};
                 let sql = |e| map_sqlx($backend, e);
 
                 let mut conn = self.conn(Some(scope)).await?;
@@ -109,76 +112,19 @@ macro_rules! impl_sql_store {
                     value.expose_secret().as_bytes(),
                     &context(scope.as_str(), name.as_str(), meta.version),
                 );
-                let tags = serde_json::to_string(&meta.tags).map_err(|e| coffer_store::Error::backend($backend, e))?;
-
-                let mut tx = self.begin(scope).await?;
-                let head_written = match old {
-                    None => sqlx::query(
-                        "INSERT INTO coffer_secrets (scope, name, version, deleted, provider, kind, description, \
-                         tags, env_name, expires_at, active, created_at, updated_at) \
-                         VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                         ON CONFLICT (scope, name) DO NOTHING",
-                    )
-                    .bind(scope.as_str())
-                    .bind(name.as_str())
-                    .bind(to_i64(meta.version))
-                    .bind(&meta.provider)
-                    .bind(meta.kind.as_str())
-                    .bind(&meta.description)
-                    .bind(&tags)
-                    .bind(&meta.env_name)
-                    .bind(meta.expires_at.map(ms))
-                    .bind(meta.active)
-                    .bind(ms(meta.created_at))
-                    .bind(ms(meta.updated_at))
-                    .execute(&mut *tx)
-                    .await,
-                    Some((old_version, old_deleted)) => sqlx::query(
-                        "UPDATE coffer_secrets SET version = $1, deleted = FALSE, provider = $2, kind = $3, \
-                         description = $4, tags = $5, env_name = $6, expires_at = $7, active = $8, updated_at = $9 \
-                         WHERE scope = $10 AND name = $11 AND version = $12 AND deleted = $13",
-                    )
-                    .bind(to_i64(meta.version))
-                    .bind(&meta.provider)
-                    .bind(meta.kind.as_str())
-                    .bind(&meta.description)
-                    .bind(&tags)
-                    .bind(&meta.env_name)
-                    .bind(meta.expires_at.map(ms))
-                    .bind(meta.active)
-                    .bind(ms(meta.updated_at))
-                    .bind(scope.as_str())
-                    .bind(name.as_str())
-                    .bind(old_version)
-                    .bind(old_deleted)
-                    .execute(&mut *tx)
-                    .await,
-                }
-                .map_err(sql)?;
-                if head_written.rows_affected() == 0 {
+                let write = $crate::common::PutWrite {
+                    scope,
+                    name,
+                    meta: &meta,
+                    tags: serde_json::to_string(&meta.tags)
+                        .map_err(|e| coffer_store::Error::backend($backend, e))?,
+                    old,
+                    key_id: i64::from(self.keyring.primary_id()),
+                    sealed,
+                };
+                if !self.write_put(&write).await? {
                     return Ok(None);
                 }
-                sqlx::query(
-                    "INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(scope.as_str())
-                .bind(name.as_str())
-                .bind(to_i64(meta.version))
-                .bind(i64::from(self.keyring.primary_id()))
-                .bind(&sealed)
-                .bind(ms(meta.updated_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(sql)?;
-                let change = $crate::sql_store::Change {
-                    scope: scope.to_string(),
-                    name: name.to_string(),
-                    version: meta.version,
-                    op: "put".to_owned(),
-                };
-                self.on_write(&mut tx, &change).await?;
-                tx.commit().await.map_err(sql)?;
                 Ok(Some(meta))
             }
 

@@ -12,7 +12,7 @@ use coffer_store::{DynSecretStore, Error, Result, Scope};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use crate::common::map_sqlx;
+use crate::common::{PutWrite, bind_head, insert_head, map_sqlx, ms, to_i64, update_head};
 use crate::sql_store::{Change, Scoped, impl_sql_store};
 
 const BACKEND: &str = "sqlite";
@@ -129,6 +129,35 @@ impl SqliteStore {
         _change: &Change,
     ) -> Result<()> {
         Ok(())
+    }
+
+    /// A put's head row and version in one transaction (SQLite has no data-modifying
+    /// CTEs, and its round trips are function calls).
+    async fn write_put(&self, w: &PutWrite<'_>) -> Result<bool> {
+        let sql = |e| map_sqlx(BACKEND, e);
+        let mut tx = self.begin(w.scope).await?;
+        let head = bind_head!(w, insert_head!(), update_head!())
+            .execute(&mut *tx)
+            .await
+            .map_err(sql)?;
+        if head.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(w.scope.as_str())
+        .bind(w.name.as_str())
+        .bind(to_i64(w.meta.version))
+        .bind(w.key_id)
+        .bind(&w.sealed)
+        .bind(ms(w.meta.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(sql)?;
+        tx.commit().await.map_err(sql)?;
+        Ok(true)
     }
 }
 
