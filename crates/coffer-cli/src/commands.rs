@@ -137,21 +137,23 @@ pub(crate) async fn open_store(
         None if needs_keyring(&cli.store) => Some(require_keyring(cli)?),
         None => None,
     };
-    let mut options = OpenOptions::new();
     let keyring = keyring.map(Arc::new);
-    if let Some(k) = &keyring {
-        options = options.keyring(Arc::clone(k));
-    }
-    let store = coffer::open(&cli.store, &options).await?;
-    match (keeps_access_log(&cli.store), keyring) {
-        (true, Some(keyring)) => {
-            // Every command's operations land in the store's access log, fail-closed.
-            let sink = SqlAuditSink::connect(&cli.store, keyring).await?;
+    match keyring {
+        Some(keyring) if keeps_access_log(&cli.store) => {
+            // Every command's operations land in the store's access log, fail-closed,
+            // written through the store's own pool.
+            let (store, sink) = SqlAuditSink::open_with_store(&cli.store, keyring).await?;
             Ok(Arc::new(
                 AuditLayer::new(store, vec![Arc::new(sink)]).with_default_context(cli_context()),
             ))
         }
-        _ => Ok(store),
+        keyring => {
+            let mut options = OpenOptions::new();
+            if let Some(k) = keyring {
+                options = options.keyring(k);
+            }
+            Ok(coffer::open(&cli.store, &options).await?)
+        }
     }
 }
 

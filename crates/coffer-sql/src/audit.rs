@@ -180,18 +180,42 @@ impl SqlAuditSink {
         url: &str,
         keyring: std::sync::Arc<coffer_envelope::Keyring>,
     ) -> Result<Self> {
+        Ok(Self::open_with_store(url, keyring).await?.1)
+    }
+
+    /// Opens the `sqlite://` or `postgres://` store at `url` and a sink writing to its
+    /// database through the same connection pool: what an audited store needs, with one
+    /// pool, one migration run and one key check.
+    ///
+    /// ```no_run
+    /// # async fn demo(keyring: std::sync::Arc<coffer_envelope::Keyring>) -> coffer_store::Result<()> {
+    /// use std::sync::Arc;
+    /// use coffer_store::layer::AuditLayer;
+    ///
+    /// let (store, sink) = coffer_sql::SqlAuditSink::open_with_store("sqlite://coffer.db", keyring).await?;
+    /// let audited = AuditLayer::new(store, vec![Arc::new(sink)]);
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_with_store(
+        url: &str,
+        keyring: std::sync::Arc<coffer_envelope::Keyring>,
+    ) -> Result<(std::sync::Arc<coffer_store::DynSecretStore>, Self)> {
         match coffer_store::open::scheme_of(url)
             .map(str::to_ascii_lowercase)
             .as_deref()
         {
             #[cfg(feature = "sqlite")]
-            Some("sqlite") => Ok(Self::sqlite(
-                &crate::SqliteStore::connect(url, keyring).await?,
-            )),
+            Some("sqlite") => {
+                let store = crate::SqliteStore::connect(url, keyring).await?;
+                let sink = Self::sqlite(&store);
+                Ok((std::sync::Arc::new(store), sink))
+            }
             #[cfg(feature = "postgres")]
-            Some("postgres" | "postgresql") => Ok(Self::postgres(
-                &crate::PgStore::connect(url, keyring).await?,
-            )),
+            Some("postgres" | "postgresql") => {
+                let store = crate::PgStore::connect(url, keyring).await?;
+                let sink = Self::postgres(&store);
+                Ok((std::sync::Arc::new(store), sink))
+            }
             _ => Err(Error::config(format!(
                 "the access log lives in a SQL store's database (sqlite://, postgres://); {} has none",
                 coffer_store::open::redact_url(url)

@@ -52,6 +52,9 @@ impl Failure {
     }
 }
 
+/// What a KV v2 mount says while it upgrades its storage.
+const UPGRADING: &str = "Upgrading from non-versioned to versioned data";
+
 fn by_status(code: u16, errors: &[String]) -> Failure {
     let message = if errors.is_empty() {
         format!("HTTP {code}")
@@ -62,6 +65,10 @@ fn by_status(code: u16, errors: &[String]) -> Failure {
         404 => Failure::NotFound,
         403 => Failure::Denied(message),
         400 if errors.iter().any(|m| m.contains("check-and-set")) => Failure::CasMismatch,
+        // A KV v2 mount upgrading its storage (just enabled, or moved up from v1) answers
+        // 400 "Upgrading from non-versioned to versioned data ... will resume service
+        // shortly" until it is done: transient, so retried like a sealed server.
+        400 if errors.iter().any(|m| m.contains(UPGRADING)) => Failure::Unavailable(message),
         429 | 500 | 502 | 503 | 504 => Failure::Unavailable(message),
         _ => Failure::Other(message),
     }
@@ -274,4 +281,44 @@ impl Connection {
 fn refresh_time(lease_seconds: u64) -> Option<Instant> {
     (lease_seconds > 0)
         .then(|| Instant::now() + Duration::from_millis(lease_seconds * 1000 * 2 / 3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, message: &str) -> Failure {
+        by_status(code, &[message.to_owned()])
+    }
+
+    #[test]
+    fn statuses_map_to_what_the_store_reports() {
+        assert!(matches!(status(404, ""), Failure::NotFound));
+        assert!(matches!(
+            status(403, "permission denied"),
+            Failure::Denied(_)
+        ));
+        assert!(matches!(
+            status(
+                400,
+                "check-and-set parameter did not match the current version"
+            ),
+            Failure::CasMismatch
+        ));
+        assert!(matches!(
+            status(
+                400,
+                "Upgrading from non-versioned to versioned data. This backend will be \
+                 unavailable for a brief period and will resume service shortly."
+            ),
+            Failure::Unavailable(_)
+        ));
+        for code in [429, 500, 502, 503, 504] {
+            assert!(
+                matches!(status(code, "x"), Failure::Unavailable(_)),
+                "{code}"
+            );
+        }
+        assert!(matches!(status(400, "invalid path"), Failure::Other(_)));
+    }
 }
