@@ -2,45 +2,15 @@
 //! `RUST_LOG=trace`: stdout, stderr, logs, errors and `Debug` output hold it in no form —
 //! raw, hex, base64 (three alignments, standard and URL-safe) or URL-encoded — except
 //! where a command exists to hand it out (`get --reveal`, `export`, the child of `run`).
+//! The library flows behind them (every store, the layers, the broker) run under a TRACE
+//! subscriber whose output is scanned the same way. (`coffer mcp` is scanned by its own
+//! test in `mcp.rs`, which drives the server with an MCP client.)
 
 use std::path::Path;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-
-/// Every form the canary could leak in.
-fn forms(canary: &str) -> Vec<String> {
-    let bytes = canary.as_bytes();
-    let mut forms = vec![
-        canary.to_owned(),
-        hex::encode(bytes),
-        hex::encode_upper(bytes),
-        url::form_urlencoded::byte_serialize(bytes).collect(),
-        percent_encoding::utf8_percent_encode(canary, percent_encoding::NON_ALPHANUMERIC)
-            .to_string(),
-    ];
-    // Base64 at each alignment: the characters that depend only on the canary.
-    for pad in 0..3 {
-        let mut shifted = vec![0u8; pad];
-        shifted.extend_from_slice(bytes);
-        for encoded in [STANDARD.encode(&shifted), URL_SAFE_NO_PAD.encode(&shifted)] {
-            let start = (pad * 4).div_ceil(3) + 1;
-            let end = encoded.trim_end_matches('=').len().saturating_sub(2);
-            forms.push(encoded[start..end].to_owned());
-        }
-    }
-    forms
-}
-
-fn assert_clean(what: &str, text: &str, forms: &[String]) {
-    for form in forms {
-        assert!(
-            !text.contains(form.as_str()),
-            "{what} holds the canary as {form:?}"
-        );
-    }
-}
+mod support;
+use support::{assert_clean, forms};
 
 /// Runs `coffer args…` in `dir` at TRACE and returns stdout + stderr (and the status).
 fn coffer(dir: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
@@ -233,4 +203,183 @@ async fn library_errors_and_debug_output_hold_no_value() {
     text.push_str(&format!("{failed} {failed:?}"));
 
     assert_clean("library output", &text, &forms);
+}
+
+/// Everything the library logs, at TRACE, into one buffer.
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Capture {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Puts the canary into `store`, reads it back through it and lists, returning the
+/// `Debug` of what came back: each store's flow as a service would run it.
+async fn store_flow(store: &coffer::DynSecretStore, canary: &str) -> String {
+    use coffer::secrecy::ExposeSecret as _;
+    use coffer::{PutOptions, Scope, SecretName};
+    let scope = Scope::new(format!("leak-{:08x}", rand::random::<u32>())).unwrap();
+    let name = SecretName::new("llm_key").unwrap();
+    let version = store
+        .put(
+            &scope,
+            &name,
+            &canary.into(),
+            &PutOptions::new().provider("openai"),
+        )
+        .await
+        .unwrap();
+    let secret = store.get(&scope, &name, None).await.unwrap();
+    assert_eq!(secret.value.expose_secret(), canary);
+    let conflict = store
+        .put(
+            &scope,
+            &name,
+            &canary.into(),
+            &PutOptions::if_version(version.version + 7),
+        )
+        .await
+        .unwrap_err();
+    let listed = store
+        .list(&scope, &coffer::ListOptions::default())
+        .await
+        .unwrap();
+    store
+        .delete(&scope, &name, coffer::DeleteMode::Destroy)
+        .await
+        .unwrap();
+    format!("{secret:?} {listed:?} {conflict} {conflict:?} {store:?}")
+}
+
+/// The library flows a service runs, on every backend the machine has, with a TRACE
+/// subscriber installed: neither the logs nor anything returned holds the canary (a
+/// value, a database password or a Vault token) in any form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn library_flows_log_nothing_at_trace() {
+    use coffer::store::layer::{
+        AuditLayer, CacheLayer, CacheOptions, TracingSink, UsageLayer, UsageOptions,
+    };
+    use coffer::{Keyring, MasterKey, OpenOptions};
+
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let canary = format!("cnry/{:016x}+flow=", rand::random::<u64>());
+    let mut forms = forms(&canary);
+    let mut text = String::new();
+    let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+    let options = OpenOptions::new().keyring(Arc::clone(&keyring));
+    let dir = tempfile::tempdir().unwrap();
+
+    // SQLite, bare and under the full layer stack.
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let sqlite = coffer::open(&url, &options).await.unwrap();
+    text += &store_flow(&*sqlite, &canary).await;
+    let stacked: Arc<coffer::DynSecretStore> = Arc::new(AuditLayer::new(
+        UsageLayer::new(
+            CacheLayer::new(Arc::clone(&sqlite), CacheOptions::new()),
+            UsageOptions::new(),
+        ),
+        vec![Arc::new(TracingSink)],
+    ));
+    text += &store_flow(&*stacked, &canary).await;
+
+    // Postgres and the Supabase Vault interface, on a fresh database.
+    if let Some(db) = coffer_sql::testing::TestDatabase::create().await {
+        let pg = coffer::open(db.url(), &options).await.unwrap();
+        text += &store_flow(&*pg, &canary).await;
+        let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+        sqlx::raw_sql(include_str!(
+            "../../coffer-supabase/tests/fixtures/vault_compat.sql"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let supabase = coffer::open(&format!("supabase+{}", db.url()), &options)
+            .await
+            .unwrap();
+        text += &store_flow(&*supabase, &canary).await;
+
+        // The broker: the canary is the password (loopback trusts any), used, failed and
+        // refused statements, and a login that fails.
+        let url = url::Url::parse(db.url()).unwrap();
+        let broker = coffer_broker::Broker::new(coffer_broker::Limits::default());
+        let params = coffer_broker::ConnectionParams::postgres(
+            url.host_str().unwrap(),
+            db.name(),
+            url.username(),
+            canary.clone().into(),
+        )
+        .port(url.port().unwrap_or(5432));
+        let id = broker.connect("agent", params).await.unwrap();
+        let rows = broker
+            .query("agent", &id, "SELECT 1 AS one", &[])
+            .await
+            .unwrap();
+        text += &format!("{rows:?} {:?}", broker.info("agent", &id).await.unwrap());
+        for sql in ["SELECT * FROM no_such_table", "DELETE FROM pg_class"] {
+            let e = broker.query("agent", &id, sql, &[]).await.unwrap_err();
+            text += &format!("{e} {e:?}");
+        }
+        broker.disconnect("agent", &id).await.unwrap();
+        broker.shutdown().await;
+    }
+    if let Some(mysql) = coffer::store::testing::service_env("COFFER_TEST_MYSQL_URL") {
+        let url = url::Url::parse(&mysql).unwrap();
+        let broker = coffer_broker::Broker::new(coffer_broker::Limits::default());
+        let params = coffer_broker::ConnectionParams::mysql(
+            url.host_str().unwrap(),
+            url.path().trim_start_matches('/'),
+            "coffer_no_such_user",
+            canary.clone().into(),
+        )
+        .port(url.port().unwrap_or(3306));
+        let e = broker.connect("agent", params).await.unwrap_err();
+        text += &format!("{e} {e:?}");
+    }
+
+    // OpenBao: the canary as a value, the root token as a credential that must not show.
+    if let (Some(addr), Some(token)) = (
+        coffer::store::testing::service_env("COFFER_TEST_VAULT_ADDR"),
+        coffer::store::testing::service_env("COFFER_TEST_VAULT_TOKEN"),
+    ) {
+        use coffer::vault::{Auth, KvVersion, VaultConfig, VaultStore};
+        forms.extend(self::forms(&token));
+        let config = |sealing: bool| {
+            let config = VaultConfig::new(addr.clone(), Auth::Token(token.clone().into()))
+                .mount("secret", KvVersion::V2);
+            if sealing {
+                config.sealing(Arc::clone(&keyring))
+            } else {
+                config
+            }
+        };
+        for sealing in [false, true] {
+            let vault = VaultStore::connect(config(sealing)).await.unwrap();
+            text += &store_flow(&vault, &canary).await;
+        }
+    }
+
+    let logs = capture.text();
+    assert!(logs.contains("TRACE"), "the subscriber saw TRACE events");
+    assert_clean("the library's logs", &logs, &forms);
+    assert_clean("the library's output", &text, &forms);
 }
