@@ -2,7 +2,6 @@
 //! the table intact, timeouts, row limits, ids and ownership, lifecycle, values, leaks.
 
 use std::str::FromStr as _;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coffer_broker::{Broker, BrokerError, ConnectionId, ConnectionParams, DbKind, Limits, Mode};
@@ -541,20 +540,6 @@ async fn mysql_prepared_statements_stay_bounded() {
     db.drop_table().await;
 }
 
-/// Captures every `tracing` event at TRACE level.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn credentials_never_leak() {
     let Some(admin) = service_env("COFFER_TEST_MYSQL_URL") else {
@@ -572,7 +557,7 @@ async fn credentials_never_leak() {
         &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT SELECT ON test.* TO '{user}'@'%'"),
     )
     .await;
-    let capture = Capture::default();
+    let capture = coffer_store::testing::LogCapture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -647,7 +632,7 @@ async fn credentials_never_leak() {
     drop(_guard);
     admin_exec(DbKind::Mysql, &admin, &format!("DROP USER '{user}'@'%'")).await;
 
-    let mut seen = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let mut seen = capture.text();
     assert!(!seen.is_empty(), "tracing captured nothing");
     if let Some(at) = seen.find(&password) {
         let start = at.saturating_sub(300);

@@ -205,26 +205,6 @@ async fn library_errors_and_debug_output_hold_no_value() {
     assert_clean("library output", &text, &forms);
 }
 
-/// Everything the library logs, at TRACE, into one buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 /// Puts the canary into `store`, reads it back through it and lists, returning the
 /// `Debug` of what came back: each store's flow as a service would run it.
 async fn store_flow(store: &coffer::DynSecretStore, canary: &str) -> String {
@@ -273,7 +253,7 @@ async fn library_flows_log_nothing_at_trace() {
     };
     use coffer::{Keyring, MasterKey, OpenOptions};
 
-    let capture = Capture::default();
+    let capture = coffer::store::testing::LogCapture::default();
     let writer = capture.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
