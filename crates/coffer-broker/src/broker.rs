@@ -388,7 +388,11 @@ impl Broker {
                     .acquire_timeout(limits.connect_timeout)
                     .idle_timeout(Some(limits.idle_timeout))
                     .max_lifetime(Some(limits.max_lifetime))
-                    .test_before_acquire(true)
+                    // No liveness ping before each call: on Postgres and MySQL the call's
+                    // first statement (opening its transaction) is the check, and a
+                    // connection that fails it is discarded and the call retried once
+                    // (see `ready!`); a SQLite file has no server to lose.
+                    .test_before_acquire(false)
             };
         }
         let pool = match params.kind {
@@ -749,6 +753,40 @@ impl Broker {
     }
 }
 
+/// Takes a connection from `$pool` and runs `$setup` on it: the statements that open the
+/// call's transaction and set its limits. That first round trip doubles as the liveness
+/// check the pool does not make: a connection that fails it (closed by the server, cut by
+/// a restart or the network) is discarded and the setup tried once more on another, which
+/// the pool opens anew if it has to. Nothing of the caller's has run at that point, so the
+/// retry is safe; a setup that fails twice is the call's error. A connection whose setup
+/// failed is never returned to the pool, so none is reused half inside a transaction.
+macro_rules! ready {
+    ($call:expr, $pool:expr, $setup:expr) => {{
+        let setup: String = $setup;
+        let mut retried = false;
+        loop {
+            let mut c = $pool.acquire().await.map_err(|e| $call.err(e))?;
+            match sqlx::raw_sql(sqlx::AssertSqlSafe(setup.as_str()))
+                .execute(&mut *c)
+                .await
+            {
+                Ok(_) => break c,
+                Err(e) => {
+                    c.close_on_drop();
+                    if retried {
+                        return Err($call.err(e));
+                    }
+                    tracing::debug!(
+                        kind = %$call.conn.params.kind,
+                        "broker: a pooled connection failed its setup; retrying on another"
+                    );
+                    retried = true;
+                }
+            }
+        }
+    }};
+}
+
 /// Fetches at most `limit` rows of `sql` on connection `c`, converting each with `$row`;
 /// `$persistent` keeps the prepared statement in the connection's cache (MySQL only, see
 /// [`recycle_when_cache_full`]).
@@ -948,21 +986,20 @@ impl Call<'_> {
         let limit = self.limits.row_limit;
         match &self.conn.pool {
             Pool::Pg(pool) => {
-                let mut c = pool.acquire().await.map_err(|e| self.err(e))?;
                 let begin = match mode {
                     Mode::ReadOnly => "BEGIN READ ONLY",
                     Mode::ReadWrite => "BEGIN",
                 };
                 // SELECT 1 takes the snapshot: from then on the transaction's read-only
                 // mode can no longer be changed.
-                let setup = format!(
-                    "{begin}; SET LOCAL statement_timeout = {}; SELECT 1",
-                    self.timeout_ms()
+                let mut c = ready!(
+                    self,
+                    pool,
+                    format!(
+                        "{begin}; SET LOCAL statement_timeout = {}; SELECT 1",
+                        self.timeout_ms()
+                    )
                 );
-                sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
-                    .execute(&mut *c)
-                    .await
-                    .map_err(|e| self.err(e))?;
                 let collected = fetch_rows!(
                     self,
                     c,
@@ -977,16 +1014,12 @@ impl Call<'_> {
                 finish!(self, c, collected, mode, "SELECT pg_advisory_unlock_all()")
             }
             Pool::Mysql(pool, flavor) => {
-                let mut c = pool.acquire().await.map_err(|e| self.err(e))?;
                 let timeout = self.mysql_timeout(*flavor);
                 let begin = match mode {
                     Mode::ReadOnly => "START TRANSACTION READ ONLY",
                     Mode::ReadWrite => "START TRANSACTION",
                 };
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("{timeout}; {begin}")))
-                    .execute(&mut *c)
-                    .await
-                    .map_err(|e| self.err(e))?;
+                let mut c = ready!(self, pool, format!("{timeout}; {begin}"));
                 let collected = fetch_rows!(
                     self,
                     c,
@@ -1050,11 +1083,7 @@ impl Call<'_> {
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
         macro_rules! run {
             ($pool:expr, $setup:expr, $end:expr, $persistent:expr, $after:expr) => {{
-                let mut c = $pool.acquire().await.map_err(|e| self.err(e))?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe($setup))
-                    .execute(&mut *c)
-                    .await
-                    .map_err(|e| self.err(e))?;
+                let mut c = ready!(self, $pool, $setup);
                 let q = bind_json!(
                     sqlx::query(sqlx::AssertSqlSafe(sql)).persistent($persistent),
                     params

@@ -711,3 +711,98 @@ async fn no_session_state_survives_a_call() {
         db.drop_table().await;
     }
 }
+
+/// A pooled connection the server killed between calls (a restart, an administrator, a
+/// proxy's idle cut) costs the next call nothing: its first statement finds the
+/// connection gone, and another connection serves the call. Each round kills the
+/// connection that served the last call, which the next call takes first.
+async fn killed_connections_are_replaced(kind: DbKind) {
+    let Some(db) = setup(kind).await else { return };
+    let broker = Broker::new(short_limits());
+    let id = broker.connect("owner", db.params.clone()).await.unwrap();
+    let (whoami, kill, alive) = match kind {
+        DbKind::Postgres => (
+            "SELECT pg_backend_pid()::bigint AS id",
+            "SELECT pg_terminate_backend({id}, 10000)",
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {id}",
+        ),
+        _ => (
+            "SELECT CONNECTION_ID() AS id",
+            "KILL {id}",
+            "SELECT COUNT(*) FROM information_schema.processlist WHERE id = {id}",
+        ),
+    };
+    let mut killed = Vec::new();
+    for _ in 0..3 {
+        let served = broker.query("owner", &id, whoami, &[]).await.unwrap();
+        let pid = served.rows[0][0].as_i64().expect("a connection id");
+        assert!(!killed.contains(&pid), "a killed connection served a call");
+        admin_exec(kind, &db.admin, &kill.replace("{id}", &pid.to_string())).await;
+        // Wait until the server has really let go of it.
+        let alive = alive.replace("{id}", &pid.to_string());
+        for _ in 0..100 {
+            let n: i64 = match kind {
+                DbKind::Postgres => {
+                    let mut c = sqlx::PgConnection::connect(&db.admin).await.unwrap();
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(alive.clone()))
+                        .fetch_one(&mut c)
+                        .await
+                        .unwrap()
+                }
+                _ => {
+                    let mut c = sqlx::MySqlConnection::connect(&db.admin).await.unwrap();
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(alive.clone()))
+                        .fetch_one(&mut c)
+                        .await
+                        .unwrap()
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        killed.push(pid);
+        let rows = broker
+            .query(
+                "owner",
+                &id,
+                &format!("SELECT COUNT(*) AS n FROM {}", db.table),
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.rows[0][0].as_i64(), Some(10));
+    }
+    // Writes too, on a read-write connection.
+    let rw = broker
+        .connect("owner", db.params.clone().with_mode(Mode::ReadWrite))
+        .await
+        .unwrap();
+    let served = broker.query("owner", &rw, whoami, &[]).await.unwrap();
+    let pid = served.rows[0][0].as_i64().unwrap();
+    admin_exec(kind, &db.admin, &kill.replace("{id}", &pid.to_string())).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let done = broker
+        .execute(
+            "owner",
+            &rw,
+            &format!("UPDATE {} SET name = 'z' WHERE id = 1", db.table),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, 1);
+    broker.shutdown().await;
+    db.drop_table().await;
+}
+
+#[tokio::test]
+async fn postgres_killed_connections_are_replaced() {
+    killed_connections_are_replaced(DbKind::Postgres).await;
+}
+
+#[tokio::test]
+async fn mysql_killed_connections_are_replaced() {
+    killed_connections_are_replaced(DbKind::Mysql).await;
+}

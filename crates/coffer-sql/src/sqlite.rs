@@ -83,6 +83,10 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // An embedded file has no server to lose a connection to: sqlx's liveness
+            // ping before every acquire would only add a round trip to the connection's
+            // worker thread on every call.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?;
