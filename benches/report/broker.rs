@@ -176,7 +176,11 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
         c,
         "broker point select",
         "One row by primary key of 10,000: through the broker by connection id, beside the \
-         same statement on a plain sqlx pool that holds the credentials itself.",
+         same statement on a plain sqlx pool that holds the credentials itself. Each broker \
+         call is its own transaction: one round trip opens it read-only with a statement \
+         timeout, one ends it and releases session locks; on Postgres the statement is \
+         unnamed (transaction poolers such as PgBouncer keep no prepared statements), \
+         which costs a round trip more.",
     );
     let mut n = 0i64;
     for target in &targets {

@@ -335,7 +335,9 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
         c,
         "store put",
         "Writing a new value of an existing secret (a new version in coffer, an overwrite \
-         in the raw path), one at a time, durable on return.",
+         in the raw path), one at a time, durable on return. coffer reads the head first \
+         (for check-and-set and the metadata it returns) and keeps every version, so its \
+         tables grow where the raw path overwrites a row in place.",
     );
     put.sample_size(20);
     let value = NEW_VALUE.into();

@@ -281,6 +281,10 @@ impl ConnectionParams {
         Ok(())
     }
 
+    /// Postgres statements stay unnamed (no statement cache): an agent's database is often
+    /// behind a transaction pooler (PgBouncer, Supavisor) that keeps no prepared statements
+    /// between transactions, and a cached `SELECT *` fails with "cached plan must not change
+    /// result type" once its table changes. It costs one round trip per call.
     pub(crate) fn pg_options(&self) -> sqlx::postgres::PgConnectOptions {
         let mut o = sqlx::postgres::PgConnectOptions::new_without_pgpass()
             .host(self.host.as_deref().unwrap_or("localhost"))
