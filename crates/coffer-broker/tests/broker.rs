@@ -40,22 +40,32 @@ async fn admin_exec(kind: DbKind, admin: &str, sql: &str) {
     }
 }
 
-async fn count(db: &Db) -> i64 {
-    let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {}", db.table));
-    match db.kind {
+/// One number from the admin side of the database.
+async fn admin_scalar(kind: DbKind, admin: &str, sql: &str) -> i64 {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    match kind {
         DbKind::Postgres => {
-            let mut c = sqlx::PgConnection::connect(&db.admin).await.unwrap();
+            let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
             sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
         }
         DbKind::Mysql => {
-            let mut c = sqlx::MySqlConnection::connect(&db.admin).await.unwrap();
+            let mut c = sqlx::MySqlConnection::connect(admin).await.unwrap();
             sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
         }
         _ => {
-            let mut c = sqlx::SqliteConnection::connect(&db.admin).await.unwrap();
+            let mut c = sqlx::SqliteConnection::connect(admin).await.unwrap();
             sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
         }
     }
+}
+
+async fn count(db: &Db) -> i64 {
+    admin_scalar(
+        db.kind,
+        &db.admin,
+        &format!("SELECT COUNT(*) FROM {}", db.table),
+    )
+    .await
 }
 
 async fn setup(kind: DbKind) -> Option<Db> {
@@ -712,6 +722,28 @@ async fn no_session_state_survives_a_call() {
     }
 }
 
+/// Ends the server's connection `id` and waits until the server has let go of it.
+async fn kill(kind: DbKind, admin: &str, id: i64) {
+    let (kill, alive) = match kind {
+        DbKind::Postgres => (
+            format!("SELECT pg_terminate_backend({id}, 10000)"),
+            format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {id}"),
+        ),
+        _ => (
+            format!("KILL {id}"),
+            format!("SELECT COUNT(*) FROM information_schema.processlist WHERE id = {id}"),
+        ),
+    };
+    admin_exec(kind, admin, &kill).await;
+    for _ in 0..100 {
+        if admin_scalar(kind, admin, &alive).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("connection {id} outlived its kill");
+}
+
 /// A pooled connection the server killed between calls (a restart, an administrator, a
 /// proxy's idle cut) costs the next call nothing: its first statement finds the
 /// connection gone, and another connection serves the call. Each round kills the
@@ -720,48 +752,16 @@ async fn killed_connections_are_replaced(kind: DbKind) {
     let Some(db) = setup(kind).await else { return };
     let broker = Broker::new(short_limits());
     let id = broker.connect("owner", db.params.clone()).await.unwrap();
-    let (whoami, kill, alive) = match kind {
-        DbKind::Postgres => (
-            "SELECT pg_backend_pid()::bigint AS id",
-            "SELECT pg_terminate_backend({id}, 10000)",
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {id}",
-        ),
-        _ => (
-            "SELECT CONNECTION_ID() AS id",
-            "KILL {id}",
-            "SELECT COUNT(*) FROM information_schema.processlist WHERE id = {id}",
-        ),
+    let whoami = match kind {
+        DbKind::Postgres => "SELECT pg_backend_pid()::bigint AS id",
+        _ => "SELECT CONNECTION_ID() AS id",
     };
     let mut killed = Vec::new();
     for _ in 0..3 {
         let served = broker.query("owner", &id, whoami, &[]).await.unwrap();
         let pid = served.rows[0][0].as_i64().expect("a connection id");
         assert!(!killed.contains(&pid), "a killed connection served a call");
-        admin_exec(kind, &db.admin, &kill.replace("{id}", &pid.to_string())).await;
-        // Wait until the server has really let go of it.
-        let alive = alive.replace("{id}", &pid.to_string());
-        for _ in 0..100 {
-            let n: i64 = match kind {
-                DbKind::Postgres => {
-                    let mut c = sqlx::PgConnection::connect(&db.admin).await.unwrap();
-                    sqlx::query_scalar(sqlx::AssertSqlSafe(alive.clone()))
-                        .fetch_one(&mut c)
-                        .await
-                        .unwrap()
-                }
-                _ => {
-                    let mut c = sqlx::MySqlConnection::connect(&db.admin).await.unwrap();
-                    sqlx::query_scalar(sqlx::AssertSqlSafe(alive.clone()))
-                        .fetch_one(&mut c)
-                        .await
-                        .unwrap()
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        kill(kind, &db.admin, pid).await;
         killed.push(pid);
         let rows = broker
             .query(
@@ -781,8 +781,7 @@ async fn killed_connections_are_replaced(kind: DbKind) {
         .unwrap();
     let served = broker.query("owner", &rw, whoami, &[]).await.unwrap();
     let pid = served.rows[0][0].as_i64().unwrap();
-    admin_exec(kind, &db.admin, &kill.replace("{id}", &pid.to_string())).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    kill(kind, &db.admin, pid).await;
     let done = broker
         .execute(
             "owner",
