@@ -12,7 +12,7 @@ use coffer_store::{DynSecretStore, Error, Result, Scope};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use crate::common::{PutWrite, bind_head, insert_head, map_sqlx, ms, to_i64, update_head};
+use crate::common::{PutWrite, bind_head, insert_head, map_sqlx, update_head};
 use crate::sql_store::{Change, Scoped, impl_sql_store};
 
 const BACKEND: &str = "sqlite";
@@ -135,33 +135,60 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// A put's head row and version in one transaction (SQLite has no data-modifying
-    /// CTEs, and its round trips are function calls).
+    /// A put's head row and version in one transaction, sent to the connection's worker
+    /// thread as one multi-statement call (`BEGIN IMMEDIATE; head; version; COMMIT`):
+    /// with sqlx every call is a round trip to that thread, which costs far more than the
+    /// statements themselves. The version row is inserted only if the head statement
+    /// changed a row (`changes() = 1`), and `RETURNING` reports whether it was. A
+    /// connection whose call did not finish (an error, a cancelled future) may still be
+    /// inside the transaction, so it is closed (which rolls back), never pooled again.
     async fn write_put(&self, w: &PutWrite<'_>) -> Result<bool> {
         let sql = |e| map_sqlx(BACKEND, e);
-        let mut tx = self.begin(w.scope).await?;
-        let head = bind_head!(w, insert_head!(), update_head!())
-            .execute(&mut *tx)
+        let mut conn = CloseUnlessFinished {
+            conn: self.pool.acquire().await.map_err(sql)?,
+            finished: false,
+        };
+        let rows = bind_head!(w, PUT_NEW, PUT_NEXT)
+            .bind(w.key_id)
+            .bind(&w.sealed)
+            .fetch_all(&mut *conn.conn)
             .await
             .map_err(sql)?;
-        if head.rows_affected() == 0 {
-            return Ok(false);
+        conn.finished = true;
+        Ok(rows.len() == 1)
+    }
+}
+
+/// A put of a new name: [`insert_head!`] ($1–$12), then its version ($13 key id,
+/// $14 envelope), in one transaction.
+const PUT_NEW: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    insert_head!(),
+    "; INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, created_at) \
+     SELECT $1, $2, $3, $13, $14, $12 WHERE changes() = 1 RETURNING version; COMMIT"
+);
+
+/// A put over an existing head: [`update_head!`] ($1–$13), then its version ($14 key
+/// id, $15 envelope), in one transaction.
+const PUT_NEXT: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    update_head!(),
+    "; INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, created_at) \
+     SELECT $10, $11, $1, $14, $15, $9 WHERE changes() = 1 RETURNING version; COMMIT"
+);
+
+/// A pooled connection that is closed, not returned to the pool, unless its call
+/// `finished`.
+struct CloseUnlessFinished {
+    conn: sqlx::pool::PoolConnection<Sqlite>,
+    finished: bool,
+}
+
+impl Drop for CloseUnlessFinished {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.conn.close_on_drop();
         }
-        sqlx::query(
-            "INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(w.scope.as_str())
-        .bind(w.name.as_str())
-        .bind(to_i64(w.meta.version))
-        .bind(w.key_id)
-        .bind(&w.sealed)
-        .bind(ms(w.meta.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(sql)?;
-        tx.commit().await.map_err(sql)?;
-        Ok(true)
     }
 }
 

@@ -323,3 +323,48 @@ async fn url_opening_needs_a_keyring() {
     let store = registry.open(&url, &options).await.unwrap();
     assert_eq!(store.backend(), "sqlite");
 }
+
+/// Puts whose futures are dropped part-way (a caller's timeout) leave nothing behind: no
+/// pooled connection stays inside a put's transaction (the next writes would wait out
+/// the busy timeout or fail), and every version the head names opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_puts_leave_no_transaction_behind() {
+    use std::time::Duration;
+    let (_dir, store) = fresh().await;
+    let (scope, name) = (s("cancelled"), n("k"));
+    store
+        .put(&scope, &name, &"v0".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    let mut cancelled = 0;
+    for i in 0..300u64 {
+        let (value, options) = (format!("v{i}").into(), PutOptions::new());
+        let put = store.put(&scope, &name, &value, &options);
+        // Drop it anywhere from before its first statement to after its commit.
+        if tokio::time::timeout(Duration::from_micros(i % 60 * 10), put)
+            .await
+            .is_err()
+        {
+            cancelled += 1;
+        }
+        // Every connection of the pool still takes a write at once.
+        for _ in 0..4 {
+            let (other, value, options) = (s("other"), "x".into(), PutOptions::new());
+            let put = store.put(&other, &name, &value, &options);
+            tokio::time::timeout(Duration::from_secs(5), put)
+                .await
+                .expect("a write waited on a transaction left open")
+                .expect("a write failed after a cancelled put");
+        }
+    }
+    assert!(cancelled > 0, "no put was cancelled");
+    let head = store.get(&scope, &name, None).await.unwrap();
+    for version in 1..=head.meta.version {
+        match store.get(&scope, &name, Some(version)).await {
+            Ok(secret) => assert!(secret.value.expose_secret().starts_with('v')),
+            // A version number a cancelled put computed but never wrote is simply absent.
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => panic!("version {version}: {e}"),
+        }
+    }
+}
