@@ -343,17 +343,13 @@ async fn library_flows_log_nothing_at_trace() {
     ) {
         use coffer::vault::{Auth, KvVersion, VaultConfig, VaultStore};
         forms.extend(self::forms(&token));
-        let config = |sealing: bool| {
-            let config = VaultConfig::new(addr.clone(), Auth::Token(token.clone().into()))
+        for sealing in [None, Some(Arc::clone(&keyring))] {
+            let mut config = VaultConfig::new(addr.clone(), Auth::Token(token.clone().into()))
                 .mount("secret", KvVersion::V2);
-            if sealing {
-                config.sealing(Arc::clone(&keyring))
-            } else {
-                config
+            if let Some(keyring) = sealing {
+                config = config.sealing(keyring);
             }
-        };
-        for sealing in [false, true] {
-            let vault = VaultStore::connect(config(sealing)).await.unwrap();
+            let vault = VaultStore::connect(config).await.unwrap();
             text += &store_flow(&vault, &canary).await;
         }
     }

@@ -159,23 +159,29 @@ impl SqliteStore {
     }
 }
 
+/// One put as one transaction: `$head` (a head statement), then the version row from
+/// `$version` (the parameters that fill scope, name, version, key id, envelope and
+/// creation time), inserted only if `$head` changed a row.
+macro_rules! put_transaction {
+    ($head:expr, $version:literal) => {
+        concat!(
+            "BEGIN IMMEDIATE; ",
+            $head,
+            "; INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, \
+             created_at) SELECT ",
+            $version,
+            " WHERE changes() = 1 RETURNING version; COMMIT"
+        )
+    };
+}
+
 /// A put of a new name: [`insert_head!`] ($1–$12), then its version ($13 key id,
-/// $14 envelope), in one transaction.
-const PUT_NEW: &str = concat!(
-    "BEGIN IMMEDIATE; ",
-    insert_head!(),
-    "; INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, created_at) \
-     SELECT $1, $2, $3, $13, $14, $12 WHERE changes() = 1 RETURNING version; COMMIT"
-);
+/// $14 envelope).
+const PUT_NEW: &str = put_transaction!(insert_head!(), "$1, $2, $3, $13, $14, $12");
 
 /// A put over an existing head: [`update_head!`] ($1–$13), then its version ($14 key
-/// id, $15 envelope), in one transaction.
-const PUT_NEXT: &str = concat!(
-    "BEGIN IMMEDIATE; ",
-    update_head!(),
-    "; INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, created_at) \
-     SELECT $10, $11, $1, $14, $15, $9 WHERE changes() = 1 RETURNING version; COMMIT"
-);
+/// id, $15 envelope).
+const PUT_NEXT: &str = put_transaction!(update_head!(), "$10, $11, $1, $14, $15, $9");
 
 /// A pooled connection that is closed, not returned to the pool, unless its call
 /// `finished`.
