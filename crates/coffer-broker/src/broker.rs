@@ -18,8 +18,11 @@ use crate::config::NamedConnections;
 use crate::error::from_sqlx;
 use crate::params::MYSQL_STATEMENT_CACHE;
 use crate::registry::Registry;
-use crate::statement::check;
-use crate::value::{self, QueryResult, bind_json};
+use crate::privileges;
+use crate::schema::{self, Schema};
+use crate::sqlite::{CallLimits, SqlitePool};
+use crate::statement::{Dialect, check};
+use crate::value::{self, Budget, QueryResult, bind_json};
 use crate::{BrokerError, ConnectionParams, DbKind, Mode, Result};
 
 /// The broker's limits. Start from [`Limits::default`] and change what you need.
@@ -38,6 +41,17 @@ pub struct Limits {
     pub statement_timeout: Duration,
     /// Rows one query returns at most; more set `truncated` (default 1,000).
     pub row_limit: usize,
+    /// Bytes one query returns at most, counted as the JSON its rows become, enforced as
+    /// rows arrive; more set `truncated` (default 16 MiB). A connection may set its own
+    /// ([`ConnectionParams::max_result_bytes`]). On SQLite it also bounds the largest
+    /// value the engine may build, so memory stays bounded inside the engine too.
+    pub byte_limit: usize,
+    /// Bytes of one cell (text, or bytes before base64) at most; a longer cell is cut
+    /// and ends with [`CELL_MARKER`](crate::CELL_MARKER) (default 1 MiB).
+    pub cell_limit: usize,
+    /// Columns [`Broker::schema`] describes at most, apart from the row limit; more set
+    /// [`Schema::truncated`] (default 10,000).
+    pub schema_limit: usize,
     /// How long connecting may take (default 10 s).
     pub connect_timeout: Duration,
     /// How often the reaper looks for idle and old ids (default 30 s).
@@ -57,6 +71,9 @@ impl Default for Limits {
             max_per_owner: 16,
             statement_timeout: Duration::from_secs(30),
             row_limit: 1000,
+            byte_limit: 16 << 20,
+            cell_limit: 1 << 20,
+            schema_limit: 10_000,
             connect_timeout: Duration::from_secs(10),
             reap_interval: Duration::from_secs(30),
             registry_recheck: Duration::from_secs(5),
@@ -149,48 +166,33 @@ impl ConnectionInfo {
     }
 }
 
-/// A table or view, for an agent to explore.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Table {
-    /// The schema (Postgres) or database (MySQL); `None` for SQLite.
-    pub schema: Option<String>,
-    /// The name.
-    pub name: String,
-    /// The columns, in order.
-    pub columns: Vec<TableColumn>,
-}
-
-/// A column of a [`Table`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableColumn {
-    /// The name.
-    pub name: String,
-    /// The declared type.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// Whether it may be null.
-    pub nullable: bool,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MysqlFlavor {
     Mysql,
     Mariadb,
 }
 
+/// A connection id's pool, with how its server reads SQL text.
 #[derive(Debug, Clone)]
 enum Pool {
-    Pg(sqlx::PgPool),
-    Mysql(sqlx::MySqlPool, MysqlFlavor),
-    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool, Dialect),
+    Mysql(sqlx::MySqlPool, MysqlFlavor, Dialect),
+    Sqlite(Arc<SqlitePool>),
 }
 
 impl Pool {
     async fn close(&self) {
         match self {
-            Self::Pg(p) => p.close().await,
-            Self::Mysql(p, _) => p.close().await,
-            Self::Sqlite(p) => p.close().await,
+            Self::Pg(p, _) => p.close().await,
+            Self::Mysql(p, _, _) => p.close().await,
+            Self::Sqlite(p) => p.close(),
+        }
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self {
+            Self::Pg(_, d) | Self::Mysql(_, _, d) => *d,
+            Self::Sqlite(_) => Dialect::of(DbKind::Sqlite),
         }
     }
 }
@@ -395,35 +397,104 @@ impl Broker {
                     .test_before_acquire(false)
             };
         }
+        let guarded = params.mode == Mode::ReadOnly && !params.allow_privileged;
+        let user = params.user.as_deref().unwrap_or_default();
         let pool = match params.kind {
-            DbKind::Postgres => Pool::Pg(
-                options!(sqlx::Postgres)
+            DbKind::Postgres => {
+                let pool = options!(sqlx::Postgres)
                     .connect_with(params.pg_options())
                     .await
-                    .map_err(err)?,
-            ),
+                    .map_err(err)?;
+                let probed = async {
+                    let (standard,): (String,) = sqlx::query_as(
+                        "SELECT current_setting('standard_conforming_strings')::text",
+                    )
+                    .fetch_one(&pool)
+                    .await?;
+                    let escapes = if guarded {
+                        let f: (bool, bool, bool, bool, bool, bool, bool) =
+                            sqlx::query_as(privileges::PG_QUERY).fetch_one(&pool).await?;
+                        privileges::pg_escapes(&[f.0, f.1, f.2, f.3, f.4, f.5, f.6])
+                    } else {
+                        Vec::new()
+                    };
+                    Ok::<_, sqlx::Error>((standard, escapes))
+                }
+                .await;
+                let (standard, escapes) = match probed {
+                    Ok(p) => p,
+                    Err(e) => {
+                        pool.close().await;
+                        return Err(err(e));
+                    }
+                };
+                if !escapes.is_empty() {
+                    pool.close().await;
+                    return Err(privileges::refusal(DbKind::Postgres, user, &escapes));
+                }
+                let dialect = Dialect {
+                    kind: DbKind::Postgres,
+                    backslash_escapes: standard != "on",
+                };
+                Pool::Pg(pool, dialect)
+            }
             DbKind::Mysql => {
                 let pool = options!(sqlx::MySql)
                     .connect_with(params.mysql_options())
                     .await
                     .map_err(err)?;
-                let (version,): (String,) = sqlx::query_as("SELECT VERSION()")
-                    .fetch_one(&pool)
-                    .await
-                    .map_err(err)?;
+                let probed = async {
+                    let (version, sql_mode): (String, String) =
+                        sqlx::query_as("SELECT VERSION(), CAST(@@SESSION.sql_mode AS CHAR)")
+                            .fetch_one(&pool)
+                            .await?;
+                    let escapes = if guarded {
+                        let rows = sqlx::raw_sql("SHOW GRANTS").fetch_all(&pool).await?;
+                        let lines: Vec<String> = rows
+                            .iter()
+                            .filter_map(|r| sqlx::Row::try_get::<String, _>(r, 0).ok())
+                            .collect();
+                        privileges::mysql_escapes(&lines)
+                    } else {
+                        Vec::new()
+                    };
+                    Ok::<_, sqlx::Error>((version, sql_mode, escapes))
+                }
+                .await;
+                let (version, sql_mode, escapes) = match probed {
+                    Ok(p) => p,
+                    Err(e) => {
+                        pool.close().await;
+                        return Err(err(e));
+                    }
+                };
+                if !escapes.is_empty() {
+                    pool.close().await;
+                    return Err(privileges::refusal(DbKind::Mysql, user, &escapes));
+                }
                 let flavor = if version.to_ascii_lowercase().contains("mariadb") {
                     MysqlFlavor::Mariadb
                 } else {
                     MysqlFlavor::Mysql
                 };
-                Pool::Mysql(pool, flavor)
+                let dialect = Dialect {
+                    kind: DbKind::Mysql,
+                    backslash_escapes: !sql_mode
+                        .to_ascii_uppercase()
+                        .contains("NO_BACKSLASH_ESCAPES"),
+                };
+                Pool::Mysql(pool, flavor, dialect)
             }
-            DbKind::Sqlite => Pool::Sqlite(
-                options!(sqlx::Sqlite)
-                    .connect_with(params.sqlite_options())
-                    .await
-                    .map_err(err)?,
-            ),
+            DbKind::Sqlite => Pool::Sqlite(Arc::new(
+                SqlitePool::open(
+                    params.path.clone().unwrap_or_default(),
+                    params.mode,
+                    size,
+                    params.max_result_bytes.unwrap_or(limits.byte_limit),
+                    limits.connect_timeout,
+                )
+                .await?,
+            )),
         };
         Ok(pool)
     }
@@ -641,8 +712,9 @@ impl Broker {
         }
     }
 
-    /// Runs one reading statement with bound `params` and returns its rows (at most
-    /// [`Limits::row_limit`]; `truncated` says whether there were more).
+    /// Runs one reading statement with bound `params` and returns its rows: at most
+    /// [`Limits::row_limit`] rows and [`Limits::byte_limit`] bytes (`truncated` says
+    /// whether there were more), each cell at most [`Limits::cell_limit`] bytes.
     pub async fn query(
         &self,
         owner: &str,
@@ -651,13 +723,9 @@ impl Broker {
         params: &[Value],
     ) -> Result<QueryResult> {
         let conn = self.lookup(owner, id).await?;
-        let checked = check(sql, conn.params.kind, conn.params.mode)?;
+        let checked = check(sql, conn.pool.dialect(), conn.params.mode)?;
         conn.touch();
-        let run = Call {
-            conn: &conn,
-            limits: &self.inner.limits,
-            close_after: checked.touches_session,
-        };
+        let run = Call::new(&conn, &self.inner.limits, checked.touches_session);
         run.guarded(run.query(sql, params)).await
     }
 
@@ -676,80 +744,70 @@ impl Broker {
                 reason: "the connection is read-only; writes need a read-write connection".into(),
             });
         }
-        let checked = check(sql, conn.params.kind, conn.params.mode)?;
+        let checked = check(sql, conn.pool.dialect(), conn.params.mode)?;
         conn.touch();
-        let run = Call {
-            conn: &conn,
-            limits: &self.inner.limits,
-            close_after: checked.touches_session,
-        };
+        let run = Call::new(&conn, &self.inner.limits, checked.touches_session);
         run.guarded(run.execute(sql, params)).await
     }
 
-    /// The tables and views the connection can see, with their columns and types.
-    pub async fn schema(&self, owner: &str, id: &ConnectionId) -> Result<Vec<Table>> {
+    /// Runs `sql` like [`query`](Self::query), but without the statement check, so a
+    /// test can show that the database engine itself refuses what the check would.
+    /// Only with the `testing` feature, which no service should enable.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub async fn query_unchecked(
+        &self,
+        owner: &str,
+        id: &ConnectionId,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<QueryResult> {
+        let conn = self.lookup(owner, id).await?;
+        let run = Call::new(&conn, &self.inner.limits, false);
+        run.guarded(run.query(sql, params)).await
+    }
+
+    /// For each idle SQLite connection of `id`: whether `query_only` is on, how many
+    /// databases are attached, how many temp objects exist. Only with `testing`.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub async fn sqlite_session_state(
+        &self,
+        owner: &str,
+        id: &ConnectionId,
+    ) -> Result<Vec<crate::sqlite::SessionState>> {
+        let conn = self.lookup(owner, id).await?;
+        match &conn.pool {
+            Pool::Sqlite(pool) => pool.session_state(),
+            _ => Err(BrokerError::Rejected {
+                reason: "not a SQLite connection".into(),
+            }),
+        }
+    }
+
+    /// The tables and views the connection can see: their columns and types, primary
+    /// keys, foreign keys and indexes. It has its own limit ([`Limits::schema_limit`]
+    /// columns), not the row limit; `truncated` says whether tables were left out.
+    pub async fn schema(&self, owner: &str, id: &ConnectionId) -> Result<Schema> {
         let conn = self.lookup(owner, id).await?;
         conn.touch();
-        let (sql, has_schema) = match conn.params.kind {
-            DbKind::Postgres => (
-                "SELECT c.table_schema::text, c.table_name::text, c.column_name::text, \
-                 c.data_type::text, (c.is_nullable = 'YES') \
-                 FROM information_schema.columns c \
-                 WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') \
-                 ORDER BY 1, 2, c.ordinal_position",
-                true,
-            ),
-            DbKind::Mysql => (
-                "SELECT CAST(table_schema AS CHAR), CAST(table_name AS CHAR), \
-                 CAST(column_name AS CHAR), CAST(column_type AS CHAR), \
-                 (is_nullable = 'YES') \
-                 FROM information_schema.columns WHERE table_schema = DATABASE() \
-                 ORDER BY table_name, ordinal_position",
-                true,
-            ),
-            DbKind::Sqlite => (
-                "SELECT '', m.name, p.name, p.type, p.\"notnull\" = 0 \
-                 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
-                 WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' \
-                 ORDER BY m.name, p.cid",
-                false,
-            ),
-        };
-        let run = Call {
-            conn: &conn,
-            limits: &self.inner.limits,
-            close_after: false,
-        };
-        let result = run.guarded(run.query(sql, &[])).await?;
-        let mut tables: Vec<Table> = Vec::new();
-        for row in result.rows {
-            let text = |i: usize| {
-                row.get(i)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let nullable = match row.get(4) {
-                Some(Value::Bool(b)) => *b,
-                Some(Value::Number(n)) => n.as_i64() != Some(0),
-                _ => true,
-            };
-            let (schema, table) = (has_schema.then(|| text(0)), text(1));
-            let column = TableColumn {
-                name: text(2),
-                type_name: text(3),
-                nullable,
-            };
-            match tables.last_mut() {
-                Some(t) if t.name == table && t.schema == schema => t.columns.push(column),
-                _ => tables.push(Table {
-                    schema,
-                    name: table,
-                    columns: vec![column],
-                }),
-            }
-        }
-        Ok(tables)
+        let limits = &self.inner.limits;
+        let mut run = Call::new(&conn, limits, false);
+        // One row past the limit tells whether there was more.
+        run.rows = limits.schema_limit.saturating_add(1);
+        run.bytes = usize::MAX;
+        run.cells = usize::MAX;
+        let queries = schema::queries(conn.params.kind);
+        let columns = run.guarded(run.query(queries.columns, &[])).await?;
+        let keys = run.guarded(run.query(queries.keys, &[])).await?;
+        let indexes = run.guarded(run.query(queries.indexes, &[])).await?;
+        Ok(schema::assemble(
+            conn.params.kind,
+            &columns,
+            &keys,
+            &indexes,
+            limits.schema_limit,
+        ))
     }
 }
 
@@ -787,7 +845,8 @@ macro_rules! ready {
     }};
 }
 
-/// Fetches at most `limit` rows of `sql` on connection `c`, converting each with `$row`;
+/// Fetches at most `limit` rows and the call's byte budget of `sql` on connection `c`,
+/// converting each with `$row` (which cuts cells at the cell limit);
 /// `$persistent` keeps the prepared statement in the connection's cache (MySQL only, see
 /// [`recycle_when_cache_full`]).
 macro_rules! fetch_rows {
@@ -797,6 +856,7 @@ macro_rules! fetch_rows {
             let mut rows = Vec::new();
             let mut truncated = false;
             let mut discard = false;
+            let mut budget = Budget::new($call.bytes, $call.cells);
             {
                 let q = bind_json!(
                     sqlx::query(sqlx::AssertSqlSafe($sql)).persistent($persistent),
@@ -804,7 +864,14 @@ macro_rules! fetch_rows {
                 );
                 let mut stream = q.fetch(&mut *$c);
                 while let Some(row) = stream.try_next().await.map_err(|e| $call.err(e))? {
-                    if rows.len() == $limit {
+                    let kept = rows.len() < $limit && !budget.exhausted() && {
+                        let values = $row(&row, &mut budget)?;
+                        budget.take_row(&values) && {
+                            rows.push(values);
+                            true
+                        }
+                    };
+                    if !kept {
                         truncated = true;
                         if $mode == Mode::ReadOnly {
                             // Stop the server's work by closing the connection.
@@ -818,7 +885,6 @@ macro_rules! fetch_rows {
                     if columns.is_none() {
                         columns = Some($cols(&row));
                     }
-                    rows.push($row(&row)?);
                 }
             }
             let columns = match columns {
@@ -838,11 +904,16 @@ macro_rules! fetch_rows {
                     Err(_) => Vec::new(),
                 },
             };
+            // A read-only connection that carried a cell past the cell limit holds a read
+            // buffer that large: close it rather than keep the memory pooled (nothing is
+            // lost; a read-write one must still commit).
+            let discard = discard || ($mode == Mode::ReadOnly && budget.truncated_cells() > 0);
             Ok::<_, BrokerError>(Collected {
                 result: QueryResult {
                     columns,
                     rows,
                     truncated,
+                    truncated_cells: budget.truncated_cells(),
                 },
                 discard,
             })
@@ -912,12 +983,28 @@ fn recycle_when_cache_full(c: &mut sqlx::pool::PoolConnection<sqlx::MySql>) {
     }
 }
 
+/// What a read-write Postgres call's statement may have left on the session, cleared after
+/// its commit in the same round trip: `DISCARD ALL` but for the parts that cannot run in a
+/// batch (prepared statements stay unnamed here, and cursors cannot be declared).
+const PG_READ_WRITE_RESET: &str = "RESET ALL; RESET ROLE; RESET SESSION AUTHORIZATION; \
+UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES; SELECT pg_advisory_unlock_all()";
+
+/// How a read-write Postgres `execute` ends: the commit, then [`PG_READ_WRITE_RESET`].
+const PG_READ_WRITE_END: &str = "COMMIT; RESET ALL; RESET ROLE; RESET SESSION AUTHORIZATION; \
+UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES; SELECT pg_advisory_unlock_all()";
+
 /// One call on one connection.
 struct Call<'a> {
     conn: &'a Conn,
     limits: &'a Limits,
     /// Close the database connection after the call instead of reusing it.
     close_after: bool,
+    /// Rows the call returns at most.
+    rows: usize,
+    /// Bytes the call returns at most.
+    bytes: usize,
+    /// Bytes of one cell at most.
+    cells: usize,
 }
 
 /// What a fetch loop collects.
@@ -928,7 +1015,27 @@ struct Collected {
     discard: bool,
 }
 
-impl Call<'_> {
+impl<'a> Call<'a> {
+    fn new(conn: &'a Conn, limits: &'a Limits, close_after: bool) -> Self {
+        Self {
+            conn,
+            limits,
+            close_after,
+            rows: limits.row_limit,
+            bytes: conn.params.max_result_bytes.unwrap_or(limits.byte_limit),
+            cells: limits.cell_limit,
+        }
+    }
+
+    fn sqlite_limits(&self) -> CallLimits {
+        CallLimits {
+            timeout: self.limits.statement_timeout,
+            row_limit: self.rows,
+            byte_limit: self.bytes,
+            cell_limit: self.cells,
+        }
+    }
+
     fn secrets(&self) -> Vec<&str> {
         self.conn.params.secrets()
     }
@@ -983,9 +1090,9 @@ impl Call<'_> {
 
     async fn query(&self, sql: &str, params: &[Value]) -> Result<QueryResult> {
         let mode = self.conn.params.mode;
-        let limit = self.limits.row_limit;
+        let limit = self.rows;
         match &self.conn.pool {
-            Pool::Pg(pool) => {
+            Pool::Pg(pool, _) => {
                 let begin = match mode {
                     Mode::ReadOnly => "BEGIN READ ONLY",
                     Mode::ReadWrite => "BEGIN",
@@ -1011,9 +1118,17 @@ impl Call<'_> {
                     value::pg_row,
                     value::pg_columns
                 );
-                finish!(self, c, collected, mode, "SELECT pg_advisory_unlock_all()")
+                // What a statement can leave on a session outside its transaction:
+                // advisory locks; after a commit also settings (`set_config`), the role,
+                // LISTENs, temp tables and sequences' state. A read-only call's settings
+                // went with its rollback. (`DISCARD ALL` cannot run in this batch.)
+                let reset = match mode {
+                    Mode::ReadOnly => "SELECT pg_advisory_unlock_all()",
+                    Mode::ReadWrite => PG_READ_WRITE_RESET,
+                };
+                finish!(self, c, collected, mode, reset)
             }
-            Pool::Mysql(pool, flavor) => {
+            Pool::Mysql(pool, flavor, _) => {
                 let timeout = self.mysql_timeout(*flavor);
                 let begin = match mode {
                     Mode::ReadOnly => "START TRANSACTION READ ONLY",
@@ -1034,49 +1149,7 @@ impl Call<'_> {
                 recycle_when_cache_full(&mut c);
                 finish!(self, c, collected, mode, "DO RELEASE_ALL_LOCKS()")
             }
-            Pool::Sqlite(pool) => {
-                let mut c = pool.acquire().await.map_err(|e| self.err(e))?;
-                let deadline = Instant::now() + self.limits.statement_timeout;
-                c.lock_handle()
-                    .await
-                    .map_err(|e| self.err(e))?
-                    .set_progress_handler(1000, move || Instant::now() < deadline);
-                if mode == Mode::ReadWrite {
-                    sqlx::raw_sql("BEGIN")
-                        .execute(&mut *c)
-                        .await
-                        .map_err(|e| self.err(e))?;
-                }
-                let collected = fetch_rows!(
-                    self,
-                    c,
-                    sql,
-                    params,
-                    limit,
-                    mode,
-                    false,
-                    value::sqlite_row,
-                    value::sqlite_columns
-                );
-                if let Ok(mut h) = c.lock_handle().await {
-                    h.remove_progress_handler();
-                }
-                let end = match (&collected, mode) {
-                    (_, Mode::ReadOnly) => None,
-                    (Ok(_), Mode::ReadWrite) => Some("COMMIT"),
-                    (Err(_), Mode::ReadWrite) => Some("ROLLBACK"),
-                };
-                if let Some(end) = end
-                    && sqlx::raw_sql(end).execute(&mut *c).await.is_err()
-                {
-                    c.close_on_drop();
-                }
-                let collected = collected?;
-                if collected.discard {
-                    c.close_on_drop();
-                }
-                Ok(collected.result)
-            }
+            Pool::Sqlite(pool) => pool.query(sql, params, self.sqlite_limits()).await,
         }
     }
 
@@ -1109,14 +1182,14 @@ impl Call<'_> {
             }};
         }
         match &self.conn.pool {
-            Pool::Pg(pool) => run!(
+            Pool::Pg(pool, _) => run!(
                 pool,
                 format!("BEGIN; SET LOCAL statement_timeout = {}", self.timeout_ms()),
-                "COMMIT",
+                PG_READ_WRITE_END,
                 false,
                 |_| ()
             ),
-            Pool::Mysql(pool, flavor) => {
+            Pool::Mysql(pool, flavor, _) => {
                 let timeout = self.mysql_timeout(*flavor);
                 run!(
                     pool,
@@ -1126,7 +1199,7 @@ impl Call<'_> {
                     recycle_when_cache_full
                 )
             }
-            Pool::Sqlite(pool) => run!(pool, "BEGIN".to_owned(), "COMMIT", false, |_| ()),
+            Pool::Sqlite(pool) => pool.execute(sql, params, self.sqlite_limits()).await,
         }
     }
 }

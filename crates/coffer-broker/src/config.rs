@@ -49,6 +49,14 @@ pub struct NamedConnection {
     /// Free text for people and agents.
     #[serde(default)]
     pub description: Option<String>,
+    /// Accept a read-only connection whose role holds privileges that reach past a
+    /// read-only transaction (see [`ConnectionParams::allow_privileged`]); default false.
+    #[serde(default, alias = "allow_privileged")]
+    pub allow_privileged: bool,
+    /// Bytes one query on this connection returns at most, instead of the broker's
+    /// [`Limits::byte_limit`](crate::Limits::byte_limit).
+    #[serde(default, alias = "max_result_bytes")]
+    pub max_result_bytes: Option<usize>,
 }
 
 /// The named connections of a configuration file:
@@ -228,7 +236,12 @@ impl NamedConnections {
         if let Some(port) = conn.port {
             params = params.port(port);
         }
-        Ok(params.with_mode(conn.mode))
+        if let Some(bytes) = conn.max_result_bytes {
+            params = params.max_result_bytes(bytes);
+        }
+        Ok(params
+            .with_mode(conn.mode)
+            .allow_privileged(conn.allow_privileged))
     }
 }
 

@@ -24,6 +24,14 @@ pub enum BrokerError {
         /// Why.
         reason: String,
     },
+    /// A read-only connection was refused at connect: its role holds a privilege that
+    /// reaches past a read-only transaction (superuser, server files, other sessions,
+    /// `FILE`, …). `reason` names it and shows how to make a role that only reads.
+    #[error("connection refused: {reason}")]
+    Privileged {
+        /// Which privilege, and what to do.
+        reason: String,
+    },
     /// The statement ran longer than the timeout and was stopped.
     #[error("the statement was stopped after the {timeout_ms} ms timeout")]
     Timeout {

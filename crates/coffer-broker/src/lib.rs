@@ -23,13 +23,20 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod params;
+mod privileges;
 mod registry;
+mod schema;
+mod sqlite;
 mod statement;
 mod value;
 
-pub use broker::{Broker, ConnectionId, ConnectionInfo, Limits, Table, TableColumn};
+pub use broker::{Broker, ConnectionId, ConnectionInfo, Limits};
 pub use config::{NamedConnection, NamedConnections};
 pub use error::{BrokerError, Result};
 pub use params::{ConnectionParams, DbKind, Mode};
 pub use registry::Registry;
-pub use value::{Column, QueryResult};
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub use sqlite::SessionState;
+pub use schema::{ForeignKey, Index, Schema, Table, TableColumn};
+pub use value::{CELL_MARKER, Column, QueryResult};

@@ -88,6 +88,8 @@ pub struct ConnectionParams {
     pub(crate) password: Option<SecretString>,
     pub(crate) path: Option<PathBuf>,
     pub(crate) mode: Mode,
+    pub(crate) allow_privileged: bool,
+    pub(crate) max_result_bytes: Option<usize>,
 }
 
 impl fmt::Debug for ConnectionParams {
@@ -101,6 +103,8 @@ impl fmt::Debug for ConnectionParams {
             .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
             .field("path", &self.path)
             .field("mode", &self.mode)
+            .field("allow_privileged", &self.allow_privileged)
+            .field("max_result_bytes", &self.max_result_bytes)
             .finish()
     }
 }
@@ -122,6 +126,8 @@ impl ConnectionParams {
             password: Some(password),
             path: None,
             mode: Mode::ReadOnly,
+            allow_privileged: false,
+            max_result_bytes: None,
         }
     }
 
@@ -146,6 +152,8 @@ impl ConnectionParams {
             password: None,
             path: Some(path.into()),
             mode: Mode::ReadOnly,
+            allow_privileged: false,
+            max_result_bytes: None,
         }
     }
 
@@ -217,6 +225,8 @@ impl ConnectionParams {
             password,
             path: None,
             mode: Mode::ReadOnly,
+            allow_privileged: false,
+            max_result_bytes: None,
         })
     }
 
@@ -231,6 +241,25 @@ impl ConnectionParams {
     #[must_use]
     pub fn with_mode(mut self, mode: Mode) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Accepts a read-only Postgres or MySQL connection whose role holds privileges
+    /// that reach past a read-only transaction (superuser, server files, other sessions,
+    /// `FILE`, …), which `connect` otherwise refuses. Default `false`: give the broker a
+    /// role that can only read instead.
+    #[must_use]
+    pub fn allow_privileged(mut self, allow: bool) -> Self {
+        self.allow_privileged = allow;
+        self
+    }
+
+    /// This connection's byte limit per query, instead of [`Limits::byte_limit`].
+    ///
+    /// [`Limits::byte_limit`]: crate::Limits::byte_limit
+    #[must_use]
+    pub fn max_result_bytes(mut self, bytes: usize) -> Self {
+        self.max_result_bytes = Some(bytes);
         self
     }
 
@@ -315,19 +344,5 @@ impl ConnectionParams {
             o = o.password(p.expose_secret());
         }
         o
-    }
-
-    pub(crate) fn sqlite_options(&self) -> sqlx::sqlite::SqliteConnectOptions {
-        let read_only = self.mode == Mode::ReadOnly;
-        let o = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(self.path.clone().unwrap_or_default())
-            .read_only(read_only)
-            .create_if_missing(false)
-            .statement_cache_capacity(0);
-        if read_only {
-            o.pragma("query_only", "ON")
-        } else {
-            o
-        }
     }
 }

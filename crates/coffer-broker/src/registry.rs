@@ -43,6 +43,10 @@ struct Entry {
     password: Option<String>,
     path: Option<String>,
     mode: Mode,
+    #[serde(default)]
+    allow_privileged: bool,
+    #[serde(default)]
+    max_result_bytes: Option<usize>,
     name: Option<String>,
     created_at: DateTime<Utc>,
 }
@@ -94,6 +98,8 @@ impl Registry {
                 .map(|p| p.expose_secret().to_owned()),
             path: params.path.as_ref().map(|p| p.display().to_string()),
             mode: params.mode,
+            allow_privileged: params.allow_privileged,
+            max_result_bytes: params.max_result_bytes,
             name: name.map(ToOwned::to_owned),
             created_at,
         };
@@ -150,6 +156,8 @@ impl Registry {
             password: entry.password.clone().map(SecretString::from),
             path: entry.path.clone().map(Into::into),
             mode: entry.mode,
+            allow_privileged: entry.allow_privileged,
+            max_result_bytes: entry.max_result_bytes,
         };
         Ok((params, entry.name.clone(), entry.created_at))
     }

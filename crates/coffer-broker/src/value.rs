@@ -26,8 +26,102 @@ pub struct QueryResult {
     pub columns: Vec<Column>,
     /// The rows, each a value per column.
     pub rows: Vec<Vec<Value>>,
-    /// Whether more rows existed than the row limit let through.
+    /// Whether more rows existed than the row limit or the byte limit let through.
     pub truncated: bool,
+    /// How many cells were cut at the cell limit; each such cell ends with
+    /// [`CELL_MARKER`] and the size it had.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub truncated_cells: usize,
+}
+
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if")]
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// What ends a cell cut at the cell limit: `…[truncated: N bytes]`, with the size of the
+/// whole value. It cannot occur in base64, so a cut byte value is recognizable too.
+pub const CELL_MARKER: &str = "…[truncated: ";
+
+/// The byte budget of one call: the whole result (`byte_limit`, counted as the JSON the
+/// rows become) and each cell (`cell_limit` bytes of text or of bytes).
+#[derive(Debug)]
+pub(crate) struct Budget {
+    left: usize,
+    cell_limit: usize,
+    exhausted: bool,
+    truncated_cells: usize,
+}
+
+impl Budget {
+    pub(crate) fn new(byte_limit: usize, cell_limit: usize) -> Self {
+        Self {
+            left: byte_limit,
+            cell_limit,
+            exhausted: false,
+            truncated_cells: 0,
+        }
+    }
+
+    /// A text cell, cut at the cell limit (on a character boundary) with the marker.
+    pub(crate) fn text(&mut self, s: &str) -> Value {
+        if s.len() <= self.cell_limit {
+            return s.into();
+        }
+        self.truncated_cells += 1;
+        let mut end = self.cell_limit;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}{CELL_MARKER}{} bytes]", &s[..end], s.len()).into()
+    }
+
+    /// A byte cell as base64, cut at the cell limit with the marker.
+    pub(crate) fn blob(&mut self, b: &[u8]) -> Value {
+        if b.len() <= self.cell_limit {
+            return b64(b);
+        }
+        self.truncated_cells += 1;
+        let prefix = base64::engine::general_purpose::STANDARD.encode(&b[..self.cell_limit]);
+        format!("{prefix}{CELL_MARKER}{} bytes]", b.len()).into()
+    }
+
+    /// Counts `row` against the byte limit: false (and exhausted from now on) when it
+    /// does not fit.
+    pub(crate) fn take_row(&mut self, row: &[Value]) -> bool {
+        let size = row.iter().map(json_size).sum::<usize>() + 2;
+        if self.exhausted || size > self.left {
+            self.exhausted = true;
+            return false;
+        }
+        self.left -= size;
+        true
+    }
+
+    pub(crate) fn cell_limit(&self) -> usize {
+        self.cell_limit
+    }
+
+    pub(crate) fn exhausted(&self) -> bool {
+        self.exhausted
+    }
+
+    pub(crate) fn truncated_cells(&self) -> usize {
+        self.truncated_cells
+    }
+}
+
+/// About the bytes `v` takes as JSON (with its separator).
+fn json_size(v: &Value) -> usize {
+    1 + match v {
+        Value::Null => 4,
+        Value::Bool(_) => 5,
+        Value::Number(_) => 24,
+        Value::String(s) => {
+            s.len() + 2 + s.bytes().filter(|&c| c < 0x20 || c == b'"' || c == b'\\').count() * 5
+        }
+        other => serde_json::to_vec(other).map_or(0, |v| v.len()),
+    }
 }
 
 fn columns<R: sqlx::Row>(row: &R) -> Vec<Column> {
@@ -46,7 +140,7 @@ fn b64(bytes: &[u8]) -> Value {
         .into()
 }
 
-fn float(f: f64) -> Value {
+pub(crate) fn float(f: f64) -> Value {
     serde_json::Number::from_f64(f).map_or_else(|| f.to_string().into(), Value::Number)
 }
 
@@ -74,7 +168,7 @@ fn decode_error(column: &str, type_name: &str) -> BrokerError {
     }
 }
 
-pub(crate) fn pg_row(row: &sqlx::postgres::PgRow) -> Result<Vec<Value>> {
+pub(crate) fn pg_row(row: &sqlx::postgres::PgRow, budget: &mut Budget) -> Result<Vec<Value>> {
     let mut out = Vec::with_capacity(row.len());
     for (i, col) in row.columns().iter().enumerate() {
         let raw = row
@@ -96,7 +190,7 @@ pub(crate) fn pg_row(row: &sqlx::postgres::PgRow) -> Result<Vec<Value>> {
             "NUMERIC" => {
                 try_get!(row, i, sqlx::types::BigDecimal).map(|v| v.map(|d| exact(&d)).into())
             }
-            "BYTEA" => try_get!(row, i, Vec<u8>).map(|v| v.map_or(Value::Null, |b| b64(&b))),
+            "BYTEA" => try_get!(row, i, &[u8]).map(|v| v.map_or(Value::Null, |b| budget.blob(b))),
             "TIMESTAMPTZ" => try_get!(row, i, chrono::DateTime<chrono::Utc>)
                 .map(|v| v.map(|t| t.to_rfc3339()).into()),
             "TIMESTAMP" => try_get!(row, i, chrono::NaiveDateTime).map(|v| {
@@ -106,17 +200,30 @@ pub(crate) fn pg_row(row: &sqlx::postgres::PgRow) -> Result<Vec<Value>> {
             "DATE" => try_get!(row, i, chrono::NaiveDate).map(|v| v.map(|t| t.to_string()).into()),
             "TIME" => try_get!(row, i, chrono::NaiveTime).map(|v| v.map(|t| t.to_string()).into()),
             "UUID" => try_get!(row, i, sqlx::types::Uuid).map(|v| v.map(|u| u.to_string()).into()),
-            "JSON" | "JSONB" => try_get!(row, i, Value).map(Option::unwrap_or_default),
+            // Parsed only when it fits the cell limit; cut as text otherwise.
+            "JSON" | "JSONB" if raw.as_bytes().map_or(0, <[u8]>::len) <= budget.cell_limit() => {
+                try_get!(row, i, Value).map(Option::unwrap_or_default)
+            }
+            "JSON" | "JSONB" => {
+                let bytes = raw.as_bytes().unwrap_or_default();
+                // Binary JSONB starts with its format version.
+                let text = if ty == "JSONB" && bytes.first() == Some(&1) {
+                    &bytes[1..]
+                } else {
+                    bytes
+                };
+                Ok(budget.text(&String::from_utf8_lossy(text)))
+            }
             // A function that returns nothing (pg_advisory_lock, pg_sleep, …).
             "VOID" => Ok(Value::Null),
-            _ => try_get!(row, i, String).map(|v| v.into()),
+            _ => try_get!(row, i, &str).map(|v| v.map_or(Value::Null, |s| budget.text(s))),
         };
         out.push(v.map_err(|_| decode_error(col.name(), &ty))?);
     }
     Ok(out)
 }
 
-pub(crate) fn mysql_row(row: &sqlx::mysql::MySqlRow) -> Result<Vec<Value>> {
+pub(crate) fn mysql_row(row: &sqlx::mysql::MySqlRow, budget: &mut Budget) -> Result<Vec<Value>> {
     let mut out = Vec::with_capacity(row.len());
     for (i, col) in row.columns().iter().enumerate() {
         let raw = row
@@ -147,36 +254,18 @@ pub(crate) fn mysql_row(row: &sqlx::mysql::MySqlRow) -> Result<Vec<Value>> {
             }),
             "DATE" => try_get!(row, i, chrono::NaiveDate).map(|v| v.map(|t| t.to_string()).into()),
             "TIME" => try_get!(row, i, chrono::NaiveTime).map(|v| v.map(|t| t.to_string()).into()),
-            "JSON" => try_get!(row, i, Value).map(Option::unwrap_or_default),
+            "JSON" => match try_get!(row, i, &str) {
+                Ok(Some(s)) if s.len() <= budget.cell_limit() => {
+                    Ok(serde_json::from_str(s).unwrap_or_else(|_| s.into()))
+                }
+                other => other.map(|v| v.map_or(Value::Null, |s| budget.text(s))),
+            },
             "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
-                try_get!(row, i, Vec<u8>).map(|v| v.map_or(Value::Null, |b| b64(&b)))
+                try_get!(row, i, &[u8]).map(|v| v.map_or(Value::Null, |b| budget.blob(b)))
             }
-            _ => try_get!(row, i, String).map(|v| v.into()),
+            _ => try_get!(row, i, &str).map(|v| v.map_or(Value::Null, |s| budget.text(s))),
         };
         out.push(v.map_err(|_| decode_error(col.name(), &ty))?);
-    }
-    Ok(out)
-}
-
-pub(crate) fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<Vec<Value>> {
-    let mut out = Vec::with_capacity(row.len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let raw = row
-            .try_get_raw(i)
-            .map_err(|_| decode_error(col.name(), "?"))?;
-        if raw.is_null() {
-            out.push(Value::Null);
-            continue;
-        }
-        // The storage class of this value, whatever the column was declared as.
-        let storage = raw.type_info().name().to_owned();
-        let v: std::result::Result<Value, sqlx::Error> = match storage.as_str() {
-            "INTEGER" | "BOOLEAN" => try_get!(row, i, i64).map(|v| v.into()),
-            "REAL" => try_get!(row, i, f64).map(|v| v.map_or(Value::Null, float)),
-            "BLOB" => try_get!(row, i, Vec<u8>).map(|v| v.map_or(Value::Null, |b| b64(&b))),
-            _ => try_get!(row, i, String).map(|v| v.into()),
-        };
-        out.push(v.map_err(|_| decode_error(col.name(), &storage))?);
     }
     Ok(out)
 }
@@ -186,10 +275,6 @@ pub(crate) fn pg_columns(row: &sqlx::postgres::PgRow) -> Vec<Column> {
 }
 
 pub(crate) fn mysql_columns(row: &sqlx::mysql::MySqlRow) -> Vec<Column> {
-    columns(row)
-}
-
-pub(crate) fn sqlite_columns(row: &sqlx::sqlite::SqliteRow) -> Vec<Column> {
     columns(row)
 }
 

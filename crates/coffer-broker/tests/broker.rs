@@ -7,118 +7,9 @@ use std::time::Duration;
 use coffer_broker::{Broker, BrokerError, ConnectionId, ConnectionParams, DbKind, Limits, Mode};
 use coffer_store::testing::service_env;
 use serde_json::{Value, json};
-use sqlx::Connection as _;
 
-/// A database with a table `t` of 10 rows, and the admin URL to check it with.
-struct Db {
-    kind: DbKind,
-    params: ConnectionParams,
-    table: String,
-    admin: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-fn table_name() -> String {
-    format!("broker_t_{:08x}", rand::random::<u32>())
-}
-
-async fn admin_exec(kind: DbKind, admin: &str, sql: &str) {
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    match kind {
-        DbKind::Postgres => {
-            let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-        }
-        DbKind::Mysql => {
-            let mut c = sqlx::MySqlConnection::connect(admin).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-        }
-        _ => {
-            let mut c = sqlx::SqliteConnection::connect(admin).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
-        }
-    }
-}
-
-/// One number from the admin side of the database.
-async fn admin_scalar(kind: DbKind, admin: &str, sql: &str) -> i64 {
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    match kind {
-        DbKind::Postgres => {
-            let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-        }
-        DbKind::Mysql => {
-            let mut c = sqlx::MySqlConnection::connect(admin).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-        }
-        _ => {
-            let mut c = sqlx::SqliteConnection::connect(admin).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
-        }
-    }
-}
-
-async fn count(db: &Db) -> i64 {
-    admin_scalar(
-        db.kind,
-        &db.admin,
-        &format!("SELECT COUNT(*) FROM {}", db.table),
-    )
-    .await
-}
-
-async fn setup(kind: DbKind) -> Option<Db> {
-    let table = table_name();
-    let create = format!(
-        "CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(40));\
-         INSERT INTO {table} (id, name) VALUES (1,'a'),(2,'b'),(3,'c'),(4,'d'),(5,'e'),\
-         (6,'f'),(7,'g'),(8,'h'),(9,'i'),(10,'j')"
-    );
-    let (params, admin, dir) = match kind {
-        DbKind::Postgres => {
-            let url = service_env("COFFER_TEST_POSTGRES_URL")?;
-            (
-                ConnectionParams::from_url(&url.clone().into()).unwrap(),
-                url,
-                None,
-            )
-        }
-        DbKind::Mysql => {
-            let url = service_env("COFFER_TEST_MYSQL_URL")?;
-            (
-                ConnectionParams::from_url(&url.clone().into()).unwrap(),
-                url,
-                None,
-            )
-        }
-        _ => {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("db.sqlite");
-            let admin = format!("sqlite://{}?mode=rwc", path.display());
-            (ConnectionParams::sqlite(&path), admin, Some(dir))
-        }
-    };
-    admin_exec(kind, &admin, &create).await;
-    Some(Db {
-        kind,
-        params,
-        table,
-        admin,
-        _dir: dir,
-    })
-}
-
-impl Db {
-    async fn drop_table(&self) {
-        admin_exec(
-            self.kind,
-            &self.admin,
-            &format!("DROP TABLE {}", self.table),
-        )
-        .await;
-    }
-}
+mod support;
+use support::{admin_exec, admin_scalar, count, setup};
 
 fn short_limits() -> Limits {
     let mut limits = Limits::default();
@@ -417,7 +308,7 @@ async fn postgres_values_schema_info_and_writes() {
     assert_eq!(empty.columns.len(), 2);
     assert!(empty.rows.is_empty());
 
-    let tables = broker.schema("o", &id).await.unwrap();
+    let tables = broker.schema("o", &id).await.unwrap().tables;
     let t = tables.iter().find(|t| t.name == db.table).unwrap();
     assert_eq!(t.schema.as_deref(), Some("public"));
     assert_eq!(t.columns[0].name, "id");
@@ -426,7 +317,7 @@ async fn postgres_values_schema_info_and_writes() {
 
     let info = broker.info("o", &id).await.unwrap();
     assert_eq!((info.kind, info.mode), (DbKind::Postgres, Mode::ReadOnly));
-    assert_eq!(info.user.as_deref(), Some("postgres"));
+    assert_eq!(info.user.as_deref(), db.params.user());
 
     // Writes: refused on read-only, done on read-write, one statement each.
     let err = broker
@@ -440,7 +331,7 @@ async fn postgres_values_schema_info_and_writes() {
         .unwrap_err();
     assert!(matches!(err, BrokerError::Rejected { .. }), "{err}");
     let rw = broker
-        .connect("o", db.params.clone().with_mode(Mode::ReadWrite))
+        .connect("o", db.rw.clone())
         .await
         .unwrap();
     let n = broker
@@ -480,7 +371,7 @@ async fn mysql_and_sqlite_values() {
             vec![vec![json!(3), json!("c"), json!("it's")]],
             "{kind}"
         );
-        let tables = broker.schema("o", &id).await.unwrap();
+        let tables = broker.schema("o", &id).await.unwrap().tables;
         let t = tables.iter().find(|t| t.name == db.table).unwrap();
         assert_eq!(t.columns.len(), 2, "{kind}");
         broker.shutdown().await;
@@ -501,7 +392,7 @@ async fn mysql_prepared_statements_stay_bounded() {
     limits.pool_size = 1;
     let broker = Broker::new(limits);
     let id = broker
-        .connect("o", db.params.clone().with_mode(Mode::ReadWrite))
+        .connect("o", db.rw.clone())
         .await
         .unwrap();
     let mut sessions = std::collections::HashSet::new();
@@ -776,7 +667,7 @@ async fn killed_connections_are_replaced(kind: DbKind) {
     }
     // Writes too, on a read-write connection.
     let rw = broker
-        .connect("owner", db.params.clone().with_mode(Mode::ReadWrite))
+        .connect("owner", db.rw.clone())
         .await
         .unwrap();
     let served = broker.query("owner", &rw, whoami, &[]).await.unwrap();

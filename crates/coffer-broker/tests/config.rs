@@ -119,12 +119,16 @@ async fn connect_by_name_from_env_and_store() {
         .await
         .unwrap();
     let config = json!({"connections": {
-        "by_env_url": {"type": "postgresql", "urlEnv": "COFFER_TEST_POSTGRES_URL"},
+        // The test server's account is a superuser: accepted only when the entry says so.
+        "by_env_url": {"type": "postgresql", "urlEnv": "COFFER_TEST_POSTGRES_URL",
+                       "allowPrivileged": true},
+        "privileged": {"type": "postgresql", "urlEnv": "COFFER_TEST_POSTGRES_URL"},
         "by_secret_url": {"type": "postgres", "urlSecret": "pg_url", "mode": "read_write"},
         "by_secret_creds": {"type": "postgresql", "host": pg_opts.get_host(),
                             "port": pg_opts.get_port(),
                             "database": pg_opts.get_database().unwrap_or("postgres"),
-                            "credentialsSecret": "pg_creds", "description": "main"},
+                            "credentialsSecret": "pg_creds", "description": "main",
+                            "allow_privileged": true},
         "wrong_type": {"type": "mysql", "urlEnv": "COFFER_TEST_POSTGRES_URL"}
     }});
     let config = NamedConnections::from_json(&config.to_string()).unwrap();
@@ -143,6 +147,17 @@ async fn connect_by_name_from_env_and_store() {
         let info = broker.info("tenant-7", &id).await.unwrap();
         assert_eq!((info.name.as_deref(), info.mode), (Some(conn), mode));
     }
+    // A read-only connection as a superuser is refused, saying why and what to do.
+    let refused = broker
+        .connect_named("tenant-7", "privileged")
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, BrokerError::Privileged { .. }), "{refused}");
+    let text = refused.to_string();
+    assert!(
+        text.contains("superuser") && text.contains("GRANT SELECT") && text.contains("allowPrivileged"),
+        "{text}"
+    );
     // The secrets live in tenant-7's scope only.
     let err = broker
         .connect_named("tenant-8", "by_secret_url")
@@ -154,6 +169,6 @@ async fn connect_by_name_from_env_and_store() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("but the type is mysql"), "{err}");
-    assert_eq!(broker.named().iter().count(), 4);
+    assert_eq!(broker.named().iter().count(), 5);
     broker.shutdown().await;
 }

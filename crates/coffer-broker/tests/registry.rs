@@ -43,7 +43,15 @@ async fn two_brokers_share_ids_through_a_postgres_store() {
     let password = format!("pw-{:016x}", rand::random::<u64>());
     let mut parsed = url::Url::parse(&url).unwrap();
     parsed.set_password(Some(&password)).unwrap();
-    let params = ConnectionParams::from_url(&parsed.to_string().into()).unwrap();
+    // A superuser, accepted explicitly: the setting travels through the registry, or
+    // instance b would refuse the connection when it adopts the id.
+    let params = ConnectionParams::from_url(&parsed.to_string().into())
+        .unwrap()
+        .allow_privileged(true);
+    assert!(matches!(
+        a.connect("tenant-1", params.clone().allow_privileged(false)).await,
+        Err(BrokerError::Privileged { .. })
+    ));
 
     let id = a.connect("tenant-1", params).await.unwrap();
     let r = b

@@ -223,6 +223,14 @@ pub(crate) struct McpArgs {
     /// How long a statement may run (default 30s), e.g. 5s or 2m.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub(crate) statement_timeout: Option<std::time::Duration>,
+    /// Bytes a query returns at most, as JSON (default 16 MiB, 16777216); more are cut
+    /// with truncated: true. A connection's "maxResultBytes" takes precedence.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_result_bytes: Option<usize>,
+    /// Bytes of one cell at most (default 1 MiB, 1048576); a longer one is cut and ends
+    /// with "…[truncated: N bytes]".
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_cell_bytes: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -23,8 +23,9 @@ const INSTRUCTIONS: &str = "Query the user's databases without ever seeing their
 Call list_connections to see the configured databases, connect to one by name to get a \
 connection id, then call schema to explore its tables and query to run one SQL statement \
 at a time with bound parameters ($1 / ? placeholders and the params array). Connections are \
-read-only unless configured otherwise; results stop at a row limit (truncated: true) and \
-statements at a timeout. list_secrets shows which secrets exist (never their values). \
+read-only unless configured otherwise; results stop at a row limit and a byte limit \
+(truncated: true), long cells are cut (ending in \"…[truncated: N bytes]\"), and statements \
+stop at a timeout. list_secrets shows which secrets exist (never their values). \
 Never ask the user for a password: credentials are configured outside this conversation.";
 
 /// The MCP server: one broker, one scope (the owner of every connection it opens).
@@ -143,8 +144,17 @@ pub(crate) struct Rows {
     rows: Vec<Vec<Value>>,
     /// How many rows came back.
     row_count: usize,
-    /// True when the statement had more rows than the row limit let through.
+    /// True when the statement had more rows than the row limit or the byte limit let
+    /// through.
     truncated: bool,
+    /// Cells cut at the cell limit; each ends with "…[truncated: N bytes]".
+    #[serde(skip_serializing_if = "is_zero")]
+    truncated_cells: usize,
+}
+
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if")]
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What a write did.
@@ -176,13 +186,49 @@ pub(crate) struct SchemaTable {
     name: String,
     /// Its columns, in order.
     columns: Vec<SchemaColumn>,
+    /// The primary key's columns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    primary_key: Vec<String>,
+    /// Foreign keys: how it joins other tables.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    foreign_keys: Vec<SchemaForeignKey>,
+    /// Its indexes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    indexes: Vec<SchemaIndex>,
+}
+
+/// A foreign key.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct SchemaForeignKey {
+    /// This table's columns.
+    columns: Vec<String>,
+    /// The referenced table's schema, where there are schemas.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    references_schema: Option<String>,
+    /// The referenced table.
+    references_table: String,
+    /// The referenced columns (empty: its primary key).
+    references_columns: Vec<String>,
+}
+
+/// An index.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct SchemaIndex {
+    /// Its name.
+    name: String,
+    /// Its columns or expressions, in order.
+    columns: Vec<String>,
+    /// Whether it is unique.
+    unique: bool,
 }
 
 /// The tables a connection can see.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct Schema {
-    /// Tables and views with their columns.
+    /// Tables and views with their columns, keys and indexes.
     tables: Vec<SchemaTable>,
+    /// True when there were more tables than the schema limit let through.
+    truncated: bool,
 }
 
 /// A closed connection.
@@ -319,6 +365,7 @@ timeout."
                 .collect(),
             rows: result.rows,
             truncated: result.truncated,
+            truncated_cells: result.truncated_cells,
         }))
     }
 
@@ -352,13 +399,15 @@ type and nullability. Use it before writing a query."
         Parameters(ConnectionArgs { connection_id }): Parameters<ConnectionArgs>,
     ) -> Result<Json<Schema>, String> {
         let id = ConnectionId::from_string(connection_id);
-        let tables = self
+        let schema = self
             .broker
             .schema(self.owner(), &id)
             .await
             .map_err(tool_error)?;
         Ok(Json(Schema {
-            tables: tables
+            truncated: schema.truncated,
+            tables: schema
+                .tables
                 .into_iter()
                 .map(|t| SchemaTable {
                     schema: t.schema,
@@ -370,6 +419,26 @@ type and nullability. Use it before writing a query."
                             name: c.name,
                             type_name: c.type_name,
                             nullable: c.nullable,
+                        })
+                        .collect(),
+                    primary_key: t.primary_key,
+                    foreign_keys: t
+                        .foreign_keys
+                        .into_iter()
+                        .map(|f| SchemaForeignKey {
+                            columns: f.columns,
+                            references_schema: f.references_schema,
+                            references_table: f.references_table,
+                            references_columns: f.references_columns,
+                        })
+                        .collect(),
+                    indexes: t
+                        .indexes
+                        .into_iter()
+                        .map(|i| SchemaIndex {
+                            name: i.name,
+                            columns: i.columns,
+                            unique: i.unique,
                         })
                         .collect(),
                 })
@@ -464,6 +533,12 @@ pub(crate) async fn serve(cli: &Cli, args: &McpArgs) -> CliResult {
     }
     if let Some(timeout) = args.statement_timeout {
         limits.statement_timeout = timeout;
+    }
+    if let Some(bytes) = args.max_result_bytes {
+        limits.byte_limit = bytes;
+    }
+    if let Some(bytes) = args.max_cell_bytes {
+        limits.cell_limit = bytes;
     }
     let broker = Broker::with_config(limits, named, store.clone());
     let server = CofferMcp::new(broker.clone(), store, scope);

@@ -308,7 +308,9 @@ async fn library_flows_log_nothing_at_trace() {
             url.username(),
             canary.clone().into(),
         )
-        .port(url.port().unwrap_or(5432));
+        .port(url.port().unwrap_or(5432))
+        // The test server's account is a superuser; the scan is about leaks.
+        .allow_privileged(true);
         let id = broker.connect("agent", params).await.unwrap();
         let rows = broker
             .query("agent", &id, "SELECT 1 AS one", &[])

@@ -192,8 +192,9 @@ async fn mcp_serves_the_broker_without_ever_showing_a_credential() {
     )
     .await;
 
+    // The test server's account is a superuser: accepted explicitly.
     let server = json!({"type": "postgresql", "host": url.host_str().unwrap(),
-        "port": url.port().unwrap_or(5432), "database": db.name()});
+        "port": url.port().unwrap_or(5432), "database": db.name(), "allowPrivileged": true});
     let mut main_db = server.clone();
     main_db["credentialsEnv"] = json!("MAIN_DB_CREDENTIALS");
     main_db["description"] = json!("the shop's orders");
