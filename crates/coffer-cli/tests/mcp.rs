@@ -21,6 +21,8 @@ type Client = RunningService<RoleClient, ()>;
 /// A running `coffer mcp` and everything it said.
 struct Session {
     client: Client,
+    /// The server process.
+    pid: u32,
     /// The server's stderr, read as it comes (a full pipe would stall the server).
     stderr: tokio::task::JoinHandle<String>,
     transcript: String,
@@ -43,6 +45,7 @@ impl Session {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let pid = transport.id().expect("the server is running");
         let mut stderr = stderr.unwrap();
         let stderr = tokio::spawn(async move {
             let mut text = String::new();
@@ -52,6 +55,7 @@ impl Session {
         let client = ().serve(transport).await.unwrap();
         Self {
             client,
+            pid,
             stderr,
             transcript: String::new(),
         }
@@ -88,6 +92,30 @@ impl Session {
             .filter_map(|c| c.as_text().map(|t| t.text.clone()))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// The most memory the server process has held so far (VmHWM), in bytes.
+    fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .expect("VmHWM in /proc/PID/status");
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        kib * 1024
+    }
+
+    /// Closes the session and returns its transcript and the server's stderr, which
+    /// need not hold TRACE lines.
+    async fn finish_quiet(mut self) -> String {
+        self.client.cancel().await.unwrap();
+        let stderr = self.stderr.await.unwrap();
+        self.transcript.push_str(&stderr);
+        self.transcript
     }
 
     /// Closes the session and returns its transcript and the server's stderr.
@@ -434,4 +462,84 @@ async fn mcp_serves_the_broker_without_ever_showing_a_credential() {
         support::assert_clean("the MCP session", &transcript, &support::forms(canary));
     }
     pg.close().await;
+}
+
+/// The issue-15 attacks through a real MCP client: a read-only SQLite connection cannot
+/// reach coffer's own store file (the `[…]` bypass and ATTACH), cannot turn `query_only`
+/// off or shadow a table for later calls; and a query of 5 × 100 MB cells leaves the
+/// server's memory small (SQLite refuses to build a value over the byte limit), while
+/// 5 × 4 MB cells come back cut at the cell limit with the marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_holds_the_agent_boundary_and_bounds_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("local.db");
+    sqlite_table(&local).await;
+    coffer(dir.path(), &["init"]).await;
+    let canary = format!("sk-other-tenant-{}", rand::random::<u64>());
+    coffer(
+        dir.path(),
+        &["--scope", "tenant-b", "put", "openai_api_key", "--value", &canary],
+    )
+    .await;
+    let store = dir.path().join(".coffer").join("secrets.db");
+    assert!(store.exists(), "coffer init made {}", store.display());
+    let config = json!({"connections": {"local": {"type": "sqlite", "path": local}}});
+    std::fs::write(dir.path().join("connections.json"), config.to_string()).unwrap();
+    let mut s = Session::start(dir.path(), &[], &[("RUST_LOG", "warn")]).await;
+    let id = s.ok("connect", json!({"name": "local"})).await["connection_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store_path = store.display().to_string();
+    let out = dir.path().join("copy.db");
+    for sql in [
+        format!("SELECT 1 AS [a'];ATTACH DATABASE '{store_path}' AS s; SELECT 1 AS [']"),
+        format!("ATTACH DATABASE '{store_path}' AS s"),
+        "SELECT 1 AS [a'];PRAGMA query_only = 0; SELECT 1 AS [']".to_owned(),
+        "SELECT 1 AS [a'];CREATE TEMP VIEW t AS SELECT 1 AS id, 'forged' AS name; SELECT 1 AS [']"
+            .to_owned(),
+        format!("SELECT 1 AS [a'];VACUUM INTO '{}'; SELECT 1 AS [']", out.display()),
+    ] {
+        let msg = s
+            .refused("query", json!({"connection_id": id, "sql": sql}))
+            .await;
+        assert!(msg.contains("refused"), "{msg}");
+    }
+    assert!(!out.exists());
+    let rows = s
+        .ok(
+            "query",
+            json!({"connection_id": id, "sql": "SELECT name FROM t WHERE id = 1"}),
+        )
+        .await;
+    assert_eq!(rows["rows"], json!([["row 1"]]));
+
+    let five = "(SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5)";
+    let before = s.peak_rss();
+    let msg = s
+        .refused(
+            "query",
+            json!({"connection_id": id, "sql": format!("SELECT randomblob(100000000) FROM {five}")}),
+        )
+        .await;
+    assert!(msg.contains("byte limit"), "{msg}");
+    let cut = s
+        .ok(
+            "query",
+            json!({"connection_id": id, "sql": format!("SELECT randomblob(4000000) FROM {five}")}),
+        )
+        .await;
+    assert_eq!(cut["row_count"], json!(5));
+    assert_eq!(cut["truncated_cells"], json!(5));
+    assert!(
+        cut["rows"][0][0]
+            .as_str()
+            .unwrap()
+            .ends_with("[truncated: 4000000 bytes]")
+    );
+    let peak = s.peak_rss();
+    eprintln!("coffer mcp peak RSS: {before} bytes before the big queries, {peak} after");
+    assert!(peak < 100 << 20, "coffer mcp peaked at {peak} bytes");
+    let transcript = s.finish_quiet().await;
+    assert!(!transcript.contains(&canary));
 }
