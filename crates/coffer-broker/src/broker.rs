@@ -17,8 +17,8 @@ use coffer_store::{Scope, SecretStore};
 use crate::config::NamedConnections;
 use crate::error::from_sqlx;
 use crate::params::MYSQL_STATEMENT_CACHE;
-use crate::registry::Registry;
 use crate::privileges;
+use crate::registry::Registry;
 use crate::schema::{self, Schema};
 use crate::sqlite::{CallLimits, SqlitePool};
 use crate::statement::{Dialect, check};
@@ -413,7 +413,9 @@ impl Broker {
                     .await?;
                     let escapes = if guarded {
                         let f: (bool, bool, bool, bool, bool, bool, bool) =
-                            sqlx::query_as(privileges::PG_QUERY).fetch_one(&pool).await?;
+                            sqlx::query_as(privileges::PG_QUERY)
+                                .fetch_one(&pool)
+                                .await?;
                         privileges::pg_escapes(&[f.0, f.1, f.2, f.3, f.4, f.5, f.6])
                     } else {
                         Vec::new()

@@ -159,7 +159,10 @@ mod tests {
         let root = mysql_escapes(&lines(&[
             "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION",
         ]));
-        assert!(root.iter().any(|e| e.contains("ALL PRIVILEGES")), "{root:?}");
+        assert!(
+            root.iter().any(|e| e.contains("ALL PRIVILEGES")),
+            "{root:?}"
+        );
         assert!(root.iter().any(|e| e.contains("grant option")), "{root:?}");
         let role = mysql_escapes(&lines(&[
             "GRANT `r` TO `u`@`%`",

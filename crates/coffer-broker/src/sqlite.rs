@@ -260,12 +260,13 @@ impl SqlitePool {
         if self.closed.load(Ordering::SeqCst) {
             return Err(BrokerError::ShutDown);
         }
-        let permit = tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| BrokerError::Unavailable {
-                message: "timed out waiting for a connection".into(),
-            })?
-            .map_err(|_| BrokerError::ShutDown)?;
+        let permit =
+            tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| BrokerError::Unavailable {
+                    message: "timed out waiting for a connection".into(),
+                })?
+                .map_err(|_| BrokerError::ShutDown)?;
         let handle = self.idle.lock().expect("not poisoned").pop();
         Ok((handle, permit))
     }
@@ -352,10 +353,8 @@ impl SqlitePool {
                 let state = (|| {
                     Ok(SessionState {
                         query_only: one("PRAGMA query_only")? != 0,
-                        attached: one(
-                            "SELECT count(*) FROM pragma_database_list \
-                             WHERE name NOT IN ('main', 'temp')",
-                        )?,
+                        attached: one("SELECT count(*) FROM pragma_database_list \
+                             WHERE name NOT IN ('main', 'temp')")?,
                         temp_objects: one("SELECT count(*) FROM temp.sqlite_master")?,
                     })
                 })();
@@ -579,12 +578,8 @@ mod tests {
             accessor: None,
         };
         let deny = [
-            AuthAction::Attach {
-                filename: "/tmp/x",
-            },
-            AuthAction::Detach {
-                database_name: "x",
-            },
+            AuthAction::Attach { filename: "/tmp/x" },
+            AuthAction::Detach { database_name: "x" },
             AuthAction::CreateTempView { view_name: "v" },
             AuthAction::Pragma {
                 pragma_name: "query_only",
@@ -596,11 +591,21 @@ mod tests {
         ];
         for policy in [POLICY_READ_ONLY, POLICY_READ_WRITE] {
             for action in deny {
-                assert_eq!(authorize(policy, &ctx(action)), Authorization::Deny, "{action:?}");
+                assert_eq!(
+                    authorize(policy, &ctx(action)),
+                    Authorization::Deny,
+                    "{action:?}"
+                );
             }
         }
         let write = AuthAction::Insert { table_name: "t" };
-        assert_eq!(authorize(POLICY_READ_ONLY, &ctx(write)), Authorization::Deny);
-        assert_eq!(authorize(POLICY_READ_WRITE, &ctx(write)), Authorization::Allow);
+        assert_eq!(
+            authorize(POLICY_READ_ONLY, &ctx(write)),
+            Authorization::Deny
+        );
+        assert_eq!(
+            authorize(POLICY_READ_WRITE, &ctx(write)),
+            Authorization::Allow
+        );
     }
 }

@@ -405,8 +405,8 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<Token>, BrokerError> {
                         .ok_or_else(|| unterminated("bracketed identifier"))?;
                     (&sql[i + 1..close], close + 1)
                 } else {
-                    let end =
-                        skip_quoted(b, i, false).ok_or_else(|| unterminated("quoted identifier"))?;
+                    let end = skip_quoted(b, i, false)
+                        .ok_or_else(|| unterminated("quoted identifier"))?;
                     (&sql[i + 1..end - 1], end)
                 };
                 tokens.push(Token::Word(Word {
@@ -624,12 +624,13 @@ mod tests {
             "SELECT 1 /*!50000 INTO DUMPFILE '/tmp/x' */",
             "SELECT 1 /*m! , @x := 1 */",
         ] {
-            assert!(refused(sql, DbKind::Mysql, ro).contains("executable"), "{sql}");
+            assert!(
+                refused(sql, DbKind::Mysql, ro).contains("executable"),
+                "{sql}"
+            );
         }
         // `--1` is arithmetic to MySQL: what follows is code.
-        assert!(
-            refused("SELECT 1 --1 INTO OUTFILE '/tmp/x'", DbKind::Mysql, ro).contains("file")
-        );
+        assert!(refused("SELECT 1 --1 INTO OUTFILE '/tmp/x'", DbKind::Mysql, ro).contains("file"));
         let hidden_var = run("SELECT 1 --1, @x := 2", DbKind::Mysql, ro).unwrap();
         assert!(hidden_var.touches_session);
         // With a space it is a comment.
@@ -657,11 +658,7 @@ mod tests {
             DbKind::Postgres,
             ro,
         );
-        refused(
-            "SELECT E'\\\\'; DELETE FROM t; --'",
-            DbKind::Postgres,
-            ro,
-        );
+        refused("SELECT E'\\\\'; DELETE FROM t; --'", DbKind::Postgres, ro);
         // Nested comments end where the server ends them.
         assert_eq!(ok("/* a /* b */ ; */ SELECT 1", DbKind::Postgres), "SELECT");
         refused("/* a /* b */ SELECT 1", DbKind::Postgres, ro);

@@ -34,7 +34,10 @@ pub struct QueryResult {
     pub truncated_cells: usize,
 }
 
-#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if")]
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if"
+)]
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -118,7 +121,12 @@ fn json_size(v: &Value) -> usize {
         Value::Bool(_) => 5,
         Value::Number(_) => 24,
         Value::String(s) => {
-            s.len() + 2 + s.bytes().filter(|&c| c < 0x20 || c == b'"' || c == b'\\').count() * 5
+            s.len()
+                + 2
+                + s.bytes()
+                    .filter(|&c| c < 0x20 || c == b'"' || c == b'\\')
+                    .count()
+                    * 5
         }
         other => serde_json::to_vec(other).map_or(0, |v| v.len()),
     }

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_broker::{
-    Broker, BrokerError, CELL_MARKER, ConnectionId, ConnectionParams, DbKind, Limits,
-    SessionState,
+    Broker, BrokerError, CELL_MARKER, ConnectionId, ConnectionParams, DbKind, Limits, SessionState,
 };
 use coffer_store::{PutOptions, Scope, SecretName, SecretStore as _};
 use serde_json::{Value, json};
@@ -99,7 +98,7 @@ async fn sqlite_read_only_cannot_leave_its_file() {
     // The bypass: a `'` inside [..] hid the `;` from the old lexer.
     for sql in [
         format!("SELECT 1 AS [a'];ATTACH DATABASE '{store_path}' AS s; SELECT 1 AS [']"),
-        format!("SELECT 1 AS [a'];PRAGMA query_only = 0; SELECT 1 AS [']"),
+        "SELECT 1 AS [a'];PRAGMA query_only = 0; SELECT 1 AS [']".to_owned(),
         format!(
             "SELECT 1 AS [a'];CREATE TEMP VIEW {t} AS SELECT 99 AS id, 'forged' AS name; SELECT 1 AS [']"
         ),
@@ -157,7 +156,12 @@ async fn sqlite_read_only_cannot_leave_its_file() {
     assert!(!dir.join("shell.php").exists());
     // What a read-write connection may do, it still does.
     broker
-        .execute("o", id, &format!("UPDATE {t} SET name = 'z' WHERE id = 1"), &[])
+        .execute(
+            "o",
+            id,
+            &format!("UPDATE {t} SET name = 'z' WHERE id = 1"),
+            &[],
+        )
         .await
         .unwrap();
     clean_sqlite_session(broker, id, false).await;
@@ -178,9 +182,15 @@ async fn sqlite_results_are_bounded_in_bytes() {
     let db = setup(DbKind::Sqlite).await.unwrap();
     let broker = Broker::new(limits());
     let id = broker.connect("o", db.params.clone()).await.unwrap();
-    let five = "(SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5)";
+    let five =
+        "(SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5)";
     let huge = broker
-        .query("o", &id, &format!("SELECT randomblob(100000000) FROM {five}"), &[])
+        .query(
+            "o",
+            &id,
+            &format!("SELECT randomblob(100000000) FROM {five}"),
+            &[],
+        )
         .await
         .unwrap_err();
     assert!(matches!(huge, BrokerError::Limit { .. }), "{huge}");
@@ -298,18 +308,28 @@ async fn privileged_roles_are_refused_at_connect() {
         let e = broker.connect("o", admin.clone()).await.unwrap_err();
         let text = e.to_string();
         assert!(matches!(e, BrokerError::Privileged { .. }), "{text}");
-        assert!(text.contains("ALL PRIVILEGES") && text.contains("GRANT SELECT"), "{text}");
-        broker.connect("o", admin.allow_privileged(true)).await.unwrap();
+        assert!(
+            text.contains("ALL PRIVILEGES") && text.contains("GRANT SELECT"),
+            "{text}"
+        );
+        broker
+            .connect("o", admin.allow_privileged(true))
+            .await
+            .unwrap();
         // A role given FILE, and one that can read the mysql schema.
         let role = db.role.clone().unwrap();
         for (grant, named) in [
             (format!("GRANT FILE ON *.* TO '{role}'@'%'"), "FILE"),
             (
-                format!("REVOKE FILE ON *.* FROM '{role}'@'%'; GRANT SELECT ON mysql.* TO '{role}'@'%'"),
+                format!(
+                    "REVOKE FILE ON *.* FROM '{role}'@'%'; GRANT SELECT ON mysql.* TO '{role}'@'%'"
+                ),
                 "mysql schema",
             ),
             (
-                format!("REVOKE SELECT ON mysql.* FROM '{role}'@'%'; GRANT PROCESS ON *.* TO '{role}'@'%'"),
+                format!(
+                    "REVOKE SELECT ON mysql.* FROM '{role}'@'%'; GRANT PROCESS ON *.* TO '{role}'@'%'"
+                ),
                 "PROCESS",
             ),
         ] {
@@ -329,10 +349,16 @@ async fn privileged_roles_are_refused_at_connect() {
     let admin = ConnectionParams::from_url(&db.admin.clone().into()).unwrap();
     let e = broker.connect("o", admin.clone()).await.unwrap_err();
     assert!(e.to_string().contains("superuser"), "{e}");
-    broker.connect("o", admin.allow_privileged(true)).await.unwrap();
+    broker
+        .connect("o", admin.allow_privileged(true))
+        .await
+        .unwrap();
     let role = db.role.clone().unwrap();
     for (grant, named) in [
-        (format!("GRANT pg_read_server_files TO {role}"), "pg_read_server_files"),
+        (
+            format!("GRANT pg_read_server_files TO {role}"),
+            "pg_read_server_files",
+        ),
         (
             format!("REVOKE pg_read_server_files FROM {role}; GRANT pg_signal_backend TO {role}"),
             "pg_signal_backend",
@@ -441,7 +467,12 @@ async fn postgres_dblink_is_refused() {
         test_db.name()
     );
     refused(&broker, &id, &delete).await;
-    refused(&broker, &id, &delete.replace("dblink_exec", "\"dblink_exec\"")).await;
+    refused(
+        &broker,
+        &id,
+        &delete.replace("dblink_exec", "\"dblink_exec\""),
+    )
+    .await;
     refused(
         &broker,
         &id,
@@ -449,7 +480,12 @@ async fn postgres_dblink_is_refused() {
     )
     .await;
     assert_eq!(
-        admin_scalar(DbKind::Postgres, &admin, &format!("SELECT count(*) FROM {t}")).await,
+        admin_scalar(
+            DbKind::Postgres,
+            &admin,
+            &format!("SELECT count(*) FROM {t}")
+        )
+        .await,
         2
     );
     broker.shutdown().await;
@@ -516,13 +552,25 @@ async fn server_results_are_bounded_in_bytes() {
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) SELECT REPEAT('y', 100000) FROM n",
         ),
     ] {
-        let Some(db) = setup(kind).await else { continue };
+        let Some(db) = setup(kind).await else {
+            continue;
+        };
         let broker = Broker::new(limits());
         let id = broker.connect("o", db.params.clone()).await.unwrap();
         let r = broker.query("o", &id, big, &[]).await.unwrap();
         assert_eq!((r.rows.len(), r.truncated_cells), (3, 6), "{kind}");
-        assert!(r.rows[0][0].as_str().unwrap().ends_with("[truncated: 3000000 bytes]"));
-        assert!(r.rows[0][1].as_str().unwrap().ends_with("[truncated: 2000000 bytes]"));
+        assert!(
+            r.rows[0][0]
+                .as_str()
+                .unwrap()
+                .ends_with("[truncated: 3000000 bytes]")
+        );
+        assert!(
+            r.rows[0][1]
+                .as_str()
+                .unwrap()
+                .ends_with("[truncated: 2000000 bytes]")
+        );
         let id = broker
             .connect("o", db.params.clone().max_result_bytes(1 << 20))
             .await
@@ -543,10 +591,16 @@ async fn server_results_are_bounded_in_bytes() {
 #[tokio::test]
 async fn schema_has_keys_and_its_own_limit() {
     for kind in [DbKind::Sqlite, DbKind::Postgres, DbKind::Mysql] {
-        let Some(db) = setup(kind).await else { continue };
+        let Some(db) = setup(kind).await else {
+            continue;
+        };
         let t = &db.table;
         let child = format!("{t}_child");
-        let serial = if kind == DbKind::Mysql { "INT" } else { "INTEGER" };
+        let serial = if kind == DbKind::Mysql {
+            "INT"
+        } else {
+            "INTEGER"
+        };
         admin_exec(
             kind,
             &db.admin,

@@ -330,10 +330,7 @@ async fn postgres_values_schema_info_and_writes() {
         .await
         .unwrap_err();
     assert!(matches!(err, BrokerError::Rejected { .. }), "{err}");
-    let rw = broker
-        .connect("o", db.rw.clone())
-        .await
-        .unwrap();
+    let rw = broker.connect("o", db.rw.clone()).await.unwrap();
     let n = broker
         .execute(
             "o",
@@ -391,10 +388,7 @@ async fn mysql_prepared_statements_stay_bounded() {
     let mut limits = short_limits();
     limits.pool_size = 1;
     let broker = Broker::new(limits);
-    let id = broker
-        .connect("o", db.rw.clone())
-        .await
-        .unwrap();
+    let id = broker.connect("o", db.rw.clone()).await.unwrap();
     let mut sessions = std::collections::HashSet::new();
     for k in 0..250i64 {
         let r = broker
@@ -666,10 +660,7 @@ async fn killed_connections_are_replaced(kind: DbKind) {
         assert_eq!(rows.rows[0][0].as_i64(), Some(10));
     }
     // Writes too, on a read-write connection.
-    let rw = broker
-        .connect("owner", db.rw.clone())
-        .await
-        .unwrap();
+    let rw = broker.connect("owner", db.rw.clone()).await.unwrap();
     let served = broker.query("owner", &rw, whoami, &[]).await.unwrap();
     let pid = served.rows[0][0].as_i64().unwrap();
     kill(kind, &db.admin, pid).await;

@@ -152,10 +152,15 @@ async fn connect_by_name_from_env_and_store() {
         .connect_named("tenant-7", "privileged")
         .await
         .unwrap_err();
-    assert!(matches!(refused, BrokerError::Privileged { .. }), "{refused}");
+    assert!(
+        matches!(refused, BrokerError::Privileged { .. }),
+        "{refused}"
+    );
     let text = refused.to_string();
     assert!(
-        text.contains("superuser") && text.contains("GRANT SELECT") && text.contains("allowPrivileged"),
+        text.contains("superuser")
+            && text.contains("GRANT SELECT")
+            && text.contains("allowPrivileged"),
         "{text}"
     );
     // The secrets live in tenant-7's scope only.

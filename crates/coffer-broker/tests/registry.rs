@@ -49,7 +49,8 @@ async fn two_brokers_share_ids_through_a_postgres_store() {
         .unwrap()
         .allow_privileged(true);
     assert!(matches!(
-        a.connect("tenant-1", params.clone().allow_privileged(false)).await,
+        a.connect("tenant-1", params.clone().allow_privileged(false))
+            .await,
         Err(BrokerError::Privileged { .. })
     ));
 

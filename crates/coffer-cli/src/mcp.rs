@@ -152,7 +152,10 @@ pub(crate) struct Rows {
     truncated_cells: usize,
 }
 
-#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if")]
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if"
+)]
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }

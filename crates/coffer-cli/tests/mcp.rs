@@ -478,7 +478,14 @@ async fn mcp_holds_the_agent_boundary_and_bounds_memory() {
     let canary = format!("sk-other-tenant-{}", rand::random::<u64>());
     coffer(
         dir.path(),
-        &["--scope", "tenant-b", "put", "openai_api_key", "--value", &canary],
+        &[
+            "--scope",
+            "tenant-b",
+            "put",
+            "openai_api_key",
+            "--value",
+            &canary,
+        ],
     )
     .await;
     let store = dir.path().join(".coffer").join("secrets.db");
@@ -498,7 +505,10 @@ async fn mcp_holds_the_agent_boundary_and_bounds_memory() {
         "SELECT 1 AS [a'];PRAGMA query_only = 0; SELECT 1 AS [']".to_owned(),
         "SELECT 1 AS [a'];CREATE TEMP VIEW t AS SELECT 1 AS id, 'forged' AS name; SELECT 1 AS [']"
             .to_owned(),
-        format!("SELECT 1 AS [a'];VACUUM INTO '{}'; SELECT 1 AS [']", out.display()),
+        format!(
+            "SELECT 1 AS [a'];VACUUM INTO '{}'; SELECT 1 AS [']",
+            out.display()
+        ),
     ] {
         let msg = s
             .refused("query", json!({"connection_id": id, "sql": sql}))
@@ -514,7 +524,8 @@ async fn mcp_holds_the_agent_boundary_and_bounds_memory() {
         .await;
     assert_eq!(rows["rows"], json!([["row 1"]]));
 
-    let five = "(SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5)";
+    let five =
+        "(SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5)";
     let before = s.peak_rss();
     let msg = s
         .refused(
