@@ -423,17 +423,8 @@ impl Broker {
                     Ok::<_, sqlx::Error>((standard, escapes))
                 }
                 .await;
-                let (standard, escapes) = match probed {
-                    Ok(p) => p,
-                    Err(e) => {
-                        pool.close().await;
-                        return Err(err(e));
-                    }
-                };
-                if !escapes.is_empty() {
-                    pool.close().await;
-                    return Err(privileges::refusal(DbKind::Postgres, user, &escapes));
-                }
+                let standard =
+                    accept_probe(&pool, probed, DbKind::Postgres, user, &secrets).await?;
                 let dialect = Dialect {
                     kind: DbKind::Postgres,
                     backslash_escapes: standard != "on",
@@ -460,20 +451,11 @@ impl Broker {
                     } else {
                         Vec::new()
                     };
-                    Ok::<_, sqlx::Error>((version, sql_mode, escapes))
+                    Ok::<_, sqlx::Error>(((version, sql_mode), escapes))
                 }
                 .await;
-                let (version, sql_mode, escapes) = match probed {
-                    Ok(p) => p,
-                    Err(e) => {
-                        pool.close().await;
-                        return Err(err(e));
-                    }
-                };
-                if !escapes.is_empty() {
-                    pool.close().await;
-                    return Err(privileges::refusal(DbKind::Mysql, user, &escapes));
-                }
+                let (version, sql_mode) =
+                    accept_probe(&pool, probed, DbKind::Mysql, user, &secrets).await?;
                 let flavor = if version.to_ascii_lowercase().contains("mariadb") {
                     MysqlFlavor::Mariadb
                 } else {
@@ -811,6 +793,25 @@ impl Broker {
             limits.schema_limit,
         ))
     }
+}
+
+/// The answer of a new pool's connect-time probe (the server's settings, and the role's
+/// escapes from a read-only transaction): the settings, or the pool closed and the error
+/// or the refusal naming the escapes.
+async fn accept_probe<DB: sqlx::Database, T, E: AsRef<str>>(
+    pool: &sqlx::Pool<DB>,
+    probed: std::result::Result<(T, Vec<E>), sqlx::Error>,
+    kind: DbKind,
+    user: &str,
+    secrets: &[&str],
+) -> Result<T> {
+    let refused = match probed {
+        Ok((settings, escapes)) if escapes.is_empty() => return Ok(settings),
+        Ok((_, escapes)) => privileges::refusal(kind, user, &escapes),
+        Err(e) => from_sqlx(e, secrets),
+    };
+    pool.close().await;
+    Err(refused)
 }
 
 /// Takes a connection from `$pool` and runs `$setup` on it: the statements that open the

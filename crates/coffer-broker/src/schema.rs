@@ -127,29 +127,32 @@ const PG: Queries = Queries {
         ORDER BY 1, 2, 3",
 };
 
+/// MySQL 8 has no `ORDER BY` in `JSON_ARRAYAGG`: the arrays are built from an ordered
+/// `GROUP_CONCAT` of `JSON_QUOTE`d names instead.
 const MYSQL: Queries = Queries {
     columns: "SELECT CAST(table_schema AS CHAR), CAST(table_name AS CHAR), \
         CAST(column_name AS CHAR), CAST(column_type AS CHAR), (is_nullable = 'YES') \
         FROM information_schema.columns WHERE table_schema = DATABASE() \
         ORDER BY table_name, ordinal_position",
-    keys: "SELECT CAST(k.table_schema AS CHAR), CAST(k.table_name AS CHAR), \
-        CAST(IF(k.constraint_name = 'PRIMARY', 'p', 'f') AS CHAR), \
-        CAST(k.constraint_name AS CHAR), \
-        CAST(JSON_ARRAYAGG(k.column_name) AS CHAR), \
-        CAST(MAX(k.referenced_table_schema) AS CHAR), CAST(MAX(k.referenced_table_name) AS CHAR), \
-        CAST(JSON_ARRAYAGG(k.referenced_column_name) AS CHAR) \
-        FROM (SELECT * FROM information_schema.key_column_usage \
-              WHERE table_schema = DATABASE() \
-              AND (constraint_name = 'PRIMARY' OR referenced_table_name IS NOT NULL) \
-              ORDER BY table_name, constraint_name, ordinal_position LIMIT 18446744073709551615) k \
-        GROUP BY k.table_schema, k.table_name, k.constraint_name \
+    keys: "SELECT CAST(table_schema AS CHAR), CAST(table_name AS CHAR), \
+        CAST(IF(constraint_name = 'PRIMARY', 'p', 'f') AS CHAR), \
+        CAST(constraint_name AS CHAR), \
+        CAST(CONCAT('[', GROUP_CONCAT(JSON_QUOTE(column_name) \
+             ORDER BY ordinal_position SEPARATOR ','), ']') AS CHAR), \
+        CAST(MAX(referenced_table_schema) AS CHAR), CAST(MAX(referenced_table_name) AS CHAR), \
+        CAST(CONCAT('[', GROUP_CONCAT(JSON_QUOTE(COALESCE(referenced_column_name, '')) \
+             ORDER BY ordinal_position SEPARATOR ','), ']') AS CHAR) \
+        FROM information_schema.key_column_usage \
+        WHERE table_schema = DATABASE() \
+        AND (constraint_name = 'PRIMARY' OR referenced_table_name IS NOT NULL) \
+        GROUP BY table_schema, table_name, constraint_name \
         ORDER BY 2, 4",
-    indexes: "SELECT CAST(s.table_schema AS CHAR), CAST(s.table_name AS CHAR), \
-        CAST(s.index_name AS CHAR), MAX(s.non_unique) = 0, \
-        CAST(JSON_ARRAYAGG(s.column_name) AS CHAR) \
-        FROM (SELECT * FROM information_schema.statistics WHERE table_schema = DATABASE() \
-              ORDER BY table_name, index_name, seq_in_index LIMIT 18446744073709551615) s \
-        GROUP BY s.table_schema, s.table_name, s.index_name \
+    indexes: "SELECT CAST(table_schema AS CHAR), CAST(table_name AS CHAR), \
+        CAST(index_name AS CHAR), MAX(non_unique) = 0, \
+        CAST(CONCAT('[', GROUP_CONCAT(JSON_QUOTE(COALESCE(column_name, '')) \
+             ORDER BY seq_in_index SEPARATOR ','), ']') AS CHAR) \
+        FROM information_schema.statistics WHERE table_schema = DATABASE() \
+        GROUP BY table_schema, table_name, index_name \
         ORDER BY 2, 3",
 };
 
