@@ -81,6 +81,13 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The byte limit of a call on `params`: its own, or [`Limits::byte_limit`].
+    fn byte_limit_of(&self, params: &ConnectionParams) -> usize {
+        params.max_result_bytes.unwrap_or(self.byte_limit)
+    }
+}
+
 /// An opaque connection id: 128 random bits, printable (`conn_` and 32 hex digits).
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -474,7 +481,7 @@ impl Broker {
                     params.path.clone().unwrap_or_default(),
                     params.mode,
                     size,
-                    params.max_result_bytes.unwrap_or(limits.byte_limit),
+                    limits.byte_limit_of(params),
                     limits.connect_timeout,
                 )
                 .await?,
@@ -989,12 +996,16 @@ fn recycle_when_cache_full(c: &mut sqlx::pool::PoolConnection<sqlx::MySql>) {
 /// What a read-write Postgres call's statement may have left on the session, cleared after
 /// its commit in the same round trip: `DISCARD ALL` but for the parts that cannot run in a
 /// batch (prepared statements stay unnamed here, and cursors cannot be declared).
-const PG_READ_WRITE_RESET: &str = "RESET ALL; RESET ROLE; RESET SESSION AUTHORIZATION; \
-UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES; SELECT pg_advisory_unlock_all()";
+macro_rules! pg_read_write_reset {
+    () => {
+        "RESET ALL; RESET ROLE; RESET SESSION AUTHORIZATION; UNLISTEN *; DISCARD TEMP; \
+         DISCARD SEQUENCES; SELECT pg_advisory_unlock_all()"
+    };
+}
+const PG_READ_WRITE_RESET: &str = pg_read_write_reset!();
 
 /// How a read-write Postgres `execute` ends: the commit, then [`PG_READ_WRITE_RESET`].
-const PG_READ_WRITE_END: &str = "COMMIT; RESET ALL; RESET ROLE; RESET SESSION AUTHORIZATION; \
-UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES; SELECT pg_advisory_unlock_all()";
+const PG_READ_WRITE_END: &str = concat!("COMMIT; ", pg_read_write_reset!());
 
 /// One call on one connection.
 struct Call<'a> {
@@ -1025,7 +1036,7 @@ impl<'a> Call<'a> {
             limits,
             close_after,
             rows: limits.row_limit,
-            bytes: conn.params.max_result_bytes.unwrap_or(limits.byte_limit),
+            bytes: limits.byte_limit_of(&conn.params),
             cells: limits.cell_limit,
         }
     }

@@ -2,6 +2,8 @@
 //! their columns, primary keys, foreign keys and indexes, read from each database's
 //! catalog by three statements of the broker's own.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -266,56 +268,40 @@ pub(crate) fn assemble(
         // The last table may have been cut mid-way: leave it out whole.
         schema.tables.pop();
     }
-    let find = |row: &[Value]| -> Option<usize> {
-        let (s, t) = (schema_of(row), text(row, 1));
-        schema
-            .tables
-            .iter()
-            .position(|x| x.name == t && x.schema == s)
-    };
-    let mut primary = Vec::new();
-    let mut foreign = Vec::new();
+    // The three statements order their rows alike, but an index by name does not rely
+    // on it.
+    let at: HashMap<(Option<String>, String), usize> = schema
+        .tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ((t.schema.clone(), t.name.clone()), i))
+        .collect();
+    let table_of = |row: &[Value]| at.get(&(schema_of(row), text(row, 1))).copied();
     for row in &keys.rows {
-        let Some(at) = find(row) else { continue };
+        let Some(i) = table_of(row) else { continue };
+        let table = &mut schema.tables[i];
         if text(row, 2) == "p" {
-            primary.push((at, names(row, 4)));
+            table.primary_key = names(row, 4);
         } else {
-            let references_schema = row.get(5).and_then(Value::as_str).map(ToOwned::to_owned);
-            foreign.push((
-                at,
-                ForeignKey {
-                    name: text(row, 3),
-                    columns: names(row, 4),
-                    references_schema,
-                    references_table: text(row, 6),
-                    references_columns: names(row, 7)
-                        .into_iter()
-                        .filter(|c| !c.is_empty())
-                        .collect(),
-                },
-            ));
+            table.foreign_keys.push(ForeignKey {
+                name: text(row, 3),
+                columns: names(row, 4),
+                references_schema: row.get(5).and_then(Value::as_str).map(ToOwned::to_owned),
+                references_table: text(row, 6),
+                references_columns: names(row, 7)
+                    .into_iter()
+                    .filter(|c| !c.is_empty())
+                    .collect(),
+            });
         }
     }
-    let mut found = Vec::new();
     for row in &indexes.rows {
-        let Some(at) = find(row) else { continue };
-        found.push((
-            at,
-            Index {
-                name: text(row, 2),
-                columns: names(row, 4),
-                unique: flag(row, 3),
-            },
-        ));
-    }
-    for (at, pk) in primary {
-        schema.tables[at].primary_key = pk;
-    }
-    for (at, fk) in foreign {
-        schema.tables[at].foreign_keys.push(fk);
-    }
-    for (at, ix) in found {
-        schema.tables[at].indexes.push(ix);
+        let Some(i) = table_of(row) else { continue };
+        schema.tables[i].indexes.push(Index {
+            name: text(row, 2),
+            columns: names(row, 4),
+            unique: flag(row, 3),
+        });
     }
     schema
 }

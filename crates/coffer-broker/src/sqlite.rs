@@ -37,7 +37,8 @@ use rusqlite::{OpenFlags, config::DbConfig};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::value::{Budget, Column, QueryResult};
+use crate::statement::SQLITE_DENIED_FUNCTIONS;
+use crate::value::{Budget, Column, Param, QueryResult};
 use crate::{BrokerError, Mode, Result};
 
 /// What the authorizer lets through, switched per phase of a call.
@@ -57,16 +58,6 @@ const DESCRIBING_PRAGMAS: &[&str] = &[
     "foreign_key_list",
 ];
 
-/// Functions no call may use (most are not in the library; refused should a build
-/// carry them).
-const DENIED_FUNCTIONS: &[&str] = &[
-    "load_extension",
-    "readfile",
-    "writefile",
-    "edit",
-    "fts3_tokenizer",
-];
-
 /// The authorizer's answer for `ctx` under `policy`.
 fn authorize(policy: u8, ctx: &AuthContext<'_>) -> Authorization {
     use AuthAction as A;
@@ -76,7 +67,8 @@ fn authorize(policy: u8, ctx: &AuthContext<'_>) -> Authorization {
     let read_write = policy == POLICY_READ_WRITE;
     let allowed = match ctx.action {
         A::Select | A::Read { .. } | A::Recursive => true,
-        A::Function { function_name } => !DENIED_FUNCTIONS
+        // The statement check's list, refused here whatever the text looked like.
+        A::Function { function_name } => !SQLITE_DENIED_FUNCTIONS
             .iter()
             .any(|f| f.eq_ignore_ascii_case(function_name)),
         A::Pragma { pragma_name, .. } => DESCRIBING_PRAGMAS
@@ -183,18 +175,6 @@ pub(crate) struct CallLimits {
     pub(crate) cell_limit: usize,
 }
 
-/// A call's work on one connection: rows, or a count of changed rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Work {
-    Query,
-    Execute,
-}
-
-enum Outcome {
-    Rows(QueryResult),
-    Changed(u64),
-}
-
 /// A pool of broker SQLite connections to one file.
 pub(crate) struct SqlitePool {
     path: PathBuf,
@@ -278,10 +258,14 @@ impl SqlitePool {
         params: &[Value],
         limits: CallLimits,
     ) -> Result<QueryResult> {
-        match self.call(sql, params, limits, Work::Query).await? {
-            Outcome::Rows(r) => Ok(r),
-            Outcome::Changed(_) => Err(blocking_failed()),
-        }
+        let (sql, params, mode) = (sql.to_owned(), params.to_vec(), self.mode);
+        self.call(move |h| {
+            in_call(h, mode, limits, |conn| {
+                let mut stmt = prepared(conn, &sql, &params, limits)?;
+                rows(&mut stmt, mode == Mode::ReadWrite, limits)
+            })
+        })
+        .await
     }
 
     /// Runs one checked writing statement and returns the rows it changed.
@@ -291,36 +275,37 @@ impl SqlitePool {
         params: &[Value],
         limits: CallLimits,
     ) -> Result<u64> {
-        match self.call(sql, params, limits, Work::Execute).await? {
-            Outcome::Changed(n) => Ok(n),
-            Outcome::Rows(_) => Err(blocking_failed()),
-        }
-    }
-
-    async fn call(
-        &self,
-        sql: &str,
-        params: &[Value],
-        limits: CallLimits,
-        work: Work,
-    ) -> Result<Outcome> {
-        let (handle, permit) = self.take().await?;
-        let (path, mode, max_value) = (self.path.clone(), self.mode, self.max_value);
-        let sql = sql.to_owned();
-        let params = params.to_vec();
-        let joined = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let handle = match handle {
-                Some(h) => h,
-                None => Handle::open(&path, mode, max_value).map_err(|e| open_error(&e))?,
-            };
-            let outcome = run(&handle, mode, &sql, &params, limits, work);
-            // The connection goes back only when the call ended cleanly.
-            Ok::<_, BrokerError>((outcome.as_ref().is_ok().then_some(handle), outcome))
+        let (sql, params, mode) = (sql.to_owned(), params.to_vec(), self.mode);
+        self.call(move |h| {
+            in_call(h, mode, limits, |conn| {
+                let n = prepared(conn, &sql, &params, limits)?
+                    .raw_execute()
+                    .map_err(|e| call_error(&e, limits))?;
+                Ok(u64::try_from(n).unwrap_or(u64::MAX))
+            })
         })
         .await
-        .map_err(|_| blocking_failed())??;
-        let (handle, outcome) = joined;
+    }
+
+    /// Runs `work` on a connection of the pool on Tokio's blocking pool. The connection
+    /// goes back only when the work ended cleanly.
+    async fn call<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Handle) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (handle, permit) = self.take().await?;
+        let (path, mode, max_value) = (self.path.clone(), self.mode, self.max_value);
+        let (handle, outcome) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let handle = match handle.map_or_else(|| Handle::open(&path, mode, max_value), Ok) {
+                Ok(h) => h,
+                Err(e) => return (None, Err(open_error(&e))),
+            };
+            let outcome = work(&handle);
+            (outcome.is_ok().then_some(handle), outcome)
+        })
+        .await
+        .map_err(|_| blocking_failed())?;
         if let Some(h) = handle
             && !self.closed.load(Ordering::SeqCst)
         {
@@ -425,16 +410,14 @@ fn call_error(e: &rusqlite::Error, limits: CallLimits) -> BrokerError {
 fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> rusqlite::Result<()> {
     for (i, p) in params.iter().enumerate() {
         let at = i + 1;
-        match p {
-            Value::Null => stmt.raw_bind_parameter(at, rusqlite::types::Null)?,
-            Value::Bool(b) => stmt.raw_bind_parameter(at, *b)?,
-            Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-                (Some(v), _) => stmt.raw_bind_parameter(at, v)?,
-                (None, Some(v)) => stmt.raw_bind_parameter(at, v)?,
-                (None, None) => stmt.raw_bind_parameter(at, n.to_string())?,
-            },
-            Value::String(s) => stmt.raw_bind_parameter(at, s.as_str())?,
-            other => stmt.raw_bind_parameter(at, other.to_string())?,
+        match Param::of(p) {
+            Param::Null => stmt.raw_bind_parameter(at, rusqlite::types::Null)?,
+            Param::Bool(b) => stmt.raw_bind_parameter(at, b)?,
+            Param::Int(v) => stmt.raw_bind_parameter(at, v)?,
+            Param::Float(v) => stmt.raw_bind_parameter(at, v)?,
+            Param::Text(s) => stmt.raw_bind_parameter(at, s)?,
+            Param::Digits(d) => stmt.raw_bind_parameter(at, d)?,
+            Param::Json(j) => stmt.raw_bind_parameter(at, j.to_string())?,
         }
     }
     Ok(())
@@ -460,93 +443,28 @@ fn cell(v: ValueRef<'_>, budget: &mut Budget) -> Value {
     }
 }
 
-/// One call on `h`, on this (blocking) thread.
-fn run(
+/// Runs `work` on `h` as one call, on this (blocking) thread: under the call's deadline,
+/// inside a transaction on read-write connections, and with the agent's authorizer
+/// policy while `work` prepares and steps its statement.
+fn in_call<T>(
     h: &Handle,
     mode: Mode,
-    sql: &str,
-    params: &[Value],
     limits: CallLimits,
-    work: Work,
-) -> Result<Outcome> {
+    work: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+) -> Result<T> {
     let err = |e: rusqlite::Error| call_error(&e, limits);
     h.set_deadline(Some(Instant::now() + limits.timeout));
     let write = mode == Mode::ReadWrite;
     if write {
         h.broker_exec("BEGIN IMMEDIATE").map_err(err)?;
     }
-    h.policy.store(
-        if write {
-            POLICY_READ_WRITE
-        } else {
-            POLICY_READ_ONLY
-        },
-        Ordering::Relaxed,
-    );
-    let result = (|| {
-        let mut stmt = h.conn.prepare(sql).map_err(err)?;
-        if stmt.parameter_count() != params.len() {
-            return Err(BrokerError::Rejected {
-                reason: format!(
-                    "the statement takes {} parameters; {} were given",
-                    stmt.parameter_count(),
-                    params.len()
-                ),
-            });
-        }
-        bind(&mut stmt, params).map_err(err)?;
-        if work == Work::Execute {
-            let n = stmt.raw_execute().map_err(err)?;
-            return Ok(Outcome::Changed(u64::try_from(n).unwrap_or(u64::MAX)));
-        }
-        let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
-        let mut types: Vec<Option<&'static str>> = vec![None; names.len()];
-        let mut budget = Budget::new(limits.byte_limit, limits.cell_limit);
-        let mut out = Vec::new();
-        let mut truncated = false;
-        let mut rows = stmt.raw_query();
-        while let Some(row) = rows.next().map_err(err)? {
-            if out.len() == limits.row_limit || budget.exhausted() {
-                truncated = true;
-                if write {
-                    // A writing statement runs to its end so that what it did commits
-                    // whole; the rows past the limit are dropped.
-                    continue;
-                }
-                break;
-            }
-            let mut values = Vec::with_capacity(names.len());
-            for (i, ty) in types.iter_mut().enumerate() {
-                let v = row.get_ref(i).map_err(err)?;
-                if ty.is_none() && !matches!(v, ValueRef::Null) {
-                    *ty = Some(storage_class(v));
-                }
-                values.push(cell(v, &mut budget));
-            }
-            if !budget.take_row(&values) {
-                truncated = true;
-                if write {
-                    continue;
-                }
-                break;
-            }
-            out.push(values);
-        }
-        let columns = names
-            .into_iter()
-            .zip(types)
-            .map(|(name, ty)| Column {
-                name,
-                type_name: ty.unwrap_or("NULL").to_owned(),
-            })
-            .collect();
-        Ok(Outcome::Rows(QueryResult {
-            columns,
-            rows: out,
-            truncated,
-            truncated_cells: budget.truncated_cells(),
-        }))
-    })();
+    let policy = if write {
+        POLICY_READ_WRITE
+    } else {
+        POLICY_READ_ONLY
+    };
+    h.policy.store(policy, Ordering::Relaxed);
+    let result = work(&h.conn);
     h.policy.store(POLICY_BROKER, Ordering::Relaxed);
     let ended = match (&result, write) {
         (_, false) => Ok(()),
@@ -564,6 +482,81 @@ fn run(
         });
     }
     Ok(outcome)
+}
+
+/// `sql` compiled (through the authorizer) with `params` bound.
+fn prepared<'c>(
+    conn: &'c rusqlite::Connection,
+    sql: &str,
+    params: &[Value],
+    limits: CallLimits,
+) -> Result<rusqlite::Statement<'c>> {
+    let err = |e: rusqlite::Error| call_error(&e, limits);
+    let mut stmt = conn.prepare(sql).map_err(err)?;
+    if stmt.parameter_count() != params.len() {
+        return Err(BrokerError::Rejected {
+            reason: format!(
+                "the statement takes {} parameters; {} were given",
+                stmt.parameter_count(),
+                params.len()
+            ),
+        });
+    }
+    bind(&mut stmt, params).map_err(err)?;
+    Ok(stmt)
+}
+
+/// The rows of `stmt`, within the call's row and byte limits. A writing statement
+/// (`write`) runs to its end so that what it did commits whole; the rows past the
+/// limits are dropped.
+fn rows(
+    stmt: &mut rusqlite::Statement<'_>,
+    write: bool,
+    limits: CallLimits,
+) -> Result<QueryResult> {
+    let err = |e: rusqlite::Error| call_error(&e, limits);
+    let names: Vec<String> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let mut types: Vec<Option<&'static str>> = vec![None; names.len()];
+    let mut budget = Budget::new(limits.byte_limit, limits.cell_limit);
+    let mut out = Vec::new();
+    let mut truncated = false;
+    let mut rows = stmt.raw_query();
+    while let Some(row) = rows.next().map_err(err)? {
+        let kept = out.len() < limits.row_limit && !budget.exhausted() && {
+            let mut values = Vec::with_capacity(names.len());
+            for (i, ty) in types.iter_mut().enumerate() {
+                let v = row.get_ref(i).map_err(err)?;
+                if ty.is_none() && !matches!(v, ValueRef::Null) {
+                    *ty = Some(storage_class(v));
+                }
+                values.push(cell(v, &mut budget));
+            }
+            budget.take_row(&values) && {
+                out.push(values);
+                true
+            }
+        };
+        if !kept {
+            truncated = true;
+            if !write {
+                break;
+            }
+        }
+    }
+    let columns = names
+        .into_iter()
+        .zip(types)
+        .map(|(name, ty)| Column {
+            name,
+            type_name: ty.unwrap_or("NULL").to_owned(),
+        })
+        .collect();
+    Ok(QueryResult {
+        columns,
+        rows: out,
+        truncated,
+        truncated_cells: budget.truncated_cells(),
+    })
 }
 
 #[cfg(test)]

@@ -162,8 +162,9 @@ const MYSQL_DENIED_FUNCTIONS: &[&str] = &[
     "SYS_EVAL",
 ];
 
-/// SQLite functions no call may run (the authorizer refuses them too).
-const SQLITE_DENIED_FUNCTIONS: &[&str] = &[
+/// SQLite functions no call may run; the authorizer (`crate::sqlite`) refuses the same
+/// list in the engine. Most are not in the library; refused should a build carry them.
+pub(crate) const SQLITE_DENIED_FUNCTIONS: &[&str] = &[
     "LOAD_EXTENSION",
     "READFILE",
     "WRITEFILE",

@@ -286,22 +286,50 @@ pub(crate) fn mysql_columns(row: &sqlx::mysql::MySqlRow) -> Vec<Column> {
     columns(row)
 }
 
-/// Binds JSON parameters: null, booleans, integers, floats and text as themselves;
-/// arrays and objects as JSON.
+/// A JSON parameter as the broker binds it, on every driver: null, booleans, integers,
+/// floats and text as themselves; arrays and objects as JSON.
+#[derive(Debug)]
+pub(crate) enum Param<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(&'a str),
+    /// A number neither `i64` nor `f64` holds, as its text.
+    Digits(String),
+    Json(&'a serde_json::Value),
+}
+
+impl<'a> Param<'a> {
+    pub(crate) fn of(v: &'a serde_json::Value) -> Self {
+        use serde_json::Value as V;
+        match v {
+            V::Null => Self::Null,
+            V::Bool(b) => Self::Bool(*b),
+            V::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => Self::Int(i),
+                (None, Some(f)) => Self::Float(f),
+                (None, None) => Self::Digits(n.to_string()),
+            },
+            V::String(s) => Self::Text(s),
+            other => Self::Json(other),
+        }
+    }
+}
+
+/// Binds JSON parameters to a sqlx query (see [`Param`]).
 macro_rules! bind_json {
     ($query:expr, $params:expr) => {{
         let mut q = $query;
         for p in $params {
-            q = match p {
-                serde_json::Value::Null => q.bind(None::<String>),
-                serde_json::Value::Bool(b) => q.bind(*b),
-                serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-                    (Some(i), _) => q.bind(i),
-                    (None, Some(f)) => q.bind(f),
-                    (None, None) => q.bind(n.to_string()),
-                },
-                serde_json::Value::String(s) => q.bind(s.as_str()),
-                other => q.bind(sqlx::types::Json(other.clone())),
+            q = match $crate::value::Param::of(p) {
+                $crate::value::Param::Null => q.bind(None::<String>),
+                $crate::value::Param::Bool(b) => q.bind(b),
+                $crate::value::Param::Int(i) => q.bind(i),
+                $crate::value::Param::Float(f) => q.bind(f),
+                $crate::value::Param::Text(s) => q.bind(s),
+                $crate::value::Param::Digits(d) => q.bind(d),
+                $crate::value::Param::Json(j) => q.bind(sqlx::types::Json(j.clone())),
             };
         }
         q
