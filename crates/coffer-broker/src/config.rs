@@ -7,6 +7,9 @@ use coffer_store::{Scope, SecretName, SecretStore};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
+use coffer_store::transport::{TlsMode, TlsOptions};
+
+use crate::params::protocol_of;
 use crate::{BrokerError, ConnectionParams, DbKind, Mode, Result};
 
 /// One configured connection, as written in the file. Exactly one credential source:
@@ -57,6 +60,58 @@ pub struct NamedConnection {
     /// [`Limits::byte_limit`](crate::Limits::byte_limit).
     #[serde(default, alias = "max_result_bytes")]
     pub max_result_bytes: Option<usize>,
+    /// The TLS mode, in the kind's own spelling (`verify-full` for Postgres,
+    /// `VERIFY_IDENTITY` for MySQL; see [`coffer_store::transport`]). Unset: verified TLS
+    /// to a host off loopback.
+    #[serde(default, alias = "ssl-mode", alias = "sslMode")]
+    pub sslmode: Option<String>,
+    /// The seed format's switch: `true` is `verify-full` / `VERIFY_IDENTITY`, `false` is
+    /// `disable` / `DISABLED`. Conflicts with `sslmode`.
+    #[serde(default)]
+    pub ssl: Option<bool>,
+    /// A PEM file of CAs to trust besides the Mozilla roots.
+    #[serde(default, alias = "ssl-ca", alias = "sslRootCert")]
+    pub sslrootcert: Option<String>,
+    /// A PEM client certificate.
+    #[serde(default, alias = "ssl-cert", alias = "sslCert")]
+    pub sslcert: Option<String>,
+    /// The client certificate's PEM key.
+    #[serde(default, alias = "ssl-key", alias = "sslKey")]
+    pub sslkey: Option<String>,
+    /// Lets a server without TLS receive the password in cleartext (default false).
+    #[serde(default, alias = "allowCleartextPassword")]
+    pub allow_cleartext_password: bool,
+}
+
+impl NamedConnection {
+    /// The TLS settings the entry writes, on top of those of its URL (if it has one).
+    fn tls(&self, name: &str, base: &TlsOptions) -> Result<TlsOptions> {
+        let protocol = protocol_of(self.kind);
+        let [mode_param, ca, cert, key, cleartext] = protocol.param_names();
+        let mode = match (self.ssl, &self.sslmode) {
+            (Some(_), Some(_)) => {
+                return Err(config_error(name, "ssl", "conflicts with sslmode: give one"));
+            }
+            (Some(true), None) => Some(TlsMode::VerifyFull.name(protocol).to_owned()),
+            (Some(false), None) => Some(TlsMode::Disable.name(protocol).to_owned()),
+            (None, m) => m.clone(),
+        };
+        let mut tls = base.clone();
+        let flag = self.allow_cleartext_password.then(|| "true".to_owned());
+        for (entry_key, param, value) in [
+            ("sslmode", mode_param, &mode),
+            ("sslrootcert", ca, &self.sslrootcert),
+            ("sslcert", cert, &self.sslcert),
+            ("sslkey", key, &self.sslkey),
+            ("allowCleartextPassword", cleartext, &flag),
+        ] {
+            if let Some(v) = value {
+                tls.take_param(protocol, param, v)
+                    .map_err(|e| config_error(name, entry_key, e.reason))?;
+            }
+        }
+        Ok(tls)
+    }
 }
 
 /// The named connections of a configuration file:
@@ -238,6 +293,10 @@ impl NamedConnections {
         }
         if let Some(bytes) = conn.max_result_bytes {
             params = params.max_result_bytes(bytes);
+        }
+        if conn.kind != DbKind::Sqlite {
+            let tls = conn.tls(name, params.tls_options())?;
+            params = params.tls(tls);
         }
         Ok(params
             .with_mode(conn.mode)

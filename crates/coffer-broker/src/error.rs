@@ -89,6 +89,31 @@ impl BrokerError {
 /// `Result` with [`BrokerError`].
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
 
+/// A failed connect, in words a person can act on where TLS or the cleartext guard was
+/// the cause (host, step, the parameter that fixes it); other database errors (a wrong
+/// password, an unknown database) as the server said them. No secret survives.
+pub(crate) fn connect_error<O>(
+    target: &coffer_sql::tls::Target<O>,
+    e: sqlx::Error,
+    secrets: &[&str],
+) -> BrokerError {
+    let transport = match &e {
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("28000" | "08004" | "3159"))
+                || db.message().contains("no encryption")
+        }
+        sqlx::Error::Tls(_) | sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => true,
+        _ => false,
+    };
+    if transport {
+        BrokerError::Unavailable {
+            message: scrub(target.describe(&e), secrets),
+        }
+    } else {
+        from_sqlx(e, secrets)
+    }
+}
+
 /// Rewrites a driver error so that none of `secrets` (and no URL) survives in it.
 pub(crate) fn from_sqlx(e: sqlx::Error, secrets: &[&str]) -> BrokerError {
     let scrub = |text: String| scrub(text, secrets);

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use coffer_sql::tls::{MySqlTarget, PgTarget};
+use coffer_store::transport::{Protocol, TlsOptions, TlsParamError};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +92,7 @@ pub struct ConnectionParams {
     pub(crate) mode: Mode,
     pub(crate) allow_privileged: bool,
     pub(crate) max_result_bytes: Option<usize>,
+    pub(crate) tls: TlsOptions,
 }
 
 impl fmt::Debug for ConnectionParams {
@@ -105,6 +108,7 @@ impl fmt::Debug for ConnectionParams {
             .field("mode", &self.mode)
             .field("allow_privileged", &self.allow_privileged)
             .field("max_result_bytes", &self.max_result_bytes)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -128,6 +132,7 @@ impl ConnectionParams {
             mode: Mode::ReadOnly,
             allow_privileged: false,
             max_result_bytes: None,
+            tls: TlsOptions::default(),
         }
     }
 
@@ -154,6 +159,7 @@ impl ConnectionParams {
             mode: Mode::ReadOnly,
             allow_privileged: false,
             max_result_bytes: None,
+            tls: TlsOptions::default(),
         }
     }
 
@@ -216,6 +222,21 @@ impl ConnectionParams {
             .filter(|d| !d.is_empty())
             .map(decode)
             .transpose()?;
+        let protocol = protocol_of(kind);
+        let mut tls = TlsOptions::default();
+        for (key, value) in parsed.query_pairs() {
+            if !tls.take_param(protocol, &key, &value).map_err(tls_error)? {
+                let [mode, ca, cert, key_param, cleartext] = protocol.param_names();
+                return Err(BrokerError::params(
+                    "url",
+                    format!(
+                        "has the unknown parameter {:?}; a {kind} URL takes {mode}, {ca}, \
+                         {cert}, {key_param} and {cleartext}",
+                        key.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             kind,
             host: Some(host.trim_matches(['[', ']']).to_owned()),
@@ -227,6 +248,7 @@ impl ConnectionParams {
             mode: Mode::ReadOnly,
             allow_privileged: false,
             max_result_bytes: None,
+            tls,
         })
     }
 
@@ -261,6 +283,19 @@ impl ConnectionParams {
     pub fn max_result_bytes(mut self, bytes: usize) -> Self {
         self.max_result_bytes = Some(bytes);
         self
+    }
+
+    /// TLS settings for a Postgres or MySQL server (see [`coffer_store::transport`]):
+    /// unset, the mode is `verify-full` / `VERIFY_IDENTITY` to a host off loopback.
+    #[must_use]
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The TLS settings as written.
+    pub fn tls_options(&self) -> &TlsOptions {
+        &self.tls
     }
 
     /// The database kind.
@@ -314,7 +349,7 @@ impl ConnectionParams {
     /// behind a transaction pooler (PgBouncer, Supavisor) that keeps no prepared statements
     /// between transactions, and a cached `SELECT *` fails with "cached plan must not change
     /// result type" once its table changes. It costs one round trip per call.
-    pub(crate) fn pg_options(&self) -> sqlx::postgres::PgConnectOptions {
+    pub(crate) fn pg_target(&self) -> Result<PgTarget> {
         let mut o = sqlx::postgres::PgConnectOptions::new_without_pgpass()
             .host(self.host.as_deref().unwrap_or("localhost"))
             .port(self.port.unwrap_or(5432))
@@ -327,11 +362,13 @@ impl ConnectionParams {
         if let Some(p) = &self.password {
             o = o.password(p.expose_secret());
         }
-        o
+        // sqlx also takes a password from PGPASSWORD.
+        let has_password = self.password.is_some() || std::env::var_os("PGPASSWORD").is_some();
+        PgTarget::new(o, &self.tls, has_password).map_err(target_error)
     }
 
     /// MySQL keeps prepared statements per connection (see `broker::recycle_when_cache_full`).
-    pub(crate) fn mysql_options(&self) -> sqlx::mysql::MySqlConnectOptions {
+    pub(crate) fn mysql_target(&self) -> Result<MySqlTarget> {
         let mut o = sqlx::mysql::MySqlConnectOptions::new()
             .host(self.host.as_deref().unwrap_or("localhost"))
             .port(self.port.unwrap_or(3306))
@@ -343,6 +380,29 @@ impl ConnectionParams {
         if let Some(p) = &self.password {
             o = o.password(p.expose_secret());
         }
-        o
+        MySqlTarget::new(o, &self.tls, self.password.is_some()).map_err(target_error)
+    }
+}
+
+/// The TLS parameter spelling of `kind` (Postgres's or MySQL's).
+pub(crate) fn protocol_of(kind: DbKind) -> Protocol {
+    match kind {
+        DbKind::Mysql => Protocol::Mysql,
+        _ => Protocol::Postgres,
+    }
+}
+
+/// A TLS parameter error as the broker reports it.
+pub(crate) fn tls_error(e: TlsParamError) -> BrokerError {
+    BrokerError::InvalidParams {
+        field: "tls",
+        reason: e.to_string(),
+    }
+}
+
+fn target_error(e: coffer_store::Error) -> BrokerError {
+    match e {
+        coffer_store::Error::Config { message, .. } => BrokerError::params("tls", message),
+        other => BrokerError::params("tls", other.to_string()),
     }
 }

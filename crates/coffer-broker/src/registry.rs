@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::params::{protocol_of, tls_error};
 use crate::{BrokerError, ConnectionId, ConnectionParams, DbKind, Mode, Result};
 
 /// Where registry entries live in each owner's scope.
@@ -47,6 +48,9 @@ struct Entry {
     allow_privileged: bool,
     #[serde(default)]
     max_result_bytes: Option<usize>,
+    /// TLS parameters as the kind's URL spells them (`sslmode`, `ssl-ca`, …).
+    #[serde(default)]
+    tls: Vec<(String, String)>,
     name: Option<String>,
     created_at: DateTime<Utc>,
 }
@@ -100,6 +104,7 @@ impl Registry {
             mode: params.mode,
             allow_privileged: params.allow_privileged,
             max_result_bytes: params.max_result_bytes,
+            tls: params.tls.to_params(protocol_of(params.kind), None),
             name: name.map(ToOwned::to_owned),
             created_at,
         };
@@ -147,6 +152,11 @@ impl Registry {
             .open(&sealed, &Context::new(scope.as_str(), secret_name.as_str()))
             .map_err(|_| BrokerError::NotFound)?;
         let entry: Entry = serde_json::from_slice(&json).map_err(|_| BrokerError::NotFound)?;
+        let mut tls = coffer_store::transport::TlsOptions::default();
+        for (key, value) in &entry.tls {
+            tls.take_param(protocol_of(entry.kind), key, value)
+                .map_err(tls_error)?;
+        }
         let params = ConnectionParams {
             kind: entry.kind,
             host: entry.host.clone(),
@@ -158,6 +168,7 @@ impl Registry {
             mode: entry.mode,
             allow_privileged: entry.allow_privileged,
             max_result_bytes: entry.max_result_bytes,
+            tls,
         };
         Ok((params, entry.name.clone(), entry.created_at))
     }

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use coffer_store::transport::{Protocol, TlsMode, TlsOptions, is_local};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::{Error, Result};
@@ -84,6 +85,11 @@ impl fmt::Display for DatabaseKind {
 ///     url.expose_secret(),
 ///     "postgresql://app_rw:p%40ss%3Aw%2Frd%3F%23%25@db.internal:5432/app?sslmode=require"
 /// );
+///
+/// // To a host off loopback, with no mode given, the child is told to verify.
+/// let url = DatabaseUrl::mysql("db.internal").user("app").to_url()?;
+/// assert_eq!(url.expose_secret(), "mysql://app@db.internal:3306/?ssl-mode=VERIFY_IDENTITY");
+/// assert!(DatabaseUrl::postgres("db").param("ssl_mode", "require").to_url().is_err());
 /// # Ok::<(), coffer_env::Error>(())
 /// ```
 #[derive(Clone)]
@@ -222,15 +228,53 @@ impl DatabaseUrl {
                 url.extend(utf8_percent_encode(db, COMPONENT));
             }
         }
-        if !self.params.is_empty() {
+        let params = self.params_with_tls()?;
+        if !params.is_empty() {
             url.push('?');
             url.push_str(
                 &url::form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(&self.params)
+                    .extend_pairs(&params)
                     .finish(),
             );
         }
         Ok(SecretString::from(url))
+    }
+
+    /// The query parameters, with coffer's TLS rule applied for Postgres and MySQL
+    /// ([`coffer_store::transport`]): a misspelt TLS parameter or a bad mode is an error,
+    /// and to a host off loopback with no mode given the URL says `sslmode=verify-full`
+    /// (`ssl-mode=VERIFY_IDENTITY`), so the child does not fall back to libpq's `prefer`.
+    fn params_with_tls(&self) -> Result<Vec<(String, String)>> {
+        let protocol = match self.kind {
+            DatabaseKind::Postgres => Protocol::Postgres,
+            DatabaseKind::Mysql => Protocol::Mysql,
+            DatabaseKind::Mongodb | DatabaseKind::Sqlite => return Ok(self.params.clone()),
+        };
+        let mut tls = TlsOptions::default();
+        let mut params = Vec::with_capacity(self.params.len() + 1);
+        for (key, value) in &self.params {
+            let taken = tls.take_param(protocol, key, value).map_err(|e| {
+                Error::InvalidDatabase {
+                    field: "params",
+                    reason: e.to_string(),
+                }
+            })?;
+            if !taken || key != protocol.param_names()[0] {
+                params.push((key.clone(), value.clone()));
+            }
+        }
+        if let Some(mode) = tls.mode {
+            params.insert(0, (protocol.param_names()[0].to_owned(), mode.name(protocol).to_owned()));
+        } else if !is_local(&self.host) {
+            params.insert(
+                0,
+                (
+                    protocol.param_names()[0].to_owned(),
+                    TlsMode::VerifyFull.name(protocol).to_owned(),
+                ),
+            );
+        }
+        Ok(params)
     }
 
     fn push_host(&self, url: &mut String) -> Result<()> {

@@ -8,6 +8,8 @@ pub mod common;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sql_store;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub mod tls;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "testing")]

@@ -1,13 +1,12 @@
 //! The Postgres store: the same semantics as SQLite, plus optional row-level security
 //! and change notifications.
 
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use coffer_envelope::Keyring;
-use coffer_store::open::{OpenOptions, StoreOpener, redact_url};
+use coffer_store::open::{OpenOptions, StoreOpener};
 use coffer_store::{DynSecretStore, Error, Result, Scope};
 use futures::Stream;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -15,6 +14,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::common::{PutWrite, bind_head, insert_head, map_sqlx, update_head};
 use crate::sql_store::{Change, Scoped, impl_sql_store};
+use crate::tls::{CleartextGuard, PgTarget};
 
 const BACKEND: &str = "postgres";
 
@@ -108,6 +108,8 @@ pub struct PgStore {
     pool: PgPool,
     keyring: Arc<Keyring>,
     rls: bool,
+    /// The cleartext-password guard the pool connects through, if it needs one.
+    guard: Option<Arc<CleartextGuard>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -122,11 +124,30 @@ impl std::fmt::Debug for PgStore {
 impl PgStore {
     /// Connects to a `postgres://` (or `postgresql://`) URL. `?row_level_security=true`
     /// turns on row-level security; the other parameters are sqlx's.
+    ///
+    /// TLS follows [`coffer_store::transport`]: `sslmode`, `sslrootcert`, `sslcert`,
+    /// `sslkey`, `verify-full` by default to a host off loopback, and a guard against a
+    /// server asking for the password in cleartext without TLS. An unknown parameter is
+    /// an error.
     pub async fn connect(url: &str, keyring: Arc<Keyring>) -> Result<Self> {
-        let (url, rls) = split_rls_param(url)?;
-        let connect = PgConnectOptions::from_str(&url)
-            .map_err(|_| Error::config(format!("invalid Postgres URL {}", redact_url(&url))))?;
-        Self::connect_with(connect, keyring, PgOptions::new().row_level_security(rls)).await
+        let mut rls = false;
+        let target = PgTarget::from_url(url, |key, value| {
+            if key != RLS_URL_PARAM {
+                return Ok(false);
+            }
+            rls = coffer_store::open::parse_flag(RLS_URL_PARAM, value)?;
+            Ok(true)
+        })?;
+        let options = PgOptions::new().row_level_security(rls);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(target.options().clone())
+            .await
+            .map_err(|e| target.connect_error(BACKEND, e))?;
+        let mut store = Self::from_pool(pool, keyring, options).await?;
+        store.guard = target.guard().cloned();
+        Ok(store)
     }
 
     /// Connects with explicit sqlx connect options and store options.
@@ -164,6 +185,7 @@ impl PgStore {
             pool,
             keyring,
             rls: options.row_level_security,
+            guard: None,
         };
         store.check_keys().await?;
         Ok(store)
@@ -348,10 +370,6 @@ async fn listen(pool: &PgPool) -> Result<PgListener> {
 
 pub use coffer_store::WatchEvent;
 
-fn split_rls_param(url: &str) -> Result<(String, bool)> {
-    coffer_store::open::take_flag(url, RLS_URL_PARAM)
-}
-
 /// Opens `postgres://` and `postgresql://` URLs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PgOpener;
@@ -373,15 +391,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_rls_parameter_is_ours() {
-        let (url, rls) =
-            split_rls_param("postgres://u:p@h/db?row_level_security=true&sslmode=disable").unwrap();
-        assert!(rls);
-        assert_eq!(url, "postgres://u:p@h/db?sslmode=disable");
-        let (url, rls) = split_rls_param("postgres://h/db").unwrap();
-        assert!(!rls);
-        assert_eq!(url, "postgres://h/db");
-        let err = split_rls_param("postgres://u:secretpw@[bad")
+    fn url_parameters_are_ours_sqlx_s_or_refused() {
+        let mut rls = None;
+        let target = PgTarget::from_url(
+            "postgres://u:p@db.example.com/db?row_level_security=true&application_name=x",
+            |k, v| {
+                rls = (k == RLS_URL_PARAM).then(|| v.to_owned());
+                Ok(rls.is_some())
+            },
+        )
+        .unwrap();
+        assert_eq!(rls.as_deref(), Some("true"));
+        assert_eq!(target.options().get_application_name(), Some("x"));
+        assert_eq!(target.tls().mode, coffer_store::transport::TlsMode::VerifyFull);
+        for bad in ["postgres://u:secretpw@h/db?sslmod=require", "postgres://u:secretpw@h/db?ssl_mode=require", "postgres://u:secretpw@h/db?connect_timeout=3"] {
+            let err = PgTarget::from_url(bad, |_, _| Ok(false)).unwrap_err().to_string();
+            assert!(!err.contains("secretpw") && (err.contains("ssl") || err.contains("connect_timeout")), "{err}");
+        }
+        let err = PgTarget::from_url("postgres://u:secretpw@[bad", |_, _| Ok(false))
             .unwrap_err()
             .to_string();
         assert!(!err.contains("secretpw"), "{err}");

@@ -10,6 +10,7 @@ mod memory;
 mod name;
 pub mod open;
 mod store;
+pub mod transport;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;

@@ -173,23 +173,47 @@ pub fn take_flag(url: &str, flag: &str) -> Result<(String, bool)> {
     let mut parsed = url::Url::parse(url)
         .map_err(|_| Error::config(format!("invalid store URL {}", redact_url(url))))?;
     let mut on = false;
+    let mut bad = None;
     let kept: Vec<(String, String)> = parsed
         .query_pairs()
         .filter_map(|(k, v)| {
             if k == flag {
-                on = matches!(v.as_ref(), "true" | "1" | "on");
+                match parse_flag(flag, &v) {
+                    Ok(value) => on = value,
+                    Err(e) => bad = Some(e),
+                }
                 None
             } else {
                 Some((k.into_owned(), v.into_owned()))
             }
         })
         .collect();
+    if let Some(e) = bad {
+        return Err(e);
+    }
     if kept.is_empty() {
         parsed.set_query(None);
     } else {
         parsed.query_pairs_mut().clear().extend_pairs(kept);
     }
     Ok((parsed.to_string(), on))
+}
+
+/// A URL flag's value: `true`/`1`/`on` or `false`/`0`/`off`; anything else is an error
+/// naming the flag.
+///
+/// ```
+/// use coffer_store::open::parse_flag;
+/// assert!(parse_flag("seal", "true")?);
+/// assert!(parse_flag("seal", "yes please").is_err());
+/// # Ok::<(), coffer_store::Error>(())
+/// ```
+pub fn parse_flag(flag: &str, value: &str) -> Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "on" => Ok(true),
+        "false" | "0" | "off" => Ok(false),
+        _ => Err(Error::config(format!("{flag} must be true or false"))),
+    }
 }
 
 /// Opens `memory://` (a fresh, empty [`MemoryStore`] each time).

@@ -2,21 +2,21 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use coffer_envelope::{Keyring, from_text, to_text};
 use coffer_sql::common::{map_sqlx, prefix_range, run_migrations_in, verify_checks};
-use coffer_store::open::{OpenOptions, StoreOpener, redact_url};
+use coffer_store::open::{OpenOptions, StoreOpener};
 use coffer_store::{
     Capabilities, DeleteMode, DynSecretStore, Error, ListOptions, ListPage, PutOptions, Result,
     RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, SecretStore, check_condition,
     now, page_of, put_optimistic,
 };
 use secrecy::{ExposeSecret as _, SecretString};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use coffer_sql::tls::{CleartextGuard, PgTarget};
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
 const BACKEND: &str = "supabase";
@@ -105,6 +105,8 @@ impl SupabaseOptions {
 pub struct SupabaseVaultStore {
     pool: PgPool,
     sealing: Option<Arc<Keyring>>,
+    /// The cleartext-password guard the pool connects through, if it needs one.
+    guard: Option<Arc<CleartextGuard>>,
 }
 
 impl std::fmt::Debug for SupabaseVaultStore {
@@ -214,18 +216,26 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 impl SupabaseVaultStore {
     /// Connects to a `supabase+postgres://`, `postgres://` or `postgresql://` URL.
     /// `?seal=true` turns on client-side sealing with `keyring`, which it then requires.
+    ///
+    /// TLS follows [`coffer_store::transport`] (`sslmode`, `sslrootcert`, …; `verify-full`
+    /// by default to a host off loopback, which hosted Supabase is: name Supabase's CA
+    /// with `sslrootcert`). An unknown parameter is an error.
     pub async fn connect(url: &str, keyring: Option<Arc<Keyring>>) -> Result<Self> {
         let plain = url.strip_prefix("supabase+").unwrap_or(url);
-        let (plain, seal) = coffer_store::open::take_flag(plain, SEAL_URL_PARAM)?;
-        let connect = PgConnectOptions::from_str(&plain).map_err(|_| {
-            Error::config(format!("invalid Supabase Postgres URL {}", redact_url(url)))
+        let mut seal = false;
+        let target = PgTarget::from_url(plain, |key, value| {
+            if key != SEAL_URL_PARAM {
+                return Ok(false);
+            }
+            seal = coffer_store::open::parse_flag(SEAL_URL_PARAM, value)?;
+            Ok(true)
         })?;
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(connect)
+            .connect_with(target.options().clone())
             .await
-            .map_err(sql)?;
+            .map_err(|e| target.connect_error(BACKEND, e))?;
         let mut options = SupabaseOptions::new();
         if seal {
             let keyring = keyring.ok_or_else(|| {
@@ -235,7 +245,9 @@ impl SupabaseVaultStore {
             })?;
             options = options.sealing(keyring);
         }
-        Self::from_pool(pool, options).await
+        let mut store = Self::from_pool(pool, options).await?;
+        store.guard = target.guard().cloned();
+        Ok(store)
     }
 
     /// Builds the store on an existing pool. The database must have Supabase Vault (or a
@@ -262,6 +274,7 @@ impl SupabaseVaultStore {
         let store = Self {
             pool,
             sealing: options.sealing,
+            guard: None,
         };
         store.check_keys().await?;
         Ok(store)

@@ -92,13 +92,43 @@ fn classify(e: &ClientError) -> Failure {
             }
             // Connection refused, reset, timed out: the request never got an answer.
             Rest::RequestError { .. } | Rest::ResponseError { .. } => {
-                Failure::Unavailable("cannot reach the server".to_owned())
+                Failure::Unavailable(tls_failure(e).unwrap_or_else(|| "cannot reach the server".to_owned()))
             }
             other => Failure::Other(other.to_string()),
         },
         ClientError::ResponseEmptyError | ClientError::ResponseDataEmptyError => Failure::NotFound,
         other => Failure::Other(other.to_string()),
     }
+}
+
+/// A TLS failure in words a person can act on, naming the variable that fixes it.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut text = String::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        text.push_str(&err.to_string().to_ascii_lowercase());
+        text.push(' ');
+        next = err.source();
+    }
+    let why = if text.contains("unknownissuer") || text.contains("unknown issuer") {
+        "the server's certificate is signed by a CA coffer does not trust; set VAULT_CACERT \
+         (or VAULT_CAPATH) to the CA's PEM file"
+    } else if text.contains("notvalidforname") || text.contains("not valid for name") {
+        "the server's certificate is not for this host name; connect by a name it lists, or \
+         set VAULT_TLS_SERVER_NAME"
+    } else if text.contains("expired") {
+        "the server's certificate is expired"
+    } else if text.contains("certificaterequired") || text.contains("certificate required") || text.contains("badcertificate") {
+        "the server refused the client certificate (or needs one); set VAULT_CLIENT_CERT and \
+         VAULT_CLIENT_KEY"
+    } else if text.contains("invalidcontenttype") || text.contains("wrong version number") || text.contains("corrupt message") {
+        "the server does not speak TLS at this address; use http:// for a server without TLS"
+    } else if text.contains("certificate") || text.contains("tls") {
+        "the TLS handshake failed"
+    } else {
+        return None;
+    };
+    Some(format!("TLS: {why}"))
 }
 
 /// A boxed request future borrowing the client.
@@ -125,23 +155,98 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// The HTTP client, built here rather than by vaultrs so that every TLS setting the
+/// Vault CLI takes is honored (vaultrs has no server-name override, and reads
+/// `VAULT_*` itself, panicking on a `VAULT_CAPATH` entry that is not UTF-8).
 fn build_client(config: &VaultConfig, token: &str) -> Result<VaultClient, coffer_store::Error> {
+    use coffer_store::Error;
+    let mut address = config.check_transport()?;
+    let mut http = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .timeout(config.timeout);
+    if address.scheme() == "https" {
+        let mut files = Vec::new();
+        files.extend(config.ca_cert.clone());
+        if let Some(dir) = &config.ca_path {
+            let entries = std::fs::read_dir(dir).map_err(|e| {
+                Error::config(format!("vault: VAULT_CAPATH {}: {}", dir.display(), e.kind()))
+            })?;
+            let mut found: Vec<_> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            found.sort();
+            files.extend(found);
+        }
+        for file in &files {
+            let pem = read(file, "CA certificate")?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
+                Error::config(format!("vault: {} holds no PEM certificate", file.display()))
+            })?;
+            http = http.tls_certs_merge(certs);
+        }
+        if let (Some(cert), Some(key)) = (&config.client_cert, &config.client_key) {
+            let mut pem = zeroize::Zeroizing::new(read(cert, "client certificate")?);
+            pem.extend_from_slice(b"\n");
+            pem.extend_from_slice(&zeroize::Zeroizing::new(read(key, "client key")?));
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
+                Error::config("vault: VAULT_CLIENT_CERT and VAULT_CLIENT_KEY are not a PEM certificate and key")
+            })?;
+            http = http.identity(identity);
+        }
+        if config.skip_verify {
+            http = http.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(name) = &config.tls_server_name {
+            // Connect to the address's host, but verify (and send SNI for) `name`.
+            let host = address.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+            let port = address.port_or_known_default().unwrap_or(8200);
+            let addrs: Vec<std::net::SocketAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                    .map_err(|e| Error::config(format!("vault: cannot resolve {host}: {}", e.kind())))?
+                    .collect();
+            address
+                .set_host(Some(name))
+                .map_err(|_| Error::config("vault: VAULT_TLS_SERVER_NAME is not a host name"))?;
+            http = http.resolve_to_addrs(name, &addrs);
+        }
+    } else {
+        // reqwest#2988: building rustls's platform verifier is not needed for http.
+        http = http.tls_certs_only(Vec::new());
+    }
+    let http = http
+        .build()
+        .map_err(|e| Error::config(format!("vault: cannot build the HTTP client: {e}")))?;
     let mut settings = VaultClientSettingsBuilder::default();
     settings
-        .address(&config.address)
+        .address(address.as_str())
         .token(token)
-        .timeout(Some(config.timeout));
+        .timeout(Some(config.timeout))
+        .ca_certs(Vec::new())
+        .identity(None)
+        .verify(!config.skip_verify);
     if let Some(ns) = &config.namespace {
         settings.set_namespace(ns.clone());
     }
-    if let Some(ca) = &config.ca_cert {
-        settings.ca_certs(vec![ca.display().to_string()]);
-    }
     let settings = settings
         .build()
-        .map_err(|e| coffer_store::Error::config(format!("vault: invalid settings: {e}")))?;
-    VaultClient::new(settings)
-        .map_err(|e| coffer_store::Error::config(format!("vault: cannot build the client: {e}")))
+        .map_err(|e| Error::config(format!("vault: invalid settings: {e}")))?;
+    Ok(VaultClient {
+        http: rustify::clients::reqwest::Client::new(settings.address.as_str(), http),
+        middle: vaultrs::api::EndpointMiddleware {
+            token: settings.token.clone(),
+            version: format!("v{}", settings.version),
+            wrap: None,
+            namespace: settings.namespace.clone(),
+        },
+        settings,
+    })
+}
+
+fn read(file: &std::path::Path, what: &str) -> Result<Vec<u8>, coffer_store::Error> {
+    std::fs::read(file).map_err(|e| {
+        coffer_store::Error::config(format!("vault: {what} {}: {}", file.display(), e.kind()))
+    })
 }
 
 impl Connection {
@@ -150,6 +255,13 @@ impl Connection {
             Auth::Token(t) => t.expose_secret().to_owned(),
             Auth::AppRole { .. } => String::new(),
         };
+        if config.skip_verify {
+            tracing::warn!(
+                address = %config.address,
+                "VAULT_SKIP_VERIFY is set: the Vault server's certificate is not checked, so \
+                 anyone in the path can read the token and every secret"
+            );
+        }
         let client = build_client(&config, &token)?;
         let connection = Self {
             state: RwLock::new(State {

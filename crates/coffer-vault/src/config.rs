@@ -61,8 +61,23 @@ pub struct VaultConfig {
     pub auth: Auth,
     /// `X-Vault-Namespace` (Vault Enterprise / OpenBao namespaces).
     pub namespace: Option<String>,
-    /// A PEM CA bundle to trust for `https` (`VAULT_CACERT`).
+    /// A PEM CA bundle to trust for `https` (`VAULT_CACERT`), besides the system's.
     pub ca_cert: Option<PathBuf>,
+    /// A directory of PEM CA files to trust (`VAULT_CAPATH`).
+    pub ca_path: Option<PathBuf>,
+    /// A PEM client certificate for TLS client authentication (`VAULT_CLIENT_CERT`).
+    pub client_cert: Option<PathBuf>,
+    /// Its PEM private key (`VAULT_CLIENT_KEY`).
+    pub client_key: Option<PathBuf>,
+    /// The name the server's certificate must carry, when it differs from the host in
+    /// the address (`VAULT_TLS_SERVER_NAME`).
+    pub tls_server_name: Option<String>,
+    /// Accept any server certificate (`VAULT_SKIP_VERIFY`): logged as a warning at every
+    /// start, for test servers only.
+    pub skip_verify: bool,
+    /// Allow `http://` to a host off loopback (`?insecure_http=true`): the token and
+    /// every value then cross the network in the clear.
+    pub insecure_http: bool,
     /// The KV mount (`secret` by default).
     pub mount: String,
     /// The KV engine version of the mount.
@@ -90,6 +105,12 @@ impl VaultConfig {
             auth,
             namespace: None,
             ca_cert: None,
+            ca_path: None,
+            client_cert: None,
+            client_key: None,
+            tls_server_name: None,
+            skip_verify: false,
+            insecure_http: false,
             mount: "secret".to_owned(),
             kv_version: KvVersion::V2,
             prefix: "coffer".to_owned(),
@@ -99,21 +120,70 @@ impl VaultConfig {
         }
     }
 
-    /// From Vault's environment variables: `VAULT_ADDR` (required), `VAULT_TOKEN`
-    /// (required here; use [`VaultConfig::new`] with [`Auth::AppRole`] otherwise),
-    /// `VAULT_NAMESPACE`, `VAULT_CACERT`.
+    /// From Vault's environment variables, as the Vault CLI reads them: `VAULT_ADDR`
+    /// (required), `VAULT_TOKEN` (required here; use [`VaultConfig::new`] with
+    /// [`Auth::AppRole`] otherwise), `VAULT_NAMESPACE`, and TLS: `VAULT_CACERT`,
+    /// `VAULT_CAPATH`, `VAULT_CLIENT_CERT`, `VAULT_CLIENT_KEY`, `VAULT_TLS_SERVER_NAME`,
+    /// `VAULT_SKIP_VERIFY`.
     pub fn from_env() -> Result<Self> {
         let address = env("VAULT_ADDR").ok_or_else(|| Error::config("VAULT_ADDR is not set"))?;
         let token = env("VAULT_TOKEN").ok_or_else(|| Error::config("VAULT_TOKEN is not set"))?;
         let mut config = Self::new(address, Auth::Token(SecretString::from(token)));
         config.namespace = env("VAULT_NAMESPACE");
-        config.ca_cert = env("VAULT_CACERT").map(PathBuf::from);
+        config.tls_from_env()?;
         Ok(config)
     }
 
+    /// Reads the TLS variables (`VAULT_CACERT`, `VAULT_CAPATH`, `VAULT_CLIENT_CERT`,
+    /// `VAULT_CLIENT_KEY`, `VAULT_TLS_SERVER_NAME`, `VAULT_SKIP_VERIFY`) into this
+    /// configuration. A `VAULT_SKIP_VERIFY` that is not a boolean is an error.
+    pub fn tls_from_env(&mut self) -> Result<()> {
+        self.ca_cert = env("VAULT_CACERT").map(PathBuf::from);
+        self.ca_path = env("VAULT_CAPATH").map(PathBuf::from);
+        self.client_cert = env("VAULT_CLIENT_CERT").map(PathBuf::from);
+        self.client_key = env("VAULT_CLIENT_KEY").map(PathBuf::from);
+        self.tls_server_name = env("VAULT_TLS_SERVER_NAME");
+        self.skip_verify = match env("VAULT_SKIP_VERIFY").as_deref() {
+            None => false,
+            // Go's strconv.ParseBool, which the Vault CLI uses.
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => true,
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => false,
+            Some(_) => return Err(Error::config("VAULT_SKIP_VERIFY must be true or false")),
+        };
+        Ok(())
+    }
+
+    /// Checks what the connection will do with the address: `http://` only to loopback
+    /// unless [`insecure_http`](Self::insecure_http), and a client certificate with its key.
+    pub(crate) fn check_transport(&self) -> Result<url::Url> {
+        let redacted = coffer_store::open::redact_url(&self.address);
+        let address = url::Url::parse(&self.address)
+            .map_err(|_| Error::config(format!("invalid Vault address {redacted}")))?;
+        let host = address.host_str().unwrap_or_default();
+        match address.scheme() {
+            "https" => {}
+            "http" if self.insecure_http || coffer_store::transport::is_local(host) => {}
+            "http" => {
+                return Err(Error::config(format!(
+                    "vault: http:// to {host}, a host off loopback, would send the token and \
+                     every secret in the clear; use https:// (vault+https://), or add \
+                     ?insecure_http=true if the network is trusted"
+                )));
+            }
+            _ => return Err(Error::config(format!("Vault address must be http(s): {redacted}"))),
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err(Error::config(
+                "vault: VAULT_CLIENT_CERT and VAULT_CLIENT_KEY go together",
+            ));
+        }
+        Ok(address)
+    }
+
     /// From a `vault+http://host:port/mount?prefix=…&kv=1&timeout_ms=…` (or `vault+https`)
-    /// URL; the token comes from `VAULT_TOKEN`, the namespace and CA from the other
-    /// `VAULT_*` variables. A token in the URL is refused (URLs end up in logs).
+    /// URL; the token comes from `VAULT_TOKEN`, the namespace and TLS settings from the
+    /// other `VAULT_*` variables ([`tls_from_env`](Self::tls_from_env)). `vault+http://`
+    /// to a host off loopback is refused unless `?insecure_http=true`. A token in the URL is refused (URLs end up in logs).
     pub fn from_url(url: &str) -> Result<Self> {
         let redacted = coffer_store::open::redact_url(url);
         let rest = url
@@ -141,7 +211,7 @@ impl VaultConfig {
         let token = env("VAULT_TOKEN").ok_or_else(|| Error::config("VAULT_TOKEN is not set"))?;
         let mut config = Self::new(address, Auth::Token(SecretString::from(token)));
         config.namespace = env("VAULT_NAMESPACE");
-        config.ca_cert = env("VAULT_CACERT").map(PathBuf::from);
+        config.tls_from_env()?;
         let mount = parsed.path().trim_matches('/');
         if !mount.is_empty() {
             config.mount = mount.to_owned();
@@ -165,6 +235,10 @@ impl VaultConfig {
                     config.timeout = Duration::from_millis(ms);
                 }
                 "namespace" => config.namespace = Some(value.into_owned()),
+                "insecure_http" => {
+                    config.insecure_http =
+                        coffer_store::open::parse_flag("insecure_http", &value)?;
+                }
                 other => {
                     return Err(Error::config(format!(
                         "unknown Vault URL parameter {other:?}"
