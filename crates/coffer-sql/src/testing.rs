@@ -202,6 +202,7 @@ pub enum FakeAuth {
 pub struct FakeServer {
     port: u16,
     received: Arc<std::sync::Mutex<Vec<u8>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -213,8 +214,11 @@ impl FakeServer {
         let port = listener.local_addr().expect("address").port();
         let received = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = Arc::clone(&received);
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         let task = tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let log = Arc::clone(&log);
                 tokio::spawn(async move {
                     let record = |bytes: &[u8]| log.lock().expect("not poisoned").extend_from_slice(bytes);
@@ -255,7 +259,12 @@ impl FakeServer {
                 });
             }
         });
-        Self { port, received, task }
+        Self {
+            port,
+            received,
+            connections,
+            task,
+        }
     }
 
     /// The port.
@@ -269,9 +278,9 @@ impl FakeServer {
         bytes.windows(needle.len().max(1)).any(|w| w == needle.as_bytes())
     }
 
-    /// How many bytes all connections sent.
-    pub fn received_len(&self) -> usize {
-        self.received.lock().expect("not poisoned").len()
+    /// How many connections it accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
