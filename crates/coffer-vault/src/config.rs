@@ -153,8 +153,19 @@ impl VaultConfig {
         Ok(())
     }
 
-    /// Checks what the connection will do with the address: `http://` only to loopback
-    /// unless [`insecure_http`](Self::insecure_http), and a client certificate with its key.
+    /// Checks the transport settings without connecting: `http://` only to loopback
+    /// unless [`insecure_http`](Self::insecure_http), and a client certificate with its
+    /// key. [`VaultStore::connect`](crate::VaultStore::connect) runs it too.
+    ///
+    /// ```
+    /// use coffer_vault::{Auth, VaultConfig};
+    /// let remote = VaultConfig::new("http://vault.example.com:8200", Auth::Token("t".to_owned().into()));
+    /// assert!(remote.check().is_err());
+    /// ```
+    pub fn check(&self) -> Result<()> {
+        self.check_transport().map(|_| ())
+    }
+
     pub(crate) fn check_transport(&self) -> Result<url::Url> {
         let redacted = coffer_store::open::redact_url(&self.address);
         let address = url::Url::parse(&self.address)
