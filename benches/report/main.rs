@@ -11,6 +11,8 @@
 //! - `rewrap_all`: secrets rewrapped per second onto a new key.
 //! - `broker point select`: a point `SELECT` through the broker beside a plain sqlx pool,
 //!   on SQLite, Postgres and MariaDB.
+//! - `store get over TLS`: the Postgres store over `verify-full` beside plaintext on the
+//!   same private cluster, at 1 and 4 concurrent callers.
 //!
 //! The servers come from `scripts/services.sh`, as for the tests; a group whose server is
 //! not configured is skipped (with `COFFER_REQUIRE_SERVICES=1` the run fails instead).
@@ -28,6 +30,7 @@ mod envelope;
 mod layers;
 mod report;
 mod store;
+mod tls;
 
 use criterion::Criterion;
 
@@ -43,6 +46,7 @@ fn main() {
     store::bench(&mut c, &mut report, &rt);
     layers::bench(&mut c, &mut report, &rt);
     broker::bench(&mut c, &mut report, &rt);
+    tls::bench(&mut c, &mut report, &rt);
     report.write();
     c.final_summary();
 }

@@ -90,7 +90,11 @@ impl NamedConnection {
         let [mode_param, ca, cert, key, cleartext] = protocol.param_names();
         let mode = match (self.ssl, &self.sslmode) {
             (Some(_), Some(_)) => {
-                return Err(config_error(name, "ssl", "conflicts with sslmode: give one"));
+                return Err(config_error(
+                    name,
+                    "ssl",
+                    "conflicts with sslmode: give one",
+                ));
             }
             (Some(true), None) => Some(TlsMode::VerifyFull.name(protocol).to_owned()),
             (Some(false), None) => Some(TlsMode::Disable.name(protocol).to_owned()),
@@ -189,6 +193,20 @@ impl NamedConnections {
                         given[1],
                         format!("conflicts with {}: give one credential source", given[0]),
                     ));
+                }
+            }
+            if conn.kind == DbKind::Sqlite {
+                for (key, given) in [
+                    ("sslmode", conn.sslmode.is_some()),
+                    ("ssl", conn.ssl.is_some()),
+                    ("sslrootcert", conn.sslrootcert.is_some()),
+                    ("sslcert", conn.sslcert.is_some()),
+                    ("sslkey", conn.sslkey.is_some()),
+                    ("allowCleartextPassword", conn.allow_cleartext_password),
+                ] {
+                    if given {
+                        return Err(config_error(&name, key, "has no meaning for a SQLite file"));
+                    }
                 }
             }
             if conn.credentials_env.is_some() || conn.credentials_secret.is_some() {

@@ -102,7 +102,10 @@ pub(crate) fn connect_error<O>(
             matches!(db.code().as_deref(), Some("28000" | "08004" | "3159"))
                 || db.message().contains("no encryption")
         }
-        sqlx::Error::Tls(_) | sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Tls(_)
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut => true,
         _ => false,
     };
     if transport {

@@ -30,7 +30,10 @@ fn mysql(t: &TlsServers, host: &str) -> ConnectionParams {
 }
 
 async fn scalar(broker: &Broker, params: ConnectionParams, sql: &str) -> Value {
-    let id = broker.connect("owner", params).await.unwrap_or_else(|e| panic!("{e}"));
+    let id = broker
+        .connect("owner", params)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let result = broker.query("owner", &id, sql, &[]).await.unwrap();
     broker.disconnect("owner", &id).await.unwrap();
     result.rows[0][0].clone()
@@ -39,23 +42,44 @@ async fn scalar(broker: &Broker, params: ConnectionParams, sql: &str) -> Value {
 fn refused(e: BrokerError, port: u16, fix: &str, secret: &str) {
     let text = e.to_string();
     assert!(matches!(e, BrokerError::Unavailable { .. }), "{e:?}");
-    assert!(text.contains(&format!(":{port}")) && text.contains(fix), "{text}");
+    assert!(
+        text.contains(&format!(":{port}")) && text.contains(fix),
+        "{text}"
+    );
     assert!(!text.contains(secret), "{text}");
 }
 
 #[tokio::test]
 async fn postgres_queries_run_over_verified_tls() {
-    let Some(t) = TlsServers::from_env() else { return };
+    let Some(t) = TlsServers::from_env() else {
+        return;
+    };
     let broker = Broker::new(Limits::default());
-    let verified = pg(&t, "localhost").tls(tls(Protocol::Postgres, "verify-full", Some(t.file("ca.pem"))));
-    let ssl = scalar(&broker, verified, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").await;
+    let verified = pg(&t, "localhost").tls(tls(
+        Protocol::Postgres,
+        "verify-full",
+        Some(t.file("ca.pem")),
+    ));
+    let ssl = scalar(
+        &broker,
+        verified,
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .await;
     assert_eq!(ssl, json!(true));
 
     // The same from a URL, whose TLS parameters the broker used to drop.
     let url = t.pg_verified_url("postgres");
-    let params = ConnectionParams::from_url(&url.into()).unwrap().allow_privileged(true);
+    let params = ConnectionParams::from_url(&url.into())
+        .unwrap()
+        .allow_privileged(true);
     assert_eq!(params.tls_options().mode, Some(TlsMode::VerifyFull));
-    let ssl = scalar(&broker, params, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").await;
+    let ssl = scalar(
+        &broker,
+        params,
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .await;
     assert_eq!(ssl, json!(true));
 
     // And from a named connection in the seed format: "ssl": true is verify-full.
@@ -78,23 +102,41 @@ async fn postgres_queries_run_over_verified_tls() {
     )
     .await
     .unwrap();
-    let params = config.resolve("main", Some((&store, &scope))).await.unwrap();
+    let params = config
+        .resolve("main", Some((&store, &scope)))
+        .await
+        .unwrap();
     assert_eq!(params.tls_options().mode, Some(TlsMode::VerifyFull));
-    let ssl = scalar(&broker, params, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").await;
+    let ssl = scalar(
+        &broker,
+        params,
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .await;
     assert_eq!(ssl, json!(true));
 }
 
 #[tokio::test]
 async fn postgres_refusals_name_the_host_and_the_fix() {
-    let Some(t) = TlsServers::from_env() else { return };
+    let Some(t) = TlsServers::from_env() else {
+        return;
+    };
     let broker = Broker::new(Limits::default());
     let e = broker
-        .test_connection(&pg(&t, "localhost").tls(tls(Protocol::Postgres, "verify-full", Some(t.file("other-ca.pem")))))
+        .test_connection(&pg(&t, "localhost").tls(tls(
+            Protocol::Postgres,
+            "verify-full",
+            Some(t.file("other-ca.pem")),
+        )))
         .await
         .unwrap_err();
     refused(e, t.pg_port, "sslrootcert", &t.pg_password);
     let e = broker
-        .test_connection(&pg(&t, "127.0.0.1").tls(tls(Protocol::Postgres, "verify-full", Some(t.file("ca.pem")))))
+        .test_connection(&pg(&t, "127.0.0.1").tls(tls(
+            Protocol::Postgres,
+            "verify-full",
+            Some(t.file("ca.pem")),
+        )))
         .await
         .unwrap_err();
     refused(e, t.pg_port, "verify-ca", &t.pg_password);
@@ -107,30 +149,50 @@ async fn postgres_refusals_name_the_host_and_the_fix() {
 
 #[tokio::test]
 async fn mariadb_verify_identity_works_and_plaintext_or_a_wrong_ca_is_refused() {
-    let Some(t) = TlsServers::from_env() else { return };
+    let Some(t) = TlsServers::from_env() else {
+        return;
+    };
     let broker = Broker::new(Limits::default());
-    let verified = mysql(&t, "localhost").tls(tls(Protocol::Mysql, "VERIFY_IDENTITY", Some(t.file("ca.pem"))));
+    let verified = mysql(&t, "localhost").tls(tls(
+        Protocol::Mysql,
+        "VERIFY_IDENTITY",
+        Some(t.file("ca.pem")),
+    ));
     let version = scalar(
         &broker,
         verified,
         "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'SSL_VERSION'",
     )
     .await;
-    assert!(version.as_str().is_some_and(|v| v.starts_with("TLSv1")), "{version}");
+    assert!(
+        version.as_str().is_some_and(|v| v.starts_with("TLSv1")),
+        "{version}"
+    );
 
     let e = broker
         .test_connection(&mysql(&t, "127.0.0.1").tls(tls(Protocol::Mysql, "DISABLED", None)))
         .await
         .unwrap_err();
     let text = e.to_string();
-    assert!(text.contains(&format!(":{}", t.mysql_port)) && !text.contains(&t.mysql_password), "{text}");
+    assert!(
+        text.contains(&format!(":{}", t.mysql_port)) && !text.contains(&t.mysql_password),
+        "{text}"
+    );
     let e = broker
-        .test_connection(&mysql(&t, "localhost").tls(tls(Protocol::Mysql, "VERIFY_IDENTITY", Some(t.file("other-ca.pem")))))
+        .test_connection(&mysql(&t, "localhost").tls(tls(
+            Protocol::Mysql,
+            "VERIFY_IDENTITY",
+            Some(t.file("other-ca.pem")),
+        )))
         .await
         .unwrap_err();
     refused(e, t.mysql_port, "ssl-ca", &t.mysql_password);
     let e = broker
-        .test_connection(&mysql(&t, "127.0.0.1").tls(tls(Protocol::Mysql, "VERIFY_IDENTITY", Some(t.file("ca.pem")))))
+        .test_connection(&mysql(&t, "127.0.0.1").tls(tls(
+            Protocol::Mysql,
+            "VERIFY_IDENTITY",
+            Some(t.file("ca.pem")),
+        )))
         .await
         .unwrap_err();
     refused(e, t.mysql_port, "VERIFY_CA", &t.mysql_password);
@@ -140,19 +202,36 @@ async fn mariadb_verify_identity_works_and_plaintext_or_a_wrong_ca_is_refused() 
 async fn a_server_asking_for_a_cleartext_password_never_gets_it() {
     let password = format!("canary-broker-pw-{:x}", std::process::id());
     let broker = Broker::new(Limits::default());
-    for (auth, kind) in [(FakeAuth::PostgresCleartext, "postgres"), (FakeAuth::MysqlClearPlugin, "mysql")] {
+    for (auth, kind) in [
+        (FakeAuth::PostgresCleartext, "postgres"),
+        (FakeAuth::MysqlClearPlugin, "mysql"),
+    ] {
         let fake = FakeServer::start(auth).await;
         let url = format!("{kind}://app:{password}@127.0.0.1:{}/db", fake.port());
         let params = ConnectionParams::from_url(&url.clone().into()).unwrap();
         let e = broker.test_connection(&params).await.unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("cleartext") && !text.contains(&password), "{kind}: {text}");
-        assert!(fake.connections() > 0, "{kind}: the broker never reached the fake server");
-        assert!(!fake.received(&password), "{kind}: the password reached the fake server");
+        assert!(
+            text.contains("cleartext") && !text.contains(&password),
+            "{kind}: {text}"
+        );
+        assert!(
+            fake.connections() > 0,
+            "{kind}: the broker never reached the fake server"
+        );
+        assert!(
+            !fake.received(&password),
+            "{kind}: the password reached the fake server"
+        );
         // The control: opted in, the password is sent, so the check above can fail.
-        let opted = ConnectionParams::from_url(&format!("{url}?allow_cleartext_password=true").into()).unwrap();
+        let opted =
+            ConnectionParams::from_url(&format!("{url}?allow_cleartext_password=true").into())
+                .unwrap();
         let _ = broker.test_connection(&opted).await;
-        assert!(fake.received(&password), "{kind}: the control did not send the password");
+        assert!(
+            fake.received(&password),
+            "{kind}: the control did not send the password"
+        );
     }
 }
 
@@ -165,7 +244,9 @@ fn urls_and_entries_refuse_unknown_tls_parameters() {
         "mysql://u:secretpw@db.example.com/x?sslmode=require",
         "mysql://u:secretpw@db.example.com/x?ssl-mode=verify-full",
     ] {
-        let e = ConnectionParams::from_url(&url.to_owned().into()).unwrap_err().to_string();
+        let e = ConnectionParams::from_url(&url.to_owned().into())
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains("secretpw"), "{e}");
     }
     let e = NamedConnections::from_json(

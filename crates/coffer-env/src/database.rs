@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use coffer_store::transport::{Protocol, TlsMode, TlsOptions, is_local};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::{Error, Result};
@@ -253,18 +253,24 @@ impl DatabaseUrl {
         let mut tls = TlsOptions::default();
         let mut params = Vec::with_capacity(self.params.len() + 1);
         for (key, value) in &self.params {
-            let taken = tls.take_param(protocol, key, value).map_err(|e| {
-                Error::InvalidDatabase {
-                    field: "params",
-                    reason: e.to_string(),
-                }
-            })?;
+            let taken =
+                tls.take_param(protocol, key, value)
+                    .map_err(|e| Error::InvalidDatabase {
+                        field: "params",
+                        reason: e.to_string(),
+                    })?;
             if !taken || key != protocol.param_names()[0] {
                 params.push((key.clone(), value.clone()));
             }
         }
         if let Some(mode) = tls.mode {
-            params.insert(0, (protocol.param_names()[0].to_owned(), mode.name(protocol).to_owned()));
+            params.insert(
+                0,
+                (
+                    protocol.param_names()[0].to_owned(),
+                    mode.name(protocol).to_owned(),
+                ),
+            );
         } else if !is_local(&self.host) {
             params.insert(
                 0,

@@ -8,12 +8,12 @@ pub mod common;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sql_store;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-pub mod tls;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub mod tls;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use audit::{AuditQuery, SqlAuditSink};

@@ -403,10 +403,23 @@ mod tests {
         .unwrap();
         assert_eq!(rls.as_deref(), Some("true"));
         assert_eq!(target.options().get_application_name(), Some("x"));
-        assert_eq!(target.tls().mode, coffer_store::transport::TlsMode::VerifyFull);
-        for bad in ["postgres://u:secretpw@h/db?sslmod=require", "postgres://u:secretpw@h/db?ssl_mode=require", "postgres://u:secretpw@h/db?connect_timeout=3"] {
-            let err = PgTarget::from_url(bad, |_, _| Ok(false)).unwrap_err().to_string();
-            assert!(!err.contains("secretpw") && (err.contains("ssl") || err.contains("connect_timeout")), "{err}");
+        assert_eq!(
+            target.tls().mode,
+            coffer_store::transport::TlsMode::VerifyFull
+        );
+        for bad in [
+            "postgres://u:secretpw@h/db?sslmod=require",
+            "postgres://u:secretpw@h/db?ssl_mode=require",
+            "postgres://u:secretpw@h/db?connect_timeout=3",
+        ] {
+            let err = PgTarget::from_url(bad, |_, _| Ok(false))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !err.contains("secretpw")
+                    && (err.contains("ssl") || err.contains("connect_timeout")),
+                "{err}"
+            );
         }
         let err = PgTarget::from_url("postgres://u:secretpw@[bad", |_, _| Ok(false))
             .unwrap_err()

@@ -181,7 +181,11 @@ impl TlsServers {
     /// `verify-full` against the test CA, by `localhost`.
     pub fn pg_verified_url(&self, db: &str) -> String {
         let ca = self.file("ca.pem");
-        self.pg_url("localhost", db, &format!("sslmode=verify-full&sslrootcert={ca}"))
+        self.pg_url(
+            "localhost",
+            db,
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        )
     }
 }
 
@@ -210,7 +214,9 @@ impl FakeServer {
     /// Starts one on `127.0.0.1` with a free port.
     pub async fn start(auth: FakeAuth) -> Self {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("address").port();
         let received = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = Arc::clone(&received);
@@ -221,7 +227,8 @@ impl FakeServer {
                 accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let log = Arc::clone(&log);
                 tokio::spawn(async move {
-                    let record = |bytes: &[u8]| log.lock().expect("not poisoned").extend_from_slice(bytes);
+                    let record =
+                        |bytes: &[u8]| log.lock().expect("not poisoned").extend_from_slice(bytes);
                     let mut buf = vec![0u8; 8192];
                     match auth {
                         FakeAuth::PostgresCleartext => {
@@ -237,7 +244,8 @@ impl FakeServer {
                                 }
                                 record(&head);
                             }
-                            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+                            let len =
+                                u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
                             let mut rest = vec![0u8; len.saturating_sub(8).min(1 << 16)];
                             if socket.read_exact(&mut rest).await.is_err() {
                                 return;
@@ -250,7 +258,9 @@ impl FakeServer {
                         }
                     }
                     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
-                    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+                    while let Ok(Ok(n)) =
+                        tokio::time::timeout_at(deadline, socket.read(&mut buf)).await
+                    {
                         if n == 0 {
                             break;
                         }
@@ -275,7 +285,9 @@ impl FakeServer {
     /// Whether any connection so far sent `needle` (e.g. the password).
     pub fn received(&self, needle: &str) -> bool {
         let bytes = self.received.lock().expect("not poisoned");
-        bytes.windows(needle.len().max(1)).any(|w| w == needle.as_bytes())
+        bytes
+            .windows(needle.len().max(1))
+            .any(|w| w == needle.as_bytes())
     }
 
     /// How many connections it accepted.

@@ -61,7 +61,10 @@ impl<O> Target<O> {
     /// parameter that fixes it); never a password or a URL.
     pub fn describe(&self, e: &sqlx::Error) -> String {
         let detail = match (self.guard.as_ref().and_then(|g| g.last_failure()), e) {
-            (Some(failure), sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Database(_)) => failure,
+            (
+                Some(failure),
+                sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Database(_),
+            ) => failure,
             _ => error_chain(e),
         };
         connect_failure(self.tls.protocol, &self.host, self.port, &detail)
@@ -96,7 +99,12 @@ impl<O> Target<O> {
 fn start_guard(protocol: Protocol, host: &str, port: u16) -> Result<Arc<CleartextGuard>> {
     CleartextGuard::start(protocol, host, port)
         .map(Arc::new)
-        .map_err(|e| Error::config(format!("cannot start the cleartext-password guard: {}", e.kind())))
+        .map_err(|e| {
+            Error::config(format!(
+                "cannot start the cleartext-password guard: {}",
+                e.kind()
+            ))
+        })
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -169,7 +177,11 @@ mod postgres {
 
         /// From sqlx options built elsewhere and TLS settings as written (the broker's
         /// connection entries). `has_password`: whether `options` carries one.
-        pub fn new(options: PgConnectOptions, tls: &TlsOptions, has_password: bool) -> Result<Self> {
+        pub fn new(
+            options: PgConnectOptions,
+            tls: &TlsOptions,
+            has_password: bool,
+        ) -> Result<Self> {
             let host = match options.get_socket() {
                 Some(dir) => dir.display().to_string(),
                 None => options.get_host().to_owned(),
@@ -222,7 +234,11 @@ mod mysql {
     impl Target<MySqlConnectOptions> {
         /// From sqlx options and TLS settings as written. `has_password`: whether
         /// `options` carries one.
-        pub fn new(options: MySqlConnectOptions, tls: &TlsOptions, has_password: bool) -> Result<Self> {
+        pub fn new(
+            options: MySqlConnectOptions,
+            tls: &TlsOptions,
+            has_password: bool,
+        ) -> Result<Self> {
             let host = match options.get_socket() {
                 Some(path) => path.display().to_string(),
                 None => options.get_host().to_owned(),

@@ -37,7 +37,10 @@ async fn connect_error(url: &str) -> String {
     match PgStore::connect(url, keyring()).await {
         Ok(_) => panic!("connected, but should have been refused"),
         Err(e) => {
-            assert!(matches!(e, Error::Config { .. } | Error::Unavailable { .. }), "{e:?}");
+            assert!(
+                matches!(e, Error::Config { .. } | Error::Unavailable { .. }),
+                "{e:?}"
+            );
             e.to_string()
         }
     }
@@ -49,15 +52,24 @@ async fn the_store_runs_over_tls_and_the_server_says_so() {
         return;
     };
     let (store, _db) = verified_store(&tls).await;
-    let (ssl,): (bool,) = sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert!(ssl, "pg_stat_ssl says the store's connection is not encrypted");
+    let (ssl,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(
+        ssl,
+        "pg_stat_ssl says the store's connection is not encrypted"
+    );
     let scope = coffer_store::testing::fresh_scope();
     let name = coffer_store::testing::name("api_key");
     store
-        .put(&scope, &name, &"over-tls".to_owned().into(), &PutOptions::new())
+        .put(
+            &scope,
+            &name,
+            &"over-tls".to_owned().into(),
+            &PutOptions::new(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -72,11 +84,21 @@ async fn a_wrong_ca_is_refused_with_the_parameter_that_fixes_it() {
         return;
     };
     let other = tls.file("other-ca.pem");
-    let url = tls.pg_url("localhost", "postgres", &format!("sslmode=verify-full&sslrootcert={other}"));
+    let url = tls.pg_url(
+        "localhost",
+        "postgres",
+        &format!("sslmode=verify-full&sslrootcert={other}"),
+    );
     let e = connect_error(&url).await;
     assert!(e.contains(&format!("localhost:{}", tls.pg_port)), "{e}");
-    assert!(e.contains("CA coffer does not trust") && e.contains("sslrootcert"), "{e}");
-    assert!(!e.contains(&tls.pg_password) && !e.contains("postgres://"), "{e}");
+    assert!(
+        e.contains("CA coffer does not trust") && e.contains("sslrootcert"),
+        "{e}"
+    );
+    assert!(
+        !e.contains(&tls.pg_password) && !e.contains("postgres://"),
+        "{e}"
+    );
     // With no CA at all, the Mozilla roots do not know the test CA either.
     let e = connect_error(&tls.pg_url("localhost", "postgres", "sslmode=verify-full")).await;
     assert!(e.contains("sslrootcert"), "{e}");
@@ -89,11 +111,22 @@ async fn a_certificate_for_another_host_name_is_refused_under_verify_full() {
     };
     let ca = tls.file("ca.pem");
     // The certificate names `localhost` only.
-    let url = tls.pg_url("127.0.0.1", "postgres", &format!("sslmode=verify-full&sslrootcert={ca}"));
+    let url = tls.pg_url(
+        "127.0.0.1",
+        "postgres",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
     let e = connect_error(&url).await;
-    assert!(e.contains("not for the host name \"127.0.0.1\"") && e.contains("verify-ca"), "{e}");
+    assert!(
+        e.contains("not for the host name \"127.0.0.1\"") && e.contains("verify-ca"),
+        "{e}"
+    );
     // verify-ca checks the chain but not the name.
-    let url = tls.pg_url("127.0.0.1", "postgres", &format!("sslmode=verify-ca&sslrootcert={ca}"));
+    let url = tls.pg_url(
+        "127.0.0.1",
+        "postgres",
+        &format!("sslmode=verify-ca&sslrootcert={ca}"),
+    );
     let db = TestDatabase::create_on(url).await;
     PgStore::connect(db.url(), keyring()).await.unwrap();
 }
@@ -104,7 +137,10 @@ async fn plaintext_is_refused_by_the_server_with_advice() {
         return;
     };
     let e = connect_error(&tls.pg_url("127.0.0.1", "postgres", "sslmode=disable")).await;
-    assert!(e.contains("accepts only TLS") && e.contains("sslmode=verify-full"), "{e}");
+    assert!(
+        e.contains("accepts only TLS") && e.contains("sslmode=verify-full"),
+        "{e}"
+    );
     assert!(!e.contains(&tls.pg_password), "{e}");
 }
 
@@ -144,7 +180,10 @@ async fn a_server_asking_for_a_cleartext_password_never_gets_it() {
     let fake = FakeServer::start(FakeAuth::PostgresCleartext).await;
     let password = format!("canary-pw-{}", rand_suffix());
     for params in ["", "?sslmode=prefer", "?sslmode=disable", "?sslmode=allow"] {
-        let url = format!("postgres://app:{password}@127.0.0.1:{}/db{params}", fake.port());
+        let url = format!(
+            "postgres://app:{password}@127.0.0.1:{}/db{params}",
+            fake.port()
+        );
         let e = connect_error(&url).await;
         assert!(
             e.contains("cleartext") && e.contains("allow_cleartext_password"),
@@ -152,15 +191,24 @@ async fn a_server_asking_for_a_cleartext_password_never_gets_it() {
         );
         assert!(!e.contains(&password), "{e}");
     }
-    assert!(fake.connections() > 0, "the client never reached the fake server");
-    assert!(!fake.received(&password), "the password reached the fake server");
+    assert!(
+        fake.connections() > 0,
+        "the client never reached the fake server"
+    );
+    assert!(
+        !fake.received(&password),
+        "the password reached the fake server"
+    );
     // The control: opted in, the same client does send it, so the check above could fail.
     let url = format!(
         "postgres://app:{password}@127.0.0.1:{}/db?allow_cleartext_password=true",
         fake.port()
     );
     let _ = PgStore::connect(&url, keyring()).await;
-    assert!(fake.received(&password), "the control did not send the password");
+    assert!(
+        fake.received(&password),
+        "the control did not send the password"
+    );
 }
 
 #[tokio::test]

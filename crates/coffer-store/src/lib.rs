@@ -10,9 +10,9 @@ mod memory;
 mod name;
 pub mod open;
 mod store;
-pub mod transport;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transport;
 mod types;
 mod watch;
 

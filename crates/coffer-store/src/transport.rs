@@ -66,7 +66,13 @@ impl Protocol {
     /// mode, root CA, client certificate, client key, then the cleartext opt-out.
     pub fn param_names(self) -> [&'static str; 5] {
         match self {
-            Self::Postgres => ["sslmode", "sslrootcert", "sslcert", "sslkey", CLEARTEXT_PARAM],
+            Self::Postgres => [
+                "sslmode",
+                "sslrootcert",
+                "sslcert",
+                "sslkey",
+                CLEARTEXT_PARAM,
+            ],
             Self::Mysql => ["ssl-mode", "ssl-ca", "ssl-cert", "ssl-key", CLEARTEXT_PARAM],
         }
     }
@@ -307,7 +313,10 @@ impl TlsOptions {
             (Some(_), None) => {
                 return Err(TlsParamError::new(
                     protocol.cert_param(),
-                    format!("needs {} (the client certificate's key)", protocol.key_param()),
+                    format!(
+                        "needs {} (the client certificate's key)",
+                        protocol.key_param()
+                    ),
                 ));
             }
             (None, Some(_)) => {
@@ -353,13 +362,21 @@ impl TlsOptions {
 
     /// The parameters as `protocol` writes them in a URL, for a mode written out or
     /// `effective` (the mode to write when none was).
-    pub fn to_params(&self, protocol: Protocol, effective: Option<TlsMode>) -> Vec<(String, String)> {
+    pub fn to_params(
+        &self,
+        protocol: Protocol,
+        effective: Option<TlsMode>,
+    ) -> Vec<(String, String)> {
         let [mode, ca, cert, key, cleartext] = protocol.param_names();
         let mut out = Vec::new();
         if let Some(m) = self.mode.or(effective) {
             out.push((mode.to_owned(), m.name(protocol).to_owned()));
         }
-        for (name, file) in [(ca, &self.root_cert), (cert, &self.client_cert), (key, &self.client_key)] {
+        for (name, file) in [
+            (ca, &self.root_cert),
+            (cert, &self.client_cert),
+            (key, &self.client_key),
+        ] {
             if let Some(f) = file {
                 out.push((name.to_owned(), f.display().to_string()));
             }
@@ -435,9 +452,16 @@ pub fn connect_failure(protocol: Protocol, host: &str, port: u16, detail: &str) 
         || d.contains("server does not support ssl")
         || d.contains("tls upgrade required by connect options")
     {
-        format!("the server has no TLS; enable TLS on the server, or write {mode}=disable to connect in plaintext")
-    } else if d.contains("unknownissuer") || d.contains("unknown ca") || d.contains("invalid certificate") && d.contains("issuer") {
-        format!("the server's certificate is signed by a CA coffer does not trust; set {ca} to the CA's PEM file")
+        format!(
+            "the server has no TLS; enable TLS on the server, or write {mode}=disable to connect in plaintext"
+        )
+    } else if d.contains("unknownissuer")
+        || d.contains("unknown ca")
+        || d.contains("invalid certificate") && d.contains("issuer")
+    {
+        format!(
+            "the server's certificate is signed by a CA coffer does not trust; set {ca} to the CA's PEM file"
+        )
     } else if d.contains("notvalidforname") || d.contains("not valid for name") {
         format!(
             "the server's certificate is not for the host name {host:?}; connect by a name the \
@@ -446,11 +470,17 @@ pub fn connect_failure(protocol: Protocol, host: &str, port: u16, detail: &str) 
         )
     } else if d.contains("expired") || d.contains("notvalidyet") {
         "the server's certificate is expired or not yet valid".to_owned()
-    } else if d.contains("certificaterequired") || d.contains("certificate required") || d.contains("badcertificate") || d.contains("bad certificate") || d.contains("unknownca") && d.contains("alert") {
+    } else if d.contains("certificaterequired")
+        || d.contains("certificate required")
+        || d.contains("badcertificate")
+        || d.contains("bad certificate")
+        || d.contains("unknownca") && d.contains("alert")
+    {
         format!("the server refused the client certificate (or needs one); set {cert} and {key}")
-    } else if d.contains("pg_hba.conf") && d.contains("no encryption") {
-        format!("the server accepts only TLS connections; use {mode}={verify}")
-    } else if d.contains("insecure transport") || d.contains("require_secure_transport") {
+    } else if (d.contains("pg_hba.conf") && d.contains("no encryption"))
+        || d.contains("insecure transport")
+        || d.contains("require_secure_transport")
+    {
         format!("the server accepts only TLS connections; use {mode}={verify}")
     } else if d.contains("tls") || d.contains("certificate") || d.contains("handshake") {
         format!("the TLS handshake failed ({})", clip_long(detail))
@@ -511,16 +541,42 @@ mod tests {
 
     #[test]
     fn remote_hosts_default_to_verified_tls() {
-        for host in ["db.example.com", "10.0.0.5", "192.168.1.1", "2001:db8::1", "[2001:db8::1]", "0.0.0.0", "localhost.evil.com", "128.0.0.1"] {
-            assert_eq!(resolve(Protocol::Postgres, None, host).mode, TlsMode::VerifyFull, "{host}");
-            assert_eq!(resolve(Protocol::Mysql, None, host).mode, TlsMode::VerifyFull, "{host}");
+        for host in [
+            "db.example.com",
+            "10.0.0.5",
+            "192.168.1.1",
+            "2001:db8::1",
+            "[2001:db8::1]",
+            "0.0.0.0",
+            "localhost.evil.com",
+            "128.0.0.1",
+        ] {
+            assert_eq!(
+                resolve(Protocol::Postgres, None, host).mode,
+                TlsMode::VerifyFull,
+                "{host}"
+            );
+            assert_eq!(
+                resolve(Protocol::Mysql, None, host).mode,
+                TlsMode::VerifyFull,
+                "{host}"
+            );
             assert!(!resolve(Protocol::Postgres, None, host).guard_cleartext);
         }
     }
 
     #[test]
     fn loopback_and_sockets_default_to_prefer_behind_the_guard() {
-        for host in ["127.0.0.1", "127.3.4.5", "::1", "[::1]", "localhost", "LOCALHOST", "/var/run/postgresql", "::ffff:127.0.0.1"] {
+        for host in [
+            "127.0.0.1",
+            "127.3.4.5",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+            "/var/run/postgresql",
+            "::ffff:127.0.0.1",
+        ] {
             let r = resolve(Protocol::Postgres, None, host);
             assert_eq!(r.mode, TlsMode::Prefer, "{host}");
             assert!(r.local, "{host}");
@@ -538,16 +594,30 @@ mod tests {
         assert!(!r.guard_cleartext);
         let r = resolve(Protocol::Mysql, Some("PREFERRED"), "db.example.com");
         assert_eq!(r.mode, TlsMode::Prefer);
-        assert_eq!(resolve(Protocol::Mysql, Some("verify_identity"), "h").mode, TlsMode::VerifyFull);
+        assert_eq!(
+            resolve(Protocol::Mysql, Some("verify_identity"), "h").mode,
+            TlsMode::VerifyFull
+        );
     }
 
     #[test]
     fn the_cleartext_guard_is_off_without_a_password_or_with_the_opt_out() {
         let o = TlsOptions::default();
-        assert!(!o.resolve(Protocol::Postgres, "127.0.0.1", false).unwrap().guard_cleartext);
+        assert!(
+            !o.resolve(Protocol::Postgres, "127.0.0.1", false)
+                .unwrap()
+                .guard_cleartext
+        );
         let mut o = TlsOptions::default();
-        assert!(o.take_param(Protocol::Postgres, CLEARTEXT_PARAM, "true").unwrap());
-        assert!(!o.resolve(Protocol::Postgres, "127.0.0.1", true).unwrap().guard_cleartext);
+        assert!(
+            o.take_param(Protocol::Postgres, CLEARTEXT_PARAM, "true")
+                .unwrap()
+        );
+        assert!(
+            !o.resolve(Protocol::Postgres, "127.0.0.1", true)
+                .unwrap()
+                .guard_cleartext
+        );
     }
 
     #[test]
@@ -570,17 +640,22 @@ mod tests {
             let e = o.take_param(protocol, key, value).unwrap_err();
             assert!(!e.param.is_empty(), "{key}={value}");
         }
-        assert!(!o.take_param(Protocol::Postgres, "application_name", "x").unwrap());
+        assert!(
+            !o.take_param(Protocol::Postgres, "application_name", "x")
+                .unwrap()
+        );
         assert_eq!(o, TlsOptions::default());
     }
 
     #[test]
     fn certificate_files_must_exist_and_come_in_pairs() {
         let mut o = TlsOptions::default();
-        o.take_param(Protocol::Postgres, "sslcert", "/nonexistent/c.pem").unwrap();
+        o.take_param(Protocol::Postgres, "sslcert", "/nonexistent/c.pem")
+            .unwrap();
         let e = o.resolve(Protocol::Postgres, "h", false).unwrap_err();
         assert_eq!(e.param, "sslcert");
-        o.take_param(Protocol::Postgres, "sslkey", "/nonexistent/k.pem").unwrap();
+        o.take_param(Protocol::Postgres, "sslkey", "/nonexistent/k.pem")
+            .unwrap();
         let e = o.resolve(Protocol::Postgres, "h", false).unwrap_err();
         assert!(e.reason.contains("cannot read"), "{e}");
     }
@@ -588,11 +663,15 @@ mod tests {
     #[test]
     fn params_round_trip_as_each_protocol_spells_them() {
         let mut o = TlsOptions::default();
-        o.take_param(Protocol::Mysql, "ssl-mode", "VERIFY_CA").unwrap();
+        o.take_param(Protocol::Mysql, "ssl-mode", "VERIFY_CA")
+            .unwrap();
         o.take_param(Protocol::Mysql, "ssl-ca", "/ca.pem").unwrap();
         assert_eq!(
             o.to_params(Protocol::Mysql, None),
-            [("ssl-mode".to_owned(), "VERIFY_CA".to_owned()), ("ssl-ca".to_owned(), "/ca.pem".to_owned())]
+            [
+                ("ssl-mode".to_owned(), "VERIFY_CA".to_owned()),
+                ("ssl-ca".to_owned(), "/ca.pem".to_owned())
+            ]
         );
         let none = TlsOptions::default();
         assert_eq!(
@@ -609,14 +688,22 @@ mod tests {
             ("server does not support TLS", "sslmode=disable"),
             ("received fatal alert: CertificateRequired", "sslcert"),
             ("coffer refused: cleartext password", CLEARTEXT_PARAM),
-            ("no pg_hba.conf entry for host \"127.0.0.1\", user \"u\", database \"d\", no encryption", "verify-full"),
+            (
+                "no pg_hba.conf entry for host \"127.0.0.1\", user \"u\", database \"d\", no encryption",
+                "verify-full",
+            ),
         ];
         for (detail, fix) in cases {
             let m = connect_failure(Protocol::Postgres, "db.example.com", 5432, detail);
             assert!(m.starts_with("postgres at db.example.com:5432: "), "{m}");
             assert!(m.contains(fix), "{detail}: {m}");
         }
-        let m = connect_failure(Protocol::Mysql, "h", 3306, "Connections using insecure transport are prohibited while --require_secure_transport=ON.");
+        let m = connect_failure(
+            Protocol::Mysql,
+            "h",
+            3306,
+            "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
+        );
         assert!(m.contains("ssl-mode=VERIFY_IDENTITY"), "{m}");
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coffer_envelope::{Keyring, from_text, to_text};
 use coffer_sql::common::{map_sqlx, prefix_range, run_migrations_in, verify_checks};
+use coffer_sql::tls::{CleartextGuard, PgTarget};
 use coffer_store::open::{OpenOptions, StoreOpener};
 use coffer_store::{
     Capabilities, DeleteMode, DynSecretStore, Error, ListOptions, ListPage, PutOptions, Result,
@@ -15,7 +16,6 @@ use coffer_store::{
     now, page_of, put_optimistic,
 };
 use secrecy::{ExposeSecret as _, SecretString};
-use coffer_sql::tls::{CleartextGuard, PgTarget};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 

@@ -91,9 +91,9 @@ fn classify(e: &ClientError) -> Failure {
                 by_status(*code, &errors)
             }
             // Connection refused, reset, timed out: the request never got an answer.
-            Rest::RequestError { .. } | Rest::ResponseError { .. } => {
-                Failure::Unavailable(tls_failure(e).unwrap_or_else(|| "cannot reach the server".to_owned()))
-            }
+            Rest::RequestError { .. } | Rest::ResponseError { .. } => Failure::Unavailable(
+                tls_failure(e).unwrap_or_else(|| "cannot reach the server".to_owned()),
+            ),
             other => Failure::Other(other.to_string()),
         },
         ClientError::ResponseEmptyError | ClientError::ResponseDataEmptyError => Failure::NotFound,
@@ -118,10 +118,16 @@ fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
          set VAULT_TLS_SERVER_NAME"
     } else if text.contains("expired") {
         "the server's certificate is expired"
-    } else if text.contains("certificaterequired") || text.contains("certificate required") || text.contains("badcertificate") {
+    } else if text.contains("certificaterequired")
+        || text.contains("certificate required")
+        || text.contains("badcertificate")
+    {
         "the server refused the client certificate (or needs one); set VAULT_CLIENT_CERT and \
          VAULT_CLIENT_KEY"
-    } else if text.contains("invalidcontenttype") || text.contains("wrong version number") || text.contains("corrupt message") {
+    } else if text.contains("invalidcontenttype")
+        || text.contains("wrong version number")
+        || text.contains("corrupt message")
+    {
         "the server does not speak TLS at this address; use http:// for a server without TLS"
     } else if text.contains("certificate") || text.contains("tls") {
         "the TLS handshake failed"
@@ -169,7 +175,11 @@ fn build_client(config: &VaultConfig, token: &str) -> Result<VaultClient, coffer
         files.extend(config.ca_cert.clone());
         if let Some(dir) = &config.ca_path {
             let entries = std::fs::read_dir(dir).map_err(|e| {
-                Error::config(format!("vault: VAULT_CAPATH {}: {}", dir.display(), e.kind()))
+                Error::config(format!(
+                    "vault: VAULT_CAPATH {}: {}",
+                    dir.display(),
+                    e.kind()
+                ))
             })?;
             let mut found: Vec<_> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -181,7 +191,10 @@ fn build_client(config: &VaultConfig, token: &str) -> Result<VaultClient, coffer
         for file in &files {
             let pem = read(file, "CA certificate")?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
-                Error::config(format!("vault: {} holds no PEM certificate", file.display()))
+                Error::config(format!(
+                    "vault: {} holds no PEM certificate",
+                    file.display()
+                ))
             })?;
             http = http.tls_certs_merge(certs);
         }
@@ -199,11 +212,17 @@ fn build_client(config: &VaultConfig, token: &str) -> Result<VaultClient, coffer
         }
         if let Some(name) = &config.tls_server_name {
             // Connect to the address's host, but verify (and send SNI for) `name`.
-            let host = address.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+            let host = address
+                .host_str()
+                .unwrap_or_default()
+                .trim_matches(['[', ']'])
+                .to_owned();
             let port = address.port_or_known_default().unwrap_or(8200);
             let addrs: Vec<std::net::SocketAddr> =
                 std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-                    .map_err(|e| Error::config(format!("vault: cannot resolve {host}: {}", e.kind())))?
+                    .map_err(|e| {
+                        Error::config(format!("vault: cannot resolve {host}: {}", e.kind()))
+                    })?
                     .collect();
             address
                 .set_host(Some(name))

@@ -181,7 +181,11 @@ impl VaultConfig {
                      ?insecure_http=true if the network is trusted"
                 )));
             }
-            _ => return Err(Error::config(format!("Vault address must be http(s): {redacted}"))),
+            _ => {
+                return Err(Error::config(format!(
+                    "Vault address must be http(s): {redacted}"
+                )));
+            }
         }
         if self.client_cert.is_some() != self.client_key.is_some() {
             return Err(Error::config(
@@ -247,8 +251,7 @@ impl VaultConfig {
                 }
                 "namespace" => config.namespace = Some(value.into_owned()),
                 "insecure_http" => {
-                    config.insecure_http =
-                        coffer_store::open::parse_flag("insecure_http", &value)?;
+                    config.insecure_http = coffer_store::open::parse_flag("insecure_http", &value)?;
                 }
                 other => {
                     return Err(Error::config(format!(

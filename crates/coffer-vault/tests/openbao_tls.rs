@@ -26,10 +26,13 @@ fn server() -> Option<Server> {
 
 fn config(server: &Server) -> VaultConfig {
     let n: u64 = rand::rng().random();
-    VaultConfig::new(&server.addr, Auth::Token(SecretString::from(server.token.clone())))
-        .prefix(format!("tls-{n:016x}"))
-        .timeout(Duration::from_secs(5))
-        .retries(0)
+    VaultConfig::new(
+        &server.addr,
+        Auth::Token(SecretString::from(server.token.clone())),
+    )
+    .prefix(format!("tls-{n:016x}"))
+    .timeout(Duration::from_secs(5))
+    .retries(0)
 }
 
 async fn verified() -> Option<Arc<VaultStore>> {
@@ -54,7 +57,9 @@ async fn first_call_error(config: VaultConfig) -> String {
             .map(|_| ()),
         Err(e) => Err(e),
     };
-    result.expect_err("reached a TLS server without trusting its CA").to_string()
+    result
+        .expect_err("reached a TLS server without trusting its CA")
+        .to_string()
 }
 
 #[tokio::test]
@@ -106,10 +111,16 @@ async fn a_server_name_override_and_a_ca_directory_are_honored() {
 
 #[test]
 fn plain_http_to_a_remote_host_is_refused_unless_written_out() {
-    let remote = VaultConfig::new("http://vault.example.com:8200", Auth::Token("t".to_owned().into()));
+    let remote = VaultConfig::new(
+        "http://vault.example.com:8200",
+        Auth::Token("t".to_owned().into()),
+    );
     let e = remote.check().unwrap_err().to_string();
     assert!(e.contains("insecure_http") && e.contains("https"), "{e}");
-    let mut allowed = VaultConfig::new("http://vault.example.com:8200", Auth::Token("t".to_owned().into()));
+    let mut allowed = VaultConfig::new(
+        "http://vault.example.com:8200",
+        Auth::Token("t".to_owned().into()),
+    );
     allowed.insecure_http = true;
     allowed.check().unwrap();
     VaultConfig::new("http://127.0.0.1:8200", Auth::Token("t".to_owned().into()))

@@ -212,7 +212,9 @@ async fn relay_mysql(mut client: UnixStream, mut server: TcpStream) -> Outcome {
         return Ok(());
     };
     let clear = greeting_plugin(&greeting).is_some_and(|p| p == MYSQL_CLEAR_PLUGIN);
-    if client.write_all(&greeting_header).await.is_err() || client.write_all(&greeting).await.is_err() {
+    if client.write_all(&greeting_header).await.is_err()
+        || client.write_all(&greeting).await.is_err()
+    {
         return Ok(());
     }
     let Ok((header, answer)) = read_mysql_packet(&mut client).await else {
@@ -232,7 +234,9 @@ async fn relay_mysql(mut client: UnixStream, mut server: TcpStream) -> Outcome {
     if clear {
         // The answer to a clear-text plugin is the password: it stays here.
         drop(server);
-        let _ = client.write_all(&mysql_error(header[3].wrapping_add(1), REFUSAL)).await;
+        let _ = client
+            .write_all(&mysql_error(header[3].wrapping_add(1), REFUSAL))
+            .await;
         return Err(Refused);
     }
     if server.write_all(&answer).await.is_err() {
@@ -249,7 +253,9 @@ async fn relay_mysql(mut client: UnixStream, mut server: TcpStream) -> Outcome {
         let first = payload.first().copied();
         if first == Some(0xFE) && nul_terminated(&payload[1..]) == MYSQL_CLEAR_PLUGIN {
             up.abort();
-            let _ = client_write.write_all(&mysql_error(header[3], REFUSAL)).await;
+            let _ = client_write
+                .write_all(&mysql_error(header[3], REFUSAL))
+                .await;
             let _ = client_write.shutdown().await;
             return Err(Refused);
         }
@@ -319,7 +325,12 @@ fn nul_terminated(p: &[u8]) -> &[u8] {
 
 fn pg_error(message: &str) -> Vec<u8> {
     let mut fields = Vec::new();
-    for (tag, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "28000"), (b'M', message)] {
+    for (tag, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "28000"),
+        (b'M', message),
+    ] {
         fields.push(tag);
         fields.extend_from_slice(value.as_bytes());
         fields.push(0);
@@ -353,10 +364,7 @@ async fn copy_both(client: UnixStream, server: TcpStream) -> Outcome {
     Ok(())
 }
 
-async fn copy_then_close(
-    mut from: impl AsyncRead + Unpin,
-    mut to: impl AsyncWrite + Unpin,
-) {
+async fn copy_then_close(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin) {
     let _ = tokio::io::copy(&mut from, &mut to).await;
     let _ = to.shutdown().await;
 }
@@ -390,7 +398,10 @@ mod tests {
     fn error_messages_are_well_formed() {
         let e = pg_error("x");
         assert_eq!(e[0], b'E');
-        assert_eq!(u32::from_be_bytes([e[1], e[2], e[3], e[4]]) as usize, e.len() - 1);
+        assert_eq!(
+            u32::from_be_bytes([e[1], e[2], e[3], e[4]]) as usize,
+            e.len() - 1
+        );
         let m = mysql_error(2, "x");
         assert_eq!(usize::from(m[0]), m.len() - 4);
         assert_eq!((m[3], m[4]), (2, 0xFF));
