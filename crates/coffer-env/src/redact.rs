@@ -247,10 +247,25 @@ impl RedactStream<'_> {
         let buf = &self.pending[..];
         let len = buf.len();
         let mut cursor = 0;
+        // Where a value could start that the bytes so far do not yet complete: only the
+        // last `max_len - 1` bytes can hold one.
+        let tail = len.saturating_sub(r.max_len.saturating_sub(1));
+        let open: Vec<usize> = if eof {
+            Vec::new()
+        } else {
+            (tail..len)
+                .filter(|&p| r.first_bytes[usize::from(buf[p])] && r.continues(&buf[p..]))
+                .collect()
+        };
         if let Some(matcher) = &r.matcher {
             for m in matcher.find_iter(buf) {
                 // A longer value may still complete with bytes yet to come.
                 if !eof && m.start() + r.max_len > len && r.extends(&buf[m.start()..]) {
+                    break;
+                }
+                // So may a value starting before this match, which would be the leftmost
+                // (the whole text masks it instead of this one).
+                if open.iter().any(|&p| p >= cursor && p < m.start()) {
                     break;
                 }
                 out.extend_from_slice(&buf[cursor..m.start()]);
@@ -259,13 +274,8 @@ impl RedactStream<'_> {
             }
         }
         let mut hold_from = len;
-        if !eof {
-            let start = cursor.max(len.saturating_sub(r.max_len.saturating_sub(1)));
-            if let Some(p) =
-                (start..len).find(|&p| r.first_bytes[usize::from(buf[p])] && r.continues(&buf[p..]))
-            {
-                hold_from = p;
-            }
+        if let Some(&p) = open.iter().find(|&&p| p >= cursor) {
+            hold_from = p;
         }
         if hold_from > cursor {
             out.extend_from_slice(&buf[cursor..hold_from]);

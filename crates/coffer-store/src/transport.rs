@@ -687,6 +687,7 @@ mod tests {
             ("invalid peer certificate: NotValidForName", "verify-ca"),
             ("server does not support TLS", "sslmode=disable"),
             ("received fatal alert: CertificateRequired", "sslcert"),
+            ("invalid peer certificate: Expired", "expired"),
             ("coffer refused: cleartext password", CLEARTEXT_PARAM),
             (
                 "no pg_hba.conf entry for host \"127.0.0.1\", user \"u\", database \"d\", no encryption",

@@ -333,3 +333,38 @@ async fn opens_from_supabase_urls_and_needs_the_vault_schema() {
         .unwrap_err();
     assert!(err.to_string().contains("supabase_vault"), "{err}");
 }
+
+#[tokio::test]
+async fn connects_over_verified_tls_and_refuses_an_unknown_ca() {
+    let Some(tls) = coffer_sql::testing::TlsServers::from_env() else {
+        return;
+    };
+    let db = TestDatabase::create_on(tls.pg_verified_url("postgres")).await;
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+    sqlx::raw_sql(FIXTURE).execute(&pool).await.unwrap();
+    pool.close().await;
+    let store = SupabaseVaultStore::connect(&format!("supabase+{}", db.url()), None)
+        .await
+        .unwrap();
+    let (ssl,): (bool,) =
+        sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert!(ssl);
+    let scope = coffer_store::testing::fresh_scope();
+    let name = coffer_store::testing::name("github_token");
+    store
+        .put(&scope, &name, &"over-tls".to_owned().into(), &PutOptions::new())
+        .await
+        .unwrap();
+    let got = store.get(&scope, &name, None).await.unwrap();
+    assert_eq!(got.value.expose_secret(), "over-tls");
+
+    let other = db.url().replace("ca.pem", "other-ca.pem");
+    let err = SupabaseVaultStore::connect(&format!("supabase+{other}"), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sslrootcert") && !err.contains(&tls.pg_password), "{err}");
+}
