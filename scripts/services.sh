@@ -144,6 +144,7 @@ CONF
 local     all all                         trust
 hostssl   all coffer_cert 127.0.0.1/32    cert
 hostnossl all coffer_plain 127.0.0.1/32   trust
+hostnossl all coffer_scram 127.0.0.1/32   scram-sha-256
 hostssl   all all         127.0.0.1/32    scram-sha-256
 hostnossl all all         127.0.0.1/32    reject
 HBA
@@ -151,7 +152,7 @@ HBA
     _svc_log "the TLS Postgres cluster did not start:"; tail -n 20 "$dir/log" >&2; return 1; }
   COFFER_SERVICES_STARTED+=("pg-tls:$bin:$dir/data")
   runuser -u postgres -- "$bin/psql" -q -h "$dir/run" -p "$port" -U postgres -d postgres -c \
-    "CREATE ROLE coffer LOGIN SUPERUSER PASSWORD '$password'; CREATE ROLE coffer_cert LOGIN SUPERUSER; CREATE ROLE coffer_plain LOGIN SUPERUSER;" >/dev/null || return 1
+    "CREATE ROLE coffer LOGIN SUPERUSER PASSWORD '$password'; CREATE ROLE coffer_cert LOGIN SUPERUSER; CREATE ROLE coffer_plain LOGIN SUPERUSER; CREATE ROLE coffer_scram LOGIN SUPERUSER PASSWORD '$password';" >/dev/null || return 1
   export COFFER_TEST_TLS_PG_PORT="$port" COFFER_TEST_TLS_PG_PASSWORD="$password"
 }
 
@@ -189,7 +190,7 @@ _svc_start_openbao_tls() {
 
 # Exports COFFER_TEST_TLS_DIR (ca.pem, other-ca.pem, client.pem, client.key),
 # COFFER_TEST_TLS_PG_PORT / _PASSWORD (user coffer, TLS only; coffer_cert by certificate;
-# coffer_plain without TLS, trust), COFFER_TEST_TLS_MYSQL_PORT / _PASSWORD (user coffer,
+# coffer_plain without TLS, trust; coffer_scram without TLS, SCRAM, the same password), COFFER_TEST_TLS_MYSQL_PORT / _PASSWORD (user coffer,
 # database test), COFFER_TEST_TLS_VAULT_ADDR / _TOKEN / _CACERT.
 _svc_start_tls() {
   COFFER_SERVICES_TLS="$COFFER_SERVICES_TMP/tls"

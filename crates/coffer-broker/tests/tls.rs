@@ -257,3 +257,30 @@ fn urls_and_entries_refuse_unknown_tls_parameters() {
     .to_string();
     assert!(e.contains("sslmdoe"), "{e}");
 }
+
+#[tokio::test]
+async fn the_guard_steps_aside_for_tls_on_a_real_server() {
+    let Some(t) = TlsServers::from_env() else {
+        return;
+    };
+    let broker = Broker::new(Limits::default());
+    // Loopback with a password and no mode: `prefer` / `PREFERRED` through the guard,
+    // which relays the TLS handshake untouched.
+    let ssl = scalar(
+        &broker,
+        pg(&t, "127.0.0.1"),
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    .await;
+    assert_eq!(ssl, json!(true));
+    let version = scalar(
+        &broker,
+        mysql(&t, "127.0.0.1"),
+        "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'SSL_VERSION'",
+    )
+    .await;
+    assert!(
+        version.as_str().is_some_and(|v| v.starts_with("TLSv1")),
+        "{version}"
+    );
+}

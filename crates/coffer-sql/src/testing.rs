@@ -140,7 +140,8 @@ pub struct TlsServers {
     /// The directory holding `ca.pem`, `other-ca.pem`, `client.pem` and `client.key`.
     pub certs: std::path::PathBuf,
     /// The Postgres cluster's port: user `coffer` over TLS only, `coffer_cert` by
-    /// client certificate, `coffer_plain` without TLS (trust).
+    /// client certificate, `coffer_plain` without TLS (trust), `coffer_scram` without
+    /// TLS by SCRAM with the same password as `coffer`.
     pub pg_port: u16,
     /// The password of the Postgres user `coffer`.
     pub pg_password: String,

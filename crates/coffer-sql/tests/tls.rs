@@ -235,3 +235,53 @@ fn rand_suffix() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(7)
 }
+
+/// The guard in front of real servers: it relays SCRAM over plaintext and steps aside
+/// for TLS, and the store works through it (writes, reads, change notifications).
+#[tokio::test]
+async fn the_guard_relays_real_servers_in_plaintext_and_in_tls() {
+    let Some(tls) = TlsServers::from_env() else {
+        return;
+    };
+    // SCRAM without TLS, the password behind the guard (a local server with a password).
+    let scram = format!(
+        "postgres://coffer_scram:{}@127.0.0.1:{}/postgres?sslmode=disable",
+        tls.pg_password, tls.pg_port
+    );
+    // TLS negotiated through the guard (`prefer` on loopback, with a password).
+    let prefer = tls.pg_url("127.0.0.1", "postgres", "sslmode=prefer");
+    for (url, encrypted) in [(scram, false), (prefer, true)] {
+        let db = TestDatabase::create_on(url).await;
+        let store = PgStore::connect(db.url(), keyring()).await.unwrap();
+        let (ssl,): (bool,) =
+            sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(ssl, encrypted);
+        let mut changes = Box::pin(store.watch().await.unwrap());
+        let scope = coffer_store::testing::fresh_scope();
+        let name = coffer_store::testing::name("k");
+        store
+            .put(
+                &scope,
+                &name,
+                &"through-the-guard".to_owned().into(),
+                &PutOptions::new(),
+            )
+            .await
+            .unwrap();
+        let got = store.get(&scope, &name, None).await.unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&got.value),
+            "through-the-guard"
+        );
+        let event = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            futures::StreamExt::next(&mut changes),
+        )
+        .await
+        .expect("a change notification through the guard");
+        assert!(event.is_some());
+    }
+}

@@ -355,7 +355,12 @@ async fn connects_over_verified_tls_and_refuses_an_unknown_ca() {
     let scope = coffer_store::testing::fresh_scope();
     let name = coffer_store::testing::name("github_token");
     store
-        .put(&scope, &name, &"over-tls".to_owned().into(), &PutOptions::new())
+        .put(
+            &scope,
+            &name,
+            &"over-tls".to_owned().into(),
+            &PutOptions::new(),
+        )
         .await
         .unwrap();
     let got = store.get(&scope, &name, None).await.unwrap();
@@ -366,5 +371,8 @@ async fn connects_over_verified_tls_and_refuses_an_unknown_ca() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("sslrootcert") && !err.contains(&tls.pg_password), "{err}");
+    assert!(
+        err.contains("sslrootcert") && !err.contains(&tls.pg_password),
+        "{err}"
+    );
 }
