@@ -1,8 +1,9 @@
 //! Store get over TLS beside plaintext, on the same private Postgres cluster
 //! (`scripts/services.sh`'s TLS cluster): the same store, database size and query; one
 //! connection user over `verify-full` (SCRAM at connect), one over `sslmode=disable`
-//! (trust, no password, so no cleartext guard). 1 and 4 concurrent callers; with 4, one
-//! iteration is 4 gets (throughput per get).
+//! (trust, no password, so no cleartext guard), and one over `sslmode=disable` with a
+//! password (SCRAM), which goes through the cleartext guard's relay. 1 and 4 concurrent
+//! callers; with 4, one iteration is 4 gets (throughput per get).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -29,22 +30,32 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
         ))
         .await;
         let verified = TestDatabase::create_on(tls.pg_verified_url("postgres")).await;
+        let guarded = TestDatabase::create_on(format!(
+            "postgres://coffer_scram:{}@127.0.0.1:{}/postgres?sslmode=disable",
+            tls.pg_password, tls.pg_port
+        ))
+        .await;
         let mut stores: Vec<(&str, Arc<DynSecretStore>)> = Vec::new();
-        for (label, db) in [("plaintext", &plain), ("verify-full", &verified)] {
+        for (label, db) in [
+            ("plaintext", &plain),
+            ("verify-full", &verified),
+            ("plaintext through the cleartext guard", &guarded),
+        ] {
             let store = PgStore::connect(db.url(), Arc::clone(&keyring))
                 .await
                 .expect("connect to the TLS cluster");
             fill(&store, PRESENT).await;
             stores.push((label, Arc::new(store)));
         }
-        (stores, [plain, verified])
+        (stores, [plain, verified, guarded])
     });
     let scope = scope();
     let mut group = report.group(
         c,
         "store get over TLS",
         "Postgres store get of one secret of 10,000 on the private TLS cluster: \
-         verify-full beside plaintext on the same server, at 1 and 4 concurrent callers.",
+         verify-full, and plaintext through the cleartext guard, beside plaintext on the \
+         same server, at 1 and 4 concurrent callers.",
     );
     for callers in [1usize, 4] {
         group.throughput(Throughput::Elements(callers as u64));

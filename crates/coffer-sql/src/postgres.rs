@@ -396,8 +396,11 @@ mod tests {
         let target = PgTarget::from_url(
             "postgres://u:p@db.example.com/db?row_level_security=true&application_name=x",
             |k, v| {
-                rls = (k == RLS_URL_PARAM).then(|| v.to_owned());
-                Ok(rls.is_some())
+                if k != RLS_URL_PARAM {
+                    return Ok(false);
+                }
+                rls = Some(v.to_owned());
+                Ok(true)
             },
         )
         .unwrap();
