@@ -96,15 +96,56 @@ impl<O> Target<O> {
     }
 }
 
-fn start_guard(protocol: Protocol, host: &str, port: u16) -> Result<Arc<CleartextGuard>> {
-    CleartextGuard::start(protocol, host, port)
-        .map(Arc::new)
-        .map_err(|e| {
-            Error::config(format!(
-                "cannot start the cleartext-password guard: {}",
-                e.kind()
-            ))
+/// What coffer's TLS rule needs from a driver's connect options: one implementation
+/// per dialect, so the rule is applied in one place ([`Target::new`]).
+pub trait TlsConnectOptions: Sized {
+    /// The wire protocol.
+    const PROTOCOL: Protocol;
+    /// The host (or socket path) and port the options point at.
+    fn endpoint(&self) -> (String, u16);
+    /// The options with the effective mode and certificates of `tls`.
+    fn with_tls(self, tls: &ResolvedTls) -> Self;
+    /// The options connecting through `guard` instead of to the server.
+    fn through(self, guard: &CleartextGuard) -> Self;
+}
+
+impl<O: TlsConnectOptions> Target<O> {
+    /// From driver options built elsewhere and TLS settings as written (the broker's
+    /// connection entries, or a URL's parameters). `has_password`: whether `options`
+    /// carries one (then, where TLS is not guaranteed, it connects through the guard).
+    pub fn new(options: O, tls: &TlsOptions, has_password: bool) -> Result<Self> {
+        let (host, port) = options.endpoint();
+        let resolved = tls.resolve(O::PROTOCOL, &host, has_password)?;
+        if resolved.mode == TlsMode::VerifyCa {
+            // sqlx builds its name-blind verifier on rustls's process-wide provider, which
+            // rustls cannot pick when another crate (reqwest) also enables aws-lc-rs. Name
+            // ring, the provider sqlx itself uses; a provider the application installed
+            // first stays.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let mut options = options.with_tls(&resolved);
+        let guard = if resolved.guard_cleartext {
+            let guard = CleartextGuard::start(O::PROTOCOL, &host, port)
+                .map(Arc::new)
+                .map_err(|e| {
+                    Error::config(format!(
+                        "cannot start the cleartext-password guard: {}",
+                        e.kind()
+                    ))
+                })?;
+            options = options.through(&guard);
+            Some(guard)
+        } else {
+            None
+        };
+        Ok(Self {
+            options,
+            tls: resolved,
+            guard,
+            host,
+            port,
         })
+    }
 }
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -174,21 +215,21 @@ mod postgres {
                 .map_err(|_| Error::config(format!("invalid Postgres URL {redacted}")))?;
             Self::new(options, &tls, has_password)
         }
+    }
 
-        /// From sqlx options built elsewhere and TLS settings as written (the broker's
-        /// connection entries). `has_password`: whether `options` carries one.
-        pub fn new(
-            options: PgConnectOptions,
-            tls: &TlsOptions,
-            has_password: bool,
-        ) -> Result<Self> {
-            let host = match options.get_socket() {
+    impl TlsConnectOptions for PgConnectOptions {
+        const PROTOCOL: Protocol = Protocol::Postgres;
+
+        fn endpoint(&self) -> (String, u16) {
+            let host = match self.get_socket() {
                 Some(dir) => dir.display().to_string(),
-                None => options.get_host().to_owned(),
+                None => self.get_host().to_owned(),
             };
-            let port = options.get_port();
-            let resolved = tls.resolve(Protocol::Postgres, &host, has_password)?;
-            let mut options = options.ssl_mode(match resolved.mode {
+            (host, self.get_port())
+        }
+
+        fn with_tls(self, tls: &ResolvedTls) -> Self {
+            let mut options = self.ssl_mode(match tls.mode {
                 TlsMode::Disable => PgSslMode::Disable,
                 TlsMode::Allow => PgSslMode::Allow,
                 TlsMode::Prefer => PgSslMode::Prefer,
@@ -196,26 +237,18 @@ mod postgres {
                 TlsMode::VerifyCa => PgSslMode::VerifyCa,
                 _ => PgSslMode::VerifyFull,
             });
-            if let Some(ca) = &resolved.root_cert {
+            if let Some(ca) = &tls.root_cert {
                 options = options.ssl_root_cert(ca);
             }
-            if let (Some(cert), Some(key)) = (&resolved.client_cert, &resolved.client_key) {
+            if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
                 options = options.ssl_client_cert(cert).ssl_client_key(key);
             }
-            let guard = if resolved.guard_cleartext {
-                let guard = start_guard(Protocol::Postgres, &host, port)?;
-                options = options.socket(guard.socket_dir());
-                Some(guard)
-            } else {
-                None
-            };
-            Ok(Self {
-                options,
-                tls: resolved,
-                guard,
-                host,
-                port,
-            })
+            options
+        }
+
+        /// sqlx looks for `.s.PGSQL.{port}` in the directory.
+        fn through(self, guard: &CleartextGuard) -> Self {
+            self.socket(guard.socket_dir())
         }
     }
 }
@@ -231,47 +264,36 @@ mod mysql {
     /// A MySQL / MariaDB target.
     pub type MySqlTarget = Target<MySqlConnectOptions>;
 
-    impl Target<MySqlConnectOptions> {
-        /// From sqlx options and TLS settings as written. `has_password`: whether
-        /// `options` carries one.
-        pub fn new(
-            options: MySqlConnectOptions,
-            tls: &TlsOptions,
-            has_password: bool,
-        ) -> Result<Self> {
-            let host = match options.get_socket() {
+    impl TlsConnectOptions for MySqlConnectOptions {
+        const PROTOCOL: Protocol = Protocol::Mysql;
+
+        fn endpoint(&self) -> (String, u16) {
+            let host = match self.get_socket() {
                 Some(path) => path.display().to_string(),
-                None => options.get_host().to_owned(),
+                None => self.get_host().to_owned(),
             };
-            let port = options.get_port();
-            let resolved = tls.resolve(Protocol::Mysql, &host, has_password)?;
-            let mut options = options.ssl_mode(match resolved.mode {
+            (host, self.get_port())
+        }
+
+        fn with_tls(self, tls: &ResolvedTls) -> Self {
+            let mut options = self.ssl_mode(match tls.mode {
                 TlsMode::Disable | TlsMode::Allow => MySqlSslMode::Disabled,
                 TlsMode::Prefer => MySqlSslMode::Preferred,
                 TlsMode::Require => MySqlSslMode::Required,
                 TlsMode::VerifyCa => MySqlSslMode::VerifyCa,
                 _ => MySqlSslMode::VerifyIdentity,
             });
-            if let Some(ca) = &resolved.root_cert {
+            if let Some(ca) = &tls.root_cert {
                 options = options.ssl_ca(ca);
             }
-            if let (Some(cert), Some(key)) = (&resolved.client_cert, &resolved.client_key) {
+            if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
                 options = options.ssl_client_cert(cert).ssl_client_key(key);
             }
-            let guard = if resolved.guard_cleartext {
-                let guard = start_guard(Protocol::Mysql, &host, port)?;
-                options = options.socket(guard.socket_path());
-                Some(guard)
-            } else {
-                None
-            };
-            Ok(Self {
-                options,
-                tls: resolved,
-                guard,
-                host,
-                port,
-            })
+            options
+        }
+
+        fn through(self, guard: &CleartextGuard) -> Self {
+            self.socket(guard.socket_path())
         }
     }
 }
