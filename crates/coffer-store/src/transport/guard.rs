@@ -169,42 +169,7 @@ async fn relay_postgres(mut client: UnixStream, mut server: TcpStream) -> Outcom
     if server.write_all(&head).await.is_err() {
         return Ok(());
     }
-    let (client_read, mut client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    let up = tokio::spawn(copy_then_close(client_read, server_write));
-    let mut server_read = BufReader::new(server_read);
-    loop {
-        let Ok(header) = read_array::<5>(&mut server_read).await else {
-            break;
-        };
-        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-        if !(4..=MAX_MESSAGE).contains(&len) {
-            break;
-        }
-        let mut body = vec![0; len - 4];
-        if server_read.read_exact(&mut body).await.is_err() {
-            break;
-        }
-        if header[0] == b'R' && body.get(..4) == Some(&PG_AUTH_CLEARTEXT.to_be_bytes()[..]) {
-            up.abort();
-            let _ = client_write.write_all(&pg_error(REFUSAL)).await;
-            let _ = client_write.shutdown().await;
-            return Err(Refused);
-        }
-        if client_write.write_all(&header).await.is_err()
-            || client_write.write_all(&body).await.is_err()
-        {
-            break;
-        }
-        // ReadyForQuery ends the start-up; an ErrorResponse ends the connection.
-        if matches!(header[0], b'Z' | b'E') {
-            copy_then_close(server_read, client_write).await;
-            let _ = up.await;
-            return Ok(());
-        }
-    }
-    up.abort();
-    Ok(())
+    relay_start_up(Framing::Postgres, client, server).await
 }
 
 async fn relay_mysql(mut client: UnixStream, mut server: TcpStream) -> Outcome {
@@ -222,50 +187,111 @@ async fn relay_mysql(mut client: UnixStream, mut server: TcpStream) -> Outcome {
     };
     let ssl_request = answer.len() == 32
         && u32::from_le_bytes([answer[0], answer[1], answer[2], answer[3]]) & MYSQL_CLIENT_SSL != 0;
-    if server.write_all(&header).await.is_err() {
-        return Ok(());
-    }
-    if ssl_request {
-        if server.write_all(&answer).await.is_err() {
-            return Ok(());
-        }
-        return copy_both(client, server).await;
-    }
-    if clear {
-        // The answer to a clear-text plugin is the password: it stays here.
+    if clear && !ssl_request {
+        // The answer to a clear-text plugin is the password: none of it leaves here.
         drop(server);
         let _ = client
             .write_all(&mysql_error(header[3].wrapping_add(1), REFUSAL))
             .await;
         return Err(Refused);
     }
-    if server.write_all(&answer).await.is_err() {
+    if server.write_all(&header).await.is_err() || server.write_all(&answer).await.is_err() {
         return Ok(());
     }
+    if ssl_request {
+        return copy_both(client, server).await;
+    }
+    relay_start_up(Framing::Mysql, client, server).await
+}
+
+/// How a protocol frames the server's start-up messages.
+#[derive(Clone, Copy)]
+enum Framing {
+    /// A type byte and a 4-byte big-endian length that counts itself.
+    Postgres,
+    /// A 3-byte little-endian length and a sequence number.
+    Mysql,
+}
+
+/// What the relay does with one server message during start-up.
+enum Step {
+    /// Pass it on and read the next.
+    Forward,
+    /// Pass it on: start-up is over, copy the rest unread.
+    Done,
+    /// A request for the password in cleartext: answer the client with this error.
+    Refuse(Vec<u8>),
+}
+
+impl Framing {
+    async fn read(self, r: &mut (impl AsyncRead + Unpin)) -> io::Result<(Vec<u8>, Vec<u8>)> {
+        let (header, len) = match self {
+            Framing::Postgres => {
+                let h = read_array::<5>(r).await?;
+                let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+                if len < 4 {
+                    return Err(io::ErrorKind::InvalidData.into());
+                }
+                (h.to_vec(), len - 4)
+            }
+            Framing::Mysql => {
+                let h = read_array::<4>(r).await?;
+                let len = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+                (h.to_vec(), len)
+            }
+        };
+        if len > MAX_MESSAGE {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).await?;
+        Ok((header, body))
+    }
+
+    fn step(self, header: &[u8], body: &[u8]) -> Step {
+        match self {
+            Framing::Postgres => match header[0] {
+                b'R' if body.get(..4) == Some(&PG_AUTH_CLEARTEXT.to_be_bytes()[..]) => {
+                    Step::Refuse(pg_error(REFUSAL))
+                }
+                // ReadyForQuery ends the start-up; an ErrorResponse ends the connection.
+                b'Z' | b'E' => Step::Done,
+                _ => Step::Forward,
+            },
+            Framing::Mysql => match body.first() {
+                Some(0xFE) if nul_terminated(&body[1..]) == MYSQL_CLEAR_PLUGIN => {
+                    Step::Refuse(mysql_error(header[3], REFUSAL))
+                }
+                // OK ends authentication; ERR ends the connection.
+                Some(0x00 | 0xFF) => Step::Done,
+                _ => Step::Forward,
+            },
+        }
+    }
+}
+
+/// The start-up after any TLS negotiation: the client's bytes copied unread (the
+/// password it would send answers a request the relay saw first), every server message
+/// read whole and judged before it is passed on, then both directions copied unread.
+async fn relay_start_up(framing: Framing, client: UnixStream, server: TcpStream) -> Outcome {
     let (client_read, mut client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     let up = tokio::spawn(copy_then_close(client_read, server_write));
     let mut server_read = BufReader::new(server_read);
-    loop {
-        let Ok((header, payload)) = read_mysql_packet(&mut server_read).await else {
-            break;
-        };
-        let first = payload.first().copied();
-        if first == Some(0xFE) && nul_terminated(&payload[1..]) == MYSQL_CLEAR_PLUGIN {
+    while let Ok((header, body)) = framing.read(&mut server_read).await {
+        let step = framing.step(&header, &body);
+        if let Step::Refuse(reply) = step {
             up.abort();
-            let _ = client_write
-                .write_all(&mysql_error(header[3], REFUSAL))
-                .await;
+            let _ = client_write.write_all(&reply).await;
             let _ = client_write.shutdown().await;
             return Err(Refused);
         }
         if client_write.write_all(&header).await.is_err()
-            || client_write.write_all(&payload).await.is_err()
+            || client_write.write_all(&body).await.is_err()
         {
             break;
         }
-        // OK ends authentication; ERR ends the connection.
-        if matches!(first, Some(0x00 | 0xFF)) {
+        if matches!(step, Step::Done) {
             copy_then_close(server_read, client_write).await;
             let _ = up.await;
             return Ok(());
@@ -282,14 +308,8 @@ async fn read_array<const N: usize>(r: &mut (impl AsyncRead + Unpin)) -> io::Res
 }
 
 async fn read_mysql_packet(r: &mut (impl AsyncRead + Unpin)) -> io::Result<([u8; 4], Vec<u8>)> {
-    let header = read_array::<4>(r).await?;
-    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
-    if len > MAX_MESSAGE {
-        return Err(io::ErrorKind::InvalidData.into());
-    }
-    let mut payload = vec![0; len];
-    r.read_exact(&mut payload).await?;
-    Ok((header, payload))
+    let (header, payload) = Framing::Mysql.read(r).await?;
+    Ok(([header[0], header[1], header[2], header[3]], payload))
 }
 
 /// The auth plugin a MySQL HandshakeV10 greeting names, if it names one.
