@@ -97,17 +97,11 @@ pub(crate) fn connect_error<O>(
     e: sqlx::Error,
     secrets: &[&str],
 ) -> BrokerError {
-    let transport = match &e {
-        sqlx::Error::Database(db) => {
-            matches!(db.code().as_deref(), Some("28000" | "08004" | "3159"))
-                || db.message().contains("no encryption")
-        }
-        sqlx::Error::Tls(_)
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut => true,
-        _ => false,
-    };
+    let transport = coffer_sql::tls::refused_by_transport(&e)
+        || matches!(
+            e,
+            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut
+        );
     if transport {
         BrokerError::Unavailable {
             message: scrub(target.describe(&e), secrets),

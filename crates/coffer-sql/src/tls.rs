@@ -76,14 +76,7 @@ impl<O> Target<O> {
     pub fn connect_error(&self, backend: &'static str, e: sqlx::Error) -> Error {
         let message = self.describe(&e);
         match e {
-            sqlx::Error::Tls(_) => Error::config(message),
-            sqlx::Error::Database(ref db)
-                if db.code().as_deref() == Some("28000")
-                    || db.code().as_deref() == Some("08004")
-                    || db.code().as_deref() == Some("3159") =>
-            {
-                Error::config(message)
-            }
+            ref e if refused_by_transport(e) => Error::config(message),
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => {
                 Error::Unavailable {
                     backend,
@@ -145,6 +138,19 @@ impl<O: TlsConnectOptions> Target<O> {
             host,
             port,
         })
+    }
+}
+
+/// Whether a failed connect was refused over the transport rather than the credentials
+/// or the database: the TLS handshake, the cleartext guard (28000, MySQL 08004), or a
+/// server that takes only TLS connections (Postgres `pg_hba` 28000, MySQL 3159).
+pub fn refused_by_transport(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("28000" | "08004" | "3159"))
+        }
+        _ => false,
     }
 }
 

@@ -209,10 +209,16 @@ pub fn take_flag(url: &str, flag: &str) -> Result<(String, bool)> {
 /// # Ok::<(), coffer_store::Error>(())
 /// ```
 pub fn parse_flag(flag: &str, value: &str) -> Result<bool> {
+    flag_value(value).ok_or_else(|| Error::config(format!("{flag} must be true or false")))
+}
+
+/// `true`/`1`/`on` or `false`/`0`/`off`, in any case: the one spelling of a boolean
+/// parameter in every coffer URL.
+pub(crate) fn flag_value(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
-        "true" | "1" | "on" => Ok(true),
-        "false" | "0" | "off" => Ok(false),
-        _ => Err(Error::config(format!("{flag} must be true or false"))),
+        "true" | "1" | "on" => Some(true),
+        "false" | "0" | "off" => Some(false),
+        _ => None,
     }
 }
 

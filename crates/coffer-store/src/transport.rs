@@ -264,7 +264,7 @@ impl TlsOptions {
             k if k == cert => self.client_cert = Some(path(value, cert)?),
             k if k == key_param => self.client_key = Some(path(value, key_param)?),
             k if k == cleartext => {
-                self.allow_cleartext_password = parse_bool(value)
+                self.allow_cleartext_password = crate::open::flag_value(value)
                     .ok_or_else(|| TlsParamError::new(cleartext, "must be true or false"))?;
             }
             k if looks_like_tls_param(k) => {
@@ -507,14 +507,6 @@ fn readable(param: &str, file: &Path) -> Result<(), TlsParamError> {
 fn looks_like_tls_param(key: &str) -> bool {
     let k = key.to_ascii_lowercase().replace(['-', '_'], "");
     k.starts_with("ssl") || k.starts_with("tls") || k.contains("cleartext")
-}
-
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
 }
 
 /// A driver's message as it may appear in an error: at most 240 characters.

@@ -173,7 +173,7 @@ async fn relay_postgres(mut client: UnixStream, mut server: TcpStream) -> Outcom
 }
 
 async fn relay_mysql(mut client: UnixStream, mut server: TcpStream) -> Outcome {
-    let Ok((greeting_header, greeting)) = read_mysql_packet(&mut server).await else {
+    let Ok((greeting_header, greeting)) = Framing::Mysql.read(&mut server).await else {
         return Ok(());
     };
     let clear = greeting_plugin(&greeting).is_some_and(|p| p == MYSQL_CLEAR_PLUGIN);
@@ -182,7 +182,7 @@ async fn relay_mysql(mut client: UnixStream, mut server: TcpStream) -> Outcome {
     {
         return Ok(());
     }
-    let Ok((header, answer)) = read_mysql_packet(&mut client).await else {
+    let Ok((header, answer)) = Framing::Mysql.read(&mut client).await else {
         return Ok(());
     };
     let ssl_request = answer.len() == 32
@@ -305,11 +305,6 @@ async fn read_array<const N: usize>(r: &mut (impl AsyncRead + Unpin)) -> io::Res
     let mut buf = [0; N];
     r.read_exact(&mut buf).await?;
     Ok(buf)
-}
-
-async fn read_mysql_packet(r: &mut (impl AsyncRead + Unpin)) -> io::Result<([u8; 4], Vec<u8>)> {
-    let (header, payload) = Framing::Mysql.read(r).await?;
-    Ok(([header[0], header[1], header[2], header[3]], payload))
 }
 
 /// The auth plugin a MySQL HandshakeV10 greeting names, if it names one.
