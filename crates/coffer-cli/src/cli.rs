@@ -59,9 +59,18 @@ pub(crate) enum Command {
     ///
     /// Each secret becomes the variable its env name says, else its name upper-cased with
     /// every character outside [A-Z0-9_] turned into _ (openai_api_key → OPENAI_API_KEY).
-    /// Values and their base64, hex and URL-encoded forms are replaced in the command's stdout
-    /// and stderr with [REDACTED:NAME]; --no-mask passes stdio through untouched (TTY
-    /// intact). SIGINT, SIGTERM and SIGHUP are forwarded. The exit code is the command's,
+    /// Names that change what a program runs, where it connects or whom it trusts
+    /// (LD_*, PYTHON*, GIT_*, *_PROXY, PATH, …) are refused unless --allow-var names them.
+    /// The command never gets coffer's own credentials (COFFER_*, VAULT_TOKEN, …) unless
+    /// --pass-env names them; it does run as your user, so it can read any file you can
+    /// (a keyring file included).
+    ///
+    /// Values are replaced in the command's stdout and stderr with [REDACTED:NAME], also
+    /// their percent-encoded (either case), hex, base64 (at any alignment, line-wrapped at
+    /// 64 or 76 columns), JSON-escaped and Python repr forms; --no-mask passes stdio
+    /// through untouched (TTY intact). Not masked: output written to /dev/tty or to other
+    /// inherited descriptors, and values transformed otherwise (reversed, compressed,
+    /// encrypted, other encodings). SIGINT, SIGTERM and SIGHUP are forwarded. The exit code is the command's,
     /// 128+N if it died of signal N, 125 if coffer itself failed, 126 if the command cannot
     /// run, 127 if it is not found.
     Run(RunArgs),
@@ -94,9 +103,15 @@ pub(crate) struct SelectArgs {
     /// Only secrets carrying this tag (repeatable: every one).
     #[arg(long = "tag", value_name = "TAG")]
     pub(crate) tags: Vec<String>,
-    /// Let this variable through although it changes how a process loads code
-    /// (LD_PRELOAD, DYLD_*, PATH, NODE_OPTIONS, …). Repeatable.
-    #[arg(long = "allow-loader-var", value_name = "VAR")]
+    /// Let this variable through although it changes what a program runs, where it
+    /// connects or whom it trusts: loaders (LD_*, DYLD_*), interpreters (PYTHON*, NODE_*,
+    /// BASH_ENV, …), program hooks (GIT_*, PAGER, EDITOR, BROWSER, …), proxies and CA
+    /// files (*_PROXY, SSL_CERT_*, …), PATH and HOME. Repeatable.
+    #[arg(
+        long = "allow-var",
+        visible_alias = "allow-loader-var",
+        value_name = "VAR"
+    )]
     pub(crate) allow: Vec<String>,
 }
 
@@ -111,6 +126,11 @@ pub(crate) struct RunArgs {
     /// Do not mask output: stdin, stdout and stderr are the command's directly.
     #[arg(long)]
     pub(crate) no_mask: bool,
+    /// Keep this variable of coffer's own environment for the command although it is one
+    /// of coffer's credentials (every COFFER_*, VAULT_TOKEN, VAULT_ROLE_ID,
+    /// VAULT_SECRET_ID, PGPASSWORD), which the command otherwise never sees. Repeatable.
+    #[arg(long = "pass-env", value_name = "VAR")]
+    pub(crate) pass_env: Vec<String>,
     /// The command and its arguments, after `--`.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub(crate) command: Vec<OsString>,
@@ -134,9 +154,15 @@ pub(crate) struct ExportArgs {
     /// The format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Dotenv)]
     pub(crate) format: ExportFormat,
-    /// Write to this file (atomically, mode 0600) instead of standard output.
+    /// Write to this file (atomically, mode 0600) instead of standard output; `-` is
+    /// standard output. Only a regular file or a new path: a symbolic link, FIFO, device,
+    /// socket or directory is refused, and an existing file is replaced only if coffer
+    /// wrote it (its first line is coffer's marker) or with --force.
     #[arg(long, short)]
     pub(crate) output: Option<PathBuf>,
+    /// Replace an existing regular file at --output that coffer did not write.
+    #[arg(long)]
+    pub(crate) force: bool,
     /// Start dotenv lines with `export `.
     #[arg(long)]
     pub(crate) export: bool,

@@ -1,6 +1,6 @@
 //! What each command does.
 
-use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::io::{IsTerminal as _, Read as _};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,6 +16,10 @@ use coffer::sql::{AuditQuery, SqlAuditSink};
 use coffer::store::layer::{AuditLayer, CallerContext};
 
 use crate::cli::{AuditArgs, Cli, Command, GetArgs, KeysCommand, ListArgs, PutArgs, RmArgs};
+use crate::out::{note, out, printable};
+
+/// Who the CLI acts for in the access log, instead of the process's user name.
+const ACTOR_ENV: &str = "COFFER_ACTOR";
 
 /// The passphrase for passphrase-derived keyring keys.
 const PASSPHRASE_ENV: &str = "COFFER_PASSPHRASE";
@@ -36,6 +40,19 @@ impl CliError {
             message: message.into(),
             code: 1,
         }
+    }
+
+    /// A failure with nothing to say (a closed output pipe).
+    pub(crate) fn quiet(code: u8) -> Self {
+        Self {
+            message: String::new(),
+            code,
+        }
+    }
+
+    /// Whether there is a message to print.
+    pub(crate) fn has_message(&self) -> bool {
+        !self.message.is_empty()
     }
 
     /// The same failure with another exit code.
@@ -74,6 +91,14 @@ impl From<coffer_env::Error> for CliError {
     fn from(e: coffer_env::Error) -> Self {
         match e {
             coffer_env::Error::Store(e) => e.into(),
+            coffer_env::Error::GuardedVariable {
+                name,
+                risk,
+                pattern,
+            } => Self::new(format!(
+                "{name} {risk} (it matches {pattern}), so coffer does not pass it on; \
+                 pass --allow-var {name} if you mean it"
+            )),
             other => Self::new(other.to_string()),
         }
     }
@@ -144,7 +169,7 @@ pub(crate) async fn open_store(
             // written through the store's own pool.
             let (store, sink) = SqlAuditSink::open_with_store(&cli.store, keyring).await?;
             Ok(Arc::new(
-                AuditLayer::new(store, vec![Arc::new(sink)]).with_default_context(cli_context()),
+                AuditLayer::new(store, vec![Arc::new(sink)]).with_default_context(cli_context()?),
             ))
         }
         keyring => {
@@ -166,14 +191,34 @@ fn keeps_access_log(url: &str) -> bool {
     })
 }
 
-/// Who the CLI acts for in the access log: `cli:` and the login name.
-fn cli_context() -> CallerContext {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    CallerContext::new()
-        .actor(format!("cli:{user}"))
-        .user_agent(concat!("coffer-cli/", env!("CARGO_PKG_VERSION")))
+/// Who the CLI acts for in the access log: `COFFER_ACTOR` if set, else `cli:` and the
+/// name of the process's user id (from the user database, not from `$USER`, which any
+/// caller can set to anything), else `cli:uid:N`.
+fn cli_context() -> CliResult<CallerContext> {
+    let actor = match std::env::var_os(ACTOR_ENV) {
+        Some(actor) => {
+            let actor = actor
+                .into_string()
+                .map_err(|_| CliError::new(format!("{ACTOR_ENV} is not valid UTF-8")))?;
+            if actor.is_empty() || actor.chars().any(char::is_control) {
+                return Err(CliError::new(format!(
+                    "{ACTOR_ENV} must be non-empty and hold no control characters \
+                     (a newline would forge a line of the access log)"
+                )));
+            }
+            actor
+        }
+        None => {
+            let uid = nix::unistd::Uid::current();
+            match nix::unistd::User::from_uid(uid) {
+                Ok(Some(user)) => format!("cli:{}", printable(&user.name)),
+                _ => format!("cli:uid:{uid}"),
+            }
+        }
+    };
+    Ok(CallerContext::new()
+        .actor(actor)
+        .user_agent(concat!("coffer-cli/", env!("CARGO_PKG_VERSION"))))
 }
 
 async fn audit(cli: &Cli, args: &AuditArgs) -> CliResult {
@@ -189,17 +234,15 @@ async fn audit(cli: &Cli, args: &AuditArgs) -> CliResult {
         query = query.name(name(n)?);
     }
     let events = sink.query(&query).await?;
-    let mut out = std::io::stdout().lock();
-    let io = |e: std::io::Error| CliError::new(format!("cannot write to standard output: {e}"));
     if args.json {
         for event in &events {
             let line = serde_json::to_string(event).map_err(|e| CliError::new(e.to_string()))?;
-            writeln!(out, "{line}").map_err(io)?;
+            out!("{line}")?;
         }
         return Ok(());
     }
     if events.is_empty() {
-        eprintln!("no recorded access in scope {}", cli.scope);
+        note!("no recorded access in scope {}", printable(&cli.scope));
         return Ok(());
     }
     let rows: Vec<Vec<String>> = events
@@ -223,8 +266,7 @@ async fn audit(cli: &Cli, args: &AuditArgs) -> CliResult {
     print_columns(
         &["TIME", "OPERATION", "OUTCOME", "NAME", "VERSION", "ACTOR"],
         &rows,
-    );
-    Ok(())
+    )
 }
 
 pub(crate) fn scope(cli: &Cli) -> CliResult<Scope> {
@@ -251,11 +293,11 @@ fn sqlite_dir(url: &str) -> Option<&Path> {
 
 async fn init(cli: &Cli) -> CliResult {
     let keyring = if let Some(keyring) = Keyring::from_env()? {
-        println!("keyring: using COFFER_MASTER_KEY");
+        out!("keyring: using COFFER_MASTER_KEY")?;
         keyring
     } else if cli.keyring.exists() {
         let keyring = Keyring::load(&cli.keyring, passphrase().as_ref())?;
-        println!("keyring: {} (exists)", cli.keyring.display());
+        out!("keyring: {} (exists)", cli.keyring.display())?;
         keyring
     } else {
         let keyring = match passphrase() {
@@ -263,19 +305,18 @@ async fn init(cli: &Cli) -> CliResult {
             None => Keyring::new(MasterKey::generate()),
         };
         keyring.save(&cli.keyring)?;
-        println!("keyring: {} (created, mode 0600)", cli.keyring.display());
+        out!("keyring: {} (created, mode 0600)", cli.keyring.display())?;
         keyring
     };
     if let Some(dir) = sqlite_dir(&cli.store) {
         create_private_dir(dir)?;
     }
     let store = open_store(cli, Some(keyring)).await?;
-    println!(
+    out!(
         "store: {} ({}, ready)",
         coffer::store::open::redact_url(&cli.store),
         store.backend()
-    );
-    Ok(())
+    )
 }
 
 /// Creates `dir` (mode 0700 on Unix) if it does not exist: the database holds only
@@ -306,7 +347,7 @@ fn read_value(args: &PutArgs) -> CliResult<SecretString> {
         None => {
             let mut stdin = std::io::stdin();
             if stdin.is_terminal() {
-                eprintln!("Enter the value for {}, then press Ctrl-D:", args.name);
+                note!("Enter the value for {}, then press Ctrl-D:", args.name);
             }
             let mut buf = Vec::new();
             stdin
@@ -324,6 +365,14 @@ fn read_value(args: &PutArgs) -> CliResult<SecretString> {
         if text.ends_with('\r') {
             text.pop();
         }
+    }
+    if from_stdin && text.is_empty() {
+        // Closed (Rust reopens a closed descriptor 0 on /dev/null), /dev/null, or an
+        // empty pipe: almost always a mistake, never silently an empty secret.
+        return Err(CliError::new(
+            "standard input gave no value (it is closed, empty or /dev/null); pipe the value \
+             in, or say --value-file FILE, or --value '' to store an empty value",
+        ));
     }
     Ok(SecretString::from(text))
 }
@@ -363,8 +412,20 @@ async fn put(cli: &Cli, args: &PutArgs) -> CliResult {
     let value = read_value(args)?;
     let store = open_store(cli, None).await?;
     let meta = store.put(&scope, &name, &value, &options).await?;
-    println!("{}", meta.version);
-    Ok(())
+    let env_name = meta
+        .env_name
+        .clone()
+        .unwrap_or_else(|| coffer_env::derive_env_name(&name));
+    if let Some(g) = coffer_env::guarded(&env_name) {
+        note!(
+            "coffer: warning: {name} goes into a child's environment as {env_name}, which {} \
+             (it matches {}); `coffer run` and `coffer export` refuse it unless given \
+             --allow-var {env_name}",
+            g.risk,
+            g.pattern
+        );
+    }
+    out!("{}", meta.version)
 }
 
 /// The value with all but its last 4 characters hidden; values under 8 characters are
@@ -384,8 +445,7 @@ async fn get(cli: &Cli, args: &GetArgs) -> CliResult {
     let store = open_store(cli, None).await?;
     let secret = store.get(&scope, &name, args.version).await?;
     let value = secret.value.expose_secret();
-    let mut out = std::io::stdout().lock();
-    let written = if args.json {
+    if args.json {
         let mut json =
             serde_json::to_value(&secret.meta).map_err(|e| CliError::new(e.to_string()))?;
         json["value"] = if args.reveal {
@@ -394,17 +454,18 @@ async fn get(cli: &Cli, args: &GetArgs) -> CliResult {
             mask(value).into()
         };
         json["masked"] = (!args.reveal).into();
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&json).unwrap_or_default()
-        )
+        let text = coffer::envelope::zeroize::Zeroizing::new(
+            serde_json::to_string_pretty(&json).unwrap_or_default(),
+        );
+        if let Some(serde_json::Value::String(v)) = json.get_mut("value") {
+            coffer::envelope::zeroize::Zeroize::zeroize(v);
+        }
+        out!("{}", *text)
     } else if args.reveal {
-        writeln!(out, "{value}")
+        out!("{value}")
     } else {
-        writeln!(out, "{}", mask(value))
-    };
-    written.map_err(|e| CliError::new(format!("cannot write to standard output: {e}")))
+        out!("{}", mask(value))
+    }
 }
 
 async fn list(cli: &Cli, args: &ListArgs) -> CliResult {
@@ -421,27 +482,25 @@ async fn list(cli: &Cli, args: &ListArgs) -> CliResult {
         None => store.list_all(&scope, args.prefix.as_deref()).await?,
     };
     if args.json {
-        println!(
+        return out!(
             "{}",
             serde_json::to_string_pretty(&items).map_err(|e| CliError::new(e.to_string()))?
         );
-        return Ok(());
     }
     if items.is_empty() {
         match args.expiring {
-            Some(within) => eprintln!(
+            Some(within) => note!(
                 "nothing in scope {scope} expires within {}",
                 humantime::format_duration(within)
             ),
-            None => eprintln!("no secrets in scope {scope}"),
+            None => note!("no secrets in scope {scope}"),
         }
         return Ok(());
     }
-    print_table(&items);
-    Ok(())
+    print_table(&items)
 }
 
-fn print_table(items: &[SecretMeta]) {
+fn print_table(items: &[SecretMeta]) -> CliResult {
     let rows: Vec<[String; 6]> = items
         .iter()
         .map(|m| {
@@ -470,12 +529,18 @@ fn print_table(items: &[SecretMeta]) {
     print_columns(
         &["NAME", "VERSION", "KIND", "PROVIDER", "STATUS", "TAGS"],
         &rows,
-    );
+    )
 }
 
-/// Prints `rows` under `header` in left-aligned columns.
-fn print_columns(header: &[&str], rows: &[Vec<String>]) {
+/// Prints `rows` under `header` in left-aligned columns, control characters escaped (a
+/// provider, a tag or an actor holding a newline cannot forge a row).
+fn print_columns(header: &[&str], rows: &[Vec<String>]) -> CliResult {
     let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| printable(c).into_owned()).collect())
+        .collect();
+    let rows = &rows[..];
     let mut widths: Vec<usize> = header.iter().map(String::len).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -488,8 +553,9 @@ fn print_columns(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        out!("{}", line.join("  ").trim_end())?;
     }
+    Ok(())
 }
 
 async fn rm(cli: &Cli, args: &RmArgs) -> CliResult {
@@ -501,11 +567,10 @@ async fn rm(cli: &Cli, args: &RmArgs) -> CliResult {
         DeleteMode::Soft
     };
     store.delete(&scope, &name, mode).await?;
-    println!(
+    out!(
         "{} {scope}/{name}",
         if args.destroy { "destroyed" } else { "deleted" }
-    );
-    Ok(())
+    )
 }
 
 async fn rotate(cli: &Cli) -> CliResult {
@@ -517,7 +582,7 @@ async fn rotate(cli: &Cli) -> CliResult {
     }
     let mut keyring = require_keyring(cli)?;
     if keyring.rotation_pending() {
-        eprintln!(
+        note!(
             "resuming the unfinished rotation to key {}",
             keyring.primary_id()
         );
@@ -533,7 +598,7 @@ async fn rotate(cli: &Cli) -> CliResult {
         keyring.set_rotation_pending(true);
         // The new key is on disk before any envelope uses it.
         keyring.save(&cli.keyring)?;
-        eprintln!("added key {id} as the primary");
+        note!("added key {id} as the primary");
     }
     let store = open_store(cli, Some(keyring.clone())).await?;
     let bar =
@@ -554,9 +619,8 @@ async fn rotate(cli: &Cli) -> CliResult {
     let done = done?;
     keyring.set_rotation_pending(false);
     keyring.save(&cli.keyring)?;
-    println!(
+    out!(
         "rotated to key {}; rewrapped {done} envelopes",
         keyring.primary_id()
-    );
-    Ok(())
+    )
 }

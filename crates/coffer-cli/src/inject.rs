@@ -1,6 +1,5 @@
 //! `coffer run` and `coffer export`: the scope's secrets into a child process or a file.
 
-use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt as _;
 use std::process::Stdio;
 
@@ -11,6 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{Cli, ExportArgs, ExportFormat, RunArgs, SelectArgs};
 use crate::commands::{CliError, CliResult, name, open_store, scope};
+use crate::out::note;
 
 /// Exit code when coffer itself fails before the command runs (as `env` and `nohup`).
 const EXIT_COFFER_FAILED: u8 = 125;
@@ -20,7 +20,7 @@ const EXIT_CANNOT_RUN: u8 = 126;
 const EXIT_NOT_FOUND: u8 = 127;
 
 /// The environment `args` select from the store.
-async fn env_map(cli: &Cli, args: &SelectArgs) -> CliResult<EnvMap> {
+async fn env_map(cli: &Cli, args: &SelectArgs, pass: &[String]) -> CliResult<EnvMap> {
     let scope = scope(cli)?;
     let names = args
         .only
@@ -36,40 +36,40 @@ async fn env_map(cli: &Cli, args: &SelectArgs) -> CliResult<EnvMap> {
     for var in &args.allow {
         map.allow(var.clone());
     }
+    for var in pass {
+        map.pass_through(var.clone());
+    }
     map.load(&*store, &scope, &selection).await?;
     Ok(map)
 }
 
 pub(crate) async fn export(cli: &Cli, args: &ExportArgs) -> CliResult {
-    let map = env_map(cli, &args.select).await?;
+    let map = env_map(cli, &args.select, &[]).await?;
     let format = match args.format {
         ExportFormat::Dotenv => Format::Dotenv,
         ExportFormat::Json => Format::Json,
         ExportFormat::Shell => Format::Shell,
     };
-    let writer = EnvWriter::new(format).export(args.export);
+    let writer = EnvWriter::new(format).export(args.export).force(args.force);
     match &args.output {
-        Some(path) => {
+        Some(path) if path.as_os_str() != "-" => {
             writer.write_file(&map, path)?;
-            eprintln!(
+            note!(
                 "wrote {} variables to {} (mode 0600)",
                 map.len(),
                 path.display()
             );
         }
-        None => {
+        _ => {
             let text = writer.render(&map)?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| CliError::new(format!("cannot write to standard output: {e}")))?;
+            crate::out::write_stdout(text.as_bytes())?;
         }
     }
     Ok(())
 }
 
 pub(crate) async fn run(cli: &Cli, args: &RunArgs) -> CliResult<u8> {
-    let map = env_map(cli, &args.select)
+    let map = env_map(cli, &args.select, &args.pass_env)
         .await
         .map_err(|e| e.with_code(EXIT_COFFER_FAILED))?;
     let failed = |what: &str, e: std::io::Error| {
@@ -99,7 +99,7 @@ pub(crate) async fn run(cli: &Cli, args: &RunArgs) -> CliResult<u8> {
     } else {
         let redactor = Redactor::from_map(&map);
         for var in redactor.unmasked() {
-            eprintln!(
+            note!(
                 "coffer: warning: {var} is shorter than {} bytes and is not masked",
                 coffer_env::MIN_MASK_LEN
             );

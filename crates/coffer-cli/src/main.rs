@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod inject;
 mod mcp;
+mod out;
 
 use std::process::ExitCode;
 
@@ -33,14 +34,16 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            out::note!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            if e.has_message() {
+                out::note!("error: {e}");
+            }
             ExitCode::from(e.exit_code())
         }
     }

@@ -523,7 +523,7 @@ pub(crate) async fn serve(cli: &Cli, args: &McpArgs) -> CliResult {
     let store = match open_store(cli, None).await {
         Ok(store) => Some(store),
         Err(e) => {
-            eprintln!(
+            crate::out::note!(
                 "coffer mcp: no secret store ({e}); list_secrets and connections with \
                  credentialsSecret or urlSecret will fail"
             );

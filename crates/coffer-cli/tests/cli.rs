@@ -537,17 +537,17 @@ fn audit_shows_who_touched_what_and_never_a_value() {
     let canary = "sk-cli-audit-canary-40917";
     coffer(dir.path())
         .args(["put", "openai_api_key", "--value", canary])
-        .env("USER", "alice")
+        .env("COFFER_ACTOR", "cli:alice")
         .assert()
         .success();
     coffer(dir.path())
         .args(["get", "openai_api_key", "--reveal"])
-        .env("USER", "alice")
+        .env("COFFER_ACTOR", "cli:alice")
         .assert()
         .success();
     coffer(dir.path())
         .args(["get", "missing"])
-        .env("USER", "bob")
+        .env("COFFER_ACTOR", "cli:bob")
         .assert()
         .code(2);
     coffer(dir.path())

@@ -254,7 +254,7 @@ fn loader_variables_are_refused_unless_allowed() {
         .assert()
         .code(125)
         .stderr(predicate::str::contains(
-            "LD_PRELOAD changes how a process loads code",
+            "LD_PRELOAD makes the dynamic loader load other code",
         ));
     coffer(dir)
         .args([

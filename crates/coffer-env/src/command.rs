@@ -25,6 +25,21 @@ pub const CLEAN_ENV_ALLOWLIST: &[&str] = &[
     "TMPDIR",
 ];
 
+/// What a child never inherits from its parent unless the [`EnvMap`] sets it or
+/// [`EnvMap::pass_through`] keeps it: the credentials that open a coffer store and its
+/// keyring. Every `COFFER_*` variable (`COFFER_MASTER_KEY`, `COFFER_PASSPHRASE`,
+/// `COFFER_STORE`, which may hold a database password, `COFFER_KEYRING`), Vault's token
+/// and AppRole credentials, and the Postgres password libpq and sqlx read. With them a
+/// child could open the store itself and read any scope, whatever `--scope` and `--only`
+/// chose for it.
+pub const CREDENTIAL_VARIABLES: &[&str] = &[
+    "COFFER_*",
+    "VAULT_TOKEN",
+    "VAULT_ROLE_ID",
+    "VAULT_SECRET_ID",
+    "PGPASSWORD",
+];
+
 /// A command whose environment can be set: `std::process::Command`, and
 /// `tokio::process::Command` with the `tokio` feature.
 pub trait CommandEnv {
@@ -32,6 +47,8 @@ pub trait CommandEnv {
     fn clear_env(&mut self);
     /// Sets one variable.
     fn set_env(&mut self, name: &str, value: &OsStr);
+    /// Removes one inherited variable.
+    fn remove_env(&mut self, name: &OsStr);
 }
 
 impl CommandEnv for std::process::Command {
@@ -41,6 +58,10 @@ impl CommandEnv for std::process::Command {
 
     fn set_env(&mut self, name: &str, value: &OsStr) {
         self.env(name, value);
+    }
+
+    fn remove_env(&mut self, name: &OsStr) {
+        self.env_remove(name);
     }
 }
 
@@ -53,6 +74,10 @@ impl CommandEnv for tokio::process::Command {
     fn set_env(&mut self, name: &str, value: &OsStr) {
         self.env(name, value);
     }
+
+    fn remove_env(&mut self, name: &OsStr) {
+        self.env_remove(name);
+    }
 }
 
 fn keeps(allowlist: &[&str], name: &str) -> bool {
@@ -63,7 +88,8 @@ fn keeps(allowlist: &[&str], name: &str) -> bool {
 }
 
 impl EnvMap {
-    /// Adds the variables to `cmd`'s environment, on top of what it inherits. The
+    /// Adds the variables to `cmd`'s environment, on top of what it inherits minus what
+    /// [`scrubs`](EnvMap::scrubs) names ([`CREDENTIAL_VARIABLES`] by default). The
     /// parent's own environment is never touched.
     ///
     /// ```
@@ -80,6 +106,12 @@ impl EnvMap {
     /// # Ok::<(), coffer_env::Error>(())
     /// ```
     pub fn apply<C: CommandEnv + ?Sized>(&self, cmd: &mut C) {
+        for (name, _) in std::env::vars_os() {
+            // A name that is not UTF-8 cannot match a pattern or be set by the map.
+            if name.to_str().is_some_and(|n| self.scrubs(n)) {
+                cmd.remove_env(&name);
+            }
+        }
         for (name, value) in self.iter() {
             cmd.set_env(name, OsStr::new(value.expose_secret()));
         }
@@ -92,6 +124,7 @@ impl EnvMap {
         for (name, value) in std::env::vars_os() {
             if let Some(name) = name.to_str()
                 && keeps(allowlist, name)
+                && !self.scrubs(name)
             {
                 cmd.set_env(name, &value);
             }

@@ -21,14 +21,19 @@ pub enum Error {
         /// The variable.
         name: String,
     },
-    /// A variable that changes how a process loads code, not explicitly allowed.
+    /// A variable of [`GUARDED_VARIABLES`](crate::GUARDED_VARIABLES), not explicitly
+    /// allowed.
     #[error(
-        "{name} changes how a process loads code and is refused; allow it explicitly \
-         (EnvMap::allow) if you mean it"
+        "{name} {risk} (it matches {pattern}), so it is not passed on unless it is \
+         allowed by name"
     )]
-    LoaderVariable {
+    GuardedVariable {
         /// The variable.
         name: String,
+        /// Why it is guarded.
+        risk: crate::Risk,
+        /// The pattern of [`GUARDED_VARIABLES`](crate::GUARDED_VARIABLES) it matches.
+        pattern: &'static str,
     },
     /// Two sources map to one variable.
     #[error("{first} and {second} both map to the environment variable {name}")]
@@ -57,6 +62,15 @@ pub enum Error {
         /// The part (`host`, `database`, `path`, …).
         field: &'static str,
         /// What was wrong with it.
+        reason: String,
+    },
+    /// A path [`EnvWriter::write_file`](crate::EnvWriter::write_file) will not write:
+    /// a link, something other than a regular file, or a file coffer did not write.
+    #[error("will not write {}: {reason}", path.display())]
+    Output {
+        /// The path.
+        path: PathBuf,
+        /// Why.
         reason: String,
     },
     /// The secret store failed.

@@ -60,7 +60,13 @@ pub enum Format {
 pub struct EnvWriter {
     format: Format,
     export: bool,
+    force: bool,
 }
+
+/// The first line of every `.env` and shell file [`EnvWriter::write_file`] writes: how
+/// coffer tells a file it may replace from one it must not.
+pub const EXPORT_MARKER: &str =
+    "# Written by coffer export; the next export to this path replaces it.\n";
 
 impl EnvWriter {
     /// A writer of `format`.
@@ -68,6 +74,7 @@ impl EnvWriter {
         Self {
             format,
             export: false,
+            force: false,
         }
     }
 
@@ -76,6 +83,14 @@ impl EnvWriter {
     #[must_use]
     pub fn export(mut self, export: bool) -> Self {
         self.export = export;
+        self
+    }
+
+    /// Lets [`write_file`](Self::write_file) replace any existing regular file, not only
+    /// one it wrote itself (`coffer export --force`).
+    #[must_use]
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
         self
     }
 
@@ -113,12 +128,44 @@ impl EnvWriter {
         Ok(out)
     }
 
-    /// Writes the text to `path` atomically (a temporary file in the same folder, fsynced,
-    /// renamed over `path`) with mode 0600. On error the old file is untouched.
+    /// Writes the text to `path` atomically with mode 0600: a new temporary file in the
+    /// same folder (created exclusively, so never through a link), fsynced, then renamed
+    /// onto `path`. `.env` and shell files start with [`EXPORT_MARKER`].
+    ///
+    /// Only a regular file or a new path is written. A symbolic link at `path` is refused,
+    /// not followed, and so are FIFOs, devices, sockets and directories. An existing file
+    /// is replaced only when it starts with [`EXPORT_MARKER`] (JSON carries no marker) or
+    /// with [`force`](Self::force). On Linux the replacement is an atomic exchange that is
+    /// undone if what it displaced is not the file that was checked, so swapping in a
+    /// link or a FIFO while coffer writes does not make it replace one either. On error
+    /// the old file is untouched and nothing is left behind.
     pub fn write_file(&self, map: &EnvMap, path: &Path) -> Result<()> {
         let text = self.render(map)?;
-        coffer_envelope::write_private(path, text.as_bytes())?;
-        Ok(())
+        let marked = self.format != Format::Json;
+        let mut contents = Zeroizing::new(String::with_capacity(text.len() + 80));
+        if marked {
+            contents.push_str(EXPORT_MARKER);
+        }
+        contents.push_str(&text);
+        crate::output::replace_regular_file(path, contents.as_bytes(), |existing| {
+            if self.force {
+                Ok(())
+            } else if !marked {
+                Err(
+                    "it exists, and a JSON export carries no marker coffer could tell its own \
+                     files by; pass --force (EnvWriter::force) to replace it"
+                        .to_owned(),
+                )
+            } else if existing.starts_with(EXPORT_MARKER.as_bytes()) {
+                Ok(())
+            } else {
+                Err(
+                    "it exists and coffer did not write it (its first line is not coffer's \
+                     export marker); pass --force (EnvWriter::force) to replace it"
+                        .to_owned(),
+                )
+            }
+        })
     }
 }
 

@@ -27,16 +27,16 @@ mod file;
 pub mod fuzzing;
 mod map;
 mod name;
+mod output;
 mod redact;
 
-pub use command::{CLEAN_ENV_ALLOWLIST, CommandEnv};
+pub use command::{CLEAN_ENV_ALLOWLIST, CREDENTIAL_VARIABLES, CommandEnv};
 pub use database::{DatabaseKind, DatabaseUrl};
 pub use error::{Error, Result};
-pub use file::{EnvWriter, Format};
+pub use file::{EXPORT_MARKER, EnvWriter, Format};
 pub use map::{EnvMap, Selection, Source};
 pub use name::{
-    LOADER_PREFIXES, LOADER_VARIABLES, derive_env_name, derive_from_str, is_loader_variable,
-    validate_env_name,
+    GUARDED_VARIABLES, Guarded, Risk, derive_env_name, derive_from_str, guarded, validate_env_name,
 };
 #[cfg(feature = "tokio")]
 pub use redact::copy_redacted;

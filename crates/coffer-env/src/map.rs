@@ -7,7 +7,7 @@ use coffer_store::{Error as StoreError, Scope, SecretMeta, SecretName, SecretSto
 use futures::{StreamExt as _, TryStreamExt as _};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::name::{derive_env_name, is_loader_variable, validate_env_name};
+use crate::name::{derive_env_name, guarded, validate_env_name};
 use crate::{DatabaseUrl, Error, Result};
 
 /// Secrets fetched at once while loading an [`EnvMap`].
@@ -108,8 +108,14 @@ struct Var {
 /// [`SecretString`]s (zeroized on drop), each with the [`Source`] it came from.
 ///
 /// Names must match `[A-Za-z_][A-Za-z0-9_]*`, values may not hold NUL, two sources
-/// may not map to one name, and variables that change how a process loads code
-/// ([`LOADER_VARIABLES`](crate::LOADER_VARIABLES)) are refused unless [`allow`](Self::allow)ed.
+/// may not map to one name, and variables that change what a program runs, where it
+/// connects or whom it trusts ([`GUARDED_VARIABLES`](crate::GUARDED_VARIABLES)) are
+/// refused unless [`allow`](Self::allow)ed by name.
+///
+/// Applied to a command ([`apply`](Self::apply)), the map also takes out of the child's
+/// environment the parent's credentials ([`CREDENTIAL_VARIABLES`](crate::CREDENTIAL_VARIABLES):
+/// every `COFFER_*`, `VAULT_TOKEN`, …), unless the map itself sets that name or
+/// [`pass_through`](Self::pass_through) keeps it; [`scrub`](Self::scrub) adds names.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer_env::Result<()> {
@@ -128,11 +134,29 @@ struct Var {
 /// assert!(env.insert("LD_PRELOAD", "/tmp/x.so".into()).is_err());
 /// # Ok(()) }
 /// ```
-#[derive(Default)]
 pub struct EnvMap {
     vars: BTreeMap<String, Var>,
     allowed: BTreeSet<String>,
     databases: usize,
+    /// Patterns of the parent's variables the child does not get.
+    scrubbed: Vec<String>,
+    /// Parent variables kept although `scrubbed` matches them.
+    passed: BTreeSet<String>,
+}
+
+impl Default for EnvMap {
+    fn default() -> Self {
+        Self {
+            vars: BTreeMap::new(),
+            allowed: BTreeSet::new(),
+            databases: 0,
+            scrubbed: crate::CREDENTIAL_VARIABLES
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            passed: BTreeSet::new(),
+        }
+    }
 }
 
 impl fmt::Debug for EnvMap {
@@ -160,11 +184,39 @@ impl EnvMap {
         Ok(map)
     }
 
-    /// Lets `name` through even though it changes how a process loads code. Call it
-    /// before inserting the variable.
+    /// Lets `name` through although it is one of
+    /// [`GUARDED_VARIABLES`](crate::GUARDED_VARIABLES). Call it before inserting the
+    /// variable.
     pub fn allow(&mut self, name: impl Into<String>) -> &mut Self {
         self.allowed.insert(name.into());
         self
+    }
+
+    /// Also takes the parent's variables matching `pattern` (`NAME`, `PREFIX*` or
+    /// `*SUFFIX`, case-sensitive) out of the child's environment, as it does
+    /// [`CREDENTIAL_VARIABLES`](crate::CREDENTIAL_VARIABLES): for a service whose own
+    /// environment holds what its jobs must not see.
+    pub fn scrub(&mut self, pattern: impl Into<String>) -> &mut Self {
+        self.scrubbed.push(pattern.into());
+        self
+    }
+
+    /// Keeps the parent's variable `name` in the child's environment although a scrub
+    /// pattern matches it (`coffer run --pass-env NAME`).
+    pub fn pass_through(&mut self, name: impl Into<String>) -> &mut Self {
+        self.passed.insert(name.into());
+        self
+    }
+
+    /// Whether the parent's variable `name` stays out of the child's environment: a
+    /// scrub pattern matches it, the map does not set it and it is not passed through.
+    pub fn scrubs(&self, name: &str) -> bool {
+        !self.vars.contains_key(name)
+            && !self.passed.contains(name)
+            && self
+                .scrubbed
+                .iter()
+                .any(|p| crate::name::matches_pattern(p, name, false))
     }
 
     /// Adds a literal variable.
@@ -254,6 +306,7 @@ impl EnvMap {
             allowed: self.allowed.clone(),
             ..Self::default()
         };
+        staged.scrubbed.clear();
         for secret in secrets {
             if !listed && !selection.matches(&secret.meta) {
                 continue;
@@ -285,8 +338,14 @@ impl EnvMap {
 
     fn insert_from(&mut self, name: String, value: SecretString, source: Source) -> Result<()> {
         validate_env_name(&name)?;
-        if is_loader_variable(&name) && !self.allowed.contains(&name) {
-            return Err(Error::LoaderVariable { name });
+        if let Some(g) = guarded(&name)
+            && !self.allowed.contains(&name)
+        {
+            return Err(Error::GuardedVariable {
+                name,
+                risk: g.risk,
+                pattern: g.pattern,
+            });
         }
         if value.expose_secret().contains('\0') {
             return Err(Error::NulInValue { name });

@@ -4,12 +4,12 @@ use std::fmt;
 use std::io::{self, Write};
 
 use aho_corasick::{AhoCorasick, MatchKind};
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use secrecy::{ExposeSecret as _, SecretString};
 use zeroize::Zeroizing;
 
 use crate::EnvMap;
+
+mod forms;
 
 /// A form of a value to look for.
 type Pattern = Zeroizing<Vec<u8>>;
@@ -71,40 +71,110 @@ impl fmt::Debug for Redactor {
     }
 }
 
-/// The forms of `value` the redactor looks for (each at least [`MIN_MASK_LEN`] long).
+/// The forms of `value` the redactor looks for, as the matcher reads them (wrap line
+/// breaks taken out, see [`View`]), each at least [`MIN_MASK_LEN`] long.
 fn forms(value: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
-    let mut out = vec![Zeroizing::new(value.to_vec())];
-    if let Ok(text) = std::str::from_utf8(value) {
-        out.push(Zeroizing::new(
-            percent_encoding::utf8_percent_encode(text, crate::database::COMPONENT)
-                .to_string()
-                .into_bytes(),
-        ));
-        out.push(Zeroizing::new(
-            url::form_urlencoded::byte_serialize(value)
-                .collect::<String>()
-                .into_bytes(),
-        ));
-    }
-    // Hex dumps, lower and upper case.
-    out.push(Zeroizing::new(hex::encode(value).into_bytes()));
-    out.push(Zeroizing::new(hex::encode_upper(value).into_bytes()));
-    // Inside a longer base64 text the value starts at bit 0, 8 or 16 of a 24-bit group.
-    // Keep only the characters that depend on the value's bits alone.
-    for shift in 0..3usize {
-        let mut shifted = Zeroizing::new(vec![0u8; shift]);
-        shifted.extend_from_slice(value);
-        let first = (shift * 8).div_ceil(6);
-        let last = shifted.len() * 8 / 6;
-        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
-            let encoded = Zeroizing::new(engine.encode(&shifted[..]).into_bytes());
-            if last > first {
-                out.push(Zeroizing::new(encoded[first..last].to_vec()));
-            }
-        }
-    }
+    let mut out: Vec<_> = forms::all(value)
+        .iter()
+        .map(|form| forms::without_wraps(form))
+        .collect();
     out.retain(|form| form.len() >= MIN_MASK_LEN);
     out
+}
+
+/// Longest run of base64 characters the stream state tracks; any longer run is no wrap.
+const RUN_CAP: usize = 1 + forms::WRAP_WIDTHS[forms::WRAP_WIDTHS.len() - 1];
+
+/// The text the matcher reads: the pending bytes with the line breaks a base64 tool
+/// inserted taken out. A `\n` or `\r\n` is such a wrap when it follows a run of exactly
+/// 64 or 76 base64 characters (counted from the line's start or the last character
+/// outside the alphabet), so a value's base64 matches however `base64` or a PEM writer
+/// folded it, while every other line break stays and ends a line's possible matches.
+struct View<'a> {
+    bytes: std::borrow::Cow<'a, [u8]>,
+    /// For each byte taken out, in order: how many view bytes precede it.
+    keys: Vec<usize>,
+}
+
+impl<'a> View<'a> {
+    /// `buf` read after `run_before` base64 characters (and, with `cr_wrap`, right after
+    /// a wrap's `\r`).
+    fn new(buf: &'a [u8], run_before: usize, cr_wrap: bool) -> Self {
+        let mut removed = Vec::new();
+        let mut last_cr_wrap = cr_wrap.then_some(usize::MAX);
+        for i in memchr::memchr2_iter(b'\n', b'\r', buf) {
+            let after_cr_wrap = match i.checked_sub(1) {
+                Some(prev) => last_cr_wrap == Some(prev),
+                None => last_cr_wrap == Some(usize::MAX),
+            };
+            let wrap = if buf[i] == b'\n' && after_cr_wrap {
+                true
+            } else {
+                forms::is_wrap(run_ending_at(buf, i, run_before))
+            };
+            if wrap {
+                removed.push(i);
+                if buf[i] == b'\r' {
+                    last_cr_wrap = Some(i);
+                }
+            }
+        }
+        if removed.is_empty() {
+            return Self {
+                bytes: std::borrow::Cow::Borrowed(buf),
+                keys: removed,
+            };
+        }
+        let mut bytes = Vec::with_capacity(buf.len());
+        let mut from = 0;
+        for (n, i) in removed.iter_mut().enumerate() {
+            bytes.extend_from_slice(&buf[from..*i]);
+            from = *i + 1;
+            *i -= n;
+        }
+        bytes.extend_from_slice(&buf[from..]);
+        Self {
+            bytes: std::borrow::Cow::Owned(bytes),
+            keys: removed,
+        }
+    }
+
+    /// The original index of view byte `v` (or the end, for `v` at the view's end).
+    fn orig(&self, v: usize) -> usize {
+        if self.keys.is_empty() {
+            return v;
+        }
+        v + self.keys.partition_point(|&k| k <= v)
+    }
+
+    /// The original index just past view byte `end - 1` (`end > 0`).
+    fn orig_end(&self, end: usize) -> usize {
+        self.orig(end - 1) + 1
+    }
+}
+
+impl Drop for View<'_> {
+    fn drop(&mut self) {
+        if let std::borrow::Cow::Owned(bytes) = &mut self.bytes {
+            zeroize::Zeroize::zeroize(bytes);
+        }
+    }
+}
+
+/// The run of base64 characters that ends right before `buf[end]`, `run_before` counted
+/// in when it reaches the start; capped at [`RUN_CAP`].
+fn run_ending_at(buf: &[u8], end: usize, run_before: usize) -> usize {
+    let from = end.saturating_sub(RUN_CAP);
+    let run = buf[from..end]
+        .iter()
+        .rev()
+        .take_while(|&&b| forms::is_base64(b))
+        .count();
+    if run == end {
+        (run + run_before).min(RUN_CAP)
+    } else {
+        run.min(RUN_CAP)
+    }
 }
 
 impl Redactor {
@@ -177,6 +247,8 @@ impl Redactor {
         RedactStream {
             redactor: self,
             pending: Zeroizing::new(Vec::new()),
+            run_before: 0,
+            cr_wrap: false,
         }
     }
 
@@ -210,6 +282,10 @@ impl Redactor {
 pub struct RedactStream<'r> {
     redactor: &'r Redactor,
     pending: Zeroizing<Vec<u8>>,
+    /// The run of base64 characters that ends right before `pending`.
+    run_before: usize,
+    /// Whether the byte right before `pending` is the `\r` of a wrap.
+    cr_wrap: bool,
 }
 
 impl fmt::Debug for RedactStream<'_> {
@@ -245,8 +321,12 @@ impl RedactStream<'_> {
     fn drain(&mut self, out: &mut Vec<u8>, eof: bool) {
         let r = self.redactor;
         let buf = &self.pending[..];
-        let len = buf.len();
+        let view = View::new(buf, self.run_before, self.cr_wrap);
+        let text = &view.bytes[..];
+        let len = text.len();
+        // All positions below are the view's until mapped back with `orig`.
         let mut cursor = 0;
+        let mut cursor_orig = 0;
         // Where a value could start that the bytes so far do not yet complete: only the
         // last `max_len - 1` bytes can hold one.
         let tail = len.saturating_sub(r.max_len.saturating_sub(1));
@@ -254,13 +334,13 @@ impl RedactStream<'_> {
             Vec::new()
         } else {
             (tail..len)
-                .filter(|&p| r.first_bytes[usize::from(buf[p])] && r.continues(&buf[p..]))
+                .filter(|&p| r.first_bytes[usize::from(text[p])] && r.continues(&text[p..]))
                 .collect()
         };
         if let Some(matcher) = &r.matcher {
-            for m in matcher.find_iter(buf) {
+            for m in matcher.find_iter(text) {
                 // A longer value may still complete with bytes yet to come.
-                if !eof && m.start() + r.max_len > len && r.extends(&buf[m.start()..]) {
+                if !eof && m.start() + r.max_len > len && r.extends(&text[m.start()..]) {
                     break;
                 }
                 // So may a value starting before this match, which would be the leftmost
@@ -268,19 +348,37 @@ impl RedactStream<'_> {
                 if open.iter().any(|&p| p >= cursor && p < m.start()) {
                     break;
                 }
-                out.extend_from_slice(&buf[cursor..m.start()]);
+                let (start, end) = (view.orig(m.start()), view.orig_end(m.end()));
+                out.extend_from_slice(&buf[cursor_orig..start]);
                 out.extend_from_slice(&r.labels[m.pattern().as_usize()]);
+                // The wraps inside the value stay, so the text keeps its lines.
+                out.extend(
+                    buf[start..end]
+                        .iter()
+                        .filter(|b| matches!(b, b'\r' | b'\n')),
+                );
                 cursor = m.end();
+                cursor_orig = end;
             }
         }
-        let mut hold_from = len;
-        if let Some(&p) = open.iter().find(|&&p| p >= cursor) {
-            hold_from = p;
+        let hold_from = match open.iter().find(|&&p| p >= cursor) {
+            Some(&p) => view.orig(p),
+            None => buf.len(),
+        };
+        if hold_from > cursor_orig {
+            out.extend_from_slice(&buf[cursor_orig..hold_from]);
         }
-        if hold_from > cursor {
-            out.extend_from_slice(&buf[cursor..hold_from]);
+        let consumed = hold_from.max(cursor_orig);
+        if consumed > 0 {
+            self.cr_wrap = buf[consumed - 1] == b'\r'
+                && view
+                    .keys
+                    .iter()
+                    .zip(0..)
+                    .any(|(&k, n)| k + n == consumed - 1);
+            self.run_before = run_ending_at(buf, consumed, self.run_before);
         }
-        let consumed = hold_from.max(cursor);
+        drop(view);
         self.pending.drain(..consumed);
     }
 }
@@ -398,6 +496,9 @@ where
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+
     use super::*;
 
     fn redactor(pairs: &[(&str, &str)]) -> Redactor {

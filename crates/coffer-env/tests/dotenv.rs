@@ -271,7 +271,10 @@ fn files_are_private_and_replaced_atomically() {
         .unwrap_err();
     assert!(err.to_string().contains("value of B"), "{err}");
     assert!(!err.to_string().contains("it's $5"));
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "A='first'\n");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        format!("{}A='first'\n", coffer_env::EXPORT_MARKER)
+    );
     let entries = std::fs::read_dir(file.parent().unwrap()).unwrap().count();
     assert_eq!(entries, 1);
 }

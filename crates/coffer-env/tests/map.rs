@@ -163,7 +163,8 @@ async fn loader_variables_need_an_explicit_allow() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, Error::LoaderVariable { name } if name == "LD_PRELOAD"),
+        matches!(&err, Error::GuardedVariable { name, risk: coffer_env::Risk::Loader, .. }
+            if name == "LD_PRELOAD"),
         "{err}"
     );
     for var in [

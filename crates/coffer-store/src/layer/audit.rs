@@ -58,7 +58,38 @@ tokio::task_local! {
 /// Longest context field kept, in bytes (longer ones are cut at a character boundary).
 const MAX_CONTEXT_FIELD: usize = 256;
 
+/// `text` with every control character written as an escape (`\n`, `\u{1b}`), so a
+/// field from a caller, the store or the environment cannot start a line of its own in
+/// a log or drive the terminal that shows it. What the audit layer does to every
+/// [`CallerContext`] field, and what a program printing audit fields should do too.
+///
+/// ```
+/// use coffer_store::layer::printable;
+///
+/// assert_eq!(printable("agent:billing"), "agent:billing");
+/// assert_eq!(printable("alice\nforged\u{1b}[2J"), "alice\\nforged\\u{1b}[2J");
+/// ```
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `text` [`printable`], cut to [`MAX_CONTEXT_FIELD`] bytes.
 fn bounded(text: String) -> String {
+    let text = match printable(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    };
     if text.len() <= MAX_CONTEXT_FIELD {
         return text;
     }

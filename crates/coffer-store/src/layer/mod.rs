@@ -51,7 +51,7 @@ mod usage;
 #[cfg(feature = "audit")]
 pub use audit::{
     AuditEvent, AuditLayer, AuditSink, CallerContext, JsonLinesSink, Operation, Outcome,
-    TracingSink,
+    TracingSink, printable,
 };
 #[cfg(feature = "cache")]
 pub use cache::{CacheLayer, CacheOptions, CacheStats, DEFAULT_MAX_ENTRIES, DEFAULT_TTL};
