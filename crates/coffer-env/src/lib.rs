@@ -12,8 +12,12 @@
 //!   shell `export` lines, JSON; files written atomically with mode 0600.
 //! - [`EnvMap::apply`] and [`EnvMap::apply_clean`]: into a `std::process::Command` or
 //!   (feature `tokio`) a `tokio::process::Command`.
-//! - [`Redactor`]: masks values (and their base64 and URL-encoded forms) in a child's
-//!   output, also when a value is split across writes.
+//! - [`Redactor`]: masks values (and their percent-encoded, hex, base64 — also
+//!   line-wrapped —, JSON-escaped and Python `repr` forms) in a child's output, also when
+//!   a value is split across writes.
+//! - [`GUARDED_VARIABLES`]: the names that change what a program runs, where it connects
+//!   or whom it trusts, refused unless allowed; [`CREDENTIAL_VARIABLES`]: coffer's own
+//!   credentials, kept out of every child's environment.
 //!
 //! [`SecretStore`]: coffer_store::SecretStore
 #![forbid(unsafe_code)]

@@ -22,13 +22,27 @@ pub const MIN_MASK_LEN: usize = 6;
 
 /// Replaces every secret value in a byte stream with `[REDACTED:NAME]`.
 ///
-/// Besides each value as is, it masks the value's URL-encoded forms (RFC 3986 and
-/// `application/x-www-form-urlencoded`), its hex forms (lower and upper case) and its
-/// base64 forms (standard and URL-safe
-/// alphabets, at each of the three alignments a value can take inside a longer base64
-/// text, such as `user:password` in a Basic auth header). Where values overlap, the
-/// longest match wins, so a secret that is a prefix of another masks as itself only when
-/// the longer one does not match.
+/// Besides each value as is, it masks the forms common tools print it in:
+///
+/// - percent-encoding, upper- and lower-case hex: RFC 3986 components,
+///   `application/x-www-form-urlencoded`, and Python's `urllib.parse.quote` (keeps `/`);
+/// - hex dumps, lower and upper case;
+/// - base64 in the standard and URL-safe alphabets, at each of the three alignments a
+///   value can take inside a longer base64 text (`user:password` in a Basic auth header),
+///   also line-wrapped at 64 or 76 columns (`base64`, MIME, PEM, `openssl base64`), LF or
+///   CRLF: a line break that follows exactly 64 or 76 base64 characters is read through;
+/// - JSON string escaping as serde, `JSON.stringify`, Python's `json.dumps` (`\uXXXX`
+///   with surrogate pairs), Go (`\u003c`) and PHP (`\/`) write it;
+/// - Python's `repr` and `ascii` of the value as `str`, and `repr` of its UTF-8 `bytes`.
+///
+/// Where values overlap, the longest match wins, so a secret that is a prefix of another
+/// masks as itself only when the longer one does not match. A wrap inside a masked value
+/// stays in the output after the label, so the text keeps its lines.
+///
+/// Not masked: values shorter than [`MIN_MASK_LEN`] (named by [`unmasked`](Self::unmasked));
+/// values transformed otherwise (reversed, compressed, encrypted, escaped twice, other
+/// encodings such as base32); and, in `coffer run`, whatever the child writes to
+/// `/dev/tty` or to descriptors other than its stdout and stderr.
 ///
 /// A [`RedactStream`] carries the state between writes, so a value split across
 /// writes (a child printing it one byte at a time) is masked too. It holds back only the
@@ -102,16 +116,24 @@ impl<'a> View<'a> {
     fn new(buf: &'a [u8], run_before: usize, cr_wrap: bool) -> Self {
         let mut removed = Vec::new();
         let mut last_cr_wrap = cr_wrap.then_some(usize::MAX);
+        // Where the current line starts in `buf`, and whether it started before `buf`.
+        let mut line_start = 0;
+        let mut carried = run_before;
         for i in memchr::memchr2_iter(b'\n', b'\r', buf) {
             let after_cr_wrap = match i.checked_sub(1) {
                 Some(prev) => last_cr_wrap == Some(prev),
                 None => last_cr_wrap == Some(usize::MAX),
             };
+            // A run is no longer than its line: most lines are too short to be a wrap,
+            // and need no look at their bytes.
             let wrap = if buf[i] == b'\n' && after_cr_wrap {
                 true
             } else {
-                forms::is_wrap(run_ending_at(buf, i, run_before))
+                i - line_start + carried >= forms::MIN_WRAP
+                    && forms::is_wrap(run_ending_at(buf, i, run_before))
             };
+            line_start = i + 1;
+            carried = 0;
             if wrap {
                 removed.push(i);
                 if buf[i] == b'\r' {

@@ -61,6 +61,68 @@ proptest! {
     }
 }
 
+/// `bytes` as base64 wrapped the way `base64` (76) or PEM writers (64) fold it.
+fn wrapped(bytes: &[u8], width: usize, crlf: bool) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut out = String::new();
+    for line in text.as_bytes().chunks(width) {
+        out.push_str(std::str::from_utf8(line).unwrap());
+        out.push_str(if crlf { "\r\n" } else { "\n" });
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Secrets inside line-wrapped base64 (any width the tools use, LF or CRLF, any
+    /// alignment), among lines that are not, cut at random points: the stream masks as
+    /// the whole does, and the value's base64 survives neither with nor without the line
+    /// breaks.
+    #[test]
+    fn wrapped_base64_masks_at_any_split(
+        secret in "[a-z0-9]{40,90}",
+        prefix in prop::collection::vec(any::<u8>(), 0..3),
+        suffix in prop::collection::vec(any::<u8>(), 0..80),
+        width in prop::sample::select(vec![64usize, 76]),
+        crlf in any::<bool>(),
+        before in "[a-z +/=\n]{0,90}",
+        cuts in prop::collection::vec(0usize..600, 0..12),
+    ) {
+        use base64::Engine as _;
+        let r = redactor(std::slice::from_ref(&secret));
+        let mut blob = prefix.clone();
+        blob.extend_from_slice(secret.as_bytes());
+        blob.extend_from_slice(&suffix);
+        let text = format!("{before}\n{}", wrapped(&blob, width, crlf)).into_bytes();
+        let whole = r.redact(&text);
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(text.len())).collect();
+        cuts.sort_unstable();
+        let mut out = Vec::new();
+        let mut stream = r.stream();
+        let mut at = 0;
+        for cut in cuts.into_iter().chain([text.len()]) {
+            stream.push(&text[at..cut], &mut out);
+            at = cut;
+        }
+        stream.finish(&mut out);
+        prop_assert_eq!(&out, &whole);
+        // The characters that depend on the secret alone, with margin.
+        let mut shifted = vec![0u8; prefix.len()];
+        shifted.extend_from_slice(secret.as_bytes());
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&shifted);
+        let middle = &encoded[4..encoded.len() - 4];
+        let flat: Vec<u8> = out.iter().copied().filter(|b| *b != b'\n' && *b != b'\r').collect();
+        prop_assert!(!contains(&flat, middle.as_bytes()), "survived: {}", String::from_utf8_lossy(&out));
+        // The text keeps its lines.
+        prop_assert_eq!(
+            out.iter().filter(|b| **b == b'\n').count(),
+            text.iter().filter(|b| **b == b'\n').count()
+        );
+    }
+}
+
 #[test]
 fn writer_masks_byte_by_byte() {
     let r = redactor(&["tok_0123456789".to_owned()]);

@@ -18,10 +18,25 @@ pub(super) type Form = Zeroizing<Vec<u8>>;
 /// base64`).
 pub(super) const WRAP_WIDTHS: [usize; 2] = [64, 76];
 
+/// Which bytes can be part of base64 text in either alphabet (padding included).
+const BASE64_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_' | b'=');
+        b += 1;
+    }
+    table
+};
+
 /// Whether `b` can be part of base64 text in either alphabet (padding included).
 pub(super) fn is_base64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+    BASE64_BYTES[usize::from(b)]
 }
+
+/// The shortest line a wrap can end.
+pub(super) const MIN_WRAP: usize = WRAP_WIDTHS[0];
 
 /// Whether a line break that follows a run of `run` base64 characters is one a base64
 /// tool inserted (so the text reads on without it).
