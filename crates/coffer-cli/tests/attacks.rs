@@ -62,6 +62,15 @@ fn hook(dir: &Path) -> (PathBuf, PathBuf) {
     (script, ran)
 }
 
+/// Whether `name` is on this machine; says so when a test skips for want of it.
+fn need(name: &str) -> bool {
+    let there = has_program(name);
+    if !there {
+        eprintln!("skipped: no {name}");
+    }
+    there
+}
+
 fn has_program(name: &str) -> bool {
     std::process::Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
@@ -207,8 +216,7 @@ fn run_with(dir: &Path, allow: &[&str], program: &[&str]) -> assert_cmd::assert:
 /// warning category, which opens "a browser": the hook.
 #[test]
 fn python_start_up_hook_needs_an_explicit_allow() {
-    if !has_program("python3") {
-        eprintln!("skipped: no python3");
+    if !need("python3") {
         return;
     }
     let dir = initialised();
@@ -236,8 +244,7 @@ fn python_start_up_hook_needs_an_explicit_allow() {
 /// which `git status` runs.
 #[test]
 fn git_config_from_the_environment_needs_an_explicit_allow() {
-    if !has_program("git") {
-        eprintln!("skipped: no git");
+    if !need("git") {
         return;
     }
     let dir = initialised();
@@ -305,8 +312,7 @@ fn bash_start_up_file_needs_an_explicit_allow() {
 /// child's traffic and trust, shown by Python's own view of them.
 #[test]
 fn proxies_and_trust_anchors_need_an_explicit_allow() {
-    if !has_program("python3") {
-        eprintln!("skipped: no python3");
+    if !need("python3") {
         return;
     }
     let dir = initialised();
@@ -408,6 +414,16 @@ fn masked(value: &str, script: &str) -> (String, String) {
     (String::from_utf8(out.stdout).unwrap(), raw)
 }
 
+/// [`masked`], then [`assert_masked`], and `labels` labels in the output if given.
+fn assert_script_masked(what: &str, value: &str, script: &str, labels: Option<usize>) -> String {
+    let (out, raw) = masked(value, script);
+    assert_masked(what, &out, &raw);
+    if let Some(n) = labels {
+        assert_eq!(out.matches("[REDACTED:V]").count(), n, "{what}: {out}");
+    }
+    raw
+}
+
 /// Every line of the unmasked output is one form: none may survive in the masked
 /// output, not even with the line breaks taken out.
 fn assert_masked(what: &str, masked: &str, raw: &str) {
@@ -479,80 +495,76 @@ fn a_multi_line_value_printed_as_is_is_masked() {
     assert!(raw.contains(&body[..64]));
 }
 
+/// A `python3` command for [`masked`]: `forms` (a Python list expression over the value
+/// `v`, after `setup`) is written to `$FORMS` one per line (line breaks taken out, the
+/// first `skip` characters dropped), then printed by `printer` (Python statements over
+/// `forms`).
+fn python_forms(setup: &str, forms: &str, skip: usize, printer: &str) -> String {
+    format!(
+        "python3 -c '
+import base64, json, os, re, sys, urllib.parse as u
+v = os.environ[\"V\"]
+{setup}
+forms = {forms}
+open(os.environ[\"FORMS\"], \"w\").write(\"\".join(f.replace(\"\\n\", \"\")[{skip}:] + \"\\n\" for f in forms))
+{printer}
+'"
+    )
+}
+
 /// JSON as Python's `json.dumps` writes it (ASCII-only and not), Python's `repr` and
 /// `ascii` of the str, and `repr` of its UTF-8 bytes: values holding `"`, `\`, `'`, `/`
 /// and non-ASCII, also outside the Basic Multilingual Plane (surrogate pairs).
 #[test]
 fn json_and_python_repr_escapes_are_masked() {
-    if !has_program("python3") {
-        eprintln!("skipped: no python3");
+    if !need("python3") {
         return;
     }
     let value = format!("pa\"ss\\wo'rd/é😀-{}", &random_hex()[..12]);
-    let script = "python3 -c '
-import json, os, sys
-v = os.environ[\"V\"]
-forms = [json.dumps(v), json.dumps(v, ensure_ascii=False), repr(v), ascii(v),
-         repr(v.encode()), json.dumps({\"k\": v}).replace(\"/\", \"\\\\/\")]
-with open(os.environ[\"FORMS\"], \"w\") as f:
-    for form in forms:
-        f.write(form + \"\\n\")
-for form in forms:
-    print(\"x\" + form + \"y\")
-'";
-    let (out, raw) = masked(&value, script);
-    assert_eq!(raw.lines().count(), 6, "{raw}");
-    for line in raw.lines() {
-        assert!(line.len() > 20);
-    }
-    assert_masked("json/repr", &out, &raw);
-    assert_eq!(out.matches("[REDACTED:V]").count(), 6, "{out}");
+    let script = python_forms(
+        "",
+        "[json.dumps(v), json.dumps(v, ensure_ascii=False), repr(v), ascii(v), \
+         repr(v.encode()), json.dumps({\"k\": v}).replace(\"/\", \"\\\\/\")]",
+        0,
+        "for form in forms: print(\"x\" + form + \"y\")",
+    );
+    let raw = assert_script_masked("json/repr", &value, &script, Some(6));
+    assert!(raw.lines().all(|l| l.len() > 20), "{raw}");
 }
 
 /// Percent-encoding in both cases: `urllib.parse.quote` (keeps `/`), `quote_plus`, and
 /// both with lower-case hex, as some encoders write it.
 #[test]
 fn percent_encoding_in_either_case_is_masked() {
-    if !has_program("python3") {
-        eprintln!("skipped: no python3");
+    if !need("python3") {
         return;
     }
     let value = format!("p@ss/w rd&é={}", &random_hex()[..12]);
-    let script = "python3 -c '
-import os, re, urllib.parse as u
-v = os.environ[\"V\"]
-low = lambda s: re.sub(\"%[0-9A-F]{2}\", lambda m: m.group(0).lower(), s)
-forms = [u.quote(v), u.quote(v, safe=\"\"), u.quote_plus(v), low(u.quote(v)),
-         low(u.quote(v, safe=\"\")), low(u.quote_plus(v))]
-open(os.environ[\"FORMS\"], \"w\").write(\"\".join(f + \"\\n\" for f in forms))
-print(\" \".join(\"url=\" + f for f in forms))
-'";
-    let (out, raw) = masked(&value, script);
-    assert_masked("percent", &out, &raw);
-    assert_eq!(out.matches("[REDACTED:V]").count(), 6, "{out}");
+    let script = python_forms(
+        "low = lambda s: re.sub(\"%[0-9A-F]{2}\", lambda m: m.group(0).lower(), s)",
+        "[u.quote(v), u.quote(v, safe=\"\"), u.quote_plus(v), low(u.quote(v)), \
+         low(u.quote(v, safe=\"\")), low(u.quote_plus(v))]",
+        0,
+        "print(\" \".join(\"url=\" + f for f in forms))",
+    );
+    assert_script_masked("percent", &value, &script, Some(6));
 }
 
 /// Every form, written one byte at a time with a flush after each: split writes mask
 /// the same as whole ones.
 #[test]
 fn forms_split_across_single_byte_writes_are_masked() {
-    if !has_program("python3") {
-        eprintln!("skipped: no python3");
+    if !need("python3") {
         return;
     }
     let value = format!("tok\"en/é-{}{}", random_hex(), random_hex());
-    let script = "python3 -c '
-import base64, json, os, sys, time, urllib.parse as u
-v = os.environ[\"V\"]
-b = base64.encodebytes((\"x\" + v).encode()).decode()
-forms = [v, json.dumps(v), repr(v), u.quote(v).lower(), b]
-open(os.environ[\"FORMS\"], \"w\").write(\"\".join(f.replace(\"\\n\", \"\")[2:] + \"\\n\" for f in forms))
-for form in forms:
-    for ch in form + \"\\n\":
-        sys.stdout.write(ch); sys.stdout.flush()
-'";
-    let (out, raw) = masked(&value, script);
-    assert_masked("split", &out, &raw);
+    let script = python_forms(
+        "b = base64.encodebytes((\"x\" + v).encode()).decode()",
+        "[v, json.dumps(v), repr(v), u.quote(v).lower(), b]",
+        2,
+        "for ch in \"\".join(f + \"\\n\" for f in forms): sys.stdout.write(ch); sys.stdout.flush()",
+    );
+    assert_script_masked("split", &value, &script, None);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -570,6 +582,15 @@ fn exported() -> tempfile::TempDir {
 
 fn export_to(dir: &Path, path: &Path) -> assert_cmd::assert::Assert {
     coffer(dir).arg("export").arg("--output").arg(path).assert()
+}
+
+/// `export --output path` fails saying `why`, and `path` is still what `kind` says.
+fn refused_and_kept(dir: &Path, path: &Path, why: &str, kind: fn(&std::fs::FileType) -> bool) {
+    export_to(dir, path)
+        .code(1)
+        .stderr(predicate::str::contains(why));
+    let file_type = std::fs::symlink_metadata(path).unwrap().file_type();
+    assert!(kind(&file_type), "{} was replaced", path.display());
 }
 
 #[test]
@@ -591,16 +612,11 @@ fn export_refuses_a_fifo_and_its_reader_gets_nothing() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    export_to(dir.path(), &fifo)
-        .code(1)
-        .stderr(predicate::str::contains(
-            "a FIFO (named pipe), not a regular file",
-        ));
-    assert!(
-        std::fs::symlink_metadata(&fifo)
-            .unwrap()
-            .file_type()
-            .is_fifo()
+    refused_and_kept(
+        dir.path(),
+        &fifo,
+        "a FIFO (named pipe), not a regular file",
+        std::fs::FileType::is_fifo,
     );
     // Release the reader: it must have got nothing of the export.
     std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
@@ -667,36 +683,25 @@ fn export_refuses_devices_sockets_and_directories() {
     } else {
         PathBuf::from("/dev/full")
     };
-    export_to(dir.path(), &device)
-        .code(1)
-        .stderr(predicate::str::contains(
-            "a character device, not a regular file",
-        ));
-    assert!(
-        std::fs::symlink_metadata(&device)
-            .unwrap()
-            .file_type()
-            .is_char_device()
+    refused_and_kept(
+        dir.path(),
+        &device,
+        "a character device, not a regular file",
+        std::fs::FileType::is_char_device,
     );
 
     let socket = dir.path().join("sock");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
-    export_to(dir.path(), &socket)
-        .code(1)
-        .stderr(predicate::str::contains("a socket"));
-    assert!(
-        std::fs::symlink_metadata(&socket)
-            .unwrap()
-            .file_type()
-            .is_socket()
+    refused_and_kept(
+        dir.path(),
+        &socket,
+        "a socket",
+        std::fs::FileType::is_socket,
     );
 
     let sub = dir.path().join("sub");
     std::fs::create_dir(&sub).unwrap();
-    export_to(dir.path(), &sub)
-        .code(1)
-        .stderr(predicate::str::contains("a directory"));
-    assert!(sub.is_dir());
+    refused_and_kept(dir.path(), &sub, "a directory", std::fs::FileType::is_dir);
 }
 
 fn nix_is_root() -> bool {
