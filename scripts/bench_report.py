@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns one run of `cargo bench --bench report` into BENCHMARKS.md.
+"""Turns one run of `cargo bench -p coffer-benches --bench report` into BENCHMARKS.md.
 
 Reads the manifest the harness wrote (each group's rows in order, the row each one is
 compared against, its throughput unit) and criterion's estimates for each row, and writes
@@ -175,7 +175,8 @@ def main():
         "confidence interval of that median. A ratio divides a row's median by the median "
         "of the row named beside it, measured in the same run on the same machine: below "
         "1 the row is faster. Absolute times drift between runs and machines; the ratios "
-        "hold better. The hardware floors these compare with are in `shared/BASELINES.md`."
+        "hold better. The hardware floors these compare with were measured on the same "
+        "machines with pgbench and similar tools."
     )
     out += ["", "## Machine", "", "| | |", "|---|---|"]
     machine = [
@@ -191,9 +192,9 @@ def main():
     out += [f"| {k} | {v} |" for k, v in machine]
     out += ["", "## Reproduce", "", "```sh", args.command, "```", "",
             "It starts the servers as the tests do (`scripts/services.sh`), runs "
-            "`cargo bench --bench report`, writes this file and stops what it started. "
+            "`cargo bench -p coffer-benches --bench report`, writes this file and stops what it started. "
             "Criterion's own report of the same harness: `source scripts/services.sh && "
-            "services_start && cargo bench --bench report`."]
+            "services_start && cargo bench -p coffer-benches --bench report`."]
 
     missing = []
     for group in manifest["groups"]:

@@ -22,7 +22,7 @@
 //!
 //! ```text
 //! source scripts/services.sh && services_start
-//! cargo bench --bench report            # or: cargo bench --bench report -- 'store get'
+//! cargo bench -p coffer-benches --bench report    # or: … --bench report -- 'store get'
 //! ```
 
 mod broker;

@@ -4,8 +4,6 @@
 
 mod cli;
 mod commands;
-mod inject;
-mod mcp;
 mod out;
 
 use std::process::ExitCode;

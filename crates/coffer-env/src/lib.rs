@@ -34,14 +34,15 @@ mod name;
 mod output;
 mod redact;
 
+/// The variable a secret goes into when its metadata names none (one mapping, kept in
+/// coffer-store for the environment source too).
+pub use coffer_store::derive_env_name;
 pub use command::{CLEAN_ENV_ALLOWLIST, CREDENTIAL_VARIABLES, CommandEnv};
 pub use database::{DatabaseKind, DatabaseUrl};
 pub use error::{Error, Result};
 pub use file::{EXPORT_MARKER, EnvWriter, Format};
 pub use map::{EnvMap, Selection, Source};
-pub use name::{
-    GUARDED_VARIABLES, Guarded, Risk, derive_env_name, derive_from_str, guarded, validate_env_name,
-};
+pub use name::{GUARDED_VARIABLES, Guarded, Risk, guarded, validate_env_name};
 #[cfg(feature = "tokio")]
 pub use redact::copy_redacted;
 pub use redact::{MIN_MASK_LEN, RedactStream, RedactWriter, Redactor};

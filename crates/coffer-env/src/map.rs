@@ -7,8 +7,9 @@ use coffer_store::{Error as StoreError, Scope, SecretMeta, SecretName, SecretSto
 use futures::{StreamExt as _, TryStreamExt as _};
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::name::{derive_env_name, guarded, validate_env_name};
+use crate::name::{guarded, validate_env_name};
 use crate::{DatabaseUrl, Error, Result};
+use coffer_store::derive_env_name;
 
 /// Secrets fetched at once while loading an [`EnvMap`].
 const FETCH_CONCURRENCY: usize = 8;
@@ -315,7 +316,7 @@ impl EnvMap {
                 .meta
                 .env_name
                 .clone()
-                .unwrap_or_else(|| derive_env_name(&secret.meta.name));
+                .unwrap_or_else(|| derive_env_name(secret.meta.name.as_str()));
             let source = Source::Secret(secret.meta.name.clone());
             self.check_free(&var, &source)?;
             staged.insert_from(var, secret.value, source)?;

@@ -1,32 +1,7 @@
-//! Environment variable names: deriving one from a secret's name, checking them, and
+//! Environment variable names: checking them, and
 //! the variables that change what a process runs, where it connects or whom it trusts.
 
-use coffer_store::SecretName;
-
 use crate::{Error, Result};
-
-/// The variable a secret is injected as when its metadata names none: its name
-/// upper-cased, with every character outside `[A-Z0-9_]` turned into `_`, and a `_` in
-/// front if it would start with a digit.
-///
-/// ```
-/// use coffer_env::derive_env_name;
-/// use coffer_store::SecretName;
-///
-/// let name = SecretName::new("openai_api_key").unwrap();
-/// assert_eq!(derive_env_name(&name), "OPENAI_API_KEY");
-/// let name = SecretName::new("providers/github/token.v2").unwrap();
-/// assert_eq!(derive_env_name(&name), "PROVIDERS_GITHUB_TOKEN_V2");
-/// ```
-pub fn derive_env_name(name: &SecretName) -> String {
-    derive_from_str(name.as_str())
-}
-
-/// [`derive_env_name`] over any text (the mapping lives in
-/// [`coffer_store::derive_env_name`], shared with the store's environment source).
-pub fn derive_from_str(name: &str) -> String {
-    coffer_store::derive_env_name(name)
-}
 
 /// Checks that `name` matches `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn validate_env_name(name: &str) -> Result<()> {
@@ -222,7 +197,7 @@ mod tests {
             ("1password", "_1PASSWORD"),
             ("_x", "_X"),
         ] {
-            assert_eq!(derive_from_str(from), to);
+            assert_eq!(coffer_store::derive_env_name(from), to);
             validate_env_name(to).unwrap();
         }
     }

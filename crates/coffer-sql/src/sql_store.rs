@@ -91,14 +91,14 @@ macro_rules! impl_sql_store {
                 let head = Self::head_on(&mut conn, scope, name).await?;
                 conn.finish().await.map_err(sql)?;
                 let live = head.as_ref().filter(|h| !h.deleted).map(|h| h.version as u64);
-                coffer_store::check_condition(scope, name, options.condition, live)?;
+                coffer_store::backend::check_condition(scope, name, options.condition, live)?;
 
                 let (old, mut meta) = match head {
                     Some(h) => {
                         let old = (h.version, h.deleted);
                         let mut meta = h.into_meta($backend)?;
                         meta.version += 1;
-                        meta.updated_at = coffer_store::now();
+                        meta.updated_at = coffer_store::backend::now();
                         options.attributes.apply(&mut meta);
                         (Some(old), meta)
                     }
@@ -174,7 +174,7 @@ macro_rules! impl_sql_store {
                 value: &secrecy::SecretString,
                 options: &coffer_store::PutOptions,
             ) -> coffer_store::Result<coffer_store::SecretMeta> {
-                coffer_store::put_optimistic($backend, scope, name, value, options, || {
+                coffer_store::backend::put_optimistic($backend, scope, name, value, options, || {
                     self.try_put(scope, name, value, options)
                 })
                 .await
@@ -281,7 +281,7 @@ macro_rules! impl_sql_store {
                     .into_iter()
                     .map(|r| r.into_meta($backend))
                     .collect::<coffer_store::Result<Vec<_>>>()?;
-                Ok(coffer_store::page_of(&mut items, limit))
+                Ok(coffer_store::backend::page_of(&mut items, limit))
             }
 
             async fn delete(
@@ -299,7 +299,7 @@ macro_rules! impl_sql_store {
                             "UPDATE coffer_secrets SET deleted = TRUE, updated_at = $1 \
                              WHERE scope = $2 AND name = $3 AND deleted = FALSE",
                         )
-                        .bind(ms(coffer_store::now()))
+                        .bind(ms(coffer_store::backend::now()))
                         .bind(scope.as_str())
                         .bind(name.as_str())
                         .execute(&mut *tx)

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod backend;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -17,13 +18,13 @@ mod types;
 mod watch;
 
 pub use error::{BoxError, Error, Result};
-pub use memory::{MAX_WRITE_ATTEMPTS, MemoryStore, check_condition, page_of, put_optimistic};
+pub use memory::MemoryStore;
 pub use name::{MAX_NAME_LEN, MAX_SCOPE_LEN, Scope, SecretName, derive_env_name};
 pub use store::{DynSecretStore, SecretStore, SecretStoreExt};
 pub use types::{
     Attributes, Capabilities, DEFAULT_PAGE_SIZE, DeleteMode, ListOptions, ListPage, MAX_PAGE_SIZE,
     MAX_TAGS, MAX_VALUE_LEN, PutOptions, RewrapBatch, Secret, SecretKind, SecretMeta, Usage,
-    WriteCondition, now, truncate_millis, validate_value,
+    WriteCondition,
 };
 pub use watch::{Change, WatchEvent};
 

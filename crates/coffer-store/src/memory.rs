@@ -4,9 +4,10 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use secrecy::SecretString;
 
+use crate::types::{now, validate_value};
 use crate::{
     Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, Scope, Secret,
-    SecretMeta, SecretName, SecretStore, Usage, WriteCondition, now, validate_value,
+    SecretMeta, SecretName, SecretStore, Usage, WriteCondition,
 };
 
 /// A store in process memory: the reference implementation of the store semantics,

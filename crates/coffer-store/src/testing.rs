@@ -56,7 +56,7 @@ fn skip(store: &DynSecretStore, what: &str) {
 pub async fn put_get_round_trip(store: &DynSecretStore) {
     let scope = fresh_scope();
     let n = name("openai_api_key");
-    let before = crate::now();
+    let before = crate::backend::now();
     let meta = store
         .put(&scope, &n, &value("sk-test-1"), &PutOptions::new())
         .await
@@ -80,7 +80,7 @@ pub async fn put_get_round_trip(store: &DynSecretStore) {
 pub async fn metadata_round_trip(store: &DynSecretStore) {
     let scope = fresh_scope();
     let n = name("github/oauth");
-    let expires = crate::truncate_millis(Utc::now() + Duration::days(30));
+    let expires = crate::backend::truncate_millis(Utc::now() + Duration::days(30));
     let options = PutOptions::new()
         .provider("github")
         .kind(SecretKind::OauthToken)
@@ -776,7 +776,7 @@ pub async fn usage_records(store: &DynSecretStore) {
         .put(&scope, &b, &value("vb"), &PutOptions::new())
         .await
         .unwrap();
-    let t1 = crate::now();
+    let t1 = crate::backend::now();
     let t0 = t1 - Duration::minutes(5);
     let first = [
         crate::Usage::new(scope.clone(), a.clone(), 3, t1),

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use coffer_envelope::{Keyring, from_text, to_text};
 use coffer_sql::common::{map_sqlx, prefix_range, run_migrations_in, verify_checks};
 use coffer_sql::tls::{CleartextGuard, PgTarget};
+use coffer_store::backend::{check_condition, now, page_of, put_optimistic};
 use coffer_store::open::{OpenOptions, StoreOpener};
 use coffer_store::{
     Capabilities, DeleteMode, DynSecretStore, Error, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, SecretStore, check_condition,
-    now, page_of, put_optimistic,
+    RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, SecretStore,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::postgres::PgPoolOptions;

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coffer_envelope::{Context, from_text, to_text};
+use coffer_store::backend::{check_condition, now, page_of, put_optimistic};
 use coffer_store::{
     Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
-    Secret, SecretKind, SecretMeta, SecretName, SecretStore, check_condition, now, page_of,
-    put_optimistic,
+    Secret, SecretKind, SecretMeta, SecretName, SecretStore,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
@@ -80,7 +80,7 @@ fn optional<T>(result: Result<T, Failure>, what: &str) -> Result<Option<T>> {
 fn millis_of(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(text)
         .ok()
-        .map(|t| coffer_store::truncate_millis(t.with_timezone(&chrono::Utc)))
+        .map(|t| coffer_store::backend::truncate_millis(t.with_timezone(&chrono::Utc)))
 }
 
 fn meta_to_map(meta: &SecretMeta) -> Result<HashMap<String, String>> {

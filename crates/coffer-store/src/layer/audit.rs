@@ -268,7 +268,7 @@ impl AuditEvent {
         outcome: Outcome,
     ) -> Self {
         Self {
-            time: crate::now(),
+            time: crate::backend::now(),
             scope,
             name,
             version: None,
@@ -559,7 +559,7 @@ fn finished<T>(
     result: &Result<T>,
     version_of: impl Fn(&T) -> Option<u64>,
 ) -> AuditEvent {
-    event.time = crate::now();
+    event.time = crate::backend::now();
     match result {
         Ok(v) => {
             event.outcome = Outcome::Ok;

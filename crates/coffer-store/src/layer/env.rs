@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
+use crate::backend::page_of;
 use crate::{
     Attributes, Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, Scope,
-    Secret, SecretMeta, SecretName, SecretStore, derive_env_name, page_of,
+    Secret, SecretMeta, SecretName, SecretStore, derive_env_name,
 };
 
 /// A read-only store over environment variables: the secret `openai_api_key` is the
@@ -88,7 +89,7 @@ impl EnvStore {
             vars: vars.map(|(k, v)| (k, SecretString::from(v))).collect(),
             prefix: String::new(),
             scopes: Scopes::None,
-            loaded_at: crate::now(),
+            loaded_at: crate::backend::now(),
         }
     }
 

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use secrecy::SecretString;
 
+use crate::backend::page_of;
 use crate::{
     Capabilities, DeleteMode, DynSecretStore, Error, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, page_of,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
 };
 
 /// Which store of a [`FallbackStore`] answered a read.

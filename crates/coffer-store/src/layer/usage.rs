@@ -87,7 +87,7 @@ impl<S: SecretStore> Shared<S> {
         if self.unsupported.load(Ordering::Relaxed) {
             return;
         }
-        let now = crate::now();
+        let now = crate::backend::now();
         let len = {
             let mut pending = self.pending();
             let slot = pending

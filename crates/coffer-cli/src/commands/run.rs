@@ -8,8 +8,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::{CliError, CliResult, name, open_store, scope};
 use crate::cli::{Cli, ExportArgs, ExportFormat, RunArgs, SelectArgs};
-use crate::commands::{CliError, CliResult, name, open_store, scope};
 use crate::out::note;
 
 /// Exit code when coffer itself fails before the command runs (as `env` and `nohup`).
@@ -43,7 +43,7 @@ async fn env_map(cli: &Cli, args: &SelectArgs, pass: &[String]) -> CliResult<Env
     Ok(map)
 }
 
-pub(crate) async fn export(cli: &Cli, args: &ExportArgs) -> CliResult {
+pub(super) async fn export(cli: &Cli, args: &ExportArgs) -> CliResult {
     let map = env_map(cli, &args.select, &[]).await?;
     let format = match args.format {
         ExportFormat::Dotenv => Format::Dotenv,
@@ -68,7 +68,7 @@ pub(crate) async fn export(cli: &Cli, args: &ExportArgs) -> CliResult {
     Ok(())
 }
 
-pub(crate) async fn run(cli: &Cli, args: &RunArgs) -> CliResult<u8> {
+pub(super) async fn run(cli: &Cli, args: &RunArgs) -> CliResult<u8> {
     let map = env_map(cli, &args.select, &args.pass_env)
         .await
         .map_err(|e| e.with_code(EXIT_COFFER_FAILED))?;

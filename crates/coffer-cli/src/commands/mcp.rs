@@ -15,8 +15,8 @@ use rmcp::{ServerHandler, ServiceExt as _, schemars, tool, tool_handler, tool_ro
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::{CliError, CliResult, open_store, scope};
 use crate::cli::{Cli, McpArgs};
-use crate::commands::{CliError, CliResult, open_store, scope};
 
 /// What the server tells the model about itself.
 const INSTRUCTIONS: &str = "Query the user's databases without ever seeing their credentials. \
@@ -514,7 +514,7 @@ impl From<BrokerError> for CliError {
 }
 
 /// Serves the tools on stdin/stdout until the client closes the connection.
-pub(crate) async fn serve(cli: &Cli, args: &McpArgs) -> CliResult {
+pub(super) async fn serve(cli: &Cli, args: &McpArgs) -> CliResult {
     let mut named = NamedConnections::load(&args.connections)?;
     for name in &args.allow_writes {
         named.set_mode(name, Mode::ReadWrite)?;

@@ -1,0 +1,66 @@
+//! `coffer init`: the keyring and the store, idempotent.
+
+use std::path::Path;
+
+use coffer::envelope::{KdfParams, Keyring, MasterKey};
+
+use super::{CliError, CliResult, open_store, passphrase};
+use crate::cli::Cli;
+use crate::out::out;
+
+/// The folder a `sqlite://` URL's file lives in, so `init` can create it.
+fn sqlite_dir(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+}
+
+pub(super) async fn init(cli: &Cli) -> CliResult {
+    let keyring = if let Some(keyring) = Keyring::from_env()? {
+        out!("keyring: using COFFER_MASTER_KEY")?;
+        keyring
+    } else if cli.keyring.exists() {
+        let keyring = Keyring::load(&cli.keyring, passphrase().as_ref())?;
+        out!("keyring: {} (exists)", cli.keyring.display())?;
+        keyring
+    } else {
+        let keyring = match passphrase() {
+            Some(p) => Keyring::from_passphrase(&p, KdfParams::generate())?,
+            None => Keyring::new(MasterKey::generate()),
+        };
+        keyring.save(&cli.keyring)?;
+        out!("keyring: {} (created, mode 0600)", cli.keyring.display())?;
+        keyring
+    };
+    if let Some(dir) = sqlite_dir(&cli.store) {
+        create_private_dir(dir)?;
+    }
+    let store = open_store(cli, Some(keyring)).await?;
+    out!(
+        "store: {} ({}, ready)",
+        coffer::store::open::redact_url(&cli.store),
+        store.backend()
+    )
+}
+
+/// Creates `dir` (mode 0700 on Unix) if it does not exist: the database holds only
+/// ciphertext, but names and metadata are nobody else's business either.
+fn create_private_dir(dir: &Path) -> CliResult {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))
+}

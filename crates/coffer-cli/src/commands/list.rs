@@ -1,0 +1,71 @@
+//! `coffer list`: the scope's secrets, names and metadata only.
+
+use coffer::{SecretMeta, SecretStoreExt as _};
+
+use super::{CliError, CliResult, open_store, print_columns, scope};
+use crate::cli::{Cli, ListArgs};
+use crate::out::{note, out};
+
+pub(super) async fn list(cli: &Cli, args: &ListArgs) -> CliResult {
+    let scope = scope(cli)?;
+    let store = open_store(cli, None).await?;
+    let items = match args.expiring {
+        Some(within) => {
+            let mut soon = store.expiring_within(&scope, within).await?;
+            if let Some(p) = &args.prefix {
+                soon.retain(|m| m.name.as_str().starts_with(p.as_str()));
+            }
+            soon
+        }
+        None => store.list_all(&scope, args.prefix.as_deref()).await?,
+    };
+    if args.json {
+        return out!(
+            "{}",
+            serde_json::to_string_pretty(&items).map_err(|e| CliError::new(e.to_string()))?
+        );
+    }
+    if items.is_empty() {
+        match args.expiring {
+            Some(within) => note!(
+                "nothing in scope {scope} expires within {}",
+                humantime::format_duration(within)
+            ),
+            None => note!("no secrets in scope {scope}"),
+        }
+        return Ok(());
+    }
+    print_table(&items)
+}
+
+fn print_table(items: &[SecretMeta]) -> CliResult {
+    let rows: Vec<[String; 6]> = items
+        .iter()
+        .map(|m| {
+            [
+                m.name.to_string(),
+                m.version.to_string(),
+                m.kind.to_string(),
+                m.provider.clone().unwrap_or_else(|| "-".into()),
+                match (m.active, m.expires_at) {
+                    (false, _) => "inactive".into(),
+                    (true, Some(at)) if at <= chrono::Utc::now() => {
+                        format!("expired {}", at.format("%Y-%m-%d"))
+                    }
+                    (true, Some(at)) => format!("expires {}", at.format("%Y-%m-%d")),
+                    (true, None) => "active".into(),
+                },
+                if m.tags.is_empty() {
+                    "-".into()
+                } else {
+                    m.tags.join(",")
+                },
+            ]
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    print_columns(
+        &["NAME", "VERSION", "KIND", "PROVIDER", "STATUS", "TAGS"],
+        &rows,
+    )
+}

@@ -1,0 +1,258 @@
+//! What each command does: one module per command, and what they share (errors,
+//! the keyring and the store, the caller's identity).
+
+mod audit;
+mod get;
+mod init;
+mod keys;
+mod list;
+mod mcp;
+mod put;
+mod rm;
+mod run;
+
+use std::sync::Arc;
+
+use coffer::envelope::{self, Keyring};
+use coffer::secrecy::SecretString;
+use coffer::sql::SqlAuditSink;
+use coffer::store::layer::{AuditLayer, CallerContext};
+use coffer::store::open::scheme_of;
+use coffer::{DynSecretStore, Error, OpenOptions, Scope, SecretName};
+
+use crate::cli::{Cli, Command, KeysCommand};
+use crate::out::{out, printable};
+
+/// Who the CLI acts for in the access log, instead of the process's user name.
+const ACTOR_ENV: &str = "COFFER_ACTOR";
+
+/// The passphrase for passphrase-derived keyring keys.
+const PASSPHRASE_ENV: &str = "COFFER_PASSPHRASE";
+
+/// A command's failure: the message for stderr and the exit code.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    message: String,
+    code: u8,
+}
+
+impl CliError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 1,
+        }
+    }
+
+    /// A failure with nothing to say (a closed output pipe).
+    pub(crate) fn quiet(code: u8) -> Self {
+        Self {
+            message: String::new(),
+            code,
+        }
+    }
+
+    /// Whether there is a message to print.
+    pub(crate) fn has_message(&self) -> bool {
+        !self.message.is_empty()
+    }
+
+    /// The same failure with another exit code.
+    pub(crate) fn with_code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
+    }
+
+    pub(crate) fn exit_code(&self) -> u8 {
+        self.code
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        Self {
+            code: if e.is_not_found() { 2 } else { 1 },
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<envelope::Error> for CliError {
+    fn from(e: envelope::Error) -> Self {
+        Self::new(e.to_string())
+    }
+}
+
+impl From<coffer_env::Error> for CliError {
+    fn from(e: coffer_env::Error) -> Self {
+        match e {
+            coffer_env::Error::Store(e) => e.into(),
+            coffer_env::Error::GuardedVariable {
+                name,
+                risk,
+                pattern,
+            } => Self::new(format!(
+                "{name} {risk} (it matches {pattern}), so coffer does not pass it on; \
+                 pass --allow-var {name} if you mean it"
+            )),
+            other => Self::new(other.to_string()),
+        }
+    }
+}
+
+pub(crate) type CliResult<T = ()> = Result<T, CliError>;
+
+/// Runs the command; the exit code on success is 0 except for `run`, which passes on
+/// its child's.
+pub(crate) async fn run(cli: Cli) -> CliResult<u8> {
+    let done = match &cli.command {
+        Command::Init => init::init(&cli).await,
+        Command::Put(args) => put::put(&cli, args).await,
+        Command::Get(args) => get::get(&cli, args).await,
+        Command::List(args) => list::list(&cli, args).await,
+        Command::Rm(args) => rm::rm(&cli, args).await,
+        Command::Keys(KeysCommand::Rotate) => keys::rotate(&cli).await,
+        Command::Audit(args) => audit::audit(&cli, args).await,
+        Command::Mcp(args) => mcp::serve(&cli, args).await,
+        Command::Run(args) => return run::run(&cli, args).await,
+        Command::Export(args) => run::export(&cli, args).await,
+    };
+    done.map(|()| 0)
+}
+
+pub(super) fn passphrase() -> Option<SecretString> {
+    std::env::var(PASSPHRASE_ENV).ok().map(SecretString::from)
+}
+
+/// Where the keyring comes from: `COFFER_MASTER_KEY` wins over the file.
+fn load_keyring(cli: &Cli) -> CliResult<Option<Keyring>> {
+    if let Some(keyring) = Keyring::from_env()? {
+        return Ok(Some(keyring));
+    }
+    if !cli.keyring.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Keyring::load(&cli.keyring, passphrase().as_ref())?))
+}
+
+pub(super) fn require_keyring(cli: &Cli) -> CliResult<Keyring> {
+    load_keyring(cli)?.ok_or_else(|| {
+        CliError::new(format!(
+            "no keyring at {}: run `coffer init` to create one, or set COFFER_MASTER_KEY \
+             (base64 or hex of 32 bytes)",
+            cli.keyring.display()
+        ))
+    })
+}
+
+fn needs_keyring(store_url: &str) -> bool {
+    !scheme_of(store_url).is_some_and(|s| s.eq_ignore_ascii_case("memory"))
+}
+
+pub(crate) async fn open_store(
+    cli: &Cli,
+    keyring: Option<Keyring>,
+) -> CliResult<Arc<DynSecretStore>> {
+    let keyring = match keyring {
+        Some(k) => Some(k),
+        None if needs_keyring(&cli.store) => Some(require_keyring(cli)?),
+        None => None,
+    };
+    let keyring = keyring.map(Arc::new);
+    match keyring {
+        Some(keyring) if keeps_access_log(&cli.store) => {
+            // Every command's operations land in the store's access log, fail-closed,
+            // written through the store's own pool.
+            let (store, sink) = SqlAuditSink::open_with_store(&cli.store, keyring).await?;
+            Ok(Arc::new(
+                AuditLayer::new(store, vec![Arc::new(sink)]).with_default_context(cli_context()?),
+            ))
+        }
+        keyring => {
+            let mut options = OpenOptions::new();
+            if let Some(k) = keyring {
+                options = options.keyring(k);
+            }
+            Ok(coffer::open(&cli.store, &options).await?)
+        }
+    }
+}
+
+/// Whether the store's database has coffer's `secret_access_log`.
+pub(super) fn keeps_access_log(url: &str) -> bool {
+    scheme_of(url).is_some_and(|s| {
+        ["sqlite", "postgres", "postgresql"]
+            .iter()
+            .any(|k| s.eq_ignore_ascii_case(k))
+    })
+}
+
+/// Who the CLI acts for in the access log: `COFFER_ACTOR` if set, else `cli:` and the
+/// name of the process's user id (from the user database, not from `$USER`, which any
+/// caller can set to anything), else `cli:uid:N`.
+fn cli_context() -> CliResult<CallerContext> {
+    let actor = match std::env::var_os(ACTOR_ENV) {
+        Some(actor) => {
+            let actor = actor
+                .into_string()
+                .map_err(|_| CliError::new(format!("{ACTOR_ENV} is not valid UTF-8")))?;
+            if actor.is_empty() || actor.chars().any(char::is_control) {
+                return Err(CliError::new(format!(
+                    "{ACTOR_ENV} must be non-empty and hold no control characters \
+                     (a newline would forge a line of the access log)"
+                )));
+            }
+            actor
+        }
+        None => {
+            let uid = nix::unistd::Uid::current();
+            match nix::unistd::User::from_uid(uid) {
+                Ok(Some(user)) => format!("cli:{}", printable(&user.name)),
+                _ => format!("cli:uid:{uid}"),
+            }
+        }
+    };
+    Ok(CallerContext::new()
+        .actor(actor)
+        .user_agent(concat!("coffer-cli/", env!("CARGO_PKG_VERSION"))))
+}
+
+pub(crate) fn scope(cli: &Cli) -> CliResult<Scope> {
+    Ok(Scope::new(cli.scope.clone())?)
+}
+
+pub(crate) fn name(text: &str) -> CliResult<SecretName> {
+    Ok(SecretName::new(text)?)
+}
+
+/// Prints `rows` under `header` in left-aligned columns, control characters escaped (a
+/// provider, a tag or an actor holding a newline cannot forge a row).
+pub(super) fn print_columns(header: &[&str], rows: &[Vec<String>]) -> CliResult {
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| printable(c).into_owned()).collect())
+        .collect();
+    let rows = &rows[..];
+    let mut widths: Vec<usize> = header.iter().map(String::len).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out!("{}", line.join("  ").trim_end())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! What a backend author uses beside the [`SecretStore`](crate::SecretStore) trait, kept
+//! apart from what a service that only stores and reads secrets needs (as OpenDAL keeps
+//! its `raw` module).
+//!
+//! - [`check_condition`]: a [`WriteCondition`](crate::WriteCondition) against the live
+//!   version, with the errors every backend returns for it.
+//! - [`put_optimistic`]: a put for backends without transactions: read, check, write
+//!   with check-and-set, retried up to [`MAX_WRITE_ATTEMPTS`] times.
+//! - [`page_of`]: one [`ListPage`](crate::ListPage) of sorted items after a cursor.
+//! - [`now`], [`truncate_millis`]: times at the millisecond precision every backend
+//!   keeps, so a value reads back as written.
+//! - [`validate_value`]: the size rule for values.
+
+pub use crate::memory::{MAX_WRITE_ATTEMPTS, check_condition, page_of, put_optimistic};
+pub use crate::types::{now, truncate_millis, validate_value};
