@@ -19,7 +19,7 @@ use crate::config::NamedConnections;
 use crate::error::{connect_error, from_sqlx};
 use crate::params::MYSQL_STATEMENT_CACHE;
 use crate::privileges;
-use crate::registry::Registry;
+use crate::registry::ConnectionRegistry;
 use crate::schema::{self, Schema};
 use crate::sqlite::{CallLimits, SqlitePool};
 use crate::statement::{Dialect, check};
@@ -234,7 +234,7 @@ struct Inner {
     limits: Limits,
     named: NamedConnections,
     store: Option<Arc<dyn SecretStore>>,
-    registry: Option<Registry>,
+    registry: Option<ConnectionRegistry>,
     conns: Mutex<HashMap<String, Arc<Conn>>>,
     shut: AtomicBool,
 }
@@ -306,7 +306,7 @@ impl Broker {
         limits: Limits,
         named: NamedConnections,
         store: Option<Arc<dyn SecretStore>>,
-        registry: Registry,
+        registry: ConnectionRegistry,
     ) -> Self {
         Self::build(limits, named, store, Some(registry))
     }
@@ -315,7 +315,7 @@ impl Broker {
         limits: Limits,
         named: NamedConnections,
         store: Option<Arc<dyn SecretStore>>,
-        registry: Option<Registry>,
+        registry: Option<ConnectionRegistry>,
     ) -> Self {
         let broker = Self {
             inner: Arc::new(Inner {

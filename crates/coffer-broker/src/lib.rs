@@ -65,7 +65,7 @@ pub use broker::{Broker, ConnectionId, ConnectionInfo, Limits};
 pub use config::{NamedConnection, NamedConnections};
 pub use error::{BrokerError, Result};
 pub use params::{ConnectionParams, DbKind, Mode};
-pub use registry::Registry;
+pub use registry::ConnectionRegistry;
 pub use schema::{ForeignKey, Index, Schema, Table, TableColumn};
 #[cfg(feature = "testing")]
 #[doc(hidden)]

@@ -20,14 +20,14 @@ pub(crate) const PREFIX: &str = "coffer-broker/connections/";
 /// Keeps connection parameters for [`Broker::with_registry`](crate::Broker::with_registry):
 /// a store (any coffer backend) and the keyring that seals the entries.
 #[derive(Clone)]
-pub struct Registry {
+pub struct ConnectionRegistry {
     store: Arc<dyn SecretStore>,
     keyring: Arc<Keyring>,
 }
 
-impl std::fmt::Debug for Registry {
+impl std::fmt::Debug for ConnectionRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
+        f.debug_struct("ConnectionRegistry")
             .field("store", &self.store.backend())
             .finish_non_exhaustive()
     }
@@ -63,7 +63,7 @@ impl Drop for Entry {
     }
 }
 
-impl Registry {
+impl ConnectionRegistry {
     /// A registry in `store`, sealing entries with `keyring`.
     pub fn new(store: Arc<dyn SecretStore>, keyring: Arc<Keyring>) -> Self {
         Self { store, keyring }

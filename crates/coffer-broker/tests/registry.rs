@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_broker::{Broker, BrokerError, ConnectionParams, Limits, NamedConnections, Registry};
+use coffer_broker::{
+    Broker, BrokerError, ConnectionParams, ConnectionRegistry, Limits, NamedConnections,
+};
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_sql::testing::TestDatabase;
 use coffer_store::testing::scope;
@@ -31,7 +33,7 @@ async fn two_brokers_share_ids_through_a_postgres_store() {
                 limits,
                 NamedConnections::default(),
                 None,
-                Registry::new(store, registry_key),
+                ConnectionRegistry::new(store, registry_key),
             )
         }
     };
