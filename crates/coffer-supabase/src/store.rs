@@ -1,0 +1,544 @@
+//! [`SupabaseVaultStore`]: the [`SecretStore`] over Vault's SQL interface.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coffer_envelope::{Keyring, from_text, to_text};
+use coffer_sql::common::{map_sqlx, prefix_range, run_migrations_in, verify_checks};
+use coffer_sql::tls::{CleartextGuard, PgTarget};
+use coffer_store::backend::{check_condition, now, page_of, put_optimistic};
+use coffer_store::{
+    Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
+    Secret, SecretMeta, SecretName, SecretStore,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::row::{VaultRow, select_row, vault_name};
+use crate::{BACKEND, MIGRATIONS_TABLE, SEAL_URL_PARAM, SupabaseOptions};
+
+/// A [`SecretStore`] over Supabase Vault's SQL interface.
+///
+/// - Values go in with `vault.create_secret` / `vault.update_secret` and come out of the
+///   view `vault.decrypted_secrets`; destroy is `DELETE FROM vault.secrets`. Vault
+///   encrypts them at rest; other Supabase consumers read them as usual.
+/// - A coffer secret `(scope, name)` is the Vault secret named `{scope}/{name}`
+///   ([`vault_name`]); coffer's description is Vault's `description`; the rest of
+///   coffer's metadata (provider, kind, tags, expiry, version counter, …) lives in the
+///   side table `coffer_vault_meta`, keyed by the Vault secret's id. A secret created by
+///   plain SQL has no metadata row and reads as version 1 of kind `other`.
+/// - Vault keeps no history: [`Capabilities::versions`] is false and only the latest
+///   version is readable. Writes lock the Vault row (`SELECT … FOR UPDATE`), so
+///   create-only (also through Vault's unique name index) and check-and-set on the
+///   version counter are exact. There is no soft delete.
+/// - Optional client-side sealing ([`SupabaseOptions::sealing`], `?seal=true`): the
+///   value Vault stores is a coffer envelope (`cf1.…`) bound to (scope, name, version),
+///   so the database never sees the plaintext; other consumers then read the envelope.
+#[derive(Clone)]
+pub struct SupabaseVaultStore {
+    pool: PgPool,
+    sealing: Option<Arc<Keyring>>,
+    /// The cleartext-password guard the pool connects through, if it needs one.
+    guard: Option<Arc<CleartextGuard>>,
+}
+
+impl std::fmt::Debug for SupabaseVaultStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupabaseVaultStore")
+            .field("sealing", &self.sealing)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sql(e: sqlx::Error) -> Error {
+    map_sqlx(BACKEND, e)
+}
+
+fn not_found(scope: &Scope, name: &SecretName, version: Option<u64>) -> Error {
+    Error::NotFound {
+        scope: scope.to_string(),
+        name: name.to_string(),
+        version,
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+impl SupabaseVaultStore {
+    /// Connects to a `supabase+postgres://`, `postgres://` or `postgresql://` URL.
+    /// `?seal=true` turns on client-side sealing with `keyring`, which it then requires.
+    ///
+    /// TLS follows [`coffer_store::transport`] (`sslmode`, `sslrootcert`, …; `verify-full`
+    /// by default to a host off loopback, which hosted Supabase is: name Supabase's CA
+    /// with `sslrootcert`). An unknown parameter is an error.
+    pub async fn connect(url: &str, keyring: Option<Arc<Keyring>>) -> Result<Self> {
+        let plain = url.strip_prefix("supabase+").unwrap_or(url);
+        let mut seal = false;
+        let target = PgTarget::from_url(plain, |key, value| {
+            if key != SEAL_URL_PARAM {
+                return Ok(false);
+            }
+            seal = coffer_store::open::parse_flag(SEAL_URL_PARAM, value)?;
+            Ok(true)
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(target.options().clone())
+            .await
+            .map_err(|e| target.connect_error(BACKEND, e))?;
+        let mut options = SupabaseOptions::new();
+        if seal {
+            let keyring = keyring.ok_or_else(|| {
+                Error::config(
+                    "supabase: ?seal=true needs a keyring (a keyring file or COFFER_MASTER_KEY)",
+                )
+            })?;
+            options = options.sealing(keyring);
+        }
+        let mut store = Self::from_pool(pool, options).await?;
+        store.guard = target.guard().cloned();
+        Ok(store)
+    }
+
+    /// Builds the store on an existing pool. The database must have Supabase Vault (or a
+    /// schema with its interface).
+    pub async fn from_pool(pool: PgPool, options: SupabaseOptions) -> Result<Self> {
+        let has_vault: bool = sqlx::query_scalar("SELECT to_regclass('vault.secrets') IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .map_err(sql)?;
+        if !has_vault {
+            return Err(Error::config(
+                "supabase: this database has no vault.secrets (enable the supabase_vault extension)",
+            ));
+        }
+        if options.migrate {
+            run_migrations_in(
+                BACKEND,
+                sqlx::migrate!("./migrations"),
+                MIGRATIONS_TABLE,
+                &pool,
+            )
+            .await?;
+        }
+        let store = Self {
+            pool,
+            sealing: options.sealing,
+            guard: None,
+        };
+        store.check_keys().await?;
+        Ok(store)
+    }
+
+    /// The sqlx pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn check_keys(&self) -> Result<()> {
+        let Some(keyring) = &self.sealing else {
+            return Ok(());
+        };
+        let recorded: Vec<(i64, String)> =
+            sqlx::query_as("SELECT key_id, check_value FROM coffer_vault_key_checks")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(sql)?;
+        verify_checks(BACKEND, keyring, &recorded)?;
+        if let Some(check) = keyring.check_value(keyring.primary_id()) {
+            sqlx::query("INSERT INTO coffer_vault_key_checks (key_id, check_value) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING")
+                .bind(i64::from(keyring.primary_id()))
+                .bind(check)
+                .execute(&self.pool)
+                .await
+                .map_err(sql)?;
+        }
+        Ok(())
+    }
+
+    async fn row_by_id(tx: &mut Transaction<'static, Postgres>, id: &str) -> Result<VaultRow> {
+        sqlx::query_as(concat!(
+            select_row!("vault.secrets"),
+            "WHERE s.id = $1::uuid"
+        ))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(sql)
+    }
+
+    /// One attempt at a write; `Ok(None)` when a concurrent creator won the name first.
+    async fn try_put(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> Result<Option<SecretMeta>> {
+        let full = vault_name(scope, name);
+        let mut tx = self.pool.begin().await.map_err(sql)?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id::text FROM vault.secrets WHERE name = $1 FOR UPDATE")
+                .bind(&full)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(sql)?;
+        // Read the metadata after the lock is held: a fresh snapshot sees the last writer's.
+        let current = match &existing {
+            Some(id) => Some(
+                Self::row_by_id(&mut tx, id)
+                    .await?
+                    .into_meta(scope.clone(), name.clone())?,
+            ),
+            None => None,
+        };
+        check_condition(
+            scope,
+            name,
+            options.condition,
+            current.as_ref().map(|m| m.version),
+        )?;
+        let mut meta = match current {
+            Some(mut m) => {
+                m.version += 1;
+                m.updated_at = now();
+                options.attributes.apply(&mut m);
+                m
+            }
+            None => SecretMeta::new(scope.clone(), name.clone(), &options.attributes),
+        };
+        let stored = match &self.sealing {
+            Some(keyring) => {
+                meta.key_id = Some(keyring.primary_id());
+                let ctx = coffer_envelope::Context::new(scope.as_str(), name.as_str())
+                    .with_version(meta.version);
+                SecretString::from(to_text(
+                    &keyring.seal(value.expose_secret().as_bytes(), &ctx),
+                ))
+            }
+            None => value.clone(),
+        };
+        let description = meta.description.clone().unwrap_or_default();
+        let id = match existing {
+            Some(id) => {
+                sqlx::query("SELECT vault.update_secret($1::uuid, $2, NULL, $3)")
+                    .bind(&id)
+                    .bind(stored.expose_secret())
+                    .bind(&description)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sql)?;
+                id
+            }
+            None => {
+                let created =
+                    sqlx::query_scalar::<_, String>("SELECT vault.create_secret($1, $2, $3)::text")
+                        .bind(stored.expose_secret())
+                        .bind(&full)
+                        .bind(&description)
+                        .fetch_one(&mut *tx)
+                        .await;
+                match created {
+                    Ok(id) => id,
+                    Err(e) if is_unique_violation(&e) => return Ok(None),
+                    Err(e) => return Err(sql(e)),
+                }
+            }
+        };
+        // Metadata of an earlier secret of this name that was deleted outside coffer.
+        sqlx::query(
+            "DELETE FROM coffer_vault_meta WHERE scope = $1 AND name = $2 AND vault_id <> $3::uuid",
+        )
+        .bind(scope.as_str())
+        .bind(name.as_str())
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql)?;
+        let tags = serde_json::to_string(&meta.tags).map_err(|e| Error::backend(BACKEND, e))?;
+        sqlx::query(
+            "INSERT INTO coffer_vault_meta (vault_id, scope, name, version, provider, kind, tags, env_name, \
+             expires_at, active, created_at, updated_at, key_id) \
+             VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (vault_id) DO UPDATE SET scope = EXCLUDED.scope, name = EXCLUDED.name, \
+             version = EXCLUDED.version, provider = EXCLUDED.provider, kind = EXCLUDED.kind, tags = EXCLUDED.tags, \
+             env_name = EXCLUDED.env_name, expires_at = EXCLUDED.expires_at, active = EXCLUDED.active, \
+             updated_at = EXCLUDED.updated_at, key_id = EXCLUDED.key_id",
+        )
+        .bind(&id)
+        .bind(scope.as_str())
+        .bind(name.as_str())
+        .bind(i64::try_from(meta.version).unwrap_or(i64::MAX))
+        .bind(&meta.provider)
+        .bind(meta.kind.as_str())
+        .bind(&tags)
+        .bind(&meta.env_name)
+        .bind(meta.expires_at.map(|t| t.timestamp_millis()))
+        .bind(meta.active)
+        .bind(meta.created_at.timestamp_millis())
+        .bind(meta.updated_at.timestamp_millis())
+        .bind(meta.key_id.map(i64::from))
+        .execute(&mut *tx)
+        .await
+        .map_err(sql)?;
+        tx.commit().await.map_err(sql)?;
+        Ok(Some(meta))
+    }
+}
+
+#[async_trait]
+impl SecretStore for SupabaseVaultStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+            .with_check_and_set(true)
+            .with_rewrap(self.sealing.is_some())
+    }
+
+    async fn put(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> Result<SecretMeta> {
+        put_optimistic(BACKEND, scope, name, value, options, || {
+            self.try_put(scope, name, value, options)
+        })
+        .await
+    }
+
+    async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret> {
+        use sqlx::Row as _;
+        let row = sqlx::query(concat!(
+            select_row!("vault.decrypted_secrets", ", s.decrypted_secret"),
+            "WHERE s.name = $1"
+        ))
+        .bind(vault_name(scope, name))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sql)?
+        .ok_or_else(|| not_found(scope, name, version))?;
+        let decrypted: Option<String> = row.try_get("decrypted_secret").map_err(sql)?;
+        let decrypted = decrypted.map(SecretString::from);
+        let meta = <VaultRow as sqlx::FromRow<_>>::from_row(&row)
+            .map_err(sql)?
+            .into_meta(scope.clone(), name.clone())?;
+        if version.is_some_and(|v| v != meta.version) {
+            return Err(not_found(scope, name, version));
+        }
+        meta.check_readable()?;
+        let Some(decrypted) = decrypted else {
+            return Err(Error::backend(
+                BACKEND,
+                format!("Vault could not decrypt {scope}/{name}"),
+            ));
+        };
+        let value = match &self.sealing {
+            None => decrypted,
+            Some(keyring) => {
+                let crypto = |source| Error::Crypto {
+                    scope: scope.to_string(),
+                    name: name.to_string(),
+                    source,
+                };
+                let sealed = from_text(decrypted.expose_secret()).map_err(crypto)?;
+                let ctx = coffer_envelope::Context::new(scope.as_str(), name.as_str())
+                    .with_version(meta.version);
+                keyring.open_string(&sealed, &ctx).map_err(crypto)?
+            }
+        };
+        Ok(Secret { value, meta })
+    }
+
+    async fn metadata(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        let row: VaultRow =
+            sqlx::query_as(concat!(select_row!("vault.secrets"), "WHERE s.name = $1"))
+                .bind(vault_name(scope, name))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sql)?
+                .ok_or_else(|| not_found(scope, name, None))?;
+        row.into_meta(scope.clone(), name.clone())
+    }
+
+    async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        options.validate()?;
+        let limit = options.page_size()?;
+        let scope_prefix = format!("{scope}/");
+        let (lower, upper) = prefix_range(&format!(
+            "{scope_prefix}{}",
+            options.prefix.as_deref().unwrap_or("")
+        ));
+        let (start, inclusive) = match &options.cursor {
+            Some(c) if format!("{scope_prefix}{c}") >= lower => {
+                (format!("{scope_prefix}{c}"), false)
+            }
+            _ => (lower, true),
+        };
+        let mut items = Vec::new();
+        let mut start = (start, inclusive);
+        // Names that are not valid coffer names (written by other Vault users) are
+        // skipped, so a page is refilled until it is full or the range is done.
+        loop {
+            let rows: Vec<VaultRow> = sqlx::query_as(concat!(
+                select_row!("vault.secrets"),
+                "WHERE (s.name COLLATE \"C\" > $1 OR ($2 AND s.name COLLATE \"C\" = $1)) \
+                 AND ($3 IS NULL OR s.name COLLATE \"C\" < $3) ORDER BY s.name COLLATE \"C\" LIMIT $4"
+            ))
+            .bind(&start.0)
+            .bind(start.1)
+            .bind(&upper)
+            .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql)?;
+            let fetched = rows.len();
+            let last = rows.last().map(|r| r.vault_name.clone());
+            for row in rows {
+                match row
+                    .vault_name
+                    .strip_prefix(&scope_prefix)
+                    .map(SecretName::new)
+                {
+                    Some(Ok(name)) => items.push(row.into_meta(scope.clone(), name)?),
+                    _ => {
+                        tracing::debug!(name = %row.vault_name, "skipping a Vault secret whose name is not a coffer name")
+                    }
+                }
+            }
+            match last {
+                Some(last) if fetched > limit && items.len() <= limit => start = (last, false),
+                _ => break,
+            }
+        }
+        Ok(page_of(&mut items, limit))
+    }
+
+    async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
+        if mode != DeleteMode::Destroy {
+            return Err(Error::Unsupported {
+                backend: BACKEND,
+                operation: "soft delete",
+            });
+        }
+        let mut tx = self.pool.begin().await.map_err(sql)?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("DELETE FROM vault.secrets WHERE name = $1 RETURNING id::text")
+                .bind(vault_name(scope, name))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(sql)?;
+        if ids.is_empty() {
+            return Err(not_found(scope, name, None));
+        }
+        sqlx::query("DELETE FROM coffer_vault_meta WHERE vault_id = ANY($1::uuid[]) OR (scope = $2 AND name = $3)")
+            .bind(&ids)
+            .bind(scope.as_str())
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(sql)?;
+        tx.commit().await.map_err(sql)
+    }
+
+    /// Usage lives in `coffer_vault_meta`: secrets written outside coffer (plain
+    /// `vault.create_secret`) have no row there until coffer writes them, and their
+    /// reads are not counted.
+    async fn record_usage(&self, usage: &[coffer_store::Usage]) -> Result<()> {
+        let sql = |e| map_sqlx(BACKEND, e);
+        let mut tx = self.pool.begin().await.map_err(sql)?;
+        for u in usage {
+            sqlx::query(
+                "UPDATE coffer_vault_meta SET usage_count = usage_count + $1, \
+                 last_used_at = GREATEST(COALESCE(last_used_at, $2), $2) \
+                 WHERE scope = $3 AND name = $4",
+            )
+            .bind(i64::try_from(u.count).unwrap_or(i64::MAX))
+            .bind(u.last_used_at.timestamp_millis())
+            .bind(u.scope.as_str())
+            .bind(u.name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(sql)?;
+        }
+        tx.commit().await.map_err(sql)
+    }
+
+    async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
+        let Some(keyring) = &self.sealing else {
+            return Err(Error::Unsupported {
+                backend: BACKEND,
+                operation: "rewrap without client-side sealing",
+            });
+        };
+        self.check_keys().await?;
+        let primary = i64::from(keyring.primary_id());
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT vault_id::text, scope, name, version FROM coffer_vault_meta \
+             WHERE key_id IS NOT NULL AND key_id <> $1 ORDER BY scope, name LIMIT $2",
+        )
+        .bind(primary)
+        .bind(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql)?;
+        let mut rewrapped = 0;
+        for (id, scope, name, version) in rows {
+            let mut tx = self.pool.begin().await.map_err(sql)?;
+            // Lock the row, then check nothing was written since the batch was read.
+            let current: Option<(i64, Option<String>)> = sqlx::query_as(
+                "SELECT m.version, d.decrypted_secret FROM vault.secrets s \
+                 JOIN coffer_vault_meta m ON m.vault_id = s.id \
+                 JOIN vault.decrypted_secrets d ON d.id = s.id \
+                 WHERE s.id = $1::uuid FOR UPDATE OF s",
+            )
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sql)?;
+            let Some((v, Some(text))) = current.filter(|(v, _)| *v == version) else {
+                continue;
+            };
+            let text = SecretString::from(text);
+            let crypto = |source| Error::Crypto {
+                scope: scope.clone(),
+                name: name.clone(),
+                source,
+            };
+            let sealed = from_text(text.expose_secret()).map_err(crypto)?;
+            let ctx = coffer_envelope::Context::new(&scope, &name).with_version(v as u64);
+            let moved = to_text(&keyring.rewrap(&sealed, &ctx).map_err(crypto)?);
+            sqlx::query("SELECT vault.update_secret($1::uuid, $2)")
+                .bind(&id)
+                .bind(&moved)
+                .execute(&mut *tx)
+                .await
+                .map_err(sql)?;
+            sqlx::query("UPDATE coffer_vault_meta SET key_id = $1 WHERE vault_id = $2::uuid")
+                .bind(primary)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(sql)?;
+            tx.commit().await.map_err(sql)?;
+            rewrapped += 1;
+        }
+        let remaining: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM coffer_vault_meta WHERE key_id IS NOT NULL AND key_id <> $1",
+        )
+        .bind(primary)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(sql)?;
+        Ok(RewrapBatch::new(rewrapped, remaining as u64))
+    }
+}
