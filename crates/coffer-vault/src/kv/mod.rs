@@ -1,0 +1,439 @@
+//! The KV store: one [`VaultStore`] over two engines, KV v2 ([`v2`]) and KV v1 ([`v1`]),
+//! which differ in how they read, write, delete and list; what they share (paths,
+//! sealing, the metadata codec, listing by folders, rewrap) is here.
+
+mod v1;
+mod v2;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coffer_envelope::{Context, from_text, to_text};
+use coffer_store::backend::{page_of, put_optimistic};
+use coffer_store::{
+    Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
+    Secret, SecretKind, SecretMeta, SecretName, SecretStore,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::client::{BACKEND, Call, Connection, Failure};
+use crate::config::{KvVersion, VaultConfig};
+
+/// The data field that holds the value (what `bao kv get -field=value` prints).
+pub const VALUE_FIELD: &str = "value";
+/// Vault limits each `custom_metadata` value to 512 bytes.
+const MAX_METADATA_VALUE: usize = 512;
+
+/// A [`SecretStore`] on a HashiCorp Vault or OpenBao KV mount.
+///
+/// A secret lives at `{mount}/{prefix}/{scope}/{name}` with its value in the field
+/// [`VALUE_FIELD`], so `bao kv get` and every other Vault client read it as usual.
+///
+/// **KV v2** (the default): Vault's versions are coffer's versions; every write is a
+/// check-and-set (`cas`) on the version it read, so create-only (`cas=0` semantics),
+/// expected-version writes and the version a sealed value is bound to are exact. coffer's
+/// metadata is in `custom_metadata` (keys `coffer_*`, each at most 512 bytes). Soft delete
+/// is Vault's delete of every live version (undeleted again by the next write, so history
+/// comes back as coffer's semantics say); destroy deletes the metadata and all versions.
+/// A soft-deleted latest version (Vault answers 404 but keeps metadata) is reported as
+/// deleted, never confused with a missing secret.
+///
+/// **KV v1**: no versions, no check-and-set, no soft delete (see [`Capabilities`]); the
+/// metadata and a version counter are extra fields beside the value, and create-only is a
+/// read before the write, not atomic.
+///
+/// Errors: sealed, unreachable or timed out is [`Error::Unavailable`] after a bounded
+/// retry; 403 is [`Error::PermissionDenied`]. Rotation with [`rewrap_batch`](SecretStore::rewrap_batch)
+/// (sealing on) writes the latest value again as a new version under the primary key;
+/// older KV v2 versions stay sealed by their old keys.
+#[derive(Clone)]
+pub struct VaultStore {
+    conn: Arc<Connection>,
+    engine: &'static dyn Engine,
+}
+
+impl std::fmt::Debug for VaultStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultStore")
+            .field("conn", &self.conn)
+            .field("kv", &self.conn.config().kv_version)
+            .finish()
+    }
+}
+
+fn not_found(scope: &Scope, name: &SecretName, version: Option<u64>) -> Error {
+    Error::NotFound {
+        scope: scope.to_string(),
+        name: name.to_string(),
+        version,
+    }
+}
+
+/// A 404 as `None`, any other failure as the store error.
+fn optional<T>(result: Result<T, Failure>, what: &str) -> Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(Failure::NotFound) => Ok(None),
+        Err(f) => Err(f.into_error(what)),
+    }
+}
+
+fn millis_of(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| coffer_store::backend::truncate_millis(t.with_timezone(&chrono::Utc)))
+}
+
+fn meta_to_map(meta: &SecretMeta) -> Result<HashMap<String, String>> {
+    let mut map = HashMap::new();
+    let mut put = |k: &str, v: String| map.insert(k.to_owned(), v);
+    if let Some(p) = &meta.provider {
+        put("coffer_provider", p.clone());
+    }
+    put("coffer_kind", meta.kind.as_str().to_owned());
+    if let Some(d) = &meta.description {
+        // Vault refuses unprintable characters in custom_metadata: keep the description
+        // as a JSON string, whose escapes (\n, \t, \u…) are printable.
+        put(
+            "coffer_description",
+            serde_json::to_string(d).unwrap_or_default(),
+        );
+    }
+    if !meta.tags.is_empty() {
+        put(
+            "coffer_tags",
+            serde_json::to_string(&meta.tags).unwrap_or_default(),
+        );
+    }
+    if let Some(e) = &meta.env_name {
+        put("coffer_env_name", e.clone());
+    }
+    if let Some(at) = meta.expires_at {
+        put("coffer_expires_at", at.timestamp_millis().to_string());
+    }
+    put("coffer_active", meta.active.to_string());
+    put(
+        "coffer_created_at",
+        meta.created_at.timestamp_millis().to_string(),
+    );
+    if let Some((k, _)) = map.iter().find(|(_, v)| v.len() > MAX_METADATA_VALUE) {
+        return Err(Error::InvalidInput {
+            field: match k.as_str() {
+                "coffer_description" => "description",
+                "coffer_tags" => "tags",
+                _ => "metadata",
+            },
+            reason: format!("Vault keeps at most {MAX_METADATA_VALUE} bytes per metadata field"),
+        });
+    }
+    Ok(map)
+}
+
+fn apply_map(meta: &mut SecretMeta, map: &HashMap<String, String>) {
+    let get = |k: &str| map.get(k).cloned();
+    meta.provider = get("coffer_provider");
+    meta.kind = get("coffer_kind")
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(SecretKind::Other);
+    meta.description = get("coffer_description").map(|d| serde_json::from_str(&d).unwrap_or(d));
+    meta.tags = get("coffer_tags")
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    meta.env_name = get("coffer_env_name");
+    let ms = |k: &str| {
+        get(k)
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(chrono::DateTime::from_timestamp_millis)
+    };
+    meta.expires_at = ms("coffer_expires_at");
+    meta.active = get("coffer_active").is_none_or(|v| v != "false");
+    if let Some(created) = ms("coffer_created_at") {
+        meta.created_at = created;
+    }
+}
+
+impl VaultStore {
+    /// Connects (and, for AppRole, logs in).
+    pub async fn connect(config: VaultConfig) -> Result<Self> {
+        let engine: &'static dyn Engine = match config.kv_version {
+            KvVersion::V1 => &v1::KvV1,
+            _ => &v2::KvV2,
+        };
+        Ok(Self {
+            conn: Arc::new(Connection::new(config).await?),
+            engine,
+        })
+    }
+
+    /// From a `vault+http(s)://host:port/mount?prefix=…&kv=1` URL and `VAULT_*` variables.
+    pub async fn connect_url(
+        url: &str,
+        sealing: Option<Arc<coffer_envelope::Keyring>>,
+    ) -> Result<Self> {
+        let mut config = VaultConfig::from_url(url)?;
+        config.sealing = sealing;
+        Self::connect(config).await
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VaultConfig {
+        self.conn.config()
+    }
+
+    fn mount(&self) -> &str {
+        &self.conn.config().mount
+    }
+
+    fn base(&self) -> String {
+        let prefix = &self.conn.config().prefix;
+        if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        }
+    }
+
+    fn path(&self, scope: &Scope, name: &SecretName) -> String {
+        format!("{}{scope}/{name}", self.base())
+    }
+
+    fn seal(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        version: u64,
+        value: &SecretString,
+    ) -> SecretString {
+        match &self.conn.config().sealing {
+            Some(keyring) => {
+                let ctx = Context::new(scope.as_str(), name.as_str()).with_version(version);
+                SecretString::from(to_text(
+                    &keyring.seal(value.expose_secret().as_bytes(), &ctx),
+                ))
+            }
+            None => value.clone(),
+        }
+    }
+
+    fn unseal(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        version: u64,
+        stored: SecretString,
+    ) -> Result<(SecretString, Option<u32>)> {
+        let Some(keyring) = &self.conn.config().sealing else {
+            return Ok((stored, None));
+        };
+        let crypto = |source| Error::Crypto {
+            scope: scope.to_string(),
+            name: name.to_string(),
+            source,
+        };
+        let sealed = from_text(stored.expose_secret()).map_err(crypto)?;
+        let ctx = Context::new(scope.as_str(), name.as_str()).with_version(version);
+        let value = keyring.open_string(&sealed, &ctx).map_err(crypto)?;
+        Ok((value, keyring.key_id_of(&sealed).ok()))
+    }
+
+    /// Runs one request on `path` of this store's mount; `call` gets owned copies of the
+    /// mount and the path, so its future borrows only the client.
+    async fn at<T, F>(&self, path: &str, call: F) -> Result<T, Failure>
+    where
+        F: for<'a> Fn(&'a vaultrs::client::VaultClient, String, String) -> Call<'a, T>,
+    {
+        let (mount, path) = (self.mount().to_owned(), path.to_owned());
+        self.conn
+            .run(move |c| call(c, mount.clone(), path.clone()))
+            .await
+    }
+
+    /// `stored` (the value field as read) unsealed into the [`Secret`] of `meta`.
+    fn open_stored(&self, mut meta: SecretMeta, stored: &str) -> Result<Secret> {
+        let (value, key_id) = self.unseal(
+            &meta.scope,
+            &meta.name,
+            meta.version,
+            SecretString::from(stored.to_owned()),
+        )?;
+        meta.key_id = key_id;
+        Ok(Secret { value, meta })
+    }
+
+    /// Every name under `{prefix}/{scope}/`, sorted (Vault lists one folder at a time).
+    async fn names(&self, dir: String) -> Result<BTreeSet<String>> {
+        let mut names = BTreeSet::new();
+        let mut folders = vec![String::new()];
+        while let Some(folder) = folders.pop() {
+            let keys = self.engine.list(self, &format!("{dir}{folder}")).await;
+            let keys = match keys {
+                Ok(k) => k,
+                Err(Failure::NotFound) => continue,
+                Err(f) => return Err(f.into_error(&format!("list {dir}"))),
+            };
+            for key in keys {
+                if key.ends_with('/') {
+                    folders.push(format!("{folder}{key}"));
+                } else {
+                    names.insert(format!("{folder}{key}"));
+                }
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// What KV v1 and KV v2 do differently. The store holds one engine for its mount's
+/// version and dispatches to it; everything else is shared.
+#[async_trait]
+trait Engine: Send + Sync {
+    /// What the store can do on this engine, with client-side sealing on or off.
+    fn capabilities(&self, sealing: bool) -> Capabilities;
+    /// One write attempt: `Ok(None)` when a check-and-set lost a race (retried by
+    /// [`put_optimistic`]).
+    async fn try_put(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> Result<Option<SecretMeta>>;
+    /// A version (the latest with `None`), readable or an error.
+    async fn get(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+        version: Option<u64>,
+    ) -> Result<Secret>;
+    /// The latest version's metadata.
+    async fn metadata(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+    ) -> Result<SecretMeta>;
+    /// A soft delete or a destroy.
+    async fn delete(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+        mode: DeleteMode,
+    ) -> Result<()>;
+    /// The keys of one folder (`name` or `folder/`).
+    async fn list(&self, kv: &VaultStore, folder: &str) -> Result<Vec<String>, Failure>;
+}
+
+#[async_trait]
+impl SecretStore for VaultStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.engine
+            .capabilities(self.conn.config().sealing.is_some())
+    }
+
+    async fn put(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> Result<SecretMeta> {
+        put_optimistic(BACKEND, scope, name, value, options, || {
+            self.engine.try_put(self, scope, name, value, options)
+        })
+        .await
+    }
+
+    async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret> {
+        self.engine.get(self, scope, name, version).await
+    }
+
+    async fn metadata(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        self.engine.metadata(self, scope, name).await
+    }
+
+    async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        options.validate()?;
+        let limit = options.page_size()?;
+        let prefix = options.prefix.as_deref().unwrap_or("");
+        let names = self.names(format!("{}{scope}/", self.base())).await?;
+        let mut items = Vec::new();
+        for full in names.iter().filter(|n| {
+            n.starts_with(prefix) && options.cursor.as_deref().is_none_or(|c| n.as_str() > c)
+        }) {
+            let Ok(name) = SecretName::new(full.clone()) else {
+                continue;
+            };
+            match self.metadata(scope, &name).await {
+                Ok(meta) => items.push(meta),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            }
+            if items.len() > limit {
+                break;
+            }
+        }
+        Ok(page_of(&mut items, limit))
+    }
+
+    async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
+        self.engine.delete(self, scope, name, mode).await
+    }
+
+    async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
+        let Some(keyring) = self.conn.config().sealing.clone() else {
+            return Err(Error::Unsupported {
+                backend: BACKEND,
+                operation: "rewrap without client-side sealing",
+            });
+        };
+        // Every secret under the prefix: the first folder level is the scope.
+        let all = self.names(self.base()).await?;
+        let mut rewrapped = 0;
+        let mut remaining = 0;
+        for full in all {
+            let Some((scope, name)) = full.split_once('/') else {
+                continue;
+            };
+            let (Ok(scope), Ok(name)) = (Scope::new(scope), SecretName::new(name)) else {
+                continue;
+            };
+            let secret = match self.get(&scope, &name, None).await {
+                Ok(s) => s,
+                Err(Error::NotFound { .. } | Error::Expired { .. } | Error::Inactive { .. }) => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if secret.meta.key_id == Some(keyring.primary_id()) {
+                continue;
+            }
+            if rewrapped >= limit as u64 {
+                remaining += 1;
+                continue;
+            }
+            match self
+                .put(
+                    &scope,
+                    &name,
+                    &secret.value,
+                    &PutOptions::if_version(secret.meta.version),
+                )
+                .await
+            {
+                Ok(_) => rewrapped += 1,
+                // Written meanwhile: the new value is sealed with the primary already.
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(RewrapBatch::new(rewrapped, remaining))
+    }
+}

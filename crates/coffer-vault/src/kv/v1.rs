@@ -1,0 +1,190 @@
+//! KV v1: no versions, no check-and-set, no soft delete. coffer's metadata and a
+//! version counter are extra fields beside the value; create-only is a read before the
+//! write, not atomic.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use coffer_store::backend::{check_condition, now};
+use coffer_store::{
+    Capabilities, DeleteMode, Error, PutOptions, Result, Scope, Secret, SecretMeta, SecretName,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::Value;
+
+use super::{Engine, VALUE_FIELD, VaultStore, apply_map, meta_to_map, not_found, optional};
+use crate::client::{BACKEND, Failure};
+
+/// The KV v1 engine.
+pub(super) struct KvV1;
+
+impl KvV1 {
+    async fn read(kv: &VaultStore, path: &str) -> Result<Option<serde_json::Map<String, Value>>> {
+        optional(
+            kv.at(path, |c, mount, p| {
+                Box::pin(async move { vaultrs::kv1::get_raw(c, &mount, &p).await })
+            })
+            .await
+            .map(|res| res.data.as_object().cloned().unwrap_or_default()),
+            path,
+        )
+    }
+
+    fn meta(scope: &Scope, name: &SecretName, data: &serde_json::Map<String, Value>) -> SecretMeta {
+        let map: HashMap<String, String> = data
+            .iter()
+            .filter(|(k, _)| k.starts_with("coffer_"))
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+            .collect();
+        let mut meta = SecretMeta::new(scope.clone(), name.clone(), &Default::default());
+        apply_map(&mut meta, &map);
+        meta.version = map
+            .get("coffer_version")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        if let Some(u) = map
+            .get("coffer_updated_at")
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(chrono::DateTime::from_timestamp_millis)
+        {
+            meta.updated_at = u;
+        }
+        meta
+    }
+
+    /// One write, as read: KV v1 cannot detect a lost race.
+    async fn put(
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> Result<SecretMeta> {
+        let path = kv.path(scope, name);
+        let current = Self::read(kv, &path).await?;
+        let mut meta = match &current {
+            Some(data) => Self::meta(scope, name, data),
+            None => SecretMeta::new(scope.clone(), name.clone(), &options.attributes),
+        };
+        check_condition(
+            scope,
+            name,
+            options.condition,
+            current.as_ref().map(|_| meta.version),
+        )?;
+        if current.is_some() {
+            meta.version += 1;
+            meta.updated_at = now();
+            options.attributes.apply(&mut meta);
+        }
+        meta.key_id = kv.conn.config().sealing.as_ref().map(|k| k.primary_id());
+        let stored = kv.seal(scope, name, meta.version, value);
+        let mut map = meta_to_map(&meta)?;
+        map.insert("coffer_version".into(), meta.version.to_string());
+        map.insert(
+            "coffer_updated_at".into(),
+            meta.updated_at.timestamp_millis().to_string(),
+        );
+        let mount = kv.mount().to_owned();
+        kv.conn
+            .run(move |c| {
+                let mount = mount.clone();
+                let path = path.clone();
+                let mut owned = map.clone();
+                owned.insert(VALUE_FIELD.to_owned(), stored.expose_secret().to_owned());
+                Box::pin(async move {
+                    let data: HashMap<&str, &str> = owned
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    vaultrs::kv1::set(c, &mount, &path, &data).await
+                })
+            })
+            .await
+            .map_err(|f| f.into_error(&format!("{scope}/{name}")))?;
+        Ok(meta)
+    }
+}
+
+#[async_trait]
+impl Engine for KvV1 {
+    fn capabilities(&self, sealing: bool) -> Capabilities {
+        Capabilities::NONE.with_rewrap(sealing)
+    }
+
+    async fn try_put(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> Result<Option<SecretMeta>> {
+        Self::put(kv, scope, name, value, options).await.map(Some)
+    }
+
+    async fn get(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+        version: Option<u64>,
+    ) -> Result<Secret> {
+        let data = Self::read(kv, &kv.path(scope, name))
+            .await?
+            .ok_or_else(|| not_found(scope, name, version))?;
+        let meta = Self::meta(scope, name, &data);
+        if version.is_some_and(|v| v != meta.version) {
+            return Err(not_found(scope, name, version));
+        }
+        meta.check_readable()?;
+        let stored = data
+            .get(VALUE_FIELD)
+            .and_then(Value::as_str)
+            .ok_or_else(|| not_found(scope, name, version))?;
+        kv.open_stored(meta, stored)
+    }
+
+    async fn metadata(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+    ) -> Result<SecretMeta> {
+        let data = Self::read(kv, &kv.path(scope, name))
+            .await?
+            .ok_or_else(|| not_found(scope, name, None))?;
+        Ok(Self::meta(scope, name, &data))
+    }
+
+    async fn delete(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+        mode: DeleteMode,
+    ) -> Result<()> {
+        if mode != DeleteMode::Destroy {
+            return Err(Error::Unsupported {
+                backend: BACKEND,
+                operation: "soft delete on KV v1",
+            });
+        }
+        let path = kv.path(scope, name);
+        Self::read(kv, &path)
+            .await?
+            .ok_or_else(|| not_found(scope, name, None))?;
+        kv.at(&path, |c, mount, p| {
+            Box::pin(async move { vaultrs::kv1::delete(c, &mount, &p).await })
+        })
+        .await
+        .map_err(|f| f.into_error(&format!("{scope}/{name}")))
+    }
+
+    async fn list(&self, kv: &VaultStore, folder: &str) -> Result<Vec<String>, Failure> {
+        kv.at(folder, |c, mount, p| {
+            Box::pin(async move { vaultrs::kv1::list(c, &mount, &p).await.map(|r| r.data.keys) })
+        })
+        .await
+    }
+}

@@ -1,0 +1,293 @@
+//! KV v2: Vault's versions are coffer's versions and every write is a check-and-set on
+//! the version it read; coffer's metadata is in `custom_metadata`; soft delete is Vault's
+//! delete of the live versions, undeleted by the next write.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use coffer_store::backend::{check_condition, now};
+use coffer_store::{
+    Capabilities, DeleteMode, Error, PutOptions, Result, Scope, Secret, SecretMeta, SecretName,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::Value;
+use vaultrs::api::kv2::requests::{
+    ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequestOptions,
+};
+use vaultrs::api::kv2::responses::{ReadSecretMetadataResponse, ReadSecretResponse};
+
+use super::{
+    Engine, VALUE_FIELD, VaultStore, apply_map, meta_to_map, millis_of, not_found, optional,
+};
+use crate::client::{BACKEND, Failure};
+
+/// The KV v2 engine.
+pub(super) struct KvV2;
+
+/// What KV v2 metadata says about the latest version.
+struct Head {
+    current: u64,
+    live: bool,
+    custom: HashMap<String, String>,
+    created: Option<chrono::DateTime<chrono::Utc>>,
+    updated: Option<chrono::DateTime<chrono::Utc>>,
+    deleted_versions: Vec<u64>,
+    live_versions: Vec<u64>,
+}
+
+impl Head {
+    fn from_response(md: ReadSecretMetadataResponse) -> Self {
+        let current = md.current_version;
+        let mut deleted_versions = Vec::new();
+        let mut live_versions = Vec::new();
+        for (v, info) in &md.versions {
+            let Ok(v) = v.parse::<u64>() else { continue };
+            if info.destroyed {
+                continue;
+            }
+            if info.deletion_time.is_empty() {
+                live_versions.push(v);
+            } else {
+                deleted_versions.push(v);
+            }
+        }
+        let live = live_versions.contains(&current);
+        Self {
+            current,
+            live,
+            custom: md.custom_metadata.unwrap_or_default(),
+            created: millis_of(&md.created_time),
+            updated: millis_of(&md.updated_time),
+            deleted_versions,
+            live_versions,
+        }
+    }
+
+    fn meta(&self, scope: &Scope, name: &SecretName) -> SecretMeta {
+        let mut meta = SecretMeta::new(scope.clone(), name.clone(), &Default::default());
+        if let Some(c) = self.created {
+            meta.created_at = c;
+        }
+        if let Some(u) = self.updated {
+            meta.updated_at = u;
+        }
+        apply_map(&mut meta, &self.custom);
+        meta.version = self.current;
+        meta
+    }
+}
+
+impl KvV2 {
+    async fn head(kv: &VaultStore, path: &str) -> Result<Option<Head>> {
+        optional(
+            kv.at(path, |c, mount, p| {
+                Box::pin(async move { vaultrs::kv2::read_metadata(c, &mount, &p).await })
+            })
+            .await
+            .map(Head::from_response),
+            path,
+        )
+    }
+}
+
+#[async_trait]
+impl Engine for KvV2 {
+    fn capabilities(&self, sealing: bool) -> Capabilities {
+        Capabilities::ALL.with_rewrap(sealing)
+    }
+
+    /// One optimistic KV v2 write; `Ok(None)` when the `cas` lost a race.
+    async fn try_put(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> Result<Option<SecretMeta>> {
+        let path = kv.path(scope, name);
+        let head = Self::head(kv, &path).await?;
+        let live = head
+            .as_ref()
+            .filter(|h| h.live && h.current > 0)
+            .map(|h| h.current);
+        check_condition(scope, name, options.condition, live)?;
+        let current = head.as_ref().map_or(0, |h| h.current);
+        let (mut meta, old_custom) = match &head {
+            Some(h) if h.current > 0 => {
+                let mut m = h.meta(scope, name);
+                options.attributes.apply(&mut m);
+                (m, Some(h.custom.clone()))
+            }
+            _ => (
+                SecretMeta::new(scope.clone(), name.clone(), &options.attributes),
+                None,
+            ),
+        };
+        meta.version = current + 1;
+        meta.updated_at = now();
+        meta.key_id = kv.conn.config().sealing.as_ref().map(|k| k.primary_id());
+        let custom = meta_to_map(&meta)?;
+        let stored = kv.seal(scope, name, meta.version, value);
+        let cas = u32::try_from(current)
+            .map_err(|_| Error::backend(BACKEND, "version beyond Vault's cas range"))?;
+        let mount = kv.mount().to_owned();
+        let p = path.clone();
+        let written = kv
+            .conn
+            .run(move |c| {
+                let (mount, p) = (mount.clone(), p.clone());
+                let data = serde_json::json!({ VALUE_FIELD: stored.expose_secret() });
+                Box::pin(async move {
+                    vaultrs::kv2::set_with_options(
+                        c,
+                        &mount,
+                        &p,
+                        &data,
+                        SetSecretRequestOptions { cas },
+                    )
+                    .await
+                })
+            })
+            .await;
+        let version = match written {
+            Ok(v) => v.version,
+            Err(Failure::CasMismatch) => return Ok(None),
+            Err(f) => return Err(f.into_error(&format!("{scope}/{name}"))),
+        };
+        meta.version = version;
+        if old_custom.as_ref() != Some(&custom) {
+            kv.at(&path, move |c, mount, p| {
+                let mut req = SetSecretMetadataRequest::builder();
+                req.custom_metadata(custom.clone());
+                Box::pin(
+                    async move { vaultrs::kv2::set_metadata(c, &mount, &p, Some(&mut req)).await },
+                )
+            })
+            .await
+            .map_err(|f| f.into_error(&format!("{scope}/{name} metadata")))?;
+        }
+        // A write after a soft delete brings the history back (coffer's semantics).
+        if let Some(h) = head.filter(|h| !h.live && !h.deleted_versions.is_empty()) {
+            kv.at(&path, move |c, mount, p| {
+                let versions = h.deleted_versions.clone();
+                Box::pin(
+                    async move { vaultrs::kv2::undelete_versions(c, &mount, &p, versions).await },
+                )
+            })
+            .await
+            .map_err(|f| f.into_error(&format!("{scope}/{name} undelete")))?;
+        }
+        Ok(Some(meta))
+    }
+
+    async fn get(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+        version: Option<u64>,
+    ) -> Result<Secret> {
+        let path = kv.path(scope, name);
+        let mount = kv.mount().to_owned();
+        let p = path.clone();
+        let res: ReadSecretResponse = kv
+            .conn
+            .run(move |c| {
+                let (mount, p) = (mount.clone(), p.clone());
+                Box::pin(async move {
+                    let mut req = ReadSecretRequest::builder();
+                    req.mount(mount).path(p).version(version);
+                    let endpoint = req
+                        .build()
+                        .map_err(|_| vaultrs::error::ClientError::InvalidLoginMethodError)?;
+                    vaultrs::api::exec_with_result(c, endpoint).await
+                })
+            })
+            .await
+            .map_err(|f| match f {
+                // 404 is both "never written" and "this version is deleted": neither is readable.
+                Failure::NotFound => not_found(scope, name, version),
+                f => f.into_error(&format!("{scope}/{name}")),
+            })?;
+        if !res.metadata.deletion_time.is_empty() || res.metadata.destroyed {
+            return Err(not_found(scope, name, version));
+        }
+        let mut meta = SecretMeta::new(scope.clone(), name.clone(), &Default::default());
+        apply_map(
+            &mut meta,
+            &res.metadata.custom_metadata.clone().unwrap_or_default(),
+        );
+        meta.version = res.metadata.version;
+        if let Some(t) = millis_of(&res.metadata.created_time) {
+            meta.updated_at = t;
+        }
+        meta.check_readable()?;
+        let stored = res
+            .data
+            .get(VALUE_FIELD)
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                Error::backend(
+                    BACKEND,
+                    format!("{scope}/{name} has no {VALUE_FIELD:?} field"),
+                )
+            })?;
+        kv.open_stored(meta, stored)
+    }
+
+    async fn metadata(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+    ) -> Result<SecretMeta> {
+        match Self::head(kv, &kv.path(scope, name)).await? {
+            Some(h) if h.live => Ok(h.meta(scope, name)),
+            _ => Err(not_found(scope, name, None)),
+        }
+    }
+
+    async fn delete(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+        mode: DeleteMode,
+    ) -> Result<()> {
+        let path = kv.path(scope, name);
+        let what = format!("{scope}/{name}");
+        let head = Self::head(kv, &path)
+            .await?
+            .ok_or_else(|| not_found(scope, name, None))?;
+        match mode {
+            DeleteMode::Soft if head.live => kv
+                .at(&path, move |c, mount, p| {
+                    let versions = head.live_versions.clone();
+                    Box::pin(
+                        async move { vaultrs::kv2::delete_versions(c, &mount, &p, versions).await },
+                    )
+                })
+                .await
+                .map_err(|f| f.into_error(&what)),
+            DeleteMode::Soft => Err(not_found(scope, name, None)),
+            DeleteMode::Destroy => kv
+                .at(&path, |c, mount, p| {
+                    Box::pin(async move { vaultrs::kv2::delete_metadata(c, &mount, &p).await })
+                })
+                .await
+                .map_err(|f| f.into_error(&what)),
+            _ => Err(Error::Unsupported {
+                backend: BACKEND,
+                operation: "this delete mode",
+            }),
+        }
+    }
+
+    async fn list(&self, kv: &VaultStore, folder: &str) -> Result<Vec<String>, Failure> {
+        kv.at(folder, |c, mount, p| {
+            Box::pin(async move { vaultrs::kv2::list(c, &mount, &p).await })
+        })
+        .await
+    }
+}
