@@ -1,8 +1,10 @@
-//! What the SQL stores share: row mapping, sealing contexts, error mapping, migrations.
-//! The public items are for other coffer crates on sqlx (the Supabase store).
+//! What the two SQL stores of this crate share: row mapping, sealing contexts, the put
+//! statements. What other coffer crates on sqlx need too is in [`crate::support`].
 
 use chrono::{DateTime, Utc};
-use coffer_envelope::{Context, Keyring};
+use coffer_envelope::Context;
+
+pub(crate) use crate::support::{map_sqlx, prefix_range, run_migrations_in, verify_checks};
 use coffer_store::{Error, Scope, SecretKind, SecretMeta, SecretName};
 
 /// The head row of a secret, as both dialects return it.
@@ -38,21 +40,6 @@ macro_rules! select_meta {
     };
 }
 pub(crate) use select_meta;
-
-/// The names starting with `prefix` are exactly those in `[prefix, upper)`, where
-/// `upper` is the prefix with its last byte incremented (names are ASCII; `None`: no
-/// upper bound). Comparisons are bytewise (SQLite's BINARY, Postgres' "C" collation),
-/// so no `LIKE` wildcard or locale applies.
-pub fn prefix_range(prefix: &str) -> (String, Option<String>) {
-    let mut upper = prefix.as_bytes().to_vec();
-    while let Some(last) = upper.pop() {
-        if last < 0x7f {
-            upper.push(last + 1);
-            return (prefix.to_owned(), String::from_utf8(upper).ok());
-        }
-    }
-    (prefix.to_owned(), None)
-}
 
 fn millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
@@ -103,64 +90,6 @@ pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-/// Maps a driver error to the store error. Connection trouble is `Unavailable`
-/// (transient); everything else is `Backend`. sqlx's configuration errors can quote
-/// the connection URL, so their text is replaced.
-pub fn map_sqlx(backend: &'static str, e: sqlx::Error) -> Error {
-    use sqlx::Error as E;
-    match e {
-        E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
-            Error::Unavailable {
-                backend,
-                message: "cannot reach the database".to_owned(),
-                source: Some(Box::new(e)),
-            }
-        }
-        E::Database(db) if is_busy(db.code().as_deref()) => Error::Unavailable {
-            backend,
-            message: "the database is busy".to_owned(),
-            source: Some(Box::new(E::Database(db))),
-        },
-        E::Configuration(_) => Error::config(format!("{backend}: invalid connection options")),
-        other => Error::backend(backend, other),
-    }
-}
-
-/// SQLite BUSY/LOCKED (5, 6 and their extended codes), Postgres admin shutdown,
-/// cannot-connect-now and serialization failure.
-fn is_busy(code: Option<&str>) -> bool {
-    match code {
-        Some(c) => {
-            matches!(c, "5" | "6" | "57P01" | "57P03" | "40001" | "40P01")
-                || c.parse::<i32>()
-                    .is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6)
-        }
-        None => false,
-    }
-}
-
-/// Verifies the key check values recorded in a store against the keyring, so a wrong
-/// key fails when the store opens, with advice, instead of at the first read.
-pub fn verify_checks(
-    backend: &'static str,
-    keyring: &Keyring,
-    recorded: &[(i64, String)],
-) -> Result<(), Error> {
-    for (id, check) in recorded {
-        let Ok(id) = u32::try_from(*id) else { continue };
-        if keyring
-            .check_value(id)
-            .is_some_and(|actual| &actual != check)
-        {
-            return Err(Error::config(format!(
-                "{backend}: keyring key {id} is not the key this store was sealed with \
-                 (wrong COFFER_MASTER_KEY or keyring file?)"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// The table that records coffer-sql's applied migrations. It is not sqlx's default
 /// `_sqlx_migrations`, so coffer's migrations and the application's own sqlx migrations
 /// can share a database without either reporting the other's as missing.
@@ -178,25 +107,6 @@ where
     <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
 {
     run_migrations_in(backend, migrator, MIGRATIONS_TABLE, conn).await
-}
-
-/// Runs `migrator` recording its history in `table` instead of sqlx's shared
-/// `_sqlx_migrations`, mapping failures to a store error.
-pub async fn run_migrations_in<'a, A>(
-    backend: &'static str,
-    mut migrator: sqlx::migrate::Migrator,
-    table: &'static str,
-    conn: A,
-) -> Result<(), Error>
-where
-    A: sqlx::Acquire<'a>,
-    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
-{
-    migrator.dangerous_set_table_name(table);
-    migrator
-        .run(conn)
-        .await
-        .map_err(|e| Error::backend(backend, e))
 }
 
 /// What one put writes: the new head row of a secret and its new version.

@@ -4,12 +4,13 @@
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod audit;
-pub mod common;
+mod common;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sql_store;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub mod support;
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(any(feature = "postgres", feature = "mysql"))]

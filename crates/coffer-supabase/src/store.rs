@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coffer_envelope::{Keyring, from_text, to_text};
-use coffer_sql::common::{map_sqlx, prefix_range, run_migrations_in, verify_checks};
+use coffer_sql::support::{map_sqlx, prefix_range, run_migrations_in, verify_checks};
 use coffer_sql::tls::{CleartextGuard, PgTarget};
 use coffer_store::backend::{check_condition, now, page_of, put_optimistic};
 use coffer_store::{
