@@ -1,4 +1,4 @@
-//! What the store layers cost or save, 1,000 secrets present: a `CacheLayer` hit beside
+//! What the store layers cost or save, 1,000 secrets present: a `CacheStore` hit beside
 //! the store it caches, usage tracking and the SQL audit sink beside the plain store, and
 //! `rewrap_all` throughput onto a new key.
 
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_sql::testing::TestDatabase;
 use coffer_sql::{PgOptions, SqlAuditSink, SqliteStore};
-use coffer_store::layer::{AuditLayer, CacheLayer, CacheOptions, UsageLayer, UsageOptions};
+use coffer_store::layer::{AuditStore, CacheOptions, CacheStore, UsageOptions, UsageStore};
 use coffer_store::{DynSecretStore, SecretStoreExt as _};
 use criterion::{Criterion, Throughput};
 
@@ -36,17 +36,17 @@ async fn stacks(dir: &std::path::Path, databases: &mut Vec<TestDatabase>) -> Vec
     let mut stacks = vec![Stacks {
         plain: ("SQLite", Arc::new(sqlite.clone())),
         cached: (
-            "SQLite + CacheLayer, hit",
-            Arc::new(CacheLayer::new(sqlite.clone(), CacheOptions::new())),
+            "SQLite + CacheStore, hit",
+            Arc::new(CacheStore::new(sqlite.clone(), CacheOptions::new())),
         ),
         layered: vec![
             (
-                "SQLite + UsageLayer",
-                Arc::new(UsageLayer::new(sqlite.clone(), UsageOptions::new())),
+                "SQLite + UsageStore",
+                Arc::new(UsageStore::new(sqlite.clone(), UsageOptions::new())),
             ),
             (
-                "SQLite + AuditLayer, SQL sink",
-                Arc::new(AuditLayer::new(
+                "SQLite + AuditStore, SQL sink",
+                Arc::new(AuditStore::new(
                     sqlite.clone(),
                     vec![Arc::new(SqlAuditSink::sqlite(&sqlite))],
                 )),
@@ -59,17 +59,17 @@ async fn stacks(dir: &std::path::Path, databases: &mut Vec<TestDatabase>) -> Vec
         stacks.push(Stacks {
             plain: ("Postgres", Arc::new(pg.clone())),
             cached: (
-                "Postgres + CacheLayer, hit",
-                Arc::new(CacheLayer::new(pg.clone(), CacheOptions::new())),
+                "Postgres + CacheStore, hit",
+                Arc::new(CacheStore::new(pg.clone(), CacheOptions::new())),
             ),
             layered: vec![
                 (
-                    "Postgres + UsageLayer",
-                    Arc::new(UsageLayer::new(pg.clone(), UsageOptions::new())),
+                    "Postgres + UsageStore",
+                    Arc::new(UsageStore::new(pg.clone(), UsageOptions::new())),
                 ),
                 (
-                    "Postgres + AuditLayer, SQL sink",
-                    Arc::new(AuditLayer::new(
+                    "Postgres + AuditStore, SQL sink",
+                    Arc::new(AuditStore::new(
                         pg.clone(),
                         vec![Arc::new(SqlAuditSink::postgres(&pg))],
                     )),
@@ -108,7 +108,7 @@ fn gets(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime::Runtime) {
     let mut group = report.group(
         c,
         "cache hit",
-        "Reading one secret of 1,000, all of them cached: a CacheLayer hit (which still \
+        "Reading one secret of 1,000, all of them cached: a CacheStore hit (which still \
          checks expiry and the generation stripes) beside a read from the store below it.",
     );
     for stack in &stacks {

@@ -6,7 +6,7 @@
 //! - `store get` / `store put`, 10,000 secrets present: memory, SQLite, Postgres and
 //!   Supabase Vault (compatibility schema), each beside raw sqlx on the same database,
 //!   and coffer's Vault store beside raw HTTP to the same OpenBao KV v2 paths.
-//! - `cache hit`: a `CacheLayer` hit beside the store it caches.
+//! - `cache hit`: a `CacheStore` hit beside the store it caches.
 //! - `layers`: usage tracking and the SQL audit sink beside the plain store.
 //! - `rewrap_all`: secrets rewrapped per second onto a new key.
 //! - `broker point select`: a point `SELECT` through the broker beside a plain sqlx pool,

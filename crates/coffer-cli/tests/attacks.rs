@@ -788,7 +788,7 @@ fn many_secrets() -> tempfile::TempDir {
             coffer::sql::SqlAuditSink::open_with_store(&url, std::sync::Arc::new(keyring))
                 .await
                 .unwrap();
-        let store = coffer::store::layer::AuditLayer::new(store, vec![std::sync::Arc::new(sink)]);
+        let store = coffer::store::layer::AuditStore::new(store, vec![std::sync::Arc::new(sink)]);
         let scope = coffer::Scope::new("default").unwrap();
         for i in 0..1500 {
             let name = coffer::SecretName::new(format!("service_{i:04}_api_key")).unwrap();

@@ -249,7 +249,7 @@ async fn store_flow(store: &coffer::DynSecretStore, canary: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn library_flows_log_nothing_at_trace() {
     use coffer::store::layer::{
-        AuditLayer, CacheLayer, CacheOptions, TracingSink, UsageLayer, UsageOptions,
+        AuditStore, CacheOptions, CacheStore, TracingSink, UsageOptions, UsageStore,
     };
     use coffer::{Keyring, MasterKey, OpenOptions};
 
@@ -272,9 +272,9 @@ async fn library_flows_log_nothing_at_trace() {
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
     let sqlite = coffer::open(&url, &options).await.unwrap();
     text += &store_flow(&*sqlite, &canary).await;
-    let stacked: Arc<coffer::DynSecretStore> = Arc::new(AuditLayer::new(
-        UsageLayer::new(
-            CacheLayer::new(Arc::clone(&sqlite), CacheOptions::new()),
+    let stacked: Arc<coffer::DynSecretStore> = Arc::new(AuditStore::new(
+        UsageStore::new(
+            CacheStore::new(Arc::clone(&sqlite), CacheOptions::new()),
             UsageOptions::new(),
         ),
         vec![Arc::new(TracingSink)],

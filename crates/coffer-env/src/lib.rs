@@ -4,7 +4,13 @@
 //!
 //! - [`EnvMap`]: checked variable names and zeroized values, from a [`SecretStore`]
 //!   selection ([`Selection`]) and literals; secrets map to variables by their
-//!   `env_name` metadata or [`derive_env_name`].
+//!   `env_name` metadata or [`derive_env_name`] (one mapping, kept in coffer-store for
+//!   its environment source too):
+//!
+//!   ```
+//!   assert_eq!(coffer_env::derive_env_name("openai_api_key"), "OPENAI_API_KEY");
+//!   assert_eq!(coffer_env::derive_env_name("providers/github/token.v2"), "PROVIDERS_GITHUB_TOKEN_V2");
+//!   ```
 //! - [`DatabaseUrl`]: `postgresql://`, `mysql://`, `mongodb://` and `sqlite://` URLs from
 //!   parts, with user and password percent-encoded; [`EnvMap::insert_database`] maps
 //!   them to `DATABASE_URL`/`DATABASE_TYPE`, `DATABASE_2_URL`/`DATABASE_2_TYPE`, ….
@@ -34,8 +40,6 @@ mod name;
 mod output;
 mod redact;
 
-/// The variable a secret goes into when its metadata names none (one mapping, kept in
-/// coffer-store for the environment source too).
 pub use coffer_store::derive_env_name;
 pub use command::{CLEAN_ENV_ALLOWLIST, CREDENTIAL_VARIABLES, CommandEnv};
 pub use database::{DatabaseKind, DatabaseUrl};

@@ -39,10 +39,10 @@ macro_rules! on_pool {
 /// ```no_run
 /// use std::sync::Arc;
 /// use coffer_sql::{SqlAuditSink, SqliteStore};
-/// use coffer_store::layer::AuditLayer;
+/// use coffer_store::layer::AuditStore;
 /// # async fn f(store: SqliteStore) {
 /// let sink = SqlAuditSink::sqlite(&store);
-/// let audited = AuditLayer::new(store, vec![Arc::new(sink)]);
+/// let audited = AuditStore::new(store, vec![Arc::new(sink)]);
 /// # }
 /// ```
 #[derive(Clone)]
@@ -190,10 +190,10 @@ impl SqlAuditSink {
     /// ```no_run
     /// # async fn demo(keyring: std::sync::Arc<coffer_envelope::Keyring>) -> coffer_store::Result<()> {
     /// use std::sync::Arc;
-    /// use coffer_store::layer::AuditLayer;
+    /// use coffer_store::layer::AuditStore;
     ///
     /// let (store, sink) = coffer_sql::SqlAuditSink::open_with_store("sqlite://coffer.db", keyring).await?;
-    /// let audited = AuditLayer::new(store, vec![Arc::new(sink)]);
+    /// let audited = AuditStore::new(store, vec![Arc::new(sink)]);
     /// # Ok(()) }
     /// ```
     pub async fn open_with_store(

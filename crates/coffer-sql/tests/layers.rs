@@ -34,7 +34,7 @@ async fn sqlite() -> SqliteStore {
 mod cache_conformance {
     use super::*;
     coffer_store::conformance_tests!(async {
-        Some(Arc::new(CacheLayer::new(sqlite().await, CacheOptions::new())) as Arc<DynSecretStore>)
+        Some(Arc::new(CacheStore::new(sqlite().await, CacheOptions::new())) as Arc<DynSecretStore>)
     });
 }
 
@@ -43,7 +43,7 @@ mod audit_conformance {
     coffer_store::conformance_tests!(async {
         let store = sqlite().await;
         let sink = SqlAuditSink::sqlite(&store);
-        Some(Arc::new(AuditLayer::new(store, vec![Arc::new(sink)])) as Arc<DynSecretStore>)
+        Some(Arc::new(AuditStore::new(store, vec![Arc::new(sink)])) as Arc<DynSecretStore>)
     });
 }
 
@@ -58,7 +58,7 @@ mod fallback_conformance {
 mod rate_limit_conformance {
     use super::*;
     coffer_store::conformance_tests!(async {
-        Some(Arc::new(RateLimitLayer::per_second(
+        Some(Arc::new(RateLimitStore::per_second(
             sqlite().await,
             NonZeroU32::new(1_000_000).unwrap(),
         )) as Arc<DynSecretStore>)
@@ -68,7 +68,7 @@ mod rate_limit_conformance {
 mod usage_conformance {
     use super::*;
     coffer_store::conformance_tests!(async {
-        Some(Arc::new(UsageLayer::new(sqlite().await, UsageOptions::new())) as Arc<DynSecretStore>)
+        Some(Arc::new(UsageStore::new(sqlite().await, UsageOptions::new())) as Arc<DynSecretStore>)
     });
 }
 
@@ -77,10 +77,10 @@ mod full_stack_conformance {
     coffer_store::conformance_tests!(async {
         let store = sqlite().await;
         let sink = SqlAuditSink::sqlite(&store);
-        Some(Arc::new(RateLimitLayer::per_second(
-            AuditLayer::new(
-                UsageLayer::new(
-                    CacheLayer::new(store, CacheOptions::new()),
+        Some(Arc::new(RateLimitStore::per_second(
+            AuditStore::new(
+                UsageStore::new(
+                    CacheStore::new(store, CacheOptions::new()),
                     UsageOptions::new(),
                 ),
                 vec![Arc::new(sink)],
@@ -91,7 +91,7 @@ mod full_stack_conformance {
 }
 
 async fn audit_trail(store: Arc<DynSecretStore>, sink: SqlAuditSink) {
-    let audited = AuditLayer::new(Arc::clone(&store), vec![Arc::new(sink.clone())]);
+    let audited = AuditStore::new(Arc::clone(&store), vec![Arc::new(sink.clone())]);
     let (t, k) = (s("tenant-a"), n("openai_api_key"));
     let canary = "sk-audit-canary-5521907";
     let ctx = CallerContext::new()
@@ -163,7 +163,7 @@ async fn the_access_log_on_sqlite() {
     audit_trail(Arc::new(store.clone()), sink.clone()).await;
 
     // Fail-closed: without its table nothing is returned.
-    let audited = AuditLayer::new(store.clone(), vec![Arc::new(sink)]);
+    let audited = AuditStore::new(store.clone(), vec![Arc::new(sink)]);
     store
         .put(
             &s("t"),
@@ -190,7 +190,7 @@ async fn the_access_log_on_postgres_holds_no_value() {
     let store = db.store(PgOptions::new()).await;
     let sink = SqlAuditSink::postgres(&store);
     audit_trail(Arc::new(store.clone()), sink.clone()).await;
-    let audited = AuditLayer::new(store.clone(), vec![Arc::new(sink)]);
+    let audited = AuditStore::new(store.clone(), vec![Arc::new(sink)]);
     audited
         .put(
             &s("t"),
@@ -229,7 +229,7 @@ async fn usage_lands_in_the_sql_stores() {
             .put(&t, &n("k"), &value("v"), &PutOptions::new())
             .await
             .unwrap();
-        let layer = UsageLayer::new(
+        let layer = UsageStore::new(
             Arc::clone(&store),
             UsageOptions::new().interval(Duration::from_secs(3600)),
         );
@@ -251,8 +251,8 @@ async fn a_write_on_one_instance_drops_the_cached_entry_on_the_other() {
     let keyring = Arc::new(Keyring::new(MasterKey::generate()));
     let pg_a = db.store_with(Arc::clone(&keyring), PgOptions::new()).await;
     let pg_b = db.store_with(Arc::clone(&keyring), PgOptions::new()).await;
-    let a = CacheLayer::new(pg_a.clone(), CacheOptions::new());
-    let b = CacheLayer::new(pg_b.clone(), CacheOptions::new());
+    let a = CacheStore::new(pg_a.clone(), CacheOptions::new());
+    let b = CacheStore::new(pg_b.clone(), CacheOptions::new());
     a.follow(pg_a.watch().await.unwrap());
     b.follow(pg_b.watch().await.unwrap());
     let (t, k) = (s("t"), n("shared"));
@@ -290,7 +290,7 @@ async fn a_write_on_one_instance_drops_the_cached_entry_on_the_other() {
 }
 
 async fn within_a_second(
-    cache: &CacheLayer<coffer_sql::PgStore>,
+    cache: &CacheStore<coffer_sql::PgStore>,
     t: &coffer_store::Scope,
     k: &coffer_store::SecretName,
     expected: &str,
@@ -494,10 +494,10 @@ async fn layer_stacks_over_a_failing_sqlite_store_answer_acknowledged_values() {
     let faulty = |store: SqliteStore| FaultyStore::new(store).with_failure_rate(0.2);
     let store = sqlite().await;
     let sink = SqlAuditSink::sqlite(&store);
-    let full = RateLimitLayer::per_second(
-        AuditLayer::new(
-            UsageLayer::new(
-                CacheLayer::new(faulty(store), CacheOptions::new()),
+    let full = RateLimitStore::per_second(
+        AuditStore::new(
+            UsageStore::new(
+                CacheStore::new(faulty(store), CacheOptions::new()),
                 UsageOptions::new().max_pending(3),
             ),
             vec![Arc::new(sink)],
@@ -505,7 +505,7 @@ async fn layer_stacks_over_a_failing_sqlite_store_answer_acknowledged_values() {
         NonZeroU32::new(1_000_000).unwrap(),
     );
     coffer_store::testing::acknowledged_values("sqlite full stack", &full, seed, 10_000).await;
-    let stale = CacheLayer::new(
+    let stale = CacheStore::new(
         faulty(sqlite().await),
         CacheOptions::new()
             .ttl(Duration::from_millis(1))

@@ -124,7 +124,7 @@ pub enum Error {
         /// The operation.
         operation: &'static str,
     },
-    /// A rate limit on the scope (`layer::RateLimitLayer`, feature `rate-limit`) refused the call.
+    /// A rate limit on the scope (`layer::RateLimitStore`, feature `rate-limit`) refused the call.
     /// Transient: retry after `retry_after`.
     #[error("scope {scope}: rate limit exceeded, retry in {} ms", retry_after.as_millis())]
     RateLimited {

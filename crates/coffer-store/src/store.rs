@@ -79,7 +79,7 @@ pub trait SecretStore: fmt::Debug + Send + Sync + 'static {
 
     /// Adds reads to the secrets' `usage_count` and moves `last_used_at` forward, without
     /// touching versions, values or `updated_at`. Records of deleted or unknown secrets
-    /// are skipped. The usage layer (`layer::UsageLayer`, feature `usage`) calls it in batches.
+    /// are skipped. The usage layer (`layer::UsageStore`, feature `usage`) calls it in batches.
     ///
     /// Stores that keep no usage answer [`Error::Unsupported`].
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {

@@ -17,7 +17,7 @@ pub struct Change {
 }
 
 /// One item of a change stream, such as `PgStore::watch` in coffer-sql, which the
-/// cache layer (`layer::CacheLayer`, feature `cache`) follows.
+/// cache layer (`layer::CacheStore`, feature `cache`) follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WatchEvent {

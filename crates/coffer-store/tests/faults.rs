@@ -22,11 +22,11 @@ fn stacks() -> Vec<Stack> {
         ("faulty", Arc::new(faulty())),
         (
             "cache",
-            Arc::new(CacheLayer::new(faulty(), CacheOptions::new())),
+            Arc::new(CacheStore::new(faulty(), CacheOptions::new())),
         ),
         (
             "cache+stale-if-error",
-            Arc::new(CacheLayer::new(
+            Arc::new(CacheStore::new(
                 faulty(),
                 CacheOptions::new()
                     .ttl(std::time::Duration::from_millis(1))
@@ -35,18 +35,18 @@ fn stacks() -> Vec<Stack> {
         ),
         (
             "audit",
-            Arc::new(AuditLayer::new(faulty(), vec![Arc::new(TracingSink)])),
+            Arc::new(AuditStore::new(faulty(), vec![Arc::new(TracingSink)])),
         ),
         (
             "usage",
-            Arc::new(UsageLayer::new(
+            Arc::new(UsageStore::new(
                 faulty(),
                 UsageOptions::new().max_pending(3),
             )),
         ),
         (
             "rate-limit",
-            Arc::new(RateLimitLayer::per_second(faulty(), fast)),
+            Arc::new(RateLimitStore::per_second(faulty(), fast)),
         ),
         (
             "fallback",
@@ -57,10 +57,10 @@ fn stacks() -> Vec<Stack> {
         ),
         (
             "full stack",
-            Arc::new(RateLimitLayer::per_second(
-                AuditLayer::new(
-                    UsageLayer::new(
-                        CacheLayer::new(faulty(), CacheOptions::new()),
+            Arc::new(RateLimitStore::per_second(
+                AuditStore::new(
+                    UsageStore::new(
+                        CacheStore::new(faulty(), CacheOptions::new()),
                         UsageOptions::new().max_pending(3),
                     ),
                     vec![Arc::new(TracingSink)],

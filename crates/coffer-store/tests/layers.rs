@@ -26,7 +26,7 @@ mod cache_conformance {
     use super::*;
     coffer_store::conformance_tests!(async {
         Some(
-            Arc::new(CacheLayer::new(MemoryStore::new(), CacheOptions::new()))
+            Arc::new(CacheStore::new(MemoryStore::new(), CacheOptions::new()))
                 as Arc<DynSecretStore>,
         )
     });
@@ -39,7 +39,7 @@ mod audit_conformance {
         let sink = JsonLinesSink::open(dir.path().join("audit.jsonl")).unwrap();
         // The file stays open after the directory handle goes; the OS removes it later.
         std::mem::forget(dir);
-        Some(Arc::new(AuditLayer::new(
+        Some(Arc::new(AuditStore::new(
             MemoryStore::new(),
             vec![Arc::new(sink), Arc::new(TracingSink)],
         )) as Arc<DynSecretStore>)
@@ -59,7 +59,7 @@ mod fallback_conformance {
 mod rate_limit_conformance {
     use super::*;
     coffer_store::conformance_tests!(async {
-        Some(Arc::new(RateLimitLayer::per_second(
+        Some(Arc::new(RateLimitStore::per_second(
             MemoryStore::new(),
             NonZeroU32::new(1_000_000).unwrap(),
         )) as Arc<DynSecretStore>)
@@ -70,7 +70,7 @@ mod usage_conformance {
     use super::*;
     coffer_store::conformance_tests!(async {
         Some(
-            Arc::new(UsageLayer::new(MemoryStore::new(), UsageOptions::new()))
+            Arc::new(UsageStore::new(MemoryStore::new(), UsageOptions::new()))
                 as Arc<DynSecretStore>,
         )
     });
@@ -79,10 +79,10 @@ mod usage_conformance {
 mod full_stack_conformance {
     use super::*;
     coffer_store::conformance_tests!(async {
-        Some(Arc::new(RateLimitLayer::per_second(
-            AuditLayer::new(
-                UsageLayer::new(
-                    CacheLayer::new(MemoryStore::new(), CacheOptions::new()),
+        Some(Arc::new(RateLimitStore::per_second(
+            AuditStore::new(
+                UsageStore::new(
+                    CacheStore::new(MemoryStore::new(), CacheOptions::new()),
                     UsageOptions::new(),
                 ),
                 vec![Arc::new(TracingSink)],
@@ -164,7 +164,7 @@ impl SecretStore for PausingStore {
 
 #[tokio::test]
 async fn cache_answers_repeated_reads_and_its_own_writes_invalidate() {
-    let cache = CacheLayer::new(FaultyStore::new(MemoryStore::new()), CacheOptions::new());
+    let cache = CacheStore::new(FaultyStore::new(MemoryStore::new()), CacheOptions::new());
     let (s, n) = (scope("t1"), name("openai_api_key"));
     cache
         .put(&s, &n, &value("v1"), &PutOptions::new())
@@ -211,7 +211,7 @@ async fn cache_answers_repeated_reads_and_its_own_writes_invalidate() {
 #[tokio::test]
 async fn cache_invalidate_clear_and_ttl() {
     let inner = Arc::new(MemoryStore::new());
-    let cache = CacheLayer::new(
+    let cache = CacheStore::new(
         Arc::clone(&inner),
         CacheOptions::new().ttl(Duration::from_millis(200)),
     );
@@ -263,7 +263,7 @@ async fn cache_invalidate_clear_and_ttl() {
 
 #[tokio::test]
 async fn a_read_racing_an_invalidation_cannot_put_the_old_value_back() {
-    let cache = Arc::new(CacheLayer::new(
+    let cache = Arc::new(CacheStore::new(
         PausingStore::default(),
         CacheOptions::new(),
     ));
@@ -303,7 +303,7 @@ async fn stale_if_error_serves_an_old_entry_only_while_the_store_is_unavailable(
         if stale {
             options = options.stale_if_error(Duration::from_secs(30));
         }
-        let cache = CacheLayer::new(FaultyStore::new(MemoryStore::new()), options);
+        let cache = CacheStore::new(FaultyStore::new(MemoryStore::new()), options);
         cache
             .put(&s, &n, &value("v"), &PutOptions::new())
             .await
@@ -328,7 +328,7 @@ async fn stale_if_error_serves_an_old_entry_only_while_the_store_is_unavailable(
 
 #[tokio::test]
 async fn a_cached_secret_past_its_expiry_is_an_error() {
-    let cache = CacheLayer::new(MemoryStore::new(), CacheOptions::new());
+    let cache = CacheStore::new(MemoryStore::new(), CacheOptions::new());
     let (s, n) = (scope("t1"), name("short-lived"));
     let at = chrono::Utc::now() + chrono::Duration::milliseconds(300);
     cache
@@ -346,7 +346,7 @@ async fn a_cached_secret_past_its_expiry_is_an_error() {
 #[tokio::test]
 async fn a_change_stream_invalidates_and_a_broken_one_clears() {
     let inner = Arc::new(MemoryStore::new());
-    let cache = CacheLayer::new(Arc::clone(&inner), CacheOptions::new());
+    let cache = CacheStore::new(Arc::clone(&inner), CacheOptions::new());
     let (tx, rx) = futures::channel::mpsc::unbounded();
     cache.follow(rx);
     assert!(cache.is_following());
@@ -423,11 +423,49 @@ fn read_events(path: &std::path::Path) -> Vec<AuditEvent> {
         .collect()
 }
 
+/// The builder stacks outermost first: an audit named before the cache sees every read,
+/// one named after it only the misses.
+#[tokio::test]
+async fn the_builder_stacks_layers_outermost_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, n) = (scope("t1"), name("k"));
+    let mut gets_seen = Vec::new();
+    for audit_first in [true, false] {
+        let path = dir.path().join(format!("audit-{audit_first}.jsonl"));
+        let sink: Arc<dyn AuditSink> = Arc::new(JsonLinesSink::open(&path).unwrap());
+        let backend = MemoryStore::new();
+        backend
+            .put(&s, &n, &value("value-123456"), &PutOptions::new())
+            .await
+            .unwrap();
+        let builder = if audit_first {
+            StoreBuilder::new()
+                .audit(vec![sink])
+                .cache(CacheOptions::new())
+        } else {
+            StoreBuilder::new()
+                .cache(CacheOptions::new())
+                .audit(vec![sink])
+        };
+        let store = builder.build(backend);
+        for _ in 0..3 {
+            store.get(&s, &n, None).await.unwrap();
+        }
+        let gets = read_events(&path)
+            .iter()
+            .filter(|e| e.operation.as_str() == "get")
+            .count();
+        gets_seen.push(gets);
+    }
+    assert!(gets_seen[1] > 0, "{gets_seen:?}");
+    assert_eq!(gets_seen[0], 3 * gets_seen[1], "{gets_seen:?}");
+}
+
 #[tokio::test]
 async fn audit_records_every_operation_with_its_caller_and_never_a_value() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let store = AuditLayer::new(
+    let store = AuditStore::new(
         MemoryStore::new(),
         vec![
             Arc::new(JsonLinesSink::open(&path).unwrap()),
@@ -509,7 +547,7 @@ async fn audit_is_fail_closed_no_value_without_a_record_and_no_unrecorded_write(
         .put(&s, &n, &value("hidden-value-123"), &PutOptions::new())
         .await
         .unwrap();
-    let store = AuditLayer::new(Arc::clone(&inner), vec![Arc::new(BrokenSink)]);
+    let store = AuditStore::new(Arc::clone(&inner), vec![Arc::new(BrokenSink)]);
 
     let err = store.get(&s, &n, None).await.unwrap_err();
     assert!(
@@ -549,13 +587,13 @@ async fn audit_is_fail_closed_no_value_without_a_record_and_no_unrecorded_write(
     assert!(store.delete(&s, &n, DeleteMode::Destroy).await.is_err());
     assert!(inner.exists(&s, &n).await.unwrap());
 
-    let none = AuditLayer::new(Arc::clone(&inner), Vec::new());
+    let none = AuditStore::new(Arc::clone(&inner), Vec::new());
     assert!(matches!(
         none.get(&s, &n, None).await.unwrap_err(),
         Error::Audit { .. }
     ));
 
-    let open = AuditLayer::new(Arc::clone(&inner), vec![Arc::new(BrokenSink)]).fail_open();
+    let open = AuditStore::new(Arc::clone(&inner), vec![Arc::new(BrokenSink)]).fail_open();
     assert_eq!(
         open.get(&s, &n, None).await.unwrap().value.expose_secret(),
         "hidden-value-123"
@@ -800,7 +838,7 @@ async fn the_environment_source_maps_names_limits_scopes_and_is_read_only() {
 
 #[tokio::test]
 async fn over_the_limit_is_rate_limited_per_scope_before_reaching_the_store() {
-    let store = RateLimitLayer::per_second(
+    let store = RateLimitStore::per_second(
         FaultyStore::new(MemoryStore::new()),
         NonZeroU32::new(5).unwrap(),
     );
@@ -849,7 +887,7 @@ async fn usage_is_counted_without_waiting_and_flushed_by_count_and_by_time() {
             .unwrap();
     }
     // By count: the third distinct secret triggers a flush.
-    let by_count = UsageLayer::new(
+    let by_count = UsageStore::new(
         Arc::clone(&inner),
         UsageOptions::new()
             .interval(Duration::from_secs(3600))
@@ -878,7 +916,7 @@ async fn usage_is_counted_without_waiting_and_flushed_by_count_and_by_time() {
     assert_eq!(by_count.pending(), 0);
 
     // By time.
-    let by_time = UsageLayer::new(
+    let by_time = UsageStore::new(
         Arc::clone(&inner),
         UsageOptions::new().interval(Duration::from_millis(50)),
     );
@@ -886,7 +924,7 @@ async fn usage_is_counted_without_waiting_and_flushed_by_count_and_by_time() {
     wait_for(|| async { usage_of(&*inner, "b").await == 2 }).await;
 
     // Dropping the layer hands the rest to its task.
-    let dropped = UsageLayer::new(
+    let dropped = UsageStore::new(
         Arc::clone(&inner),
         UsageOptions::new().interval(Duration::from_secs(3600)),
     );
@@ -903,7 +941,7 @@ async fn a_failed_flush_loses_no_count_and_a_store_without_usage_turns_tracking_
         .put(&s, &name("a"), &value("v"), &PutOptions::new())
         .await
         .unwrap();
-    let layer = UsageLayer::new(
+    let layer = UsageStore::new(
         Arc::clone(&inner),
         UsageOptions::new().interval(Duration::from_secs(3600)),
     );
@@ -925,7 +963,7 @@ async fn a_failed_flush_loses_no_count_and_a_store_without_usage_turns_tracking_
         4
     );
 
-    let env = UsageLayer::new(
+    let env = UsageStore::new(
         EnvStore::from_vars([("K", "v")]).for_all_scopes(),
         UsageOptions::new(),
     );

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use coffer_envelope::Keyring;
 
-/// Options of a [`SupabaseVaultStore`].
+/// Options of a [`SupabaseVaultStore`](crate::SupabaseVaultStore).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SupabaseOptions {

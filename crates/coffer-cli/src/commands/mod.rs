@@ -16,7 +16,7 @@ use std::sync::Arc;
 use coffer::envelope::{self, Keyring};
 use coffer::secrecy::SecretString;
 use coffer::sql::SqlAuditSink;
-use coffer::store::layer::{AuditLayer, CallerContext};
+use coffer::store::layer::{AuditStore, CallerContext};
 use coffer::store::open::scheme_of;
 use coffer::{DynSecretStore, Error, OpenOptions, Scope, SecretName};
 
@@ -171,7 +171,7 @@ pub(crate) async fn open_store(
             // written through the store's own pool.
             let (store, sink) = SqlAuditSink::open_with_store(&cli.store, keyring).await?;
             Ok(Arc::new(
-                AuditLayer::new(store, vec![Arc::new(sink)]).with_default_context(cli_context()?),
+                AuditStore::new(store, vec![Arc::new(sink)]).with_default_context(cli_context()?),
             ))
         }
         keyring => {

@@ -21,7 +21,7 @@ use crate::{
 ///
 /// Set it for a request with [`CallerContext::scope`] (a tokio task-local, so it follows
 /// the request's future), or once for a whole store with
-/// [`AuditLayer::with_default_context`].
+/// [`AuditStore::with_default_context`].
 ///
 /// ```
 /// use coffer_store::layer::CallerContext;
@@ -403,26 +403,26 @@ impl AuditSink for JsonLinesSink {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use coffer_store::layer::{AuditLayer, CallerContext, TracingSink};
+/// use coffer_store::layer::{AuditStore, CallerContext, TracingSink};
 /// use coffer_store::{MemoryStore, PutOptions, Scope, SecretName, SecretStore};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer_store::Result<()> {
-/// let store = AuditLayer::new(MemoryStore::new(), vec![Arc::new(TracingSink)]);
+/// let store = AuditStore::new(MemoryStore::new(), vec![Arc::new(TracingSink)]);
 /// let (scope, name) = (Scope::new("t1")?, SecretName::new("stripe_key")?);
 /// CallerContext::new().actor("agent:billing").scope(async {
 ///     store.put(&scope, &name, &"sk_live_x".into(), &PutOptions::new()).await
 /// }).await?;
 /// # Ok(()) }
 /// ```
-pub struct AuditLayer<S> {
+pub struct AuditStore<S> {
     inner: S,
     sinks: Vec<Arc<dyn AuditSink>>,
     default_context: CallerContext,
     fail_closed: bool,
 }
 
-impl<S: fmt::Debug> fmt::Debug for AuditLayer<S> {
+impl<S: fmt::Debug> fmt::Debug for AuditStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuditLayer")
+        f.debug_struct("AuditStore")
             .field("inner", &self.inner)
             .field("sinks", &self.sinks)
             .field("fail_closed", &self.fail_closed)
@@ -430,7 +430,7 @@ impl<S: fmt::Debug> fmt::Debug for AuditLayer<S> {
     }
 }
 
-impl<S: SecretStore> AuditLayer<S> {
+impl<S: SecretStore> AuditStore<S> {
     /// Audits `inner` into `sinks`. With no sinks every call fails (fail-closed).
     pub fn new(inner: S, sinks: Vec<Arc<dyn AuditSink>>) -> Self {
         Self {
@@ -584,7 +584,7 @@ fn event(scope: &Scope, name: Option<&SecretName>, operation: Operation) -> Audi
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<S: SecretStore> SecretStore for AuditLayer<S> {
+impl<S: SecretStore> SecretStore for AuditStore<S> {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }

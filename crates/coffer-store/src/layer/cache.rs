@@ -24,7 +24,7 @@ pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
 /// version of every name in the stripe stale (a collision costs a miss, never a stale hit).
 const STRIPES: usize = 4096;
 
-/// Options of a [`CacheLayer`].
+/// Options of a [`CacheStore`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -84,7 +84,7 @@ impl CacheOptions {
     }
 }
 
-/// Counters of a [`CacheLayer`], for metrics.
+/// Counters of a [`CacheStore`], for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct CacheStats {
@@ -94,7 +94,7 @@ pub struct CacheStats {
     pub misses: u64,
     /// Reads answered with an entry past its TTL because the store was unavailable.
     pub stale_served: u64,
-    /// Names invalidated (own writes, [`CacheLayer::invalidate`], change notifications).
+    /// Names invalidated (own writes, [`CacheStore::invalidate`], change notifications).
     pub invalidations: u64,
 }
 
@@ -212,10 +212,10 @@ impl Shared {
 /// Values stay in [`SecretString`]s and are zeroized when evicted.
 ///
 /// ```
-/// use coffer_store::layer::{CacheLayer, CacheOptions};
+/// use coffer_store::layer::{CacheStore, CacheOptions};
 /// use coffer_store::{MemoryStore, PutOptions, Scope, SecretName, SecretStore};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer_store::Result<()> {
-/// let store = CacheLayer::new(MemoryStore::new(), CacheOptions::new());
+/// let store = CacheStore::new(MemoryStore::new(), CacheOptions::new());
 /// let (scope, name) = (Scope::new("t1")?, SecretName::new("openai_api_key")?);
 /// store.put(&scope, &name, &"sk-1".into(), &PutOptions::new()).await?;
 /// store.get(&scope, &name, None).await?; // from the store
@@ -223,14 +223,14 @@ impl Shared {
 /// assert_eq!(store.stats().hits, 1);
 /// # Ok(()) }
 /// ```
-pub struct CacheLayer<S> {
+pub struct CacheStore<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
-impl<S: fmt::Debug> fmt::Debug for CacheLayer<S> {
+impl<S: fmt::Debug> fmt::Debug for CacheStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheLayer")
+        f.debug_struct("CacheStore")
             .field("inner", &self.inner)
             .field("options", &self.shared.options)
             .field("entries", &self.shared.entries.entry_count())
@@ -239,7 +239,7 @@ impl<S: fmt::Debug> fmt::Debug for CacheLayer<S> {
     }
 }
 
-impl<S: SecretStore> CacheLayer<S> {
+impl<S: SecretStore> CacheStore<S> {
     /// Caches `inner` with `options`.
     pub fn new(inner: S, options: CacheOptions) -> Self {
         let lifetime = options.ttl + options.stale_if_error.unwrap_or(Duration::ZERO);
@@ -349,7 +349,7 @@ impl<S: SecretStore> CacheLayer<S> {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<S: SecretStore> SecretStore for CacheLayer<S> {
+impl<S: SecretStore> SecretStore for CacheStore<S> {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }

@@ -3,16 +3,19 @@
 //!
 //! | layer | feature | what it does |
 //! |---|---|---|
-//! | [`CacheLayer`] | `cache` | moka read cache; TTL, size bound, invalidation (own writes, by hand, other instances' change streams), stale-if-error |
-//! | [`AuditLayer`] | `audit` | an [`AuditEvent`] per operation into [`AuditSink`]s, fail-closed |
+//! | [`CacheStore`] | `cache` | moka read cache; TTL, size bound, invalidation (own writes, by hand, other instances' change streams), stale-if-error |
+//! | [`AuditStore`] | `audit` | an [`AuditEvent`] per operation into [`AuditSink`]s, fail-closed |
 //! | [`FallbackStore`] | `fallback` | reads from a chain of stores, saying which answered |
 //! | [`EnvStore`] | `env` | a read-only store over environment variables |
-//! | [`RateLimitLayer`] | `rate-limit` | calls per second per scope (governor) |
-//! | [`UsageLayer`] | `usage` | `usage_count` / `last_used_at`, written in batches |
+//! | [`RateLimitStore`] | `rate-limit` | calls per second per scope (governor) |
+//! | [`UsageStore`] | `usage` | `usage_count` / `last_used_at`, written in batches |
 //!
-//! They compose like tower's middleware; the order matters. A typical stack, outermost
-//! first: rate limit → audit → usage → cache → the backend (every read is limited and
-//! audited, counted even when the cache answers, and the backend sees only misses):
+//! Each is a store that wraps a store, named `*Store` as object_store names its
+//! wrappers (`FallbackStore` wraps several, `EnvStore` none). They compose like tower's
+//! middleware and the order matters; [`StoreBuilder`] names them outermost first, the
+//! order a call meets them. A typical stack: rate limit → audit → usage → cache → the
+//! backend (every read is limited and audited, counted even when the cache answers, and
+//! the backend sees only misses):
 //!
 //! ```
 //! # #[cfg(all(feature = "cache", feature = "audit", feature = "usage", feature = "rate-limit"))]
@@ -22,14 +25,22 @@
 //! use coffer_store::layer::*;
 //! use coffer_store::{MemoryStore, SecretStore};
 //!
-//! let backend = MemoryStore::new();
-//! let store: Arc<dyn SecretStore> = Arc::new(RateLimitLayer::per_second(
-//!     AuditLayer::new(
-//!         UsageLayer::new(CacheLayer::new(backend, CacheOptions::new()), UsageOptions::new()),
+//! let store = StoreBuilder::new()
+//!     .rate_limit(NonZeroU32::new(1000).unwrap())
+//!     .audit(vec![Arc::new(TracingSink)])
+//!     .usage(UsageOptions::new())
+//!     .cache(CacheOptions::new())
+//!     .build(MemoryStore::new());
+//!
+//! // The same by hand, innermost first.
+//! let by_hand: Arc<dyn SecretStore> = Arc::new(RateLimitStore::per_second(
+//!     AuditStore::new(
+//!         UsageStore::new(CacheStore::new(MemoryStore::new(), CacheOptions::new()), UsageOptions::new()),
 //!         vec![Arc::new(TracingSink)],
 //!     ),
 //!     NonZeroU32::new(1000).unwrap(),
 //! ));
+//! # let _ = (store, by_hand);
 //! # Ok(()) }
 //! # #[cfg(not(all(feature = "cache", feature = "audit", feature = "usage", feature = "rate-limit")))]
 //! # fn main() {}
@@ -37,6 +48,7 @@
 
 #[cfg(feature = "audit")]
 mod audit;
+mod builder;
 #[cfg(feature = "cache")]
 mod cache;
 #[cfg(feature = "env")]
@@ -50,11 +62,12 @@ mod usage;
 
 #[cfg(feature = "audit")]
 pub use audit::{
-    AuditEvent, AuditLayer, AuditSink, CallerContext, JsonLinesSink, Operation, Outcome,
+    AuditEvent, AuditSink, AuditStore, CallerContext, JsonLinesSink, Operation, Outcome,
     TracingSink, printable,
 };
+pub use builder::StoreBuilder;
 #[cfg(feature = "cache")]
-pub use cache::{CacheLayer, CacheOptions, CacheStats, DEFAULT_MAX_ENTRIES, DEFAULT_TTL};
+pub use cache::{CacheOptions, CacheStats, CacheStore, DEFAULT_MAX_ENTRIES, DEFAULT_TTL};
 #[cfg(feature = "env")]
 pub use env::EnvStore;
 #[cfg(feature = "fallback")]
@@ -62,6 +75,6 @@ pub use fallback::{Answered, FallbackStore};
 #[cfg(feature = "rate-limit")]
 pub use governor::Quota;
 #[cfg(feature = "rate-limit")]
-pub use rate_limit::RateLimitLayer;
+pub use rate_limit::RateLimitStore;
 #[cfg(feature = "usage")]
-pub use usage::{UsageLayer, UsageOptions};
+pub use usage::{UsageOptions, UsageStore};

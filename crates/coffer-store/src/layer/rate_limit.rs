@@ -27,10 +27,10 @@ const SWEEP_EVERY: u64 = 4096;
 ///
 /// ```
 /// use std::num::NonZeroU32;
-/// use coffer_store::layer::RateLimitLayer;
+/// use coffer_store::layer::RateLimitStore;
 /// use coffer_store::{Error, MemoryStore, Scope, SecretName, SecretStore};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let store = RateLimitLayer::per_second(MemoryStore::new(), NonZeroU32::new(2).unwrap());
+/// let store = RateLimitStore::per_second(MemoryStore::new(), NonZeroU32::new(2).unwrap());
 /// let (scope, name) = (Scope::new("t1").unwrap(), SecretName::new("k").unwrap());
 /// for _ in 0..2 {
 ///     assert!(store.metadata(&scope, &name).await.unwrap_err().is_not_found());
@@ -39,23 +39,23 @@ const SWEEP_EVERY: u64 = 4096;
 /// assert!(matches!(over, Error::RateLimited { .. }));
 /// # }
 /// ```
-pub struct RateLimitLayer<S> {
+pub struct RateLimitStore<S> {
     inner: S,
     limiter: DefaultKeyedRateLimiter<Scope>,
     quota: Quota,
     calls: AtomicU64,
 }
 
-impl<S: fmt::Debug> fmt::Debug for RateLimitLayer<S> {
+impl<S: fmt::Debug> fmt::Debug for RateLimitStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitLayer")
+        f.debug_struct("RateLimitStore")
             .field("inner", &self.inner)
             .field("quota", &self.quota)
             .finish()
     }
 }
 
-impl<S: SecretStore> RateLimitLayer<S> {
+impl<S: SecretStore> RateLimitStore<S> {
     /// Limits each scope of `inner` to `quota` (see `governor::Quota`: a rate and a
     /// burst).
     pub fn new(inner: S, quota: Quota) -> Self {
@@ -94,7 +94,7 @@ impl<S: SecretStore> RateLimitLayer<S> {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<S: SecretStore> SecretStore for RateLimitLayer<S> {
+impl<S: SecretStore> SecretStore for RateLimitStore<S> {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }

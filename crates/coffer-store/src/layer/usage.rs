@@ -16,7 +16,7 @@ use crate::{
     Secret, SecretMeta, SecretName, SecretStore, Usage,
 };
 
-/// Options of a [`UsageLayer`].
+/// Options of a [`UsageStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UsageOptions {
@@ -162,10 +162,10 @@ impl<S: SecretStore> Shared<S> {
 /// itself off with a warning.
 ///
 /// ```
-/// use coffer_store::layer::{UsageLayer, UsageOptions};
+/// use coffer_store::layer::{UsageStore, UsageOptions};
 /// use coffer_store::{MemoryStore, PutOptions, Scope, SecretName, SecretStore};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer_store::Result<()> {
-/// let store = UsageLayer::new(MemoryStore::new(), UsageOptions::new());
+/// let store = UsageStore::new(MemoryStore::new(), UsageOptions::new());
 /// let (scope, name) = (Scope::new("t1")?, SecretName::new("openai_api_key")?);
 /// store.put(&scope, &name, &"sk-1".into(), &PutOptions::new()).await?;
 /// store.get(&scope, &name, None).await?;
@@ -174,27 +174,27 @@ impl<S: SecretStore> Shared<S> {
 /// assert_eq!(store.inner().metadata(&scope, &name).await?.usage_count, 2);
 /// # Ok(()) }
 /// ```
-pub struct UsageLayer<S> {
+pub struct UsageStore<S> {
     shared: Arc<Shared<S>>,
 }
 
-impl<S: fmt::Debug> fmt::Debug for UsageLayer<S> {
+impl<S: fmt::Debug> fmt::Debug for UsageStore<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UsageLayer")
+        f.debug_struct("UsageStore")
             .field("inner", &self.shared.inner)
             .field("options", &self.shared.options)
             .finish()
     }
 }
 
-impl<S> Drop for UsageLayer<S> {
+impl<S> Drop for UsageStore<S> {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake.notify_one();
     }
 }
 
-impl<S: SecretStore> UsageLayer<S> {
+impl<S: SecretStore> UsageStore<S> {
     /// Tracks reads of `inner`; spawns the flushing task on the current tokio runtime.
     ///
     /// # Panics
@@ -244,7 +244,7 @@ impl<S: SecretStore> UsageLayer<S> {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<S: SecretStore> SecretStore for UsageLayer<S> {
+impl<S: SecretStore> SecretStore for UsageStore<S> {
     fn backend(&self) -> &'static str {
         self.shared.inner.backend()
     }
