@@ -51,6 +51,7 @@
 mod broker;
 mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod params;

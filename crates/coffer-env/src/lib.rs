@@ -33,6 +33,7 @@ mod command;
 mod database;
 mod error;
 mod file;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod map;

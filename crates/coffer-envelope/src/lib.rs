@@ -23,6 +23,7 @@
 mod context;
 mod envelope;
 mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod key;

@@ -1,4 +1,4 @@
-//! Golden envelopes under `tests/data/envelope-v1/` (at the workspace root), each with its
+//! Golden envelopes under `tests/data/envelope-v1/` (beside this file), each with its
 //! key and context. Every future version of this crate must open them byte for byte.
 //!
 //! To add cases, run with `COFFER_WRITE_GOLDEN=1`: files that exist are never rewritten.
@@ -22,7 +22,7 @@ struct Golden {
 }
 
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/envelope-v1")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/envelope-v1")
 }
 
 /// (file stem, description, plaintext, version, sealing key id)

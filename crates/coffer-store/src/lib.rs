@@ -4,6 +4,7 @@
 
 pub mod backend;
 mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod layer;
