@@ -127,10 +127,10 @@ impl PutWrite<'_> {
     /// The change this put announces to other instances.
     pub(crate) fn change(&self) -> coffer_store::Change {
         coffer_store::Change {
-            scope: self.scope.to_string(),
-            name: self.name.to_string(),
+            scope: self.scope.clone(),
+            name: self.name.clone(),
             version: self.meta.version,
-            op: "put".to_owned(),
+            op: coffer_store::ChangeOp::Put,
         }
     }
 }

@@ -306,7 +306,7 @@ macro_rules! impl_sql_store {
                         .await
                         .map_err(sql)?
                         .rows_affected(),
-                        "delete",
+                        coffer_store::ChangeOp::Delete,
                     ),
                     coffer_store::DeleteMode::Destroy => {
                         sqlx::query("DELETE FROM coffer_secret_versions WHERE scope = $1 AND name = $2")
@@ -322,7 +322,7 @@ macro_rules! impl_sql_store {
                             .await
                             .map_err(sql)?
                             .rows_affected();
-                        (n, "destroy")
+                        (n, coffer_store::ChangeOp::Destroy)
                     }
                     _ => {
                         return Err(coffer_store::Error::Unsupported {
@@ -339,10 +339,10 @@ macro_rules! impl_sql_store {
                     });
                 }
                 let change = $crate::sql_store::Change {
-                    scope: scope.to_string(),
-                    name: name.to_string(),
+                    scope: scope.clone(),
+                    name: name.clone(),
                     version: 0,
-                    op: op.to_owned(),
+                    op,
                 };
                 self.on_write(&mut tx, &change).await?;
                 tx.commit().await.map_err(sql)?;

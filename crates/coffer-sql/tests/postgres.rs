@@ -313,10 +313,10 @@ async fn every_write_is_notified_and_watch_survives_a_dropped_connection() {
         .unwrap();
     let expected = |version, op: &str| {
         WatchEvent::Changed(Change {
-            scope: "t".into(),
-            name: "k".into(),
+            scope: s("t"),
+            name: n("k"),
             version,
-            op: op.into(),
+            op: serde_json::from_value(op.into()).unwrap(),
         })
     };
     assert_eq!(next(&mut changes).await, expected(1, "put"));
@@ -349,10 +349,10 @@ async fn every_write_is_notified_and_watch_survives_a_dropped_connection() {
     // No payload ever carries a value.
     let payloads: Vec<String> = vec![
         serde_json::to_string(&Change {
-            scope: "t".into(),
-            name: "k".into(),
+            scope: s("t"),
+            name: n("k"),
             version: 3,
-            op: "put".into(),
+            op: coffer_store::ChangeOp::Put,
         })
         .unwrap(),
     ];

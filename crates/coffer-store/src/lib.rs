@@ -27,7 +27,7 @@ pub use types::{
     MAX_TAGS, MAX_VALUE_LEN, PutOptions, RewrapBatch, Secret, SecretKind, SecretMeta, Usage,
     WriteCondition,
 };
-pub use watch::{Change, WatchEvent};
+pub use watch::{Change, ChangeOp, WatchEvent};
 
 pub use async_trait::async_trait;
 /// Re-exported: the crate's values are [`secrecy::SecretString`]s.

@@ -361,10 +361,10 @@ async fn a_change_stream_invalidates_and_a_broken_one_clears() {
         .await
         .unwrap();
     tx.unbounded_send(coffer_store::WatchEvent::Changed(coffer_store::Change {
-        scope: "t1".into(),
-        name: "k".into(),
+        scope: s.clone(),
+        name: n.clone(),
         version: 2,
-        op: "put".into(),
+        op: coffer_store::ChangeOp::Put,
     }))
     .unwrap();
     wait_for(|| async { cache.get(&s, &n, None).await.unwrap().value.expose_secret() == "b" })

@@ -167,16 +167,7 @@ impl Shared {
 
     fn apply(&self, event: &WatchEvent) {
         match event {
-            WatchEvent::Changed(change) => {
-                match (
-                    Scope::new(change.scope.clone()),
-                    SecretName::new(change.name.clone()),
-                ) {
-                    (Ok(scope), Ok(name)) => self.invalidate(&scope, &name),
-                    // Not a name this cache can hold; drop everything rather than guess.
-                    _ => self.clear(),
-                }
-            }
+            WatchEvent::Changed(change) => self.invalidate(&change.scope, &change.name),
             WatchEvent::Disconnected => {
                 self.following.store(false, Ordering::Release);
                 self.clear();
