@@ -135,29 +135,16 @@ struct Var {
 /// assert!(env.insert("LD_PRELOAD", "/tmp/x.so".into()).is_err());
 /// # Ok(()) }
 /// ```
+#[derive(Default)]
 pub struct EnvMap {
     vars: BTreeMap<String, Var>,
     allowed: BTreeSet<String>,
     databases: usize,
-    /// Patterns of the parent's variables the child does not get.
+    /// Patterns of the parent's variables the child does not get, beyond
+    /// [`CREDENTIAL_VARIABLES`](crate::CREDENTIAL_VARIABLES).
     scrubbed: Vec<String>,
-    /// Parent variables kept although `scrubbed` matches them.
+    /// Parent variables kept although a scrub pattern matches them.
     passed: BTreeSet<String>,
-}
-
-impl Default for EnvMap {
-    fn default() -> Self {
-        Self {
-            vars: BTreeMap::new(),
-            allowed: BTreeSet::new(),
-            databases: 0,
-            scrubbed: crate::CREDENTIAL_VARIABLES
-                .iter()
-                .map(|p| (*p).to_owned())
-                .collect(),
-            passed: BTreeSet::new(),
-        }
-    }
 }
 
 impl fmt::Debug for EnvMap {
@@ -214,9 +201,10 @@ impl EnvMap {
     pub fn scrubs(&self, name: &str) -> bool {
         !self.vars.contains_key(name)
             && !self.passed.contains(name)
-            && self
-                .scrubbed
+            && crate::CREDENTIAL_VARIABLES
                 .iter()
+                .copied()
+                .chain(self.scrubbed.iter().map(String::as_str))
                 .any(|p| crate::name::matches_pattern(p, name, false))
     }
 
@@ -307,7 +295,6 @@ impl EnvMap {
             allowed: self.allowed.clone(),
             ..Self::default()
         };
-        staged.scrubbed.clear();
         for secret in secrets {
             if !listed && !selection.matches(&secret.meta) {
                 continue;
