@@ -5,11 +5,20 @@
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod audit;
 mod common;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod dialect;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod driver;
 #[cfg(feature = "postgres")]
 mod postgres;
-mod sql_store;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod row;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod store;
 pub mod support;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -18,8 +27,14 @@ pub mod tls;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use audit::{AuditQuery, SqlAuditSink};
+pub use coffer_store::Change;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use dialect::Dialect;
 #[cfg(feature = "postgres")]
-pub use postgres::{NOTIFY_CHANNEL, PgOpener, PgOptions, PgStore, RLS_URL_PARAM, WatchEvent};
-pub use sql_store::Change;
+pub use postgres::{
+    NOTIFY_CHANNEL, PgDialect, PgOpener, PgOptions, PgStore, RLS_URL_PARAM, WatchEvent,
+};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteOpener, SqliteStore};
+pub use sqlite::{SqliteDialect, SqliteOpener, SqliteStore};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use store::SqlStore;

@@ -7,13 +7,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coffer_envelope::Keyring;
 use coffer_store::open::{OpenOptions, StoreOpener};
-use coffer_store::{DynSecretStore, Error, Result, Scope};
+use coffer_store::{Change, DynSecretStore, Error, Result, Scope};
 use futures::Stream;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
 
-use crate::common::{PutWrite, bind_head, insert_head, map_sqlx, update_head};
-use crate::sql_store::{Change, Scoped, impl_sql_store};
+use crate::common::map_sqlx;
+use crate::dialect::{Dialect, Scoped, sealed};
+use crate::driver::{Driver as _, Param, Statement};
+use crate::row::{PutWrite, Returned};
+use crate::store::SqlStore;
 use crate::tls::{CleartextGuard, PgTarget};
 
 const BACKEND: &str = "postgres";
@@ -103,25 +106,20 @@ impl PgOptions {
 /// - **Change notifications**: every write sends `NOTIFY coffer_secrets` with a
 ///   [`Change`] in the same transaction, so it is delivered exactly when the write
 ///   commits. [`PgStore::watch`] streams them.
-#[derive(Clone)]
-pub struct PgStore {
-    pool: PgPool,
-    keyring: Arc<Keyring>,
+pub type PgStore = SqlStore<PgDialect>;
+
+/// The Postgres [`Dialect`] of [`SqlStore`]: optional row-level security, a change
+/// notice in every write's transaction, and a put as one statement.
+#[derive(Debug, Clone, Default)]
+pub struct PgDialect {
     rls: bool,
     /// The cleartext-password guard the pool connects through, if it needs one.
     guard: Option<Arc<CleartextGuard>>,
 }
 
-impl std::fmt::Debug for PgStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore")
-            .field("keyring", &self.keyring)
-            .field("row_level_security", &self.rls)
-            .finish_non_exhaustive()
-    }
-}
+impl sealed::Sealed for PgDialect {}
 
-impl PgStore {
+impl SqlStore<PgDialect> {
     /// Connects to a `postgres://` (or `postgresql://`) URL. `?row_level_security=true`
     /// turns on row-level security; the other parameters are sqlx's.
     ///
@@ -146,7 +144,7 @@ impl PgStore {
             .await
             .map_err(|e| target.connect_error(BACKEND, e))?;
         let mut store = Self::from_pool(pool, keyring, options).await?;
-        store.guard = target.guard().cloned();
+        store.dialect.guard = target.guard().cloned();
         Ok(store)
     }
 
@@ -181,24 +179,11 @@ impl PgStore {
                     .map_err(|e| map_sqlx(BACKEND, e))?;
             }
         }
-        let store = Self {
-            pool,
-            keyring,
+        let dialect = PgDialect {
             rls: options.row_level_security,
             guard: None,
         };
-        store.check_keys().await?;
-        Ok(store)
-    }
-
-    /// The sqlx pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The keyring values are sealed with.
-    pub fn keyring(&self) -> &Arc<Keyring> {
-        &self.keyring
+        Self::checked(pool, keyring, dialect).await
     }
 
     /// Streams the changes every writer on this database commits (see [`WatchEvent`]).
@@ -252,51 +237,40 @@ impl PgStore {
             },
         ))
     }
+}
 
-    async fn conn(&self, scope: Option<&Scope>) -> Result<Scoped<Postgres>> {
-        match scope {
-            Some(scope) if self.rls => Ok(Scoped::Tx(self.begin(scope).await?)),
-            _ => self
-                .pool
-                .acquire()
-                .await
-                .map(Scoped::Pooled)
-                .map_err(|e| map_sqlx(BACKEND, e)),
+#[async_trait]
+impl Dialect for PgDialect {
+    type Db = Postgres;
+    const BACKEND: &'static str = BACKEND;
+    const STORE: &'static str = "PgStore";
+
+    async fn conn(&self, pool: &PgPool, scope: &Scope) -> Result<Scoped<Postgres>> {
+        if self.rls {
+            let mut tx = pool.begin().await.map_err(|e| map_sqlx(BACKEND, e))?;
+            self.enter_scope(&mut tx, scope).await?;
+            return Ok(Scoped::Tx(tx));
         }
-    }
-
-    async fn begin(&self, scope: &Scope) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await.map_err(|e| map_sqlx(BACKEND, e))?;
-        self.enter_scope(&mut tx, scope).await?;
-        Ok(tx)
+        pool.acquire()
+            .await
+            .map(Scoped::Pooled)
+            .map_err(|e| map_sqlx(BACKEND, e))
     }
 
     /// With row-level security, makes the rest of `tx` act for `scope`.
-    async fn enter_scope(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        scope: &Scope,
-    ) -> Result<()> {
+    async fn enter_scope(&self, tx: &mut PgConnection, scope: &Scope) -> Result<()> {
         if self.rls {
-            sqlx::query("SELECT set_config('coffer.scope', $1, true)")
-                .bind(scope.as_str())
-                .execute(&mut **tx)
+            Postgres::execute(tx, &SET_SCOPE, &[Param::Text(scope.as_str())])
                 .await
                 .map_err(|e| map_sqlx(BACKEND, e))?;
         }
         Ok(())
     }
 
-    async fn on_write(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        change: &Change,
-    ) -> Result<()> {
+    async fn on_write(&self, tx: &mut PgConnection, change: &Change) -> Result<()> {
         let payload = serde_json::to_string(change).map_err(|e| Error::backend(BACKEND, e))?;
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind(payload)
-            .execute(&mut **tx)
+        let params = [Param::Text(NOTIFY_CHANNEL), Param::Text(&payload)];
+        Postgres::execute(tx, &NOTIFY, &params)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?;
         Ok(())
@@ -307,55 +281,108 @@ impl PgStore {
     /// takes five. The version is inserted only if the head write matched, so a put that
     /// lost the race writes nothing and returns no row. With row-level security it runs
     /// inside the scoped transaction, after `set_config`.
-    async fn write_put(&self, w: &PutWrite<'_>) -> Result<bool> {
-        macro_rules! put_statement {
-            ($head:expr, $key:literal, $ciphertext:literal, $channel:literal, $payload:literal) => {
-                concat!(
-                    "WITH head AS (",
-                    $head,
-                    " RETURNING scope, name, version, updated_at), \
-                     ver AS (INSERT INTO coffer_secret_versions \
-                     (scope, name, version, key_id, ciphertext, created_at) \
-                     SELECT scope, name, version, ",
-                    $key,
-                    ", ",
-                    $ciphertext,
-                    ", updated_at FROM head RETURNING version) \
-                     SELECT pg_notify(",
-                    $channel,
-                    ", ",
-                    $payload,
-                    ") FROM ver"
-                )
-            };
-        }
+    async fn write_put(&self, pool: &PgPool, w: &PutWrite<'_>) -> Result<bool> {
         let sql = |e| map_sqlx(BACKEND, e);
         let payload = serde_json::to_string(&w.change()).map_err(|e| Error::backend(BACKEND, e))?;
-        let query = bind_head!(
-            w,
-            put_statement!(insert_head!(), "$13", "$14", "$15", "$16"),
-            put_statement!(update_head!(), "$14", "$15", "$16", "$17")
-        )
-        .bind(w.key_id)
-        .bind(&w.sealed)
-        .bind(NOTIFY_CHANNEL)
-        .bind(payload);
-        if self.rls {
-            let mut tx = self.begin(w.scope).await?;
-            let written = query.fetch_optional(&mut *tx).await.map_err(sql)?.is_some();
-            tx.commit().await.map_err(sql)?;
-            Ok(written)
-        } else {
-            Ok(query
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(sql)?
-                .is_some())
-        }
+        let mut params = w.head_params();
+        params.extend([
+            Param::Int(w.key_id),
+            Param::Blob(&w.sealed),
+            Param::Text(NOTIFY_CHANNEL),
+            Param::Text(&payload),
+        ]);
+        let statement = if w.old.is_none() { &PUT_NEW } else { &PUT_NEXT };
+        let mut conn = self.conn(pool, w.scope).await?;
+        let written: Option<Returned> = Postgres::fetch_optional(&mut conn, statement, &params)
+            .await
+            .map_err(sql)?;
+        conn.finish().await.map_err(sql)?;
+        Ok(written.is_some())
+    }
+
+    fn debug_fields(&self, f: &mut std::fmt::DebugStruct<'_, '_>) {
+        f.field("row_level_security", &self.rls);
     }
 }
 
-impl_sql_store!(PgStore, Postgres, BACKEND);
+/// Sets the scope row-level security limits the rest of the transaction to.
+const SET_SCOPE: Statement = Statement {
+    sql: "SELECT set_config('coffer.scope', $1, true)",
+    params: &["scope"],
+};
+
+/// Announces a [`Change`] on [`NOTIFY_CHANNEL`] when the transaction commits.
+const NOTIFY: Statement = Statement {
+    sql: "SELECT pg_notify($1, $2)",
+    params: &["channel", "payload"],
+};
+
+/// A put of a new name in one statement: the portable `sql::INSERT_HEAD`,
+/// the version row from what it returned, and the change notice from that.
+const PUT_NEW: Statement = Statement {
+    sql: "WITH head AS (\
+          INSERT INTO coffer_secrets (scope, name, version, deleted, provider, kind, \
+          description, tags, env_name, expires_at, active, created_at, updated_at) \
+          VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+          ON CONFLICT (scope, name) DO NOTHING \
+          RETURNING scope, name, version, updated_at), \
+          ver AS (INSERT INTO coffer_secret_versions \
+          (scope, name, version, key_id, ciphertext, created_at) \
+          SELECT scope, name, version, $13, $14, updated_at FROM head RETURNING version) \
+          SELECT pg_notify($15, $16) FROM ver",
+    params: &[
+        "scope",
+        "name",
+        "version",
+        "provider",
+        "kind",
+        "description",
+        "tags",
+        "env_name",
+        "expires_at",
+        "active",
+        "created_at",
+        "updated_at",
+        "key id",
+        "envelope",
+        "channel",
+        "payload",
+    ],
+};
+
+/// A put over an existing head in one statement: the portable `sql::UPDATE_HEAD`,
+/// the version row from what it returned, and the change notice from that.
+const PUT_NEXT: Statement = Statement {
+    sql: "WITH head AS (\
+          UPDATE coffer_secrets SET version = $1, deleted = FALSE, provider = $2, kind = $3, \
+          description = $4, tags = $5, env_name = $6, expires_at = $7, active = $8, \
+          updated_at = $9 \
+          WHERE scope = $10 AND name = $11 AND version = $12 AND deleted = $13 \
+          RETURNING scope, name, version, updated_at), \
+          ver AS (INSERT INTO coffer_secret_versions \
+          (scope, name, version, key_id, ciphertext, created_at) \
+          SELECT scope, name, version, $14, $15, updated_at FROM head RETURNING version) \
+          SELECT pg_notify($16, $17) FROM ver",
+    params: &[
+        "version",
+        "provider",
+        "kind",
+        "description",
+        "tags",
+        "env_name",
+        "expires_at",
+        "active",
+        "updated_at",
+        "scope",
+        "name",
+        "version read",
+        "deleted read",
+        "key id",
+        "envelope",
+        "channel",
+        "payload",
+    ],
+};
 
 async fn listen(pool: &PgPool) -> Result<PgListener> {
     let mut listener = PgListener::connect_with(pool)
@@ -389,6 +416,18 @@ impl StoreOpener for PgOpener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql;
+
+    #[test]
+    fn the_put_statements_are_the_portable_head_writes_and_number_their_parameters() {
+        for (put, head) in [(PUT_NEW, sql::INSERT_HEAD), (PUT_NEXT, sql::UPDATE_HEAD)] {
+            sql::assert_numbered(&put);
+            assert!(put.sql.contains(head.sql), "{}", put.sql);
+            assert_eq!(&put.params[..head.params.len()], head.params);
+        }
+        sql::assert_numbered(&SET_SCOPE);
+        sql::assert_numbered(&NOTIFY);
+    }
 
     #[test]
     fn url_parameters_are_ours_sqlx_s_or_refused() {

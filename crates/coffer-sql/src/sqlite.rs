@@ -8,12 +8,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coffer_envelope::Keyring;
 use coffer_store::open::{OpenOptions, StoreOpener};
-use coffer_store::{DynSecretStore, Error, Result, Scope};
+use coffer_store::{DynSecretStore, Error, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool};
 
-use crate::common::{PutWrite, bind_head, insert_head, map_sqlx, update_head};
-use crate::sql_store::{Change, Scoped, impl_sql_store};
+use crate::common::map_sqlx;
+use crate::dialect::{Dialect, sealed};
+use crate::driver::{Driver as _, Param, Statement};
+use crate::row::{PutWrite, Returned};
+use crate::store::SqlStore;
 
 const BACKEND: &str = "sqlite";
 
@@ -37,21 +40,16 @@ const BACKEND: &str = "sqlite";
 /// store.put(&scope, &name, &"sk-example".into(), &PutOptions::new()).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    keyring: Arc<Keyring>,
-}
+pub type SqliteStore = SqlStore<SqliteDialect>;
 
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("keyring", &self.keyring)
-            .finish_non_exhaustive()
-    }
-}
+/// The SQLite [`Dialect`] of [`SqlStore`]: a pooled connection per call, and a put as one
+/// `BEGIN IMMEDIATE … COMMIT` call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SqliteDialect;
 
-impl SqliteStore {
+impl sealed::Sealed for SqliteDialect {}
+
+impl SqlStore<SqliteDialect> {
     /// Opens (creating if missing) the database file at `path`.
     pub async fn open(path: &Path, keyring: Arc<Keyring>) -> Result<Self> {
         let options = SqliteConnectOptions::new().filename(path);
@@ -92,48 +90,15 @@ impl SqliteStore {
             .map_err(|e| map_sqlx(BACKEND, e))?;
         crate::common::run_migrations(BACKEND, sqlx::migrate!("./migrations/sqlite"), &pool)
             .await?;
-        let store = Self { pool, keyring };
-        store.check_keys().await?;
-        Ok(store)
+        Self::checked(pool, keyring, SqliteDialect).await
     }
+}
 
-    /// The sqlx pool (for tests and for tables of other coffer crates in the same file).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// The keyring values are sealed with.
-    pub fn keyring(&self) -> &Arc<Keyring> {
-        &self.keyring
-    }
-
-    async fn conn(&self, _scope: Option<&Scope>) -> Result<Scoped<Sqlite>> {
-        self.pool
-            .acquire()
-            .await
-            .map(Scoped::Pooled)
-            .map_err(|e| map_sqlx(BACKEND, e))
-    }
-
-    async fn begin(&self, _scope: &Scope) -> Result<Transaction<'static, Sqlite>> {
-        self.pool.begin().await.map_err(|e| map_sqlx(BACKEND, e))
-    }
-
-    async fn enter_scope(
-        &self,
-        _tx: &mut Transaction<'static, Sqlite>,
-        _scope: &Scope,
-    ) -> Result<()> {
-        Ok(())
-    }
-
-    async fn on_write(
-        &self,
-        _tx: &mut Transaction<'static, Sqlite>,
-        _change: &Change,
-    ) -> Result<()> {
-        Ok(())
-    }
+#[async_trait]
+impl Dialect for SqliteDialect {
+    type Db = Sqlite;
+    const BACKEND: &'static str = BACKEND;
+    const STORE: &'static str = "SqliteStore";
 
     /// A put's head row and version in one transaction, sent to the connection's worker
     /// thread as one multi-statement call (`BEGIN IMMEDIATE; head; version; COMMIT`):
@@ -142,16 +107,16 @@ impl SqliteStore {
     /// changed a row (`changes() = 1`), and `RETURNING` reports whether it was. A
     /// connection whose call did not finish (an error, a cancelled future) may still be
     /// inside the transaction, so it is closed (which rolls back), never pooled again.
-    async fn write_put(&self, w: &PutWrite<'_>) -> Result<bool> {
+    async fn write_put(&self, pool: &SqlitePool, w: &PutWrite<'_>) -> Result<bool> {
         let sql = |e| map_sqlx(BACKEND, e);
         let mut conn = CloseUnlessFinished {
-            conn: self.pool.acquire().await.map_err(sql)?,
+            conn: pool.acquire().await.map_err(sql)?,
             finished: false,
         };
-        let rows = bind_head!(w, PUT_NEW, PUT_NEXT)
-            .bind(w.key_id)
-            .bind(&w.sealed)
-            .fetch_all(&mut *conn.conn)
+        let mut params = w.head_params();
+        params.extend([Param::Int(w.key_id), Param::Blob(&w.sealed)]);
+        let statement = if w.old.is_none() { &PUT_NEW } else { &PUT_NEXT };
+        let rows: Vec<Returned> = Sqlite::fetch_all(&mut conn.conn, statement, &params)
             .await
             .map_err(sql)?;
         conn.finished = true;
@@ -159,29 +124,62 @@ impl SqliteStore {
     }
 }
 
-/// One put as one transaction: `$head` (a head statement), then the version row from
-/// `$version` (the parameters that fill scope, name, version, key id, envelope and
-/// creation time), inserted only if `$head` changed a row.
-macro_rules! put_transaction {
-    ($head:expr, $version:literal) => {
-        concat!(
-            "BEGIN IMMEDIATE; ",
-            $head,
-            "; INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, \
-             created_at) SELECT ",
-            $version,
-            " WHERE changes() = 1 RETURNING version; COMMIT"
-        )
-    };
-}
+/// A put of a new name in one transaction: the portable `sql::INSERT_HEAD`,
+/// then the version row, inserted only if the head was.
+const PUT_NEW: Statement = Statement {
+    sql: "BEGIN IMMEDIATE; \
+          INSERT INTO coffer_secrets (scope, name, version, deleted, provider, kind, \
+          description, tags, env_name, expires_at, active, created_at, updated_at) \
+          VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+          ON CONFLICT (scope, name) DO NOTHING; \
+          INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, created_at) \
+          SELECT $1, $2, $3, $13, $14, $12 WHERE changes() = 1 RETURNING version; COMMIT",
+    params: &[
+        "scope",
+        "name",
+        "version",
+        "provider",
+        "kind",
+        "description",
+        "tags",
+        "env_name",
+        "expires_at",
+        "active",
+        "created_at",
+        "updated_at",
+        "key id",
+        "envelope",
+    ],
+};
 
-/// A put of a new name: [`insert_head!`] ($1–$12), then its version ($13 key id,
-/// $14 envelope).
-const PUT_NEW: &str = put_transaction!(insert_head!(), "$1, $2, $3, $13, $14, $12");
-
-/// A put over an existing head: [`update_head!`] ($1–$13), then its version ($14 key
-/// id, $15 envelope).
-const PUT_NEXT: &str = put_transaction!(update_head!(), "$10, $11, $1, $14, $15, $9");
+/// A put over an existing head in one transaction: the portable `sql::UPDATE_HEAD`,
+/// then the version row, inserted only if the head changed.
+const PUT_NEXT: Statement = Statement {
+    sql: "BEGIN IMMEDIATE; \
+          UPDATE coffer_secrets SET version = $1, deleted = FALSE, provider = $2, kind = $3, \
+          description = $4, tags = $5, env_name = $6, expires_at = $7, active = $8, \
+          updated_at = $9 \
+          WHERE scope = $10 AND name = $11 AND version = $12 AND deleted = $13; \
+          INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, created_at) \
+          SELECT $10, $11, $1, $14, $15, $9 WHERE changes() = 1 RETURNING version; COMMIT",
+    params: &[
+        "version",
+        "provider",
+        "kind",
+        "description",
+        "tags",
+        "env_name",
+        "expires_at",
+        "active",
+        "updated_at",
+        "scope",
+        "name",
+        "version read",
+        "deleted read",
+        "key id",
+        "envelope",
+    ],
+};
 
 /// A pooled connection that is closed, not returned to the pool, unless its call
 /// `finished`.
@@ -198,8 +196,6 @@ impl Drop for CloseUnlessFinished {
     }
 }
 
-impl_sql_store!(SqliteStore, Sqlite, BACKEND);
-
 /// Opens `sqlite://PATH` (and `sqlite:PATH`) URLs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SqliteOpener;
@@ -213,5 +209,20 @@ impl StoreOpener for SqliteOpener {
     async fn open(&self, url: &str, options: &OpenOptions) -> Result<Arc<DynSecretStore>> {
         let keyring = options.require_keyring("sqlite")?;
         Ok(Arc::new(SqliteStore::connect(url, keyring).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PUT_NEW, PUT_NEXT};
+    use crate::sql;
+
+    #[test]
+    fn the_put_statements_are_the_portable_head_writes_and_number_their_parameters() {
+        for (put, head) in [(PUT_NEW, sql::INSERT_HEAD), (PUT_NEXT, sql::UPDATE_HEAD)] {
+            sql::assert_numbered(&put);
+            assert!(put.sql.contains(head.sql), "{}", put.sql);
+            assert_eq!(&put.params[..head.params.len()], head.params);
+        }
     }
 }

@@ -1,0 +1,228 @@
+//! The SQL both dialects run, portable between SQLite and Postgres: `$N` parameters,
+//! `TRUE`/`FALSE`, bytewise name ranges instead of `LIKE`. The statements only one
+//! dialect runs (a put in one round trip) are in `sqlite.rs` and `postgres.rs`.
+//!
+//! Every statement names its parameters; the test below checks that each text uses
+//! exactly `$1 … $N` for its N names, for these and the dialects' statements.
+
+use crate::driver::Statement;
+
+/// The head row of one secret with the key id of its latest version ([`crate::row::MetaRow`]).
+pub(crate) const SELECT_HEAD: Statement = Statement {
+    sql: "SELECT s.scope, s.name, s.version, s.deleted, s.provider, s.kind, s.description, \
+          s.tags, s.env_name, s.expires_at, s.active, s.created_at, s.updated_at, \
+          s.last_used_at, s.usage_count, v.key_id \
+          FROM coffer_secrets s LEFT JOIN coffer_secret_versions v \
+          ON v.scope = s.scope AND v.name = s.name AND v.version = s.version \
+          WHERE s.scope = $1 AND s.name = $2",
+    params: &["scope", "name"],
+};
+
+/// A live secret's head row with one version's envelope (the latest when `$1` is
+/// `NULL`) ([`crate::row::ValueRow`]).
+pub(crate) const SELECT_VALUE: Statement = Statement {
+    sql: "SELECT s.scope, s.name, s.version, s.deleted, s.provider, s.kind, s.description, \
+          s.tags, s.env_name, s.expires_at, s.active, s.created_at, s.updated_at, \
+          s.last_used_at, s.usage_count, v.key_id, v.version AS v_version, v.ciphertext \
+          FROM coffer_secrets s JOIN coffer_secret_versions v \
+          ON v.scope = s.scope AND v.name = s.name AND v.version = COALESCE($1, s.version) \
+          WHERE s.scope = $2 AND s.name = $3 AND s.deleted = FALSE",
+    params: &["version or NULL", "scope", "name"],
+};
+
+/// One page of live head rows in name order: names after `$2` (or from it, when `$3`),
+/// below `$4` unless it is `NULL`, at most `$5`.
+pub(crate) const LIST: Statement = Statement {
+    sql: "SELECT s.scope, s.name, s.version, s.deleted, s.provider, s.kind, s.description, \
+          s.tags, s.env_name, s.expires_at, s.active, s.created_at, s.updated_at, \
+          s.last_used_at, s.usage_count, v.key_id \
+          FROM coffer_secrets s LEFT JOIN coffer_secret_versions v \
+          ON v.scope = s.scope AND v.name = s.name AND v.version = s.version \
+          WHERE s.scope = $1 AND s.deleted = FALSE AND (s.name > $2 OR ($3 AND s.name = $2)) \
+          AND ($4 IS NULL OR s.name < $4) ORDER BY s.name LIMIT $5",
+    params: &[
+        "scope",
+        "start",
+        "start is included",
+        "end or NULL",
+        "limit",
+    ],
+};
+
+/// Writes the head row of a new name, or nothing if it exists. Each dialect's put
+/// statement for a new name starts with it (its tests check the text is in there).
+#[cfg(test)]
+pub(crate) const INSERT_HEAD: Statement = Statement {
+    sql: "INSERT INTO coffer_secrets (scope, name, version, deleted, provider, kind, \
+          description, tags, env_name, expires_at, active, created_at, updated_at) \
+          VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+          ON CONFLICT (scope, name) DO NOTHING",
+    params: HEAD_INSERT_PARAMS,
+};
+
+/// The parameters of [`INSERT_HEAD`], which the dialects' put statements start with.
+#[cfg(test)]
+pub(crate) const HEAD_INSERT_PARAMS: &[&str] = &[
+    "scope",
+    "name",
+    "version",
+    "provider",
+    "kind",
+    "description",
+    "tags",
+    "env_name",
+    "expires_at",
+    "active",
+    "created_at",
+    "updated_at",
+];
+
+/// Replaces the head row if it is still at the version and deletion state the put read.
+/// Each dialect's put statement over an existing head starts with it.
+#[cfg(test)]
+pub(crate) const UPDATE_HEAD: Statement = Statement {
+    sql: "UPDATE coffer_secrets SET version = $1, deleted = FALSE, provider = $2, kind = $3, \
+          description = $4, tags = $5, env_name = $6, expires_at = $7, active = $8, \
+          updated_at = $9 \
+          WHERE scope = $10 AND name = $11 AND version = $12 AND deleted = $13",
+    params: HEAD_UPDATE_PARAMS,
+};
+
+/// The parameters of [`UPDATE_HEAD`], which the dialects' put statements start with.
+#[cfg(test)]
+pub(crate) const HEAD_UPDATE_PARAMS: &[&str] = &[
+    "version",
+    "provider",
+    "kind",
+    "description",
+    "tags",
+    "env_name",
+    "expires_at",
+    "active",
+    "updated_at",
+    "scope",
+    "name",
+    "version read",
+    "deleted read",
+];
+
+/// Marks a live secret deleted.
+pub(crate) const SOFT_DELETE: Statement = Statement {
+    sql: "UPDATE coffer_secrets SET deleted = TRUE, updated_at = $1 \
+          WHERE scope = $2 AND name = $3 AND deleted = FALSE",
+    params: &["updated_at", "scope", "name"],
+};
+
+/// Removes every version of a secret (before [`DESTROY_HEAD`], in one transaction).
+pub(crate) const DESTROY_VERSIONS: Statement = Statement {
+    sql: "DELETE FROM coffer_secret_versions WHERE scope = $1 AND name = $2",
+    params: &["scope", "name"],
+};
+
+/// Removes a secret's head row.
+pub(crate) const DESTROY_HEAD: Statement = Statement {
+    sql: "DELETE FROM coffer_secrets WHERE scope = $1 AND name = $2",
+    params: &["scope", "name"],
+};
+
+/// Envelopes not sealed under the primary key, in a stable order ([`crate::row::EnvelopeRow`]).
+pub(crate) const REWRAP_CANDIDATES: Statement = Statement {
+    sql: "SELECT scope, name, version, ciphertext FROM coffer_secret_versions \
+          WHERE key_id <> $1 ORDER BY scope, name, version LIMIT $2",
+    params: &["primary key id", "limit"],
+};
+
+/// Replaces one envelope, only if it is still the one that was read (check-and-set).
+pub(crate) const REWRAP_ONE: Statement = Statement {
+    sql: "UPDATE coffer_secret_versions SET ciphertext = $1, key_id = $2 \
+          WHERE scope = $3 AND name = $4 AND version = $5 AND ciphertext = $6",
+    params: &[
+        "new envelope",
+        "primary key id",
+        "scope",
+        "name",
+        "version",
+        "envelope read",
+    ],
+};
+
+/// How many envelopes are not sealed under the primary key ([`crate::row::Count`]).
+pub(crate) const REWRAP_REMAINING: Statement = Statement {
+    sql: "SELECT COUNT(*) AS n FROM coffer_secret_versions WHERE key_id <> $1",
+    params: &["primary key id"],
+};
+
+/// Adds reads to a live secret's usage counters; the last use only moves forward.
+pub(crate) const RECORD_USAGE: Statement = Statement {
+    sql: "UPDATE coffer_secrets SET usage_count = usage_count + $1, \
+          last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 \
+          THEN $2 ELSE last_used_at END \
+          WHERE scope = $3 AND name = $4 AND deleted = FALSE",
+    params: &["reads", "last used", "scope", "name"],
+};
+
+/// Every recorded key check value ([`crate::row::KeyCheck`]).
+pub(crate) const KEY_CHECKS: Statement = Statement {
+    sql: "SELECT key_id, check_value FROM coffer_key_checks",
+    params: &[],
+};
+
+/// Records one key's check value, once.
+pub(crate) const RECORD_KEY_CHECK: Statement = Statement {
+    sql: "INSERT INTO coffer_key_checks (key_id, check_value) VALUES ($1, $2) \
+          ON CONFLICT (key_id) DO NOTHING",
+    params: &["key id", "check value"],
+};
+
+/// The statements of this module, for the numbering test and the dialects' tests.
+#[cfg(test)]
+pub(crate) const PORTABLE: &[Statement] = &[
+    SELECT_HEAD,
+    SELECT_VALUE,
+    LIST,
+    INSERT_HEAD,
+    UPDATE_HEAD,
+    SOFT_DELETE,
+    DESTROY_VERSIONS,
+    DESTROY_HEAD,
+    REWRAP_CANDIDATES,
+    REWRAP_ONE,
+    REWRAP_REMAINING,
+    RECORD_USAGE,
+    KEY_CHECKS,
+    RECORD_KEY_CHECK,
+];
+
+/// Checks that `statement` uses exactly the parameters `$1 … $N` for its N names.
+#[cfg(test)]
+pub(crate) fn assert_numbered(statement: &Statement) {
+    let mut used = std::collections::BTreeSet::new();
+    let bytes = statement.sql.as_bytes();
+    for (i, _) in statement.sql.match_indices('$') {
+        let digits: String = bytes[i + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .map(|&b| char::from(b))
+            .collect();
+        let n: usize = digits
+            .parse()
+            .unwrap_or_else(|_| panic!("a `$` without a number in {}", statement.sql));
+        used.insert(n);
+    }
+    let expected: std::collections::BTreeSet<usize> = (1..=statement.params.len()).collect();
+    assert_eq!(
+        used, expected,
+        "parameters used by {} against its names {:?}",
+        statement.sql, statement.params
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_portable_statement_numbers_its_parameters_in_full() {
+        for statement in super::PORTABLE {
+            super::assert_numbered(statement);
+        }
+    }
+}

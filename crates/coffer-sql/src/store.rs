@@ -1,0 +1,382 @@
+//! [`SqlStore`]: the `SecretStore` of both SQL dialects, written once over [`Dialect`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use coffer_envelope::Keyring;
+use coffer_store::backend::{check_condition, now, page_of, put_optimistic};
+use coffer_store::{
+    Capabilities, Change, ChangeOp, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+use sqlx::{Pool, Transaction};
+
+use crate::common::{context, map_sqlx, ms, prefix_range, to_i64, verify_checks};
+use crate::dialect::Dialect;
+use crate::driver::{Driver, Param};
+use crate::row::{Count, EnvelopeRow, KeyCheck, MetaRow, PutWrite, ValueRow};
+use crate::sql;
+
+/// A [`SecretStore`] in a SQL database, the same for every [`Dialect`]: sealed values,
+/// versions, check-and-set writes, soft delete and destroy. Use it as
+/// [`SqliteStore`](crate::SqliteStore) or [`PgStore`](crate::PgStore), as sqlx's
+/// `PgPool` is a `Pool<Postgres>`.
+///
+/// Values are sealed with [`coffer_envelope`] under the context (scope, name, version);
+/// each write is an optimistic check-and-set on the head row, so create-only and
+/// expected-version writes are exact under any number of writers.
+pub struct SqlStore<D: Dialect> {
+    pub(crate) pool: Pool<D::Db>,
+    pub(crate) keyring: Arc<Keyring>,
+    pub(crate) dialect: D,
+}
+
+impl<D: Dialect> Clone for SqlStore<D> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            keyring: self.keyring.clone(),
+            dialect: self.dialect.clone(),
+        }
+    }
+}
+
+impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct(D::STORE);
+        s.field("keyring", &self.keyring);
+        self.dialect.debug_fields(&mut s);
+        s.finish_non_exhaustive()
+    }
+}
+
+fn sql_error<D: Dialect>(e: sqlx::Error) -> Error {
+    map_sqlx(D::BACKEND, e)
+}
+
+impl<D: Dialect> SqlStore<D> {
+    /// The sqlx pool (for tests and for tables of other coffer crates in the same database).
+    pub fn pool(&self) -> &Pool<D::Db> {
+        &self.pool
+    }
+
+    /// The keyring values are sealed with.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
+    }
+
+    /// Builds the store on a migrated pool and checks the keyring against the key check
+    /// values recorded in it: a wrong key fails here, with advice.
+    pub(crate) async fn checked(
+        pool: Pool<D::Db>,
+        keyring: Arc<Keyring>,
+        dialect: D,
+    ) -> Result<Self> {
+        let store = Self {
+            pool,
+            keyring,
+            dialect,
+        };
+        let mut conn = store.pool.acquire().await.map_err(sql_error::<D>)?;
+        let recorded: Vec<KeyCheck> = D::Db::fetch_all(&mut conn, &sql::KEY_CHECKS, &[])
+            .await
+            .map_err(sql_error::<D>)?;
+        let recorded: Vec<(i64, String)> = recorded.into_iter().map(|k| (k.0, k.1)).collect();
+        verify_checks(D::BACKEND, &store.keyring, &recorded)?;
+        drop(conn);
+        store.record_primary_check().await?;
+        Ok(store)
+    }
+
+    /// A transaction acting for `scope`.
+    pub(crate) async fn begin(&self, scope: &Scope) -> Result<Transaction<'static, D::Db>> {
+        let mut tx = self.pool.begin().await.map_err(sql_error::<D>)?;
+        self.dialect.enter_scope(&mut tx, scope).await?;
+        Ok(tx)
+    }
+
+    async fn head(&self, scope: &Scope, name: &SecretName) -> Result<Option<MetaRow>> {
+        let mut conn = self.dialect.conn(&self.pool, scope).await?;
+        let params = [Param::Text(scope.as_str()), Param::Text(name.as_str())];
+        let head = D::Db::fetch_optional(&mut conn, &sql::SELECT_HEAD, &params)
+            .await
+            .map_err(sql_error::<D>)?;
+        conn.finish().await.map_err(sql_error::<D>)?;
+        Ok(head)
+    }
+
+    /// One optimistic attempt at a write; `Ok(None)`: another writer got there first.
+    async fn try_put(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> Result<Option<SecretMeta>> {
+        let head = self.head(scope, name).await?;
+        let live = head
+            .as_ref()
+            .filter(|h| !h.deleted)
+            .map(|h| h.version as u64);
+        check_condition(scope, name, options.condition, live)?;
+
+        let (old, mut meta) = match head {
+            Some(h) => {
+                let old = (h.version, h.deleted);
+                let mut meta = h.into_meta(D::BACKEND)?;
+                meta.version += 1;
+                meta.updated_at = now();
+                options.attributes.apply(&mut meta);
+                (Some(old), meta)
+            }
+            None => (
+                None,
+                SecretMeta::new(scope.clone(), name.clone(), &options.attributes),
+            ),
+        };
+        meta.key_id = Some(self.keyring.primary_id());
+        let sealed = self.keyring.seal(
+            value.expose_secret().as_bytes(),
+            &context(scope.as_str(), name.as_str(), meta.version),
+        );
+        let write = PutWrite {
+            scope,
+            name,
+            meta: &meta,
+            tags: serde_json::to_string(&meta.tags).map_err(|e| Error::backend(D::BACKEND, e))?,
+            old,
+            key_id: i64::from(self.keyring.primary_id()),
+            sealed,
+        };
+        if !self.dialect.write_put(&self.pool, &write).await? {
+            return Ok(None);
+        }
+        Ok(Some(meta))
+    }
+
+    async fn record_primary_check(&self) -> Result<()> {
+        let primary = self.keyring.primary_id();
+        if let Some(check) = self.keyring.check_value(primary) {
+            let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
+            let params = [Param::Int(i64::from(primary)), Param::Text(&check)];
+            D::Db::execute(&mut conn, &sql::RECORD_KEY_CHECK, &params)
+                .await
+                .map_err(sql_error::<D>)?;
+        }
+        Ok(())
+    }
+}
+
+fn not_found(scope: &Scope, name: &SecretName, version: Option<u64>) -> Error {
+    Error::NotFound {
+        scope: scope.to_string(),
+        name: name.to_string(),
+        version,
+    }
+}
+
+#[async_trait]
+impl<D: Dialect> SecretStore for SqlStore<D> {
+    fn backend(&self) -> &'static str {
+        D::BACKEND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
+
+    async fn put(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretString,
+        options: &PutOptions,
+    ) -> Result<SecretMeta> {
+        put_optimistic(D::BACKEND, scope, name, value, options, || {
+            self.try_put(scope, name, value, options)
+        })
+        .await
+    }
+
+    async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret> {
+        let mut conn = self.dialect.conn(&self.pool, scope).await?;
+        let params = [
+            Param::OptInt(version.map(to_i64)),
+            Param::Text(scope.as_str()),
+            Param::Text(name.as_str()),
+        ];
+        let row: ValueRow = D::Db::fetch_optional(&mut conn, &sql::SELECT_VALUE, &params)
+            .await
+            .map_err(sql_error::<D>)?
+            .ok_or_else(|| not_found(scope, name, version))?;
+        conn.finish().await.map_err(sql_error::<D>)?;
+        let mut meta = row.head.into_meta(D::BACKEND)?;
+        meta.check_readable()?;
+        meta.version = u64::try_from(row.version).map_err(|_| not_found(scope, name, version))?;
+        meta.key_id = self.keyring.key_id_of(&row.ciphertext).ok();
+        let value = self
+            .keyring
+            .open_string(
+                &row.ciphertext,
+                &context(scope.as_str(), name.as_str(), meta.version),
+            )
+            .map_err(|source| Error::Crypto {
+                scope: scope.to_string(),
+                name: name.to_string(),
+                source,
+            })?;
+        Ok(Secret { value, meta })
+    }
+
+    async fn metadata(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        match self.head(scope, name).await? {
+            Some(h) if !h.deleted => h.into_meta(D::BACKEND),
+            _ => Err(not_found(scope, name, None)),
+        }
+    }
+
+    async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        options.validate()?;
+        let limit = options.page_size()?;
+        let (lower, upper) = prefix_range(options.prefix.as_deref().unwrap_or(""));
+        // Start after the cursor when it is inside the prefix range, else at the prefix.
+        let (start, inclusive) = match &options.cursor {
+            Some(c) if c.as_str() >= lower.as_str() => (c.as_str(), false),
+            _ => (lower.as_str(), true),
+        };
+        let params = [
+            Param::Text(scope.as_str()),
+            Param::Text(start),
+            Param::Bool(inclusive),
+            Param::OptText(upper.as_deref()),
+            Param::Int(to_i64(limit as u64 + 1)),
+        ];
+        let mut conn = self.dialect.conn(&self.pool, scope).await?;
+        let rows: Vec<MetaRow> = D::Db::fetch_all(&mut conn, &sql::LIST, &params)
+            .await
+            .map_err(sql_error::<D>)?;
+        conn.finish().await.map_err(sql_error::<D>)?;
+        let mut items = rows
+            .into_iter()
+            .map(|r| r.into_meta(D::BACKEND))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(&mut items, limit))
+    }
+
+    async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
+        let key = [Param::Text(scope.as_str()), Param::Text(name.as_str())];
+        let mut tx = self.begin(scope).await?;
+        let (affected, op) = match mode {
+            DeleteMode::Soft => {
+                let params = [Param::Int(ms(now())), key[0], key[1]];
+                let n = D::Db::execute(&mut tx, &sql::SOFT_DELETE, &params)
+                    .await
+                    .map_err(sql_error::<D>)?;
+                (n, ChangeOp::Delete)
+            }
+            DeleteMode::Destroy => {
+                D::Db::execute(&mut tx, &sql::DESTROY_VERSIONS, &key)
+                    .await
+                    .map_err(sql_error::<D>)?;
+                let n = D::Db::execute(&mut tx, &sql::DESTROY_HEAD, &key)
+                    .await
+                    .map_err(sql_error::<D>)?;
+                (n, ChangeOp::Destroy)
+            }
+            _ => {
+                return Err(Error::Unsupported {
+                    backend: D::BACKEND,
+                    operation: "this delete mode",
+                });
+            }
+        };
+        if affected == 0 {
+            return Err(not_found(scope, name, None));
+        }
+        let change = Change {
+            scope: scope.clone(),
+            name: name.clone(),
+            version: 0,
+            op,
+        };
+        self.dialect.on_write(&mut tx, &change).await?;
+        tx.commit().await.map_err(sql_error::<D>)
+    }
+
+    async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
+        self.record_primary_check().await?;
+        let primary = Param::Int(i64::from(self.keyring.primary_id()));
+        let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
+        let rows: Vec<EnvelopeRow> = D::Db::fetch_all(
+            &mut conn,
+            &sql::REWRAP_CANDIDATES,
+            &[primary, Param::Int(to_i64(limit.max(1) as u64))],
+        )
+        .await
+        .map_err(sql_error::<D>)?;
+        drop(conn);
+
+        let mut tx = self.pool.begin().await.map_err(sql_error::<D>)?;
+        let mut rewrapped = 0;
+        for row in rows {
+            let (scope, name, version) = (&row.scope, &row.name, row.version);
+            let moved = self
+                .keyring
+                .rewrap(&row.ciphertext, &context(scope, name, version as u64))
+                .map_err(|source| Error::Crypto {
+                    scope: scope.clone(),
+                    name: format!("{name} (version {version})"),
+                    source,
+                })?;
+            // Check-and-set on the old envelope: a row changed since it was read is left
+            // for the next batch, never overwritten.
+            let params = [
+                Param::Blob(&moved),
+                primary,
+                Param::Text(scope),
+                Param::Text(name),
+                Param::Int(version),
+                Param::Blob(&row.ciphertext),
+            ];
+            rewrapped += D::Db::execute(&mut tx, &sql::REWRAP_ONE, &params)
+                .await
+                .map_err(sql_error::<D>)?;
+        }
+        let remaining: Option<Count> =
+            D::Db::fetch_optional(&mut tx, &sql::REWRAP_REMAINING, &[primary])
+                .await
+                .map_err(sql_error::<D>)?;
+        tx.commit().await.map_err(sql_error::<D>)?;
+        let remaining = remaining.map_or(0, |c| c.0);
+        Ok(RewrapBatch::new(rewrapped, remaining as u64))
+    }
+
+    async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
+        let Some(first) = usage.first() else {
+            return Ok(());
+        };
+        // One transaction for the batch; with row-level security it enters each record's
+        // scope before touching its row.
+        let mut records: Vec<&Usage> = usage.iter().collect();
+        records.sort_by(|a, b| (&a.scope, &a.name).cmp(&(&b.scope, &b.name)));
+        let mut tx = self.begin(&first.scope).await?;
+        let mut entered = &first.scope;
+        for u in records {
+            if u.scope != *entered {
+                self.dialect.enter_scope(&mut tx, &u.scope).await?;
+                entered = &u.scope;
+            }
+            let params = [
+                Param::Int(to_i64(u.count)),
+                Param::Int(ms(u.last_used_at)),
+                Param::Text(u.scope.as_str()),
+                Param::Text(u.name.as_str()),
+            ];
+            D::Db::execute(&mut tx, &sql::RECORD_USAGE, &params)
+                .await
+                .map_err(sql_error::<D>)?;
+        }
+        tx.commit().await.map_err(sql_error::<D>)
+    }
+}
