@@ -3,9 +3,9 @@
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{Column as _, Row as _, TypeInfo as _, ValueRef as _};
+use sqlx::{Column as _, TypeInfo as _};
 
-use crate::{BrokerError, Result};
+use crate::BrokerError;
 
 /// A result column: its name and the database's type name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +132,8 @@ fn json_size(v: &Value) -> usize {
     }
 }
 
-fn columns<R: sqlx::Row>(row: &R) -> Vec<Column> {
+/// The columns of a row, as the server names them.
+pub(crate) fn columns<R: sqlx::Row>(row: &R) -> Vec<Column> {
     row.columns()
         .iter()
         .map(|c| Column {
@@ -152,15 +153,17 @@ pub(crate) fn float(f: f64) -> Value {
     serde_json::Number::from_f64(f).map_or_else(|| f.to_string().into(), Value::Number)
 }
 
+/// Column `$i` of `$row` as an `Option<$t>`.
 macro_rules! try_get {
     ($row:expr, $i:expr, $t:ty) => {
-        $row.try_get::<Option<$t>, _>($i)
+        sqlx::Row::try_get::<Option<$t>, _>($row, $i)
     };
 }
+pub(crate) use try_get;
 
 /// A decimal's exact value as text, without the trailing fractional zeros that the
 /// binary NUMERIC decoding pads (`1.50` reads `1.5`; no digit of value is lost).
-fn exact(d: &sqlx::types::BigDecimal) -> String {
+pub(crate) fn exact(d: &sqlx::types::BigDecimal) -> String {
     let text = d.to_string();
     if text.contains('.') && !text.contains(['e', 'E']) {
         text.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -169,121 +172,11 @@ fn exact(d: &sqlx::types::BigDecimal) -> String {
     }
 }
 
-fn decode_error(column: &str, type_name: &str) -> BrokerError {
+pub(crate) fn decode_error(column: &str, type_name: &str) -> BrokerError {
     BrokerError::Database {
         code: None,
         message: format!("cannot decode column {column:?} of type {type_name}"),
     }
-}
-
-pub(crate) fn pg_row(row: &sqlx::postgres::PgRow, budget: &mut Budget) -> Result<Vec<Value>> {
-    let mut out = Vec::with_capacity(row.len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let raw = row
-            .try_get_raw(i)
-            .map_err(|_| decode_error(col.name(), "?"))?;
-        if raw.is_null() {
-            out.push(Value::Null);
-            continue;
-        }
-        let ty = col.type_info().name().to_owned();
-        let v: std::result::Result<Value, sqlx::Error> = match ty.as_str() {
-            "BOOL" => try_get!(row, i, bool).map(|v| v.into()),
-            "INT2" => try_get!(row, i, i16).map(|v| v.into()),
-            "INT4" => try_get!(row, i, i32).map(|v| v.into()),
-            "INT8" => try_get!(row, i, i64).map(|v| v.into()),
-            "OID" => try_get!(row, i, sqlx::postgres::types::Oid).map(|v| v.map(|o| o.0).into()),
-            "FLOAT4" => try_get!(row, i, f32).map(|v| v.map_or(Value::Null, |f| float(f.into()))),
-            "FLOAT8" => try_get!(row, i, f64).map(|v| v.map_or(Value::Null, float)),
-            "NUMERIC" => {
-                try_get!(row, i, sqlx::types::BigDecimal).map(|v| v.map(|d| exact(&d)).into())
-            }
-            "BYTEA" => try_get!(row, i, &[u8]).map(|v| v.map_or(Value::Null, |b| budget.blob(b))),
-            "TIMESTAMPTZ" => try_get!(row, i, chrono::DateTime<chrono::Utc>)
-                .map(|v| v.map(|t| t.to_rfc3339()).into()),
-            "TIMESTAMP" => try_get!(row, i, chrono::NaiveDateTime).map(|v| {
-                v.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.f").to_string())
-                    .into()
-            }),
-            "DATE" => try_get!(row, i, chrono::NaiveDate).map(|v| v.map(|t| t.to_string()).into()),
-            "TIME" => try_get!(row, i, chrono::NaiveTime).map(|v| v.map(|t| t.to_string()).into()),
-            "UUID" => try_get!(row, i, sqlx::types::Uuid).map(|v| v.map(|u| u.to_string()).into()),
-            // Parsed only when it fits the cell limit; cut as text otherwise.
-            "JSON" | "JSONB" if raw.as_bytes().map_or(0, <[u8]>::len) <= budget.cell_limit() => {
-                try_get!(row, i, Value).map(Option::unwrap_or_default)
-            }
-            "JSON" | "JSONB" => {
-                let bytes = raw.as_bytes().unwrap_or_default();
-                // Binary JSONB starts with its format version.
-                let text = if ty == "JSONB" && bytes.first() == Some(&1) {
-                    &bytes[1..]
-                } else {
-                    bytes
-                };
-                Ok(budget.text(&String::from_utf8_lossy(text)))
-            }
-            // A function that returns nothing (pg_advisory_lock, pg_sleep, …).
-            "VOID" => Ok(Value::Null),
-            _ => try_get!(row, i, &str).map(|v| v.map_or(Value::Null, |s| budget.text(s))),
-        };
-        out.push(v.map_err(|_| decode_error(col.name(), &ty))?);
-    }
-    Ok(out)
-}
-
-pub(crate) fn mysql_row(row: &sqlx::mysql::MySqlRow, budget: &mut Budget) -> Result<Vec<Value>> {
-    let mut out = Vec::with_capacity(row.len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let raw = row
-            .try_get_raw(i)
-            .map_err(|_| decode_error(col.name(), "?"))?;
-        if raw.is_null() {
-            out.push(Value::Null);
-            continue;
-        }
-        let ty = col.type_info().name().to_owned();
-        let v: std::result::Result<Value, sqlx::Error> = match ty.as_str() {
-            "BOOLEAN" => try_get!(row, i, bool).map(|v| v.into()),
-            "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
-                try_get!(row, i, i64).map(|v| v.into())
-            }
-            "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
-            | "BIGINT UNSIGNED" | "BIT" => try_get!(row, i, u64).map(|v| v.into()),
-            "FLOAT" => try_get!(row, i, f32).map(|v| v.map_or(Value::Null, |f| float(f.into()))),
-            "DOUBLE" => try_get!(row, i, f64).map(|v| v.map_or(Value::Null, float)),
-            "DECIMAL" => {
-                try_get!(row, i, sqlx::types::BigDecimal).map(|v| v.map(|d| d.to_string()).into())
-            }
-            "TIMESTAMP" => try_get!(row, i, chrono::DateTime<chrono::Utc>)
-                .map(|v| v.map(|t| t.to_rfc3339()).into()),
-            "DATETIME" => try_get!(row, i, chrono::NaiveDateTime).map(|v| {
-                v.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.f").to_string())
-                    .into()
-            }),
-            "DATE" => try_get!(row, i, chrono::NaiveDate).map(|v| v.map(|t| t.to_string()).into()),
-            "TIME" => try_get!(row, i, chrono::NaiveTime).map(|v| v.map(|t| t.to_string()).into()),
-            "JSON" => match try_get!(row, i, &str) {
-                Ok(Some(s)) if s.len() <= budget.cell_limit() => {
-                    Ok(serde_json::from_str(s).unwrap_or_else(|_| s.into()))
-                }
-                other => other.map(|v| v.map_or(Value::Null, |s| budget.text(s))),
-            },
-            "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
-                try_get!(row, i, &[u8]).map(|v| v.map_or(Value::Null, |b| budget.blob(b)))
-            }
-            _ => try_get!(row, i, &str).map(|v| v.map_or(Value::Null, |s| budget.text(s))),
-        };
-        out.push(v.map_err(|_| decode_error(col.name(), &ty))?);
-    }
-    Ok(out)
-}
-
-pub(crate) fn pg_columns(row: &sqlx::postgres::PgRow) -> Vec<Column> {
-    columns(row)
-}
-
-pub(crate) fn mysql_columns(row: &sqlx::mysql::MySqlRow) -> Vec<Column> {
-    columns(row)
 }
 
 /// A JSON parameter as the broker binds it, on every driver: null, booleans, integers,
@@ -316,23 +209,3 @@ impl<'a> Param<'a> {
         }
     }
 }
-
-/// Binds JSON parameters to a sqlx query (see [`Param`]).
-macro_rules! bind_json {
-    ($query:expr, $params:expr) => {{
-        let mut q = $query;
-        for p in $params {
-            q = match $crate::value::Param::of(p) {
-                $crate::value::Param::Null => q.bind(None::<String>),
-                $crate::value::Param::Bool(b) => q.bind(b),
-                $crate::value::Param::Int(i) => q.bind(i),
-                $crate::value::Param::Float(f) => q.bind(f),
-                $crate::value::Param::Text(s) => q.bind(s),
-                $crate::value::Param::Digits(d) => q.bind(d),
-                $crate::value::Param::Json(j) => q.bind(sqlx::types::Json(j.clone())),
-            };
-        }
-        q
-    }};
-}
-pub(crate) use bind_json;

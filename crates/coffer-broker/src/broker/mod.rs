@@ -1,5 +1,8 @@
-//! The broker: connection ids and their pools' lifecycle (connect, probe, reaper,
-//! registry). The public value types are in `types`, one call's protocol in `call`.
+//! The broker: connection ids and their pools' lifecycle (connect, reaper, registry).
+//! Beside it: the public value types (`types`), one call's protocol (`call`) over what
+//! it needs of a server (`server`), and one module per server database (`postgres`,
+//! `mysql`) with its transaction batches, rows and connect-time probe; SQLite is
+//! `crate::sqlite`, on rusqlite.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,7 +17,7 @@ use coffer_sql::tls::CleartextGuard;
 use coffer_store::{Scope, SecretStore};
 
 use crate::config::NamedConnections;
-use crate::error::{connect_error, from_sqlx};
+use crate::error::from_sqlx;
 use crate::privileges;
 use crate::registry::ConnectionRegistry;
 use crate::schema::{self, Schema};
@@ -25,15 +28,14 @@ use crate::{BrokerError, ConnectionParams, DbKind, Mode, Result};
 use call::Call;
 
 mod call;
+mod mysql;
+mod postgres;
+mod server;
 mod types;
 
-pub use types::{ConnectionId, ConnectionInfo, Limits};
+use mysql::MysqlFlavor;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MysqlFlavor {
-    Mysql,
-    Mariadb,
-}
+pub use types::{ConnectionId, ConnectionInfo, Limits};
 
 /// A connection id's pool, with how its server reads SQL text.
 #[derive(Debug, Clone)]
@@ -252,96 +254,19 @@ impl Broker {
     ) -> Result<(Pool, Option<Arc<CleartextGuard>>)> {
         let limits = &self.inner.limits;
         let secrets = params.secrets();
-        macro_rules! options {
-            ($db:ty) => {
-                sqlx::pool::PoolOptions::<$db>::new()
-                    .max_connections(size)
-                    .min_connections(0)
-                    .acquire_timeout(limits.connect_timeout)
-                    .idle_timeout(Some(limits.idle_timeout))
-                    .max_lifetime(Some(limits.max_lifetime))
-                    // No liveness ping before each call: on Postgres and MySQL the call's
-                    // first statement (opening its transaction) is the check, and a
-                    // connection that fails it is discarded and the call retried once
-                    // (see `ready!`); a SQLite file has no server to lose.
-                    .test_before_acquire(false)
-            };
-        }
         let guarded = params.mode == Mode::ReadOnly && !params.allow_privileged;
-        let user = params.user.as_deref().unwrap_or_default();
         let mut guard = None;
         let pool = match params.kind {
             DbKind::Postgres => {
-                let target = params.pg_target()?;
-                guard = target.guard().cloned();
-                let pool = options!(sqlx::Postgres)
-                    .connect_with(target.options().clone())
-                    .await
-                    .map_err(|e| connect_error(&target, e, &secrets))?;
-                let probed = async {
-                    let (standard,): (String,) = sqlx::query_as(
-                        "SELECT current_setting('standard_conforming_strings')::text",
-                    )
-                    .fetch_one(&pool)
-                    .await?;
-                    let escapes = if guarded {
-                        let f: (bool, bool, bool, bool, bool, bool, bool) =
-                            sqlx::query_as(privileges::PG_QUERY)
-                                .fetch_one(&pool)
-                                .await?;
-                        privileges::pg_escapes(&[f.0, f.1, f.2, f.3, f.4, f.5, f.6])
-                    } else {
-                        Vec::new()
-                    };
-                    Ok::<_, sqlx::Error>((standard, escapes))
-                }
-                .await;
-                let standard =
-                    accept_probe(&pool, probed, DbKind::Postgres, user, &secrets).await?;
-                let dialect = Dialect {
-                    kind: DbKind::Postgres,
-                    backslash_escapes: standard != "on",
-                };
+                let (pool, dialect, g) =
+                    postgres::open(params, limits, size, guarded, &secrets).await?;
+                guard = g;
                 Pool::Pg(pool, dialect)
             }
             DbKind::Mysql => {
-                let target = params.mysql_target()?;
-                guard = target.guard().cloned();
-                let pool = options!(sqlx::MySql)
-                    .connect_with(target.options().clone())
-                    .await
-                    .map_err(|e| connect_error(&target, e, &secrets))?;
-                let probed = async {
-                    let (version, sql_mode): (String, String) =
-                        sqlx::query_as("SELECT VERSION(), CAST(@@SESSION.sql_mode AS CHAR)")
-                            .fetch_one(&pool)
-                            .await?;
-                    let escapes = if guarded {
-                        let rows = sqlx::raw_sql("SHOW GRANTS").fetch_all(&pool).await?;
-                        let lines: Vec<String> = rows
-                            .iter()
-                            .filter_map(|r| sqlx::Row::try_get::<String, _>(r, 0).ok())
-                            .collect();
-                        privileges::mysql_escapes(&lines)
-                    } else {
-                        Vec::new()
-                    };
-                    Ok::<_, sqlx::Error>(((version, sql_mode), escapes))
-                }
-                .await;
-                let (version, sql_mode) =
-                    accept_probe(&pool, probed, DbKind::Mysql, user, &secrets).await?;
-                let flavor = if version.to_ascii_lowercase().contains("mariadb") {
-                    MysqlFlavor::Mariadb
-                } else {
-                    MysqlFlavor::Mysql
-                };
-                let dialect = Dialect {
-                    kind: DbKind::Mysql,
-                    backslash_escapes: !sql_mode
-                        .to_ascii_uppercase()
-                        .contains("NO_BACKSLASH_ESCAPES"),
-                };
+                let (pool, flavor, dialect, g) =
+                    mysql::open(params, limits, size, guarded, &secrets).await?;
+                guard = g;
                 Pool::Mysql(pool, flavor, dialect)
             }
             DbKind::Sqlite => Pool::Sqlite(Arc::new(
