@@ -179,6 +179,32 @@ pub(crate) fn decode_error(column: &str, type_name: &str) -> BrokerError {
     }
 }
 
+/// One row as JSON values: a NULL cell is `null`, any other is `cell(index, type name,
+/// budget)`; a cell that does not decode is an error naming its column and type.
+pub(crate) fn json_row<R: sqlx::Row>(
+    row: &R,
+    budget: &mut Budget,
+    mut cell: impl FnMut(usize, &str, &mut Budget) -> std::result::Result<Value, sqlx::Error>,
+) -> crate::Result<Vec<Value>>
+where
+    usize: sqlx::ColumnIndex<R>,
+{
+    use sqlx::ValueRef as _;
+    let mut out = Vec::with_capacity(row.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let raw = row
+            .try_get_raw(i)
+            .map_err(|_| decode_error(col.name(), "?"))?;
+        if raw.is_null() {
+            out.push(Value::Null);
+            continue;
+        }
+        let ty = col.type_info().name();
+        out.push(cell(i, ty, budget).map_err(|_| decode_error(col.name(), ty))?);
+    }
+    Ok(out)
+}
+
 /// A JSON parameter as the broker binds it, on every driver: null, booleans, integers,
 /// floats and text as themselves; arrays and objects as JSON.
 #[derive(Debug)]

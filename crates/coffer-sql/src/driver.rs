@@ -13,6 +13,8 @@ use async_trait::async_trait;
 use futures::TryStreamExt as _;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 
+use crate::support::RowsAffected;
+
 /// One SQL statement with numbered parameters `$1 … $N`, and what each one is (by
 /// position: `params[0]` is `$1`). The test in [`crate::sql`] checks that the text uses
 /// exactly `$1 … $N` for N names.
@@ -79,20 +81,25 @@ pub trait Driver: Database {
         statement: &Statement,
         params: &[Param<'_>],
     ) -> Result<Vec<R>, sqlx::Error>;
-
-    /// Runs `statement`; its first row, if any.
-    async fn fetch_optional<R: FromColumns>(
-        conn: &mut Self::Connection,
-        statement: &Statement,
-        params: &[Param<'_>],
-    ) -> Result<Option<R>, sqlx::Error>;
 }
 
-fn query<DB: Database>(
-    statement: &Statement,
-    params: &[Param<'_>],
-) -> sqlx::query::Query<'static, DB, DB::Arguments>
+/// The first of `rows`, for statements that return at most one.
+pub(crate) fn first<R>(rows: Vec<R>) -> Option<R> {
+    rows.into_iter().next()
+}
+
+/// A [`Statement`] with its [`Param`]s bound, as a sqlx query of this database.
+pub trait Bind: Database {
+    /// The query.
+    fn query(
+        statement: &Statement,
+        params: &[Param<'_>],
+    ) -> sqlx::query::Query<'static, Self, Self::Arguments>;
+}
+
+impl<DB> Bind for DB
 where
+    DB: Database,
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
     for<'a> i64: Encode<'a, DB> + Type<DB>,
@@ -100,45 +107,44 @@ where
     for<'a> bool: Encode<'a, DB> + Type<DB>,
     for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
-    debug_assert_eq!(
-        params.len(),
-        statement.params.len(),
-        "parameters bound to {}",
-        statement.sql
-    );
-    params
-        .iter()
-        .fold(sqlx::query(statement.sql), |q, p| match *p {
-            Param::Text(v) => q.bind(v),
-            Param::OptText(v) => q.bind(v),
-            Param::Int(v) => q.bind(v),
-            Param::OptInt(v) => q.bind(v),
-            Param::Bool(v) => q.bind(v),
-            Param::Blob(v) => q.bind(v),
-        })
+    fn query(
+        statement: &Statement,
+        params: &[Param<'_>],
+    ) -> sqlx::query::Query<'static, DB, DB::Arguments> {
+        debug_assert_eq!(
+            params.len(),
+            statement.params.len(),
+            "parameters bound to {}",
+            statement.sql
+        );
+        params
+            .iter()
+            .fold(sqlx::query(statement.sql), |q, p| match *p {
+                Param::Text(v) => q.bind(v),
+                Param::OptText(v) => q.bind(v),
+                Param::Int(v) => q.bind(v),
+                Param::OptInt(v) => q.bind(v),
+                Param::Bool(v) => q.bind(v),
+                Param::Blob(v) => q.bind(v),
+            })
+    }
 }
 
 #[async_trait]
 impl<DB> Driver for DB
 where
-    DB: Database,
+    DB: Bind,
     DB::Arguments: IntoArguments<DB>,
     DB::Row: Columns,
     DB::QueryResult: RowsAffected,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
-    for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
-    for<'a> i64: Encode<'a, DB> + Type<DB>,
-    for<'a> Option<i64>: Encode<'a, DB> + Type<DB>,
-    for<'a> bool: Encode<'a, DB> + Type<DB>,
-    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
 {
     async fn execute(
         conn: &mut Self::Connection,
         statement: &Statement,
         params: &[Param<'_>],
     ) -> Result<u64, sqlx::Error> {
-        Ok(query::<DB>(statement, params)
+        Ok(DB::query(statement, params)
             .execute(conn)
             .await?
             .rows_affected())
@@ -149,43 +155,11 @@ where
         statement: &Statement,
         params: &[Param<'_>],
     ) -> Result<Vec<R>, sqlx::Error> {
-        query::<DB>(statement, params)
+        DB::query(statement, params)
             .fetch(conn)
             .and_then(|row| futures::future::ready(R::from_columns(&row)))
             .try_collect()
             .await
-    }
-
-    async fn fetch_optional<R: FromColumns>(
-        conn: &mut Self::Connection,
-        statement: &Statement,
-        params: &[Param<'_>],
-    ) -> Result<Option<R>, sqlx::Error> {
-        query::<DB>(statement, params)
-            .fetch_optional(conn)
-            .await?
-            .map(|row| R::from_columns(&row))
-            .transpose()
-    }
-}
-
-/// How many rows a statement changed (sqlx has no trait for it).
-pub trait RowsAffected {
-    /// The number of rows changed.
-    fn rows_affected(&self) -> u64;
-}
-
-#[cfg(feature = "sqlite")]
-impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
-    fn rows_affected(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl RowsAffected for sqlx::postgres::PgQueryResult {
-    fn rows_affected(&self) -> u64 {
-        self.rows_affected()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Postgres store: the same semantics as SQLite, plus optional row-level security
 //! and change notifications.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,8 +14,9 @@ use sqlx::{PgPool, Postgres};
 
 use crate::common::map_sqlx;
 use crate::dialect::{Dialect, Scoped, sealed};
-use crate::driver::{Driver as _, Param, Statement};
+use crate::driver::{Driver as _, Param, Statement, first};
 use crate::row::{PutWrite, Returned};
+use crate::sql::{self, Composed};
 use crate::store::SqlStore;
 use crate::tls::{CleartextGuard, PgTarget};
 
@@ -291,10 +292,11 @@ impl Dialect for PgDialect {
             Param::Text(NOTIFY_CHANNEL),
             Param::Text(&payload),
         ]);
-        let statement = if w.old.is_none() { &PUT_NEW } else { &PUT_NEXT };
+        let statement = if w.old.is_none() { &PUT_NEW } else { &PUT_NEXT }.statement();
         let mut conn = self.conn(pool, w.scope).await?;
-        let written: Option<Returned> = Postgres::fetch_optional(&mut conn, statement, &params)
+        let written: Option<Returned> = Postgres::fetch_all(&mut conn, &statement, &params)
             .await
+            .map(first)
             .map_err(sql)?;
         conn.finish().await.map_err(sql)?;
         Ok(written.is_some())
@@ -317,72 +319,28 @@ const NOTIFY: Statement = Statement {
     params: &["channel", "payload"],
 };
 
-/// A put of a new name in one statement: the portable `sql::INSERT_HEAD`,
-/// the version row from what it returned, and the change notice from that.
-const PUT_NEW: Statement = Statement {
-    sql: "WITH head AS (\
-          INSERT INTO coffer_secrets (scope, name, version, deleted, provider, kind, \
-          description, tags, env_name, expires_at, active, created_at, updated_at) \
-          VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-          ON CONFLICT (scope, name) DO NOTHING \
-          RETURNING scope, name, version, updated_at), \
-          ver AS (INSERT INTO coffer_secret_versions \
-          (scope, name, version, key_id, ciphertext, created_at) \
-          SELECT scope, name, version, $13, $14, updated_at FROM head RETURNING version) \
-          SELECT pg_notify($15, $16) FROM ver",
-    params: &[
-        "scope",
-        "name",
-        "version",
-        "provider",
-        "kind",
-        "description",
-        "tags",
-        "env_name",
-        "expires_at",
-        "active",
-        "created_at",
-        "updated_at",
-        "key id",
-        "envelope",
-        "channel",
-        "payload",
-    ],
-};
+/// A put in one statement of data-modifying CTEs: a head write (`sql::INSERT_HEAD` for a
+/// new name, `sql::UPDATE_HEAD` over an existing head), the version row from what it
+/// returned, and the change notice from that.
+fn put_statement(head: &Statement) -> Composed {
+    Composed::on(head, &["key id", "envelope", "channel", "payload"], |p| {
+        format!(
+            "WITH head AS ({} RETURNING scope, name, version, updated_at), \
+             ver AS (INSERT INTO coffer_secret_versions \
+             (scope, name, version, key_id, ciphertext, created_at) \
+             SELECT scope, name, version, {}, {}, updated_at FROM head RETURNING version) \
+             SELECT pg_notify({}, {}) FROM ver",
+            head.sql,
+            p.param("key id"),
+            p.param("envelope"),
+            p.param("channel"),
+            p.param("payload"),
+        )
+    })
+}
 
-/// A put over an existing head in one statement: the portable `sql::UPDATE_HEAD`,
-/// the version row from what it returned, and the change notice from that.
-const PUT_NEXT: Statement = Statement {
-    sql: "WITH head AS (\
-          UPDATE coffer_secrets SET version = $1, deleted = FALSE, provider = $2, kind = $3, \
-          description = $4, tags = $5, env_name = $6, expires_at = $7, active = $8, \
-          updated_at = $9 \
-          WHERE scope = $10 AND name = $11 AND version = $12 AND deleted = $13 \
-          RETURNING scope, name, version, updated_at), \
-          ver AS (INSERT INTO coffer_secret_versions \
-          (scope, name, version, key_id, ciphertext, created_at) \
-          SELECT scope, name, version, $14, $15, updated_at FROM head RETURNING version) \
-          SELECT pg_notify($16, $17) FROM ver",
-    params: &[
-        "version",
-        "provider",
-        "kind",
-        "description",
-        "tags",
-        "env_name",
-        "expires_at",
-        "active",
-        "updated_at",
-        "scope",
-        "name",
-        "version read",
-        "deleted read",
-        "key id",
-        "envelope",
-        "channel",
-        "payload",
-    ],
-};
+static PUT_NEW: LazyLock<Composed> = LazyLock::new(|| put_statement(&sql::INSERT_HEAD));
+static PUT_NEXT: LazyLock<Composed> = LazyLock::new(|| put_statement(&sql::UPDATE_HEAD));
 
 async fn listen(pool: &PgPool) -> Result<PgListener> {
     let mut listener = PgListener::connect_with(pool)
@@ -420,11 +378,7 @@ mod tests {
 
     #[test]
     fn the_put_statements_are_the_portable_head_writes_and_number_their_parameters() {
-        for (put, head) in [(PUT_NEW, sql::INSERT_HEAD), (PUT_NEXT, sql::UPDATE_HEAD)] {
-            sql::assert_numbered(&put);
-            assert!(put.sql.contains(head.sql), "{}", put.sql);
-            assert_eq!(&put.params[..head.params.len()], head.params);
-        }
+        sql::assert_puts(PUT_NEW.statement(), PUT_NEXT.statement());
         sql::assert_numbered(&SET_SCOPE);
         sql::assert_numbered(&NOTIFY);
     }

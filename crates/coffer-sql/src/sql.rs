@@ -49,9 +49,8 @@ pub(crate) const LIST: Statement = Statement {
     ],
 };
 
-/// Writes the head row of a new name, or nothing if it exists. Each dialect's put
-/// statement for a new name starts with it (its tests check the text is in there).
-#[cfg(test)]
+/// Writes the head row of a new name, or nothing if it exists. Each dialect's put of a
+/// new name is built on it ([`Composed`]).
 pub(crate) const INSERT_HEAD: Statement = Statement {
     sql: "INSERT INTO coffer_secrets (scope, name, version, deleted, provider, kind, \
           description, tags, env_name, expires_at, active, created_at, updated_at) \
@@ -60,9 +59,8 @@ pub(crate) const INSERT_HEAD: Statement = Statement {
     params: HEAD_INSERT_PARAMS,
 };
 
-/// The parameters of [`INSERT_HEAD`], which the dialects' put statements start with.
-#[cfg(test)]
-pub(crate) const HEAD_INSERT_PARAMS: &[&str] = &[
+/// The parameters of [`INSERT_HEAD`].
+const HEAD_INSERT_PARAMS: &[&str] = &[
     "scope",
     "name",
     "version",
@@ -78,8 +76,7 @@ pub(crate) const HEAD_INSERT_PARAMS: &[&str] = &[
 ];
 
 /// Replaces the head row if it is still at the version and deletion state the put read.
-/// Each dialect's put statement over an existing head starts with it.
-#[cfg(test)]
+/// Each dialect's put over an existing head is built on it ([`Composed`]).
 pub(crate) const UPDATE_HEAD: Statement = Statement {
     sql: "UPDATE coffer_secrets SET version = $1, deleted = FALSE, provider = $2, kind = $3, \
           description = $4, tags = $5, env_name = $6, expires_at = $7, active = $8, \
@@ -88,9 +85,8 @@ pub(crate) const UPDATE_HEAD: Statement = Statement {
     params: HEAD_UPDATE_PARAMS,
 };
 
-/// The parameters of [`UPDATE_HEAD`], which the dialects' put statements start with.
-#[cfg(test)]
-pub(crate) const HEAD_UPDATE_PARAMS: &[&str] = &[
+/// The parameters of [`UPDATE_HEAD`].
+const HEAD_UPDATE_PARAMS: &[&str] = &[
     "version",
     "provider",
     "kind",
@@ -174,6 +170,55 @@ pub(crate) const RECORD_KEY_CHECK: Statement = Statement {
     params: &["key id", "check value"],
 };
 
+/// A statement built once, at first use, on a portable one: a dialect's put is a head
+/// write of this module with the version row (and on Postgres the change notice) after
+/// it, so the head's SQL is written only here. Its own parameters come after the head's,
+/// numbered from there, and it finds the head's by name ([`Composed::head_param`]).
+#[derive(Debug)]
+pub(crate) struct Composed {
+    sql: String,
+    params: Vec<&'static str>,
+}
+
+impl Composed {
+    /// The statement `build` writes around `head`'s text, with the parameters `more`
+    /// after the head's; `build` looks their numbers up with [`Composed::param`].
+    pub(crate) fn on(
+        head: &Statement,
+        more: &[&'static str],
+        build: impl FnOnce(&Self) -> String,
+    ) -> Self {
+        let mut composed = Self {
+            sql: String::new(),
+            params: head.params.iter().chain(more).copied().collect(),
+        };
+        composed.sql = build(&composed);
+        composed
+    }
+
+    /// `$N` of the parameter named `name` (the head's or one added).
+    ///
+    /// # Panics
+    /// If no parameter has that name: a mistake in this crate's SQL, which every test run
+    /// finds at the first put.
+    pub(crate) fn param(&self, name: &str) -> String {
+        let n = self
+            .params
+            .iter()
+            .position(|p| *p == name)
+            .unwrap_or_else(|| panic!("no parameter {name} in {:?}", self.params));
+        format!("${}", n + 1)
+    }
+
+    /// The statement.
+    pub(crate) fn statement(&'static self) -> Statement {
+        Statement {
+            sql: &self.sql,
+            params: &self.params,
+        }
+    }
+}
+
 /// The statements of this module, for the numbering test and the dialects' tests.
 #[cfg(test)]
 pub(crate) const PORTABLE: &[Statement] = &[
@@ -215,6 +260,17 @@ pub(crate) fn assert_numbered(statement: &Statement) {
         "parameters used by {} against its names {:?}",
         statement.sql, statement.params
     );
+}
+
+/// Checks a dialect's two put statements: numbered in full, and built on the portable
+/// head writes.
+#[cfg(test)]
+pub(crate) fn assert_puts(new: Statement, next: Statement) {
+    for (put, head) in [(new, INSERT_HEAD), (next, UPDATE_HEAD)] {
+        assert_numbered(&put);
+        assert!(put.sql.contains(head.sql), "{}", put.sql);
+        assert_eq!(&put.params[..head.params.len()], head.params);
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::str::FromStr as _;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +16,7 @@ use crate::common::map_sqlx;
 use crate::dialect::{Dialect, sealed};
 use crate::driver::{Driver as _, Param, Statement};
 use crate::row::{PutWrite, Returned};
+use crate::sql::{self, Composed};
 use crate::store::SqlStore;
 
 const BACKEND: &str = "sqlite";
@@ -115,8 +116,8 @@ impl Dialect for SqliteDialect {
         };
         let mut params = w.head_params();
         params.extend([Param::Int(w.key_id), Param::Blob(&w.sealed)]);
-        let statement = if w.old.is_none() { &PUT_NEW } else { &PUT_NEXT };
-        let rows: Vec<Returned> = Sqlite::fetch_all(&mut conn.conn, statement, &params)
+        let statement = if w.old.is_none() { &PUT_NEW } else { &PUT_NEXT }.statement();
+        let rows: Vec<Returned> = Sqlite::fetch_all(&mut conn.conn, &statement, &params)
             .await
             .map_err(sql)?;
         conn.finished = true;
@@ -124,62 +125,28 @@ impl Dialect for SqliteDialect {
     }
 }
 
-/// A put of a new name in one transaction: the portable `sql::INSERT_HEAD`,
-/// then the version row, inserted only if the head was.
-const PUT_NEW: Statement = Statement {
-    sql: "BEGIN IMMEDIATE; \
-          INSERT INTO coffer_secrets (scope, name, version, deleted, provider, kind, \
-          description, tags, env_name, expires_at, active, created_at, updated_at) \
-          VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-          ON CONFLICT (scope, name) DO NOTHING; \
-          INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, created_at) \
-          SELECT $1, $2, $3, $13, $14, $12 WHERE changes() = 1 RETURNING version; COMMIT",
-    params: &[
-        "scope",
-        "name",
-        "version",
-        "provider",
-        "kind",
-        "description",
-        "tags",
-        "env_name",
-        "expires_at",
-        "active",
-        "created_at",
-        "updated_at",
-        "key id",
-        "envelope",
-    ],
-};
+/// A put in one transaction: a head write (`sql::INSERT_HEAD` for a new name,
+/// `sql::UPDATE_HEAD` over an existing head), then the version row, inserted only if the
+/// head statement changed a row.
+fn put_transaction(head: &Statement) -> Composed {
+    Composed::on(head, &["key id", "envelope"], |p| {
+        format!(
+            "BEGIN IMMEDIATE; {}; INSERT INTO coffer_secret_versions \
+             (scope, name, version, key_id, ciphertext, created_at) \
+             SELECT {}, {}, {}, {}, {}, {} WHERE changes() = 1 RETURNING version; COMMIT",
+            head.sql,
+            p.param("scope"),
+            p.param("name"),
+            p.param("version"),
+            p.param("key id"),
+            p.param("envelope"),
+            p.param("updated_at"),
+        )
+    })
+}
 
-/// A put over an existing head in one transaction: the portable `sql::UPDATE_HEAD`,
-/// then the version row, inserted only if the head changed.
-const PUT_NEXT: Statement = Statement {
-    sql: "BEGIN IMMEDIATE; \
-          UPDATE coffer_secrets SET version = $1, deleted = FALSE, provider = $2, kind = $3, \
-          description = $4, tags = $5, env_name = $6, expires_at = $7, active = $8, \
-          updated_at = $9 \
-          WHERE scope = $10 AND name = $11 AND version = $12 AND deleted = $13; \
-          INSERT INTO coffer_secret_versions (scope, name, version, key_id, ciphertext, created_at) \
-          SELECT $10, $11, $1, $14, $15, $9 WHERE changes() = 1 RETURNING version; COMMIT",
-    params: &[
-        "version",
-        "provider",
-        "kind",
-        "description",
-        "tags",
-        "env_name",
-        "expires_at",
-        "active",
-        "updated_at",
-        "scope",
-        "name",
-        "version read",
-        "deleted read",
-        "key id",
-        "envelope",
-    ],
-};
+static PUT_NEW: LazyLock<Composed> = LazyLock::new(|| put_transaction(&sql::INSERT_HEAD));
+static PUT_NEXT: LazyLock<Composed> = LazyLock::new(|| put_transaction(&sql::UPDATE_HEAD));
 
 /// A pooled connection that is closed, not returned to the pool, unless its call
 /// `finished`.
@@ -214,15 +181,8 @@ impl StoreOpener for SqliteOpener {
 
 #[cfg(test)]
 mod tests {
-    use super::{PUT_NEW, PUT_NEXT};
-    use crate::sql;
-
     #[test]
     fn the_put_statements_are_the_portable_head_writes_and_number_their_parameters() {
-        for (put, head) in [(PUT_NEW, sql::INSERT_HEAD), (PUT_NEXT, sql::UPDATE_HEAD)] {
-            sql::assert_numbered(&put);
-            assert!(put.sql.contains(head.sql), "{}", put.sql);
-            assert_eq!(&put.params[..head.params.len()], head.params);
-        }
+        crate::sql::assert_puts(super::PUT_NEW.statement(), super::PUT_NEXT.statement());
     }
 }

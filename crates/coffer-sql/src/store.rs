@@ -14,7 +14,7 @@ use sqlx::{Pool, Transaction};
 
 use crate::common::{context, map_sqlx, ms, prefix_range, to_i64, verify_checks};
 use crate::dialect::Dialect;
-use crate::driver::{Driver, Param};
+use crate::driver::{Driver, Param, first};
 use crate::row::{Count, EnvelopeRow, KeyCheck, MetaRow, PutWrite, ValueRow};
 use crate::sql;
 
@@ -99,8 +99,9 @@ impl<D: Dialect> SqlStore<D> {
     async fn head(&self, scope: &Scope, name: &SecretName) -> Result<Option<MetaRow>> {
         let mut conn = self.dialect.conn(&self.pool, scope).await?;
         let params = [Param::Text(scope.as_str()), Param::Text(name.as_str())];
-        let head = D::Db::fetch_optional(&mut conn, &sql::SELECT_HEAD, &params)
+        let head = D::Db::fetch_all(&mut conn, &sql::SELECT_HEAD, &params)
             .await
+            .map(first)
             .map_err(sql_error::<D>)?;
         conn.finish().await.map_err(sql_error::<D>)?;
         Ok(head)
@@ -206,8 +207,9 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
             Param::Text(scope.as_str()),
             Param::Text(name.as_str()),
         ];
-        let row: ValueRow = D::Db::fetch_optional(&mut conn, &sql::SELECT_VALUE, &params)
+        let row: ValueRow = D::Db::fetch_all(&mut conn, &sql::SELECT_VALUE, &params)
             .await
+            .map(first)
             .map_err(sql_error::<D>)?
             .ok_or_else(|| not_found(scope, name, version))?;
         conn.finish().await.map_err(sql_error::<D>)?;
@@ -344,8 +346,9 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
                 .map_err(sql_error::<D>)?;
         }
         let remaining: Option<Count> =
-            D::Db::fetch_optional(&mut tx, &sql::REWRAP_REMAINING, &[primary])
+            D::Db::fetch_all(&mut tx, &sql::REWRAP_REMAINING, &[primary])
                 .await
+                .map(first)
                 .map_err(sql_error::<D>)?;
         tx.commit().await.map_err(sql_error::<D>)?;
         let remaining = remaining.map_or(0, |c| c.0);

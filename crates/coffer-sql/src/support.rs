@@ -97,3 +97,31 @@ where
         .await
         .map_err(|e| Error::backend(backend, e))
 }
+
+/// How many rows a statement changed, on every sqlx database coffer uses (sqlx has no
+/// trait for it), for code generic over the database.
+pub trait RowsAffected {
+    /// The number of rows changed.
+    fn rows_affected(&self) -> u64;
+}
+
+#[cfg(feature = "sqlite")]
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl RowsAffected for sqlx::mysql::MySqlQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}

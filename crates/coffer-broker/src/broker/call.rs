@@ -30,9 +30,9 @@ pub(super) struct Call<'a> {
     pub(super) cells: usize,
 }
 
-/// What a fetch loop collects.
-struct Collected {
-    result: QueryResult,
+/// What a statement gave: its rows or its count.
+struct Collected<T> {
+    result: T,
     /// The connection cannot be reused (a fetch stopped half-way, a timeout, an error
     /// mid-transaction): close it instead of returning it to the pool.
     discard: bool,
@@ -147,22 +147,13 @@ impl<'a> Call<'a> {
             .await?;
         let done = S::execute(&mut c, sql, params, S::PERSISTENT).await;
         S::after_statement(&mut c);
-        match done {
-            Ok(n) => {
-                if let Err(e) = S::batch(&mut c, S::end(mode)).await {
-                    c.close_on_drop();
-                    return Err(self.err(e));
-                }
-                if self.close_after {
-                    c.close_on_drop();
-                }
-                Ok(n)
-            }
-            Err(e) => {
-                c.close_on_drop();
-                Err(self.err(e))
-            }
-        }
+        let collected = done
+            .map(|n| Collected {
+                result: n,
+                discard: false,
+            })
+            .map_err(|e| self.err(e));
+        self.finish(c, collected, mode).await
     }
 
     /// Takes a connection from `pool` and runs `setup` on it: the statements that open
@@ -206,7 +197,7 @@ impl<'a> Call<'a> {
         sql: &str,
         params: &[Value],
         mode: Mode,
-    ) -> Result<Collected> {
+    ) -> Result<Collected<QueryResult>> {
         let mut columns = None;
         let mut rows = Vec::new();
         let mut truncated = false;
@@ -261,12 +252,12 @@ impl<'a> Call<'a> {
     /// transaction and clears what a statement can leave on the session; a call that
     /// stopped half-way or failed closes the connection instead, which also ends the
     /// server's work.
-    async fn finish<S: Server>(
+    async fn finish<S: Server, T>(
         &self,
         mut c: PoolConnection<S>,
-        collected: Result<Collected>,
+        collected: Result<Collected<T>>,
         mode: Mode,
-    ) -> Result<QueryResult> {
+    ) -> Result<T> {
         match collected {
             Ok(Collected {
                 result,

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use sqlx::Row as _;
 use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::pool::PoolConnection;
-use sqlx::{Column as _, Row as _, TypeInfo as _, ValueRef as _};
 
 use coffer_sql::tls::CleartextGuard;
 
@@ -15,7 +15,7 @@ use crate::error::connect_error;
 use crate::params::MYSQL_STATEMENT_CACHE;
 use crate::privileges;
 use crate::statement::Dialect;
-use crate::value::{Budget, decode_error, float, try_get};
+use crate::value::{Budget, float, json_row, try_get};
 use crate::{ConnectionParams, DbKind, Mode, Result};
 
 use super::server::{Server, pool_options};
@@ -66,57 +66,37 @@ impl Server for sqlx::MySql {
     }
 
     fn row(row: &MySqlRow, budget: &mut Budget) -> Result<Vec<Value>> {
-        let mut out = Vec::with_capacity(row.len());
-        for (i, col) in row.columns().iter().enumerate() {
-            let raw = row
-                .try_get_raw(i)
-                .map_err(|_| decode_error(col.name(), "?"))?;
-            if raw.is_null() {
-                out.push(Value::Null);
-                continue;
+        json_row(row, budget, |i, ty, budget| match ty {
+            "BOOLEAN" => try_get!(row, i, bool).map(|v| v.into()),
+            "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
+                try_get!(row, i, i64).map(|v| v.into())
             }
-            let ty = col.type_info().name().to_owned();
-            let v: std::result::Result<Value, sqlx::Error> = match ty.as_str() {
-                "BOOLEAN" => try_get!(row, i, bool).map(|v| v.into()),
-                "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => {
-                    try_get!(row, i, i64).map(|v| v.into())
+            "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
+            | "BIGINT UNSIGNED" | "BIT" => try_get!(row, i, u64).map(|v| v.into()),
+            "FLOAT" => try_get!(row, i, f32).map(|v| v.map_or(Value::Null, |f| float(f.into()))),
+            "DOUBLE" => try_get!(row, i, f64).map(|v| v.map_or(Value::Null, float)),
+            "DECIMAL" => {
+                try_get!(row, i, sqlx::types::BigDecimal).map(|v| v.map(|d| d.to_string()).into())
+            }
+            "TIMESTAMP" => try_get!(row, i, chrono::DateTime<chrono::Utc>)
+                .map(|v| v.map(|t| t.to_rfc3339()).into()),
+            "DATETIME" => try_get!(row, i, chrono::NaiveDateTime).map(|v| {
+                v.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.f").to_string())
+                    .into()
+            }),
+            "DATE" => try_get!(row, i, chrono::NaiveDate).map(|v| v.map(|t| t.to_string()).into()),
+            "TIME" => try_get!(row, i, chrono::NaiveTime).map(|v| v.map(|t| t.to_string()).into()),
+            "JSON" => match try_get!(row, i, &str) {
+                Ok(Some(s)) if s.len() <= budget.cell_limit() => {
+                    Ok(serde_json::from_str(s).unwrap_or_else(|_| s.into()))
                 }
-                "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED"
-                | "INT UNSIGNED" | "BIGINT UNSIGNED" | "BIT" => {
-                    try_get!(row, i, u64).map(|v| v.into())
-                }
-                "FLOAT" => {
-                    try_get!(row, i, f32).map(|v| v.map_or(Value::Null, |f| float(f.into())))
-                }
-                "DOUBLE" => try_get!(row, i, f64).map(|v| v.map_or(Value::Null, float)),
-                "DECIMAL" => try_get!(row, i, sqlx::types::BigDecimal)
-                    .map(|v| v.map(|d| d.to_string()).into()),
-                "TIMESTAMP" => try_get!(row, i, chrono::DateTime<chrono::Utc>)
-                    .map(|v| v.map(|t| t.to_rfc3339()).into()),
-                "DATETIME" => try_get!(row, i, chrono::NaiveDateTime).map(|v| {
-                    v.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.f").to_string())
-                        .into()
-                }),
-                "DATE" => {
-                    try_get!(row, i, chrono::NaiveDate).map(|v| v.map(|t| t.to_string()).into())
-                }
-                "TIME" => {
-                    try_get!(row, i, chrono::NaiveTime).map(|v| v.map(|t| t.to_string()).into())
-                }
-                "JSON" => match try_get!(row, i, &str) {
-                    Ok(Some(s)) if s.len() <= budget.cell_limit() => {
-                        Ok(serde_json::from_str(s).unwrap_or_else(|_| s.into()))
-                    }
-                    other => other.map(|v| v.map_or(Value::Null, |s| budget.text(s))),
-                },
-                "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
-                    try_get!(row, i, &[u8]).map(|v| v.map_or(Value::Null, |b| budget.blob(b)))
-                }
-                _ => try_get!(row, i, &str).map(|v| v.map_or(Value::Null, |s| budget.text(s))),
-            };
-            out.push(v.map_err(|_| decode_error(col.name(), &ty))?);
-        }
-        Ok(out)
+                other => other.map(|v| v.map_or(Value::Null, |s| budget.text(s))),
+            },
+            "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
+                try_get!(row, i, &[u8]).map(|v| v.map_or(Value::Null, |b| budget.blob(b)))
+            }
+            _ => try_get!(row, i, &str).map(|v| v.map_or(Value::Null, |s| budget.text(s))),
+        })
     }
 
     /// Evicting from a full statement cache would send the same unanswered close (see

@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use sqlx::Row as _;
 use sqlx::postgres::{PgPool, PgRow};
-use sqlx::{Column as _, Row as _, TypeInfo as _, ValueRef as _};
 
 use coffer_sql::tls::CleartextGuard;
 
 use crate::error::connect_error;
 use crate::privileges;
 use crate::statement::Dialect;
-use crate::value::{Budget, decode_error, exact, float, try_get};
+use crate::value::{Budget, exact, float, json_row, try_get};
 use crate::{ConnectionParams, DbKind, Mode, Result};
 
 use super::server::{Server, pool_options};
@@ -50,17 +50,9 @@ impl Server for sqlx::Postgres {
     }
 
     fn row(row: &PgRow, budget: &mut Budget) -> Result<Vec<Value>> {
-        let mut out = Vec::with_capacity(row.len());
-        for (i, col) in row.columns().iter().enumerate() {
-            let raw = row
-                .try_get_raw(i)
-                .map_err(|_| decode_error(col.name(), "?"))?;
-            if raw.is_null() {
-                out.push(Value::Null);
-                continue;
-            }
-            let ty = col.type_info().name().to_owned();
-            let v: std::result::Result<Value, sqlx::Error> = match ty.as_str() {
+        json_row(row, budget, |i, ty, budget| {
+            let raw = row.try_get_raw(i)?;
+            match ty {
                 "BOOL" => try_get!(row, i, bool).map(|v| v.into()),
                 "INT2" => try_get!(row, i, i16).map(|v| v.into()),
                 "INT4" => try_get!(row, i, i32).map(|v| v.into()),
@@ -112,10 +104,8 @@ impl Server for sqlx::Postgres {
                 // A function that returns nothing (pg_advisory_lock, pg_sleep, …).
                 "VOID" => Ok(Value::Null),
                 _ => try_get!(row, i, &str).map(|v| v.map_or(Value::Null, |s| budget.text(s))),
-            };
-            out.push(v.map_err(|_| decode_error(col.name(), &ty))?);
-        }
-        Ok(out)
+            }
+        })
     }
 }
 

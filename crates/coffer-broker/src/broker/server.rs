@@ -10,6 +10,8 @@ use sqlx::database::HasStatementCache;
 use sqlx::pool::{PoolConnection, PoolOptions};
 use sqlx::{Column as _, Database, Encode, Executor, IntoArguments, Type, TypeInfo as _};
 
+use coffer_sql::support::RowsAffected;
+
 use crate::value::{self, Budget, Param};
 use crate::{Mode, Result};
 
@@ -42,12 +44,17 @@ pub(crate) trait Wire: Database + HasStatementCache {
     async fn describe_columns(conn: &mut Self::Connection, sql: &str) -> Vec<value::Column>;
 }
 
-/// The JSON parameters bound to `sql` (see [`Param`]).
-fn bound<DB>(
-    sql: &str,
-    params: &[Value],
-    persistent: bool,
-) -> sqlx::query::Query<'static, DB, DB::Arguments>
+/// JSON parameters bound to a statement of this database (see [`Param`]).
+pub(crate) trait BindJson: Database + HasStatementCache {
+    /// `sql` with `params` bound; `persistent` keeps the prepared statement cached.
+    fn bound(
+        sql: &str,
+        params: &[Value],
+        persistent: bool,
+    ) -> sqlx::query::Query<'static, Self, Self::Arguments>;
+}
+
+impl<DB> BindJson for DB
 where
     DB: Database + HasStatementCache,
     for<'a> Option<String>: Encode<'a, DB> + Type<DB>,
@@ -58,32 +65,31 @@ where
     for<'a> String: Encode<'a, DB> + Type<DB>,
     for<'a> sqlx::types::Json<Value>: Encode<'a, DB> + Type<DB>,
 {
-    let q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).persistent(persistent);
-    params.iter().fold(q, |q, p| match Param::of(p) {
-        Param::Null => q.bind(None::<String>),
-        Param::Bool(b) => q.bind(b),
-        Param::Int(i) => q.bind(i),
-        Param::Float(f) => q.bind(f),
-        Param::Text(s) => q.bind(s),
-        Param::Digits(d) => q.bind(d),
-        Param::Json(j) => q.bind(sqlx::types::Json(j.clone())),
-    })
+    fn bound(
+        sql: &str,
+        params: &[Value],
+        persistent: bool,
+    ) -> sqlx::query::Query<'static, DB, DB::Arguments> {
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).persistent(persistent);
+        params.iter().fold(q, |q, p| match Param::of(p) {
+            Param::Null => q.bind(None::<String>),
+            Param::Bool(b) => q.bind(b),
+            Param::Int(i) => q.bind(i),
+            Param::Float(f) => q.bind(f),
+            Param::Text(s) => q.bind(s),
+            Param::Digits(d) => q.bind(d),
+            Param::Json(j) => q.bind(sqlx::types::Json(j.clone())),
+        })
+    }
 }
 
 #[async_trait]
 impl<DB> Wire for DB
 where
-    DB: Database + HasStatementCache,
+    DB: BindJson,
     DB::Arguments: IntoArguments<DB>,
     DB::QueryResult: RowsAffected,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'a> Option<String>: Encode<'a, DB> + Type<DB>,
-    for<'a> bool: Encode<'a, DB> + Type<DB>,
-    for<'a> i64: Encode<'a, DB> + Type<DB>,
-    for<'a> f64: Encode<'a, DB> + Type<DB>,
-    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
-    for<'a> String: Encode<'a, DB> + Type<DB>,
-    for<'a> sqlx::types::Json<Value>: Encode<'a, DB> + Type<DB>,
 {
     async fn batch(conn: &mut Self::Connection, sql: &str) -> Result<(), sqlx::Error> {
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -98,7 +104,7 @@ where
         params: &'c [Value],
         persistent: bool,
     ) -> BoxStream<'c, Result<Self::Row, sqlx::Error>> {
-        bound::<DB>(sql, params, persistent).fetch(conn)
+        DB::bound(sql, params, persistent).fetch(conn)
     }
 
     async fn execute(
@@ -107,7 +113,7 @@ where
         params: &[Value],
         persistent: bool,
     ) -> Result<u64, sqlx::Error> {
-        let done = bound::<DB>(sql, params, persistent).execute(conn).await?;
+        let done = DB::bound(sql, params, persistent).execute(conn).await?;
         Ok(done.rows_affected())
     }
 
@@ -128,23 +134,6 @@ where
                 .collect(),
             Err(_) => Vec::new(),
         }
-    }
-}
-
-/// How many rows a statement changed (sqlx has no trait for it).
-pub(crate) trait RowsAffected {
-    fn rows_affected(&self) -> u64;
-}
-
-impl RowsAffected for sqlx::postgres::PgQueryResult {
-    fn rows_affected(&self) -> u64 {
-        self.rows_affected()
-    }
-}
-
-impl RowsAffected for sqlx::mysql::MySqlQueryResult {
-    fn rows_affected(&self) -> u64 {
-        self.rows_affected()
     }
 }
 
