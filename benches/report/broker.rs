@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use coffer_broker::{Broker, ConnectionId, ConnectionParams, Limits};
-use coffer_sql::testing::TestDatabase;
+use coffer_testkit::postgres::TestDatabase;
 use criterion::Criterion;
 use serde_json::json;
 use sqlx::Connection as _;
@@ -169,7 +169,7 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
     let dir = tempfile::tempdir().expect("a temporary directory");
     let table = format!("broker_bench_{:08x}", rand::random::<u32>());
     let database = rt.block_on(TestDatabase::create());
-    let mysql = coffer_store::testing::service_env("COFFER_TEST_MYSQL_URL");
+    let mysql = coffer_testkit::service_env("COFFER_TEST_MYSQL_URL");
     let targets = rt.block_on(targets(
         &broker,
         dir.path(),

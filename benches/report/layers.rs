@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coffer_envelope::{Keyring, MasterKey};
-use coffer_sql::testing::TestDatabase;
 use coffer_sql::{PgOptions, SqlAuditSink, SqliteStore};
 use coffer_store::layer::{AuditStore, CacheOptions, CacheStore, UsageOptions, UsageStore};
 use coffer_store::{DynSecretStore, SecretStoreExt as _};
+use coffer_testkit::postgres::TestDatabase;
 use criterion::{Criterion, Throughput};
 
 use crate::report::Report;

@@ -12,9 +12,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use coffer_envelope::{Keyring, MasterKey};
-use coffer_sql::testing::TestDatabase;
 use coffer_sql::{PgOptions, SqliteStore};
 use coffer_store::{DynSecretStore, PutOptions, Scope, SecretName};
+use coffer_testkit::postgres::TestDatabase;
 use criterion::Criterion;
 use futures::StreamExt as _;
 
@@ -264,8 +264,8 @@ async fn backends(
     }
 
     if let (Some(addr), Some(token)) = (
-        coffer_store::testing::service_env("COFFER_TEST_VAULT_ADDR"),
-        coffer_store::testing::service_env("COFFER_TEST_VAULT_TOKEN"),
+        coffer_testkit::service_env("COFFER_TEST_VAULT_ADDR"),
+        coffer_testkit::service_env("COFFER_TEST_VAULT_TOKEN"),
     ) {
         let mount = VaultMount::enable(addr.clone(), token.clone()).await;
         let config = coffer_vault::VaultConfig::new(&addr, coffer_vault::Auth::Token(token.into()))

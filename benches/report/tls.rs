@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_sql::PgStore;
-use coffer_sql::testing::{TestDatabase, TlsServers};
 use coffer_store::{DynSecretStore, SecretStore};
+use coffer_testkit::postgres::{TestDatabase, TlsServers};
 use criterion::{Criterion, Throughput};
 
 use crate::report::Report;

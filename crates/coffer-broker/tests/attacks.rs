@@ -440,7 +440,7 @@ async fn postgres_side_effects_are_refused() {
 /// the check, and a role that can execute them is refused at connect.
 #[tokio::test]
 async fn postgres_dblink_is_refused() {
-    let Some(test_db) = coffer_sql::testing::TestDatabase::create().await else {
+    let Some(test_db) = coffer_testkit::postgres::TestDatabase::create().await else {
         return;
     };
     let admin = test_db.url().to_owned();

@@ -5,7 +5,7 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use coffer_broker::{Broker, BrokerError, ConnectionId, ConnectionParams, DbKind, Limits, Mode};
-use coffer_store::testing::service_env;
+use coffer_testkit::service_env;
 use serde_json::{Value, json};
 
 mod support;
@@ -452,7 +452,7 @@ async fn credentials_never_leak() {
         &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT SELECT ON test.* TO '{user}'@'%'"),
     )
     .await;
-    let capture = coffer_store::testing::LogCapture::default();
+    let capture = coffer_testkit::LogCapture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)

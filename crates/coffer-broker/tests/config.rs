@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use coffer_broker::{Broker, BrokerError, Limits, Mode, NamedConnections};
-use coffer_store::testing::{name, scope, service_env};
 use coffer_store::{MemoryStore, PutOptions, SecretStore as _};
+use coffer_testkit::{name, scope, service_env};
 use serde_json::json;
 
 fn config_err(text: &str) -> (String, String, String) {

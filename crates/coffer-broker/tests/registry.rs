@@ -8,9 +8,9 @@ use coffer_broker::{
     Broker, BrokerError, ConnectionParams, ConnectionRegistry, Limits, NamedConnections,
 };
 use coffer_envelope::{Keyring, MasterKey};
-use coffer_sql::testing::TestDatabase;
-use coffer_store::testing::scope;
 use coffer_store::{SecretStore, SecretStoreExt as _};
+use coffer_testkit::postgres::TestDatabase;
+use coffer_testkit::scope;
 use secrecy::ExposeSecret as _;
 use serde_json::json;
 
@@ -41,7 +41,7 @@ async fn two_brokers_share_ids_through_a_postgres_store() {
     let b = instance(store_key.clone()).await;
 
     // The connection: Postgres itself, with its password in the parameters.
-    let url = coffer_store::testing::service_env("COFFER_TEST_POSTGRES_URL").unwrap();
+    let url = coffer_testkit::service_env("COFFER_TEST_POSTGRES_URL").unwrap();
     let password = format!("pw-{:016x}", rand::random::<u64>());
     let mut parsed = url::Url::parse(&url).unwrap();
     parsed.set_password(Some(&password)).unwrap();

@@ -3,8 +3,8 @@
 //! only), and against fake servers that ask for the password in cleartext.
 
 use coffer_broker::{Broker, BrokerError, ConnectionParams, Limits, NamedConnections};
-use coffer_sql::testing::{FakeAuth, FakeServer, TlsServers};
 use coffer_store::transport::{Protocol, TlsMode, TlsOptions};
+use coffer_testkit::postgres::{FakeAuth, FakeServer, TlsServers};
 use serde_json::{Value, json};
 
 fn tls(protocol: Protocol, mode: &str, ca: Option<String>) -> TlsOptions {
@@ -92,11 +92,11 @@ async fn postgres_queries_run_over_verified_tls() {
     )
     .unwrap();
     let store = coffer_store::MemoryStore::new();
-    let scope = coffer_store::testing::scope("owner");
+    let scope = coffer_testkit::scope("owner");
     coffer_store::SecretStore::put(
         &store,
         &scope,
-        &coffer_store::testing::name("pg_credentials"),
+        &coffer_testkit::name("pg_credentials"),
         &format!("coffer:{}", t.pg_password).into(),
         &coffer_store::PutOptions::new(),
     )

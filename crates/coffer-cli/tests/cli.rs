@@ -488,7 +488,7 @@ fn check_value_of_sevens() -> String {
 /// The same commands against Postgres (`COFFER_TEST_POSTGRES_URL`), in a throwaway database.
 #[tokio::test]
 async fn works_against_postgres() {
-    let Some(db) = coffer_sql::testing::TestDatabase::create().await else {
+    let Some(db) = coffer_testkit::postgres::TestDatabase::create().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

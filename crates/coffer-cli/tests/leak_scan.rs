@@ -253,7 +253,7 @@ async fn library_flows_log_nothing_at_trace() {
     };
     use coffer::{Keyring, MasterKey, OpenOptions};
 
-    let capture = coffer::store::testing::LogCapture::default();
+    let capture = coffer_testkit::LogCapture::default();
     let writer = capture.clone();
     tracing_subscriber::fmt()
         .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
@@ -282,7 +282,7 @@ async fn library_flows_log_nothing_at_trace() {
     text += &store_flow(&*stacked, &canary).await;
 
     // Postgres and the Supabase Vault interface, on a fresh database.
-    if let Some(db) = coffer_sql::testing::TestDatabase::create().await {
+    if let Some(db) = coffer_testkit::postgres::TestDatabase::create().await {
         let pg = coffer::open(db.url(), &options).await.unwrap();
         text += &store_flow(&*pg, &canary).await;
         let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
@@ -324,7 +324,7 @@ async fn library_flows_log_nothing_at_trace() {
         broker.disconnect("agent", &id).await.unwrap();
         broker.shutdown().await;
     }
-    if let Some(mysql) = coffer::store::testing::service_env("COFFER_TEST_MYSQL_URL") {
+    if let Some(mysql) = coffer_testkit::service_env("COFFER_TEST_MYSQL_URL") {
         let url = url::Url::parse(&mysql).unwrap();
         let broker = coffer_broker::Broker::new(coffer_broker::Limits::default());
         let params = coffer_broker::ConnectionParams::mysql(
@@ -340,8 +340,8 @@ async fn library_flows_log_nothing_at_trace() {
 
     // OpenBao: the canary as a value, the root token as a credential that must not show.
     if let (Some(addr), Some(token)) = (
-        coffer::store::testing::service_env("COFFER_TEST_VAULT_ADDR"),
-        coffer::store::testing::service_env("COFFER_TEST_VAULT_TOKEN"),
+        coffer_testkit::service_env("COFFER_TEST_VAULT_ADDR"),
+        coffer_testkit::service_env("COFFER_TEST_VAULT_TOKEN"),
     ) {
         use coffer::vault::{Auth, KvVersion, VaultConfig, VaultStore};
         forms.extend(self::forms(&token));

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use coffer_sql::testing::TestDatabase;
+use coffer_testkit::postgres::TestDatabase;
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::{RoleClient, RunningService};

@@ -4,7 +4,7 @@
 use std::str::FromStr as _;
 
 use coffer_env::{DatabaseKind, DatabaseUrl};
-use coffer_store::testing::service_env;
+use coffer_testkit::service_env;
 use rand::RngExt as _;
 use secrecy::ExposeSecret as _;
 use sqlx::Connection as _;

@@ -181,7 +181,7 @@ fn python_read(file: &std::path::Path) -> Option<BTreeMap<String, String>> {
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            !coffer_store::testing::services_required(),
+            !coffer_testkit::services_required(),
             "python-dotenv: {err} (scripts/test installs it with pip)"
         );
         eprintln!("skipping python-dotenv: {err}");
@@ -283,7 +283,7 @@ fn files_are_private_and_replaced_atomically() {
 #[test]
 fn dotenv_fuzz_corpus_replays() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/dotenv");
-    let n = coffer_store::testing::replay_corpus(&dir, |data| {
+    let n = coffer_testkit::replay_corpus(&dir, |data| {
         coffer_env::fuzzing::dotenv_round_trip(data, |text| {
             dotenvy::from_read_iter(text.as_bytes())
                 .collect::<Result<Vec<_>, _>>()

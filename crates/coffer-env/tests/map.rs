@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use coffer_env::{EnvMap, Error, Selection, Source};
-use coffer_store::testing::{name, scope};
 use coffer_store::{MemoryStore, PutOptions, SecretStore};
+use coffer_testkit::{name, scope};
 use secrecy::{ExposeSecret as _, SecretString};
 
 async fn seeded(store: &dyn SecretStore) -> coffer_store::Scope {

@@ -20,8 +20,6 @@ mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod store;
 pub mod support;
-#[cfg(feature = "testing")]
-pub mod testing;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub mod tls;
 

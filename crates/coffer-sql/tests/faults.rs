@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_sql::{PgOptions, PgStore};
-use coffer_store::testing::{name, scope, services_required};
 use coffer_store::{PutOptions, SecretStore as _};
+use coffer_testkit::{name, scope, services_required};
 use secrecy::ExposeSecret as _;
 
 /// A throwaway Postgres cluster on a free loopback port, stopped when dropped.

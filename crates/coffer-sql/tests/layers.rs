@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_envelope::{Keyring, MasterKey};
-use coffer_sql::testing::TestDatabase;
 use coffer_sql::{AuditQuery, PgOptions, SqlAuditSink, SqliteStore};
 use coffer_store::layer::*;
-use coffer_store::testing::{name as n, scope as s};
 use coffer_store::{DynSecretStore, Error, PutOptions, SecretStore, SecretStoreExt as _};
+use coffer_testkit::postgres::TestDatabase;
+use coffer_testkit::{name as n, scope as s};
 use secrecy::{ExposeSecret as _, SecretString};
 
 fn value(text: &str) -> SecretString {
@@ -33,14 +33,14 @@ async fn sqlite() -> SqliteStore {
 
 mod cache_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         Some(Arc::new(CacheStore::new(sqlite().await, CacheOptions::new())) as Arc<DynSecretStore>)
     });
 }
 
 mod audit_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         let store = sqlite().await;
         let sink = SqlAuditSink::sqlite(&store);
         Some(Arc::new(AuditStore::new(store, vec![Arc::new(sink)])) as Arc<DynSecretStore>)
@@ -49,7 +49,7 @@ mod audit_conformance {
 
 mod fallback_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         let env = EnvStore::from_vars([("FALLBACK_ONLY_SECRET", "e")]).for_all_scopes();
         Some(Arc::new(FallbackStore::new(sqlite().await).or(env)) as Arc<DynSecretStore>)
     });
@@ -57,7 +57,7 @@ mod fallback_conformance {
 
 mod rate_limit_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         Some(Arc::new(RateLimitStore::per_second(
             sqlite().await,
             NonZeroU32::new(1_000_000).unwrap(),
@@ -67,14 +67,14 @@ mod rate_limit_conformance {
 
 mod usage_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         Some(Arc::new(UsageStore::new(sqlite().await, UsageOptions::new())) as Arc<DynSecretStore>)
     });
 }
 
 mod full_stack_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         let store = sqlite().await;
         let sink = SqlAuditSink::sqlite(&store);
         Some(Arc::new(RateLimitStore::per_second(
@@ -488,7 +488,7 @@ async fn rewrap_all_of_10k_secrets_on_postgres_survives_a_kill_and_concurrent_wr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layer_stacks_over_a_failing_sqlite_store_answer_acknowledged_values() {
-    use coffer_store::testing::FaultyStore;
+    use coffer_testkit::FaultyStore;
     let seed: u64 = rand::random();
     eprintln!("seed {seed}");
     let faulty = |store: SqliteStore| FaultyStore::new(store).with_failure_rate(0.2);
@@ -504,12 +504,12 @@ async fn layer_stacks_over_a_failing_sqlite_store_answer_acknowledged_values() {
         ),
         NonZeroU32::new(1_000_000).unwrap(),
     );
-    coffer_store::testing::acknowledged_values("sqlite full stack", &full, seed, 10_000).await;
+    coffer_testkit::acknowledged_values("sqlite full stack", &full, seed, 10_000).await;
     let stale = CacheStore::new(
         faulty(sqlite().await),
         CacheOptions::new()
             .ttl(Duration::from_millis(1))
             .stale_if_error(Duration::from_secs(60)),
     );
-    coffer_store::testing::acknowledged_values("sqlite stale cache", &stale, seed, 10_000).await;
+    coffer_testkit::acknowledged_values("sqlite stale cache", &stale, seed, 10_000).await;
 }

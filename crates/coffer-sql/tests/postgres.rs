@@ -5,26 +5,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_envelope::{Keyring, MasterKey};
-use coffer_sql::testing::{PgTestStore, TestDatabase};
 use coffer_sql::{Change, PgOptions, PgStore, WatchEvent};
 use coffer_store::{DeleteMode, Error, PutOptions, SecretStore};
+use coffer_testkit::postgres::{PgTestStore, TestDatabase};
 use futures::StreamExt as _;
 use secrecy::ExposeSecret as _;
 
 mod conformance {
     use super::*;
-    coffer_store::conformance_tests!(PgTestStore::create(), 1000);
+    coffer_testkit::conformance_tests!(PgTestStore::create(), 1000);
 }
 
 mod conformance_with_row_level_security {
     use super::*;
-    coffer_store::conformance_tests!(
+    coffer_testkit::conformance_tests!(
         PgTestStore::with_options(PgOptions::new().row_level_security(true)),
         50
     );
 }
 
-use coffer_store::testing::{name as n, scope as s};
+use coffer_testkit::{name as n, scope as s};
 
 #[tokio::test]
 async fn the_tables_hold_no_plaintext() {
@@ -367,16 +367,16 @@ async fn next(changes: &mut (impl futures::Stream<Item = WatchEvent> + Unpin)) -
 }
 
 #[tokio::test]
-async fn opens_from_a_url_and_rewraps() {
+async fn opens_from_a_url_with_and_without_row_level_security() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let mut keyring = Keyring::new(MasterKey::generate());
-    let options = coffer_store::open::OpenOptions::new().keyring(Arc::new(keyring.clone()));
+    let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+    let options = coffer_store::open::OpenOptions::new().keyring(keyring.clone());
     let registry = coffer_store::open::Registry::new().with(coffer_sql::PgOpener);
     let store = registry.open(db.url(), &options).await.unwrap();
     assert_eq!(store.backend(), "postgres");
-    for i in 0..40 {
+    for i in 0..3 {
         store
             .put(
                 &s("t"),
@@ -387,30 +387,11 @@ async fn opens_from_a_url_and_rewraps() {
             .await
             .unwrap();
     }
-    drop(store);
-    let new_id = keyring.rotate();
-    let store = PgStore::connect(db.url(), Arc::new(keyring)).await.unwrap();
-    let first = store.rewrap_batch(15).await.unwrap();
-    assert_eq!((first.rewrapped, first.remaining), (15, 25));
-    let rest = coffer_store::SecretStoreExt::rewrap_all(&store, 10, &mut |_, _| {})
-        .await
-        .unwrap();
-    assert_eq!(rest, 25);
-    for i in 0..40 {
-        let got = store
-            .get(&s("t"), &n(&format!("k{i}")), None)
-            .await
-            .unwrap();
-        assert_eq!(
-            (got.value.expose_secret(), got.meta.key_id),
-            (format!("v{i}").as_str(), Some(new_id))
-        );
-    }
     let rls_url = format!("{}?row_level_security=true", db.url());
     let rls = registry
         .open(
             &rls_url,
-            &coffer_store::open::OpenOptions::new().keyring(store.keyring().clone()),
+            &coffer_store::open::OpenOptions::new().keyring(keyring),
         )
         .await
         .unwrap();
@@ -437,4 +418,16 @@ async fn an_unreachable_server_is_unavailable_without_the_password() {
     assert!(err.is_transient(), "{err}");
     let text = format!("{err} {err:?}");
     assert!(!text.contains("hunter2-secret-pw"), "{text}");
+}
+
+#[tokio::test]
+async fn rewrap_after_a_rotation_resumes_and_moves_every_version() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    coffer_testkit::conformance::rewrap_after_rotation(|keyring| async {
+        Arc::new(PgStore::connect(db.url(), keyring).await.unwrap())
+            as Arc<coffer_store::DynSecretStore>
+    })
+    .await;
 }

@@ -27,10 +27,10 @@ mod conformance {
         Some(Arc::new(store))
     }
 
-    coffer_store::conformance_tests!(store());
+    coffer_testkit::conformance_tests!(store());
 }
 
-use coffer_store::testing::{name as n, scope as s};
+use coffer_testkit::{name as n, scope as s};
 
 #[tokio::test]
 async fn the_database_file_holds_no_plaintext() {
@@ -246,69 +246,16 @@ async fn a_corrupted_file_is_a_clear_error_not_a_panic() {
 }
 
 #[tokio::test]
-async fn rewrap_moves_every_version_to_the_new_key_and_resumes() {
+async fn rewrap_after_a_rotation_resumes_and_moves_every_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secrets.db");
-    let mut keyring = Keyring::new(MasterKey::generate());
-    let store = SqliteStore::open(&path, Arc::new(keyring.clone()))
-        .await
-        .unwrap();
-    for i in 0..50 {
-        for v in 0..2 {
-            store
-                .put(
-                    &s("t"),
-                    &n(&format!("k{i}")),
-                    &format!("v{i}-{v}").into(),
-                    &PutOptions::new(),
-                )
-                .await
-                .unwrap();
+    coffer_testkit::conformance::rewrap_after_rotation(|keyring| {
+        let path = path.clone();
+        async move {
+            Arc::new(SqliteStore::open(&path, keyring).await.unwrap()) as Arc<DynSecretStore>
         }
-    }
-    store
-        .delete(&s("t"), &n("k0"), coffer_store::DeleteMode::Soft)
-        .await
-        .unwrap();
-    store.pool().close().await;
-
-    let new_id = keyring.rotate();
-    let store = SqliteStore::open(&path, Arc::new(keyring.clone()))
-        .await
-        .unwrap();
-    // One batch, as if the process were killed after it.
-    let first = store.rewrap_batch(30).await.unwrap();
-    assert_eq!((first.rewrapped, first.remaining), (30, 70));
-    store.pool().close().await;
-
-    let store = SqliteStore::open(&path, Arc::new(keyring.clone()))
-        .await
-        .unwrap();
-    let mut calls = Vec::new();
-    let done = store
-        .rewrap_all(25, &mut |d, t| calls.push((d, t)))
-        .await
-        .unwrap();
-    assert_eq!(done, 70);
-    assert_eq!(calls.last(), Some(&(70, 70)));
-    let keys: Vec<(i64,)> = sqlx::query_as("SELECT DISTINCT key_id FROM coffer_secret_versions")
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(keys, vec![(i64::from(new_id),)]);
-    for i in 1..50 {
-        let got = store
-            .get(&s("t"), &n(&format!("k{i}")), Some(1))
-            .await
-            .unwrap();
-        assert_eq!(got.value.expose_secret(), format!("v{i}-0"));
-        let latest = store
-            .get(&s("t"), &n(&format!("k{i}")), None)
-            .await
-            .unwrap();
-        assert_eq!(latest.meta.key_id, Some(new_id));
-    }
-    assert_eq!(store.rewrap_batch(10).await.unwrap().remaining, 0);
+    })
+    .await;
 }
 
 #[tokio::test]

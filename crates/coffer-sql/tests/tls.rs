@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_sql::PgStore;
-use coffer_sql::testing::{FakeAuth, FakeServer, PgTestStore, TestDatabase, TlsServers};
 use coffer_store::{Error, PutOptions, SecretStore};
+use coffer_testkit::postgres::{FakeAuth, FakeServer, PgTestStore, TestDatabase, TlsServers};
 
 fn keyring() -> Arc<Keyring> {
     Arc::new(Keyring::new(MasterKey::generate()))
@@ -23,7 +23,7 @@ async fn verified_store(tls: &TlsServers) -> (PgStore, TestDatabase) {
 
 mod conformance_over_verify_full {
     use super::*;
-    coffer_store::conformance_tests!(
+    coffer_testkit::conformance_tests!(
         async {
             let tls = TlsServers::from_env()?;
             let (store, db) = verified_store(&tls).await;
@@ -61,8 +61,8 @@ async fn the_store_runs_over_tls_and_the_server_says_so() {
         ssl,
         "pg_stat_ssl says the store's connection is not encrypted"
     );
-    let scope = coffer_store::testing::fresh_scope();
-    let name = coffer_store::testing::name("api_key");
+    let scope = coffer_testkit::fresh_scope();
+    let name = coffer_testkit::name("api_key");
     store
         .put(
             &scope,
@@ -262,8 +262,8 @@ async fn the_guard_relays_real_servers_in_plaintext_and_in_tls() {
                 .unwrap();
         assert_eq!(ssl, encrypted);
         let mut changes = Box::pin(store.watch().await.unwrap());
-        let scope = coffer_store::testing::fresh_scope();
-        let name = coffer_store::testing::name("k");
+        let scope = coffer_testkit::fresh_scope();
+        let name = coffer_testkit::name("k");
         store
             .put(
                 &scope,

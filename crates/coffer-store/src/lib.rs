@@ -12,8 +12,6 @@ mod memory;
 mod name;
 pub mod open;
 mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod transport;
 mod types;
 mod watch;

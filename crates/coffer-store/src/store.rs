@@ -15,7 +15,7 @@ use crate::{
 /// [`SecretStoreExt`], implemented for every store. All methods take `&self`: stores are
 /// shared (`Arc<dyn SecretStore>`) across tasks.
 ///
-/// Semantics every implementation keeps, and [`testing`](crate::testing) checks:
+/// Semantics every implementation keeps, and the conformance suite of `coffer-testkit` checks:
 /// - versions start at 1 and grow by one per write, also across a soft delete;
 /// - `get` of an expired or inactive secret is an error, never a value;
 /// - a soft-deleted secret is invisible to `get`, `metadata` and `list`;

@@ -5,8 +5,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use coffer_store::layer::*;
-use coffer_store::testing::FaultyStore;
 use coffer_store::{DynSecretStore, MemoryStore};
+use coffer_testkit::FaultyStore;
 
 const OPERATIONS: usize = 10_000;
 
@@ -79,6 +79,6 @@ async fn every_layer_stack_answers_the_last_acknowledged_value_or_an_error() {
         .unwrap_or_else(rand::random);
     eprintln!("seed {seed} (COFFER_FAULT_SEED reruns it)");
     for (label, store) in stacks() {
-        coffer_store::testing::acknowledged_values(label, &*store, seed, OPERATIONS).await;
+        coffer_testkit::acknowledged_values(label, &*store, seed, OPERATIONS).await;
     }
 }

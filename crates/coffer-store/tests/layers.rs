@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coffer_store::layer::*;
-use coffer_store::testing::{FaultyStore, name, scope};
 use coffer_store::{
     BoxError, DeleteMode, DynSecretStore, Error, ListOptions, MemoryStore, PutOptions, SecretStore,
     SecretStoreExt as _,
 };
+use coffer_testkit::{FaultyStore, name, scope};
 use secrecy::{ExposeSecret as _, SecretString};
 
 fn value(text: &str) -> SecretString {
@@ -24,7 +24,7 @@ fn env_source() -> EnvStore {
 
 mod cache_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         Some(
             Arc::new(CacheStore::new(MemoryStore::new(), CacheOptions::new()))
                 as Arc<DynSecretStore>,
@@ -34,7 +34,7 @@ mod cache_conformance {
 
 mod audit_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         let dir = tempfile::tempdir().unwrap();
         let sink = JsonLinesSink::open(dir.path().join("audit.jsonl")).unwrap();
         // The file stays open after the directory handle goes; the OS removes it later.
@@ -48,7 +48,7 @@ mod audit_conformance {
 
 mod fallback_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         Some(
             Arc::new(FallbackStore::new(MemoryStore::new()).or(env_source()))
                 as Arc<DynSecretStore>,
@@ -58,7 +58,7 @@ mod fallback_conformance {
 
 mod rate_limit_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         Some(Arc::new(RateLimitStore::per_second(
             MemoryStore::new(),
             NonZeroU32::new(1_000_000).unwrap(),
@@ -68,7 +68,7 @@ mod rate_limit_conformance {
 
 mod usage_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         Some(
             Arc::new(UsageStore::new(MemoryStore::new(), UsageOptions::new()))
                 as Arc<DynSecretStore>,
@@ -78,7 +78,7 @@ mod usage_conformance {
 
 mod full_stack_conformance {
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         Some(Arc::new(RateLimitStore::per_second(
             AuditStore::new(
                 UsageStore::new(

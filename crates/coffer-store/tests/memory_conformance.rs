@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use coffer_store::{DynSecretStore, MemoryStore};
 
-coffer_store::conformance_tests!(async {
+coffer_testkit::conformance_tests!(async {
     Some(Arc::new(MemoryStore::new()) as Arc<DynSecretStore>)
 });
 
 mod through_arc {
     //! Through the `Arc` forwarding impl, as layers and URL-opened stores are used.
     use super::*;
-    coffer_store::conformance_tests!(async {
+    coffer_testkit::conformance_tests!(async {
         let inner: Arc<DynSecretStore> = Arc::new(MemoryStore::new());
         Some(Arc::new(inner) as Arc<DynSecretStore>)
     });

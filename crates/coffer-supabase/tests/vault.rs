@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use coffer_envelope::{Keyring, MasterKey};
-use coffer_sql::testing::TestDatabase;
 use coffer_store::{Error, PutOptions, SecretKind, SecretStore, SecretStoreExt as _};
 use coffer_supabase::{SupabaseOptions, SupabaseVaultStore};
+use coffer_testkit::postgres::TestDatabase;
 use secrecy::ExposeSecret as _;
 
 const FIXTURE: &str = include_str!("fixtures/vault_compat.sql");
@@ -53,15 +53,15 @@ impl VaultDb {
 
 mod conformance {
     use super::*;
-    coffer_store::conformance_tests!(VaultDb::create(false), 200);
+    coffer_testkit::conformance_tests!(VaultDb::create(false), 200);
 }
 
 mod conformance_sealed {
     use super::*;
-    coffer_store::conformance_tests!(VaultDb::create(true), 50);
+    coffer_testkit::conformance_tests!(VaultDb::create(true), 50);
 }
 
-use coffer_store::testing::{name as n, scope as s};
+use coffer_testkit::{name as n, scope as s};
 
 #[tokio::test]
 async fn capabilities_say_there_are_no_versions() {
@@ -270,38 +270,17 @@ async fn client_side_sealing_keeps_the_plaintext_out_of_the_database() {
 }
 
 #[tokio::test]
-async fn sealed_values_rewrap_to_a_new_key() {
+async fn sealed_values_rewrap_after_a_rotation() {
     let Some(v) = VaultDb::create(true).await else {
         return;
     };
-    for i in 0..12 {
-        v.put(
-            &s("t"),
-            &n(&format!("k{i}")),
-            &format!("value-{i}").into(),
-            &PutOptions::new(),
-        )
-        .await
-        .unwrap();
-    }
-    let mut keyring = (*v.keyring).clone();
-    let new_id = keyring.rotate();
-    let pool = sqlx::PgPool::connect(v.db.url()).await.unwrap();
-    let rotated =
-        SupabaseVaultStore::from_pool(pool, SupabaseOptions::new().sealing(Arc::new(keyring)))
-            .await
-            .unwrap();
-    let first = rotated.rewrap_batch(5).await.unwrap();
-    assert_eq!((first.rewrapped, first.remaining), (5, 7));
-    assert_eq!(rotated.rewrap_all(5, &mut |_, _| {}).await.unwrap(), 7);
-    for i in 0..12 {
-        let got = rotated
-            .get(&s("t"), &n(&format!("k{i}")), None)
-            .await
-            .unwrap();
-        assert_eq!(got.value.expose_secret(), format!("value-{i}"));
-        assert_eq!(got.meta.key_id, Some(new_id));
-    }
+    coffer_testkit::conformance::rewrap_after_rotation(|keyring| async {
+        let pool = sqlx::PgPool::connect(v.db.url()).await.unwrap();
+        let options = SupabaseOptions::new().sealing(keyring);
+        Arc::new(SupabaseVaultStore::from_pool(pool, options).await.unwrap())
+            as Arc<coffer_store::DynSecretStore>
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -336,7 +315,7 @@ async fn opens_from_supabase_urls_and_needs_the_vault_schema() {
 
 #[tokio::test]
 async fn connects_over_verified_tls_and_refuses_an_unknown_ca() {
-    let Some(tls) = coffer_sql::testing::TlsServers::from_env() else {
+    let Some(tls) = coffer_testkit::postgres::TlsServers::from_env() else {
         return;
     };
     let db = TestDatabase::create_on(tls.pg_verified_url("postgres")).await;
@@ -352,8 +331,8 @@ async fn connects_over_verified_tls_and_refuses_an_unknown_ca() {
             .await
             .unwrap();
     assert!(ssl);
-    let scope = coffer_store::testing::fresh_scope();
-    let name = coffer_store::testing::name("github_token");
+    let scope = coffer_testkit::fresh_scope();
+    let name = coffer_testkit::name("github_token");
     store
         .put(
             &scope,

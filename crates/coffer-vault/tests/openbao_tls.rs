@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_store::testing::service_env;
 use coffer_store::{PutOptions, SecretStore};
+use coffer_testkit::service_env;
 use coffer_vault::{Auth, VaultConfig, VaultStore};
 use rand::RngExt as _;
 use secrecy::SecretString;
@@ -44,12 +44,12 @@ async fn verified() -> Option<Arc<VaultStore>> {
 }
 
 mod conformance_over_https {
-    coffer_store::conformance_tests!(super::verified(), 10);
+    coffer_testkit::conformance_tests!(super::verified(), 10);
 }
 
 async fn first_call_error(config: VaultConfig) -> String {
-    let scope = coffer_store::testing::fresh_scope();
-    let name = coffer_store::testing::name("k");
+    let scope = coffer_testkit::fresh_scope();
+    let name = coffer_testkit::name("k");
     let result = match VaultStore::connect(config).await {
         Ok(store) => store
             .put(&scope, &name, &"v".to_owned().into(), &PutOptions::new())
@@ -92,8 +92,8 @@ async fn a_server_name_override_and_a_ca_directory_are_honored() {
     config.ca_path = Some(dir.path().to_owned());
     config.tls_server_name = Some("localhost".to_owned());
     let store = VaultStore::connect(config).await.unwrap();
-    let scope = coffer_store::testing::fresh_scope();
-    let name = coffer_store::testing::name("k");
+    let scope = coffer_testkit::fresh_scope();
+    let name = coffer_testkit::name("k");
     store
         .put(&scope, &name, &"v".to_owned().into(), &PutOptions::new())
         .await

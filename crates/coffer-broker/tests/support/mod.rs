@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use coffer_broker::{ConnectionParams, DbKind, Mode};
-use coffer_store::testing::service_env;
+use coffer_testkit::service_env;
 use sqlx::Connection as _;
 
 /// A database with a table `t` of 10 rows, and the admin URL to check it with.

@@ -1,5 +1,5 @@
 //! Layers: stores that wrap a store, each behind a feature of this crate, each passing
-//! the whole [conformance suite](crate::testing).
+//! the whole conformance suite (`coffer-testkit`).
 //!
 //! | layer | feature | what it does |
 //! |---|---|---|

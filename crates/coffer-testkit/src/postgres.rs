@@ -6,7 +6,7 @@ use coffer_envelope::{Keyring, MasterKey};
 use rand::RngExt as _;
 use sqlx::Connection as _;
 
-use crate::{PgOptions, PgStore};
+use coffer_sql::{PgOptions, PgStore};
 
 /// The variable that holds the test server's URL (a database the tests may create
 /// databases from, e.g. `postgres://postgres@127.0.0.1:5432/postgres`).
@@ -25,7 +25,7 @@ impl TestDatabase {
     /// Creates one, or returns `None` (printing why) when [`POSTGRES_URL_ENV`] is unset;
     /// with `COFFER_REQUIRE_SERVICES=1` an unset variable panics instead.
     pub async fn create() -> Option<Self> {
-        let admin_url = coffer_store::testing::service_env(POSTGRES_URL_ENV)?;
+        let admin_url = crate::service_env(POSTGRES_URL_ENV)?;
         Some(Self::create_on(admin_url).await)
     }
 
@@ -155,7 +155,7 @@ pub struct TlsServers {
 impl TlsServers {
     /// From the `COFFER_TEST_TLS_*` variables.
     pub fn from_env() -> Option<Self> {
-        let var = coffer_store::testing::service_env;
+        let var = crate::service_env;
         let port = |v: String| v.parse::<u16>().expect("a port number");
         Some(Self {
             certs: var("COFFER_TEST_TLS_DIR")?.into(),

@@ -1,0 +1,37 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use coffer_store::{Scope, SecretName};
+use rand::RngExt as _;
+
+pub mod conformance;
+mod corpus;
+mod faults;
+mod logs;
+mod model;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+mod services;
+
+pub use corpus::replay_corpus;
+pub use faults::FaultyStore;
+pub use logs::LogCapture;
+pub use model::acknowledged_values;
+pub use services::{service_env, services_required};
+
+/// A fresh scope no other run uses.
+pub fn fresh_scope() -> Scope {
+    let suffix: u64 = rand::rng().random();
+    Scope::new(format!("conformance-{suffix:016x}")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A [`SecretName`] from text known to be valid (panics otherwise): for tests.
+pub fn name(text: &str) -> SecretName {
+    SecretName::new(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A [`Scope`] from text known to be valid (panics otherwise): for tests.
+pub fn scope(text: &str) -> Scope {
+    Scope::new(text).unwrap_or_else(|e| panic!("{e}"))
+}
