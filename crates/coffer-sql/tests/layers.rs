@@ -31,64 +31,9 @@ async fn sqlite() -> SqliteStore {
     store
 }
 
-mod cache_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        Some(Arc::new(CacheStore::new(sqlite().await, CacheOptions::new())) as Arc<DynSecretStore>)
-    });
-}
-
-mod audit_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        let store = sqlite().await;
-        let sink = SqlAuditSink::sqlite(&store);
-        Some(Arc::new(AuditStore::new(store, vec![Arc::new(sink)])) as Arc<DynSecretStore>)
-    });
-}
-
-mod fallback_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        let env = EnvStore::from_vars([("FALLBACK_ONLY_SECRET", "e")]).for_all_scopes();
-        Some(Arc::new(FallbackStore::new(sqlite().await).or(env)) as Arc<DynSecretStore>)
-    });
-}
-
-mod rate_limit_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        Some(Arc::new(RateLimitStore::per_second(
-            sqlite().await,
-            NonZeroU32::new(1_000_000).unwrap(),
-        )) as Arc<DynSecretStore>)
-    });
-}
-
-mod usage_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        Some(Arc::new(UsageStore::new(sqlite().await, UsageOptions::new())) as Arc<DynSecretStore>)
-    });
-}
-
-mod full_stack_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        let store = sqlite().await;
-        let sink = SqlAuditSink::sqlite(&store);
-        Some(Arc::new(RateLimitStore::per_second(
-            AuditStore::new(
-                UsageStore::new(
-                    CacheStore::new(store, CacheOptions::new()),
-                    UsageOptions::new(),
-                ),
-                vec![Arc::new(sink)],
-            ),
-            NonZeroU32::new(1_000_000).unwrap(),
-        )) as Arc<DynSecretStore>)
-    });
-}
+coffer_testkit::layer_conformance_tests!(sqlite(), |store: &SqliteStore| {
+    vec![Arc::new(SqlAuditSink::sqlite(store)) as Arc<dyn AuditSink>]
+});
 
 async fn audit_trail(store: Arc<DynSecretStore>, sink: SqlAuditSink) {
     let audited = AuditStore::new(Arc::clone(&store), vec![Arc::new(sink.clone())]);

@@ -18,79 +18,13 @@ fn value(text: &str) -> SecretString {
     SecretString::from(text.to_owned())
 }
 
-fn env_source() -> EnvStore {
-    EnvStore::from_vars([("FALLBACK_ONLY_SECRET", "from-the-environment")]).for_all_scopes()
-}
-
-mod cache_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        Some(
-            Arc::new(CacheStore::new(MemoryStore::new(), CacheOptions::new()))
-                as Arc<DynSecretStore>,
-        )
-    });
-}
-
-mod audit_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        let dir = tempfile::tempdir().unwrap();
-        let sink = JsonLinesSink::open(dir.path().join("audit.jsonl")).unwrap();
-        // The file stays open after the directory handle goes; the OS removes it later.
-        std::mem::forget(dir);
-        Some(Arc::new(AuditStore::new(
-            MemoryStore::new(),
-            vec![Arc::new(sink), Arc::new(TracingSink)],
-        )) as Arc<DynSecretStore>)
-    });
-}
-
-mod fallback_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        Some(
-            Arc::new(FallbackStore::new(MemoryStore::new()).or(env_source()))
-                as Arc<DynSecretStore>,
-        )
-    });
-}
-
-mod rate_limit_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        Some(Arc::new(RateLimitStore::per_second(
-            MemoryStore::new(),
-            NonZeroU32::new(1_000_000).unwrap(),
-        )) as Arc<DynSecretStore>)
-    });
-}
-
-mod usage_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        Some(
-            Arc::new(UsageStore::new(MemoryStore::new(), UsageOptions::new()))
-                as Arc<DynSecretStore>,
-        )
-    });
-}
-
-mod full_stack_conformance {
-    use super::*;
-    coffer_testkit::conformance_tests!(async {
-        Some(Arc::new(RateLimitStore::per_second(
-            AuditStore::new(
-                UsageStore::new(
-                    CacheStore::new(MemoryStore::new(), CacheOptions::new()),
-                    UsageOptions::new(),
-                ),
-                vec![Arc::new(TracingSink)],
-            ),
-            NonZeroU32::new(1_000_000).unwrap(),
-        )) as Arc<DynSecretStore>)
-    });
-}
+coffer_testkit::layer_conformance_tests!(async { MemoryStore::new() }, |_: &MemoryStore| {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = JsonLinesSink::open(dir.path().join("audit.jsonl")).unwrap();
+    // The file stays open after the directory handle goes; the OS removes it later.
+    std::mem::forget(dir);
+    vec![Arc::new(sink) as Arc<dyn AuditSink>, Arc::new(TracingSink)]
+});
 
 // ---------------------------------------------------------------------------- cache
 

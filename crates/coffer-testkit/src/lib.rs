@@ -8,6 +8,8 @@ use rand::RngExt as _;
 pub mod conformance;
 mod corpus;
 mod faults;
+#[cfg(feature = "layers")]
+pub mod layers;
 mod logs;
 mod model;
 #[cfg(feature = "postgres")]
