@@ -4,31 +4,14 @@
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+mod support;
+use support::{coffer, initialised};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
 
-/// `coffer` in `dir`, with no COFFER_* variable from the outer environment.
-fn coffer(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("coffer").unwrap();
-    cmd.current_dir(dir).timeout(Duration::from_secs(60));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("COFFER_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
 fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("coffer")
-}
-
-fn initialised() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    coffer(dir.path()).arg("init").assert().success();
-    dir
 }
 
 fn put(dir: &Path, name: &str, value: &str) {

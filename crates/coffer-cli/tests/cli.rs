@@ -1,27 +1,9 @@
 //! The `coffer` command's behaviour, pinned: output, exit codes, files.
 
-use std::path::Path;
+mod support;
+use support::{coffer, initialised};
 
-use assert_cmd::Command;
 use predicates::prelude::*;
-
-/// `coffer` in `dir`, with no COFFER_* variable from the outer environment.
-fn coffer(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("coffer").unwrap();
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("COFFER_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-fn initialised() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    coffer(dir.path()).arg("init").assert().success();
-    dir
-}
 
 #[test]
 fn init_creates_a_private_keyring_and_is_idempotent() {

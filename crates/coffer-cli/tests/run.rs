@@ -4,21 +4,10 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+mod support;
+use support::coffer;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
-
-/// `coffer` in `dir`, with no COFFER_* variable from the outer environment.
-fn coffer(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("coffer").unwrap();
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("COFFER_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
 
 /// A store with a few secrets, generated per run.
 struct Fixture {

@@ -59,11 +59,8 @@ pub(crate) const INSERT_HEAD: Statement = Statement {
     params: HEAD_INSERT_PARAMS,
 };
 
-/// The parameters of [`INSERT_HEAD`].
-const HEAD_INSERT_PARAMS: &[&str] = &[
-    "scope",
-    "name",
-    "version",
+/// The metadata fields both head writes set, in the same order.
+const HEAD_FIELDS: [&str; 7] = [
     "provider",
     "kind",
     "description",
@@ -71,9 +68,35 @@ const HEAD_INSERT_PARAMS: &[&str] = &[
     "env_name",
     "expires_at",
     "active",
-    "created_at",
-    "updated_at",
 ];
+
+/// `a`, then `b`, then `c`, as one array of `N` names (`N` must be their total length).
+const fn join<const N: usize>(
+    a: &[&'static str],
+    b: &[&'static str],
+    c: &[&'static str],
+) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < a.len() {
+            a[i]
+        } else if i < a.len() + b.len() {
+            b[i - a.len()]
+        } else {
+            c[i - a.len() - b.len()]
+        };
+        i += 1;
+    }
+    out
+}
+
+/// The parameters of [`INSERT_HEAD`].
+const HEAD_INSERT_PARAMS: &[&str] = &join::<12>(
+    &["scope", "name", "version"],
+    &HEAD_FIELDS,
+    &["created_at", "updated_at"],
+);
 
 /// Replaces the head row if it is still at the version and deletion state the put read.
 /// Each dialect's put over an existing head is built on it ([`Composed`]).
@@ -86,21 +109,17 @@ pub(crate) const UPDATE_HEAD: Statement = Statement {
 };
 
 /// The parameters of [`UPDATE_HEAD`].
-const HEAD_UPDATE_PARAMS: &[&str] = &[
-    "version",
-    "provider",
-    "kind",
-    "description",
-    "tags",
-    "env_name",
-    "expires_at",
-    "active",
-    "updated_at",
-    "scope",
-    "name",
-    "version read",
-    "deleted read",
-];
+const HEAD_UPDATE_PARAMS: &[&str] = &join::<13>(
+    &["version"],
+    &HEAD_FIELDS,
+    &[
+        "updated_at",
+        "scope",
+        "name",
+        "version read",
+        "deleted read",
+    ],
+);
 
 /// Marks a live secret deleted.
 pub(crate) const SOFT_DELETE: Statement = Statement {

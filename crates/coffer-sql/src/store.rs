@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coffer_envelope::Keyring;
-use coffer_store::backend::{check_condition, now, page_of, put_optimistic};
+use coffer_store::backend::{check_condition, not_found, now, page_of, put_optimistic};
 use coffer_store::{
     Capabilities, Change, ChangeOp, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result,
     RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
@@ -64,6 +64,18 @@ impl<D: Dialect> SqlStore<D> {
     /// The keyring values are sealed with.
     pub fn keyring(&self) -> &Arc<Keyring> {
         &self.keyring
+    }
+
+    /// How many stored envelopes (of every version, deleted or not) are not sealed under
+    /// the keyring's primary key: what a rewrap still has to move.
+    pub async fn pending_rewrap(&self) -> Result<u64> {
+        let primary = Param::Int(i64::from(self.keyring.primary_id()));
+        let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
+        let count: Option<Count> = D::Db::fetch_all(&mut conn, &sql::REWRAP_REMAINING, &[primary])
+            .await
+            .map(first)
+            .map_err(sql_error::<D>)?;
+        Ok(count.map_or(0, |c| u64::try_from(c.0).unwrap_or(0)))
     }
 
     /// Builds the store on a migrated pool and checks the keyring against the key check
@@ -166,14 +178,6 @@ impl<D: Dialect> SqlStore<D> {
                 .map_err(sql_error::<D>)?;
         }
         Ok(())
-    }
-}
-
-fn not_found(scope: &Scope, name: &SecretName, version: Option<u64>) -> Error {
-    Error::NotFound {
-        scope: scope.to_string(),
-        name: name.to_string(),
-        version,
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_envelope::{Keyring, MasterKey};
-use coffer_sql::{AuditQuery, PgOptions, SqlAuditSink, SqliteStore};
+use coffer_sql::{AuditQuery, PgOptions, SqlAuditSink, SqlStore, SqliteStore};
 use coffer_store::layer::*;
 use coffer_store::{DynSecretStore, Error, PutOptions, SecretStore, SecretStoreExt as _};
 use coffer_testkit::postgres::TestDatabase;
@@ -378,29 +378,35 @@ async fn rotate_at_scale(r: Rotation) {
 
 use futures::StreamExt as _;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rewrap_all_of_10k_secrets_on_sqlite_survives_a_kill_and_concurrent_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("secrets.db");
-    let (before, after, only_new) = keyrings();
-    let before = SqliteStore::open(&path, before).await.unwrap();
-    let after = SqliteStore::open(&path, after).await.unwrap();
-    let pool = after.pool().clone();
-    let only_new = SqliteStore::open(&path, only_new).await.unwrap();
+/// [`rotate_at_scale`] on three instances of one SQL store.
+async fn rotate_sql_at_scale<D: coffer_sql::Dialect>(
+    before: SqlStore<D>,
+    after: SqlStore<D>,
+    only_new: SqlStore<D>,
+) {
+    let counter = after.clone();
     rotate_at_scale(Rotation {
         before: Arc::new(before),
         after: Arc::new(after),
         only_new: Arc::new(only_new),
         remaining: Box::new(move || {
-            let pool = pool.clone();
-            Box::pin(async move {
-                sqlx::query_scalar("SELECT COUNT(*) FROM coffer_secret_versions WHERE key_id <> 2")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap()
-            })
+            let counter = counter.clone();
+            Box::pin(async move { counter.pending_rewrap().await.unwrap() as i64 })
         }),
     })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrap_all_of_10k_secrets_on_sqlite_survives_a_kill_and_concurrent_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secrets.db");
+    let (before, after, only_new) = keyrings();
+    rotate_sql_at_scale(
+        SqliteStore::open(&path, before).await.unwrap(),
+        SqliteStore::open(&path, after).await.unwrap(),
+        SqliteStore::open(&path, only_new).await.unwrap(),
+    )
     .await;
 }
 
@@ -410,24 +416,11 @@ async fn rewrap_all_of_10k_secrets_on_postgres_survives_a_kill_and_concurrent_wr
         return;
     };
     let (before, after, only_new) = keyrings();
-    let before = db.store_with(before, PgOptions::new()).await;
-    let after = db.store_with(after, PgOptions::new()).await;
-    let pool = after.pool().clone();
-    let only_new = db.store_with(only_new, PgOptions::new()).await;
-    rotate_at_scale(Rotation {
-        before: Arc::new(before),
-        after: Arc::new(after),
-        only_new: Arc::new(only_new),
-        remaining: Box::new(move || {
-            let pool = pool.clone();
-            Box::pin(async move {
-                sqlx::query_scalar("SELECT COUNT(*) FROM coffer_secret_versions WHERE key_id <> 2")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap()
-            })
-        }),
-    })
+    rotate_sql_at_scale(
+        db.store_with(before, PgOptions::new()).await,
+        db.store_with(after, PgOptions::new()).await,
+        db.store_with(only_new, PgOptions::new()).await,
+    )
     .await;
 }
 

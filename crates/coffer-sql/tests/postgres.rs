@@ -376,17 +376,7 @@ async fn opens_from_a_url_with_and_without_row_level_security() {
     let registry = coffer_store::open::Registry::new().with(coffer_sql::PgOpener);
     let store = registry.open(db.url(), &options).await.unwrap();
     assert_eq!(store.backend(), "postgres");
-    for i in 0..3 {
-        store
-            .put(
-                &s("t"),
-                &n(&format!("k{i}")),
-                &format!("v{i}").into(),
-                &PutOptions::new(),
-            )
-            .await
-            .unwrap();
-    }
+    coffer_testkit::put_numbered(&store, &s("t"), 0..3, |i| format!("v{i}")).await;
     let rls_url = format!("{}?row_level_security=true", db.url());
     let rls = registry
         .open(

@@ -10,6 +10,18 @@
 //! - [`now`], [`truncate_millis`]: times at the millisecond precision every backend
 //!   keeps, so a value reads back as written.
 //! - [`validate_value`]: the size rule for values.
+//! - [`not_found`]: the error for a secret (or one of its versions) that is not there.
 
 pub use crate::memory::{MAX_WRITE_ATTEMPTS, check_condition, page_of, put_optimistic};
 pub use crate::types::{now, truncate_millis, validate_value};
+
+use crate::{Error, Scope, SecretName};
+
+/// [`Error::NotFound`] for `name` in `scope` (at `version`, where one was asked for).
+pub fn not_found(scope: &Scope, name: &SecretName, version: Option<u64>) -> Error {
+    Error::NotFound {
+        scope: scope.to_string(),
+        name: name.to_string(),
+        version,
+    }
+}

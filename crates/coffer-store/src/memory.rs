@@ -1,3 +1,4 @@
+use crate::backend::not_found;
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
@@ -48,14 +49,6 @@ impl std::fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("secrets", &self.read().len())
             .finish()
-    }
-}
-
-fn not_found(scope: &Scope, name: &SecretName, version: Option<u64>) -> Error {
-    Error::NotFound {
-        scope: scope.to_string(),
-        name: name.to_string(),
-        version,
     }
 }
 

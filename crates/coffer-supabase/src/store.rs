@@ -1,5 +1,6 @@
 //! [`SupabaseVaultStore`]: the [`SecretStore`] over Vault's SQL interface.
 
+use coffer_store::backend::not_found;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,14 +55,6 @@ impl std::fmt::Debug for SupabaseVaultStore {
 
 fn sql(e: sqlx::Error) -> Error {
     map_sqlx(BACKEND, e)
-}
-
-fn not_found(scope: &Scope, name: &SecretName, version: Option<u64>) -> Error {
-    Error::NotFound {
-        scope: scope.to_string(),
-        name: name.to_string(),
-        version,
-    }
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {

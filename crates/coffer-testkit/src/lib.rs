@@ -37,3 +37,20 @@ pub fn name(text: &str) -> SecretName {
 pub fn scope(text: &str) -> Scope {
     Scope::new(text).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Puts `value(i)` as the secret `k{i}` of `scope` for each `i` in `range`.
+pub async fn put_numbered(
+    store: &coffer_store::DynSecretStore,
+    scope: &Scope,
+    range: std::ops::Range<usize>,
+    value: impl Fn(usize) -> String,
+) {
+    for i in range {
+        let text = secrecy::SecretString::from(value(i));
+        let options = coffer_store::PutOptions::new();
+        store
+            .put(scope, &name(&format!("k{i}")), &text, &options)
+            .await
+            .unwrap();
+    }
+}

@@ -453,17 +453,7 @@ async fn sealed_values_never_reach_vault_in_the_clear_and_rewrap_after_a_rotatio
     let keyring = Keyring::new(MasterKey::generate());
     let store = store_on(&server, KvVersion::V2, Some(Arc::new(keyring))).await;
     let mount = store.config().mount.clone();
-    for i in 0..6 {
-        store
-            .put(
-                &s("t"),
-                &n(&format!("k{i}")),
-                &format!("sk-sealed-{i}").into(),
-                &PutOptions::new(),
-            )
-            .await
-            .unwrap();
-    }
+    coffer_testkit::put_numbered(&store, &s("t"), 0..6, |i| format!("sk-sealed-{i}")).await;
     let out = bao(
         &server,
         &[

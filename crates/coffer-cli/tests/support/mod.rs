@@ -1,7 +1,34 @@
-//! What the leak checks of several test files share: the forms a secret could leak in.
+//! What several test files share: `coffer` as a child process, and the forms a secret
+//! could leak in. Each test file uses part of it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use assert_cmd::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+/// `coffer` in `dir`, with no COFFER_* variable from the outer environment, killed
+/// after a minute.
+pub(crate) fn coffer(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("coffer").unwrap();
+    cmd.current_dir(dir).timeout(Duration::from_secs(60));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("COFFER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// A folder where `coffer init` ran.
+pub(crate) fn initialised() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    coffer(dir.path()).arg("init").assert().success();
+    dir
+}
 
 /// Every form the canary could leak in.
 pub(crate) fn forms(canary: &str) -> Vec<String> {

@@ -7,7 +7,7 @@ use secrecy::ExposeSecret as _;
 
 use coffer_store::{DynSecretStore, Error, PutOptions, WriteCondition};
 
-use super::value;
+use super::{assert_conflict, put, value, value_of};
 use crate::{fresh_scope, name};
 
 /// Check-and-set succeeds only on the expected version (one writer at a time: every store
@@ -19,21 +19,8 @@ pub async fn check_and_set(store: &DynSecretStore) {
         .put(&scope, &n, &value("a"), &PutOptions::if_version(1))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Conflict {
-                expected: 1,
-                actual: None,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    store
-        .put(&scope, &n, &value("v1"), &PutOptions::new())
-        .await
-        .unwrap();
+    assert_conflict(&err, 1, None);
+    put(store, &scope, &n, "v1").await;
     let meta = store
         .put(&scope, &n, &value("v2"), &PutOptions::if_version(1))
         .await
@@ -43,36 +30,15 @@ pub async fn check_and_set(store: &DynSecretStore) {
         .put(&scope, &n, &value("v3"), &PutOptions::if_version(1))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Conflict {
-                expected: 1,
-                actual: Some(2),
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(
-        store
-            .get(&scope, &n, None)
-            .await
-            .unwrap()
-            .value
-            .expose_secret(),
-        "v2"
-    );
+    assert_conflict(&err, 1, Some(2));
+    assert_eq!(value_of(store, &scope, &n, None).await, "v2");
 }
 
 /// 8 concurrent writers with the same expected version: exactly one wins, every round.
 pub async fn concurrent_check_and_set(store: &DynSecretStore, rounds: usize) {
     let scope = fresh_scope();
     let n = name("contended");
-    store
-        .put(&scope, &n, &value("start"), &PutOptions::new())
-        .await
-        .unwrap();
+    put(store, &scope, &n, "start").await;
     for round in 0..rounds {
         let expected = round as u64 + 1;
         let writers = (0..8).map(|w| {

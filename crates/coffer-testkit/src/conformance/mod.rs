@@ -16,9 +16,11 @@
 //! # }
 //! ```
 
-use coffer_store::{Capabilities, DynSecretStore};
+use coffer_store::{
+    Capabilities, DeleteMode, DynSecretStore, Error, PutOptions, Scope, SecretMeta, SecretName,
+};
 use futures::future::BoxFuture;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 mod conditions;
 mod delete;
@@ -47,6 +49,62 @@ pub const CAS_ROUNDS: usize = 200;
 
 pub(crate) fn value(text: &str) -> SecretString {
     SecretString::from(text.to_owned())
+}
+
+/// The value of `name` (at `version`, or the latest), which must read.
+pub(crate) async fn value_of(
+    store: &DynSecretStore,
+    scope: &Scope,
+    name: &SecretName,
+    version: Option<u64>,
+) -> String {
+    let secret = store.get(scope, name, version).await.unwrap();
+    secret.value.expose_secret().to_owned()
+}
+
+/// Asserts that `name` (at `version`, or the latest) does not read: not found.
+pub(crate) async fn assert_not_found(
+    store: &DynSecretStore,
+    scope: &Scope,
+    name: &SecretName,
+    version: Option<u64>,
+) {
+    let err = store.get(scope, name, version).await.unwrap_err();
+    assert!(err.is_not_found(), "{name}: {err}");
+}
+
+/// Asserts that deleting `name` with `mode` finds nothing to delete.
+pub(crate) async fn assert_delete_not_found(
+    store: &DynSecretStore,
+    scope: &Scope,
+    name: &SecretName,
+    mode: DeleteMode,
+) {
+    let err = store.delete(scope, name, mode).await.unwrap_err();
+    assert!(err.is_not_found(), "{name}: {err}");
+}
+
+/// Asserts that `err` is the conflict of a write that expected version `expected` and
+/// found `actual`.
+pub(crate) fn assert_conflict(err: &Error, expected: u64, actual: Option<u64>) {
+    assert!(
+        matches!(err, Error::Conflict { expected: e, actual: a, .. } if *e == expected && *a == actual),
+        "{err}"
+    );
+}
+
+/// Puts `text` as the next version of `name`, which must succeed.
+pub(crate) async fn put(
+    store: &DynSecretStore,
+    scope: &Scope,
+    name: &SecretName,
+    text: &str,
+) -> SecretMeta {
+    let options = PutOptions::new();
+    store
+        .put(scope, name, &value(text), &options)
+        .await
+        .unwrap()
 }
 
 /// An optional feature of a store ([`Capabilities`]) that a check needs.

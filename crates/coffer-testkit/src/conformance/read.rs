@@ -1,11 +1,10 @@
 //! Reads that must fail: not found, other scopes, expired and inactive secrets.
 
 use chrono::{Duration, Utc};
-use secrecy::ExposeSecret as _;
 
 use coffer_store::{DeleteMode, DynSecretStore, Error, PutOptions, SecretStoreExt as _};
 
-use super::value;
+use super::{assert_delete_not_found, assert_not_found, put, value, value_of};
 use crate::{fresh_scope, name};
 
 /// Missing secrets, versions and deletes are `NotFound`.
@@ -17,13 +16,7 @@ pub async fn not_found(store: &DynSecretStore) {
         Error::NotFound { version: None, .. }
     ));
     assert!(store.metadata(&scope, &n).await.unwrap_err().is_not_found());
-    assert!(
-        store
-            .delete(&scope, &n, DeleteMode::Destroy)
-            .await
-            .unwrap_err()
-            .is_not_found()
-    );
+    assert_delete_not_found(store, &scope, &n, DeleteMode::Destroy).await;
     assert!(store.list_all(&scope, None).await.unwrap().is_empty());
 }
 
@@ -32,32 +25,17 @@ pub async fn scope_isolation(store: &DynSecretStore) {
     let a = fresh_scope();
     let b = fresh_scope();
     let n = name("shared/name");
-    store
-        .put(&a, &n, &value("tenant-a-value"), &PutOptions::new())
-        .await
-        .unwrap();
-    assert!(store.get(&b, &n, None).await.unwrap_err().is_not_found());
+    put(store, &a, &n, "tenant-a-value").await;
+    assert_not_found(store, &b, &n, None).await;
     assert!(store.metadata(&b, &n).await.unwrap_err().is_not_found());
     assert!(store.list_all(&b, None).await.unwrap().is_empty());
-    assert!(
-        store
-            .delete(&b, &n, DeleteMode::Destroy)
-            .await
-            .unwrap_err()
-            .is_not_found()
-    );
+    assert_delete_not_found(store, &b, &n, DeleteMode::Destroy).await;
     store
         .put(&b, &n, &value("tenant-b-value"), &PutOptions::create_only())
         .await
         .unwrap();
-    assert_eq!(
-        store.get(&a, &n, None).await.unwrap().value.expose_secret(),
-        "tenant-a-value"
-    );
-    assert_eq!(
-        store.get(&b, &n, None).await.unwrap().value.expose_secret(),
-        "tenant-b-value"
-    );
+    assert_eq!(value_of(store, &a, &n, None).await, "tenant-a-value");
+    assert_eq!(value_of(store, &b, &n, None).await, "tenant-b-value");
     assert_eq!(store.metadata(&a, &n).await.unwrap().version, 1);
 }
 
@@ -109,15 +87,7 @@ pub async fn expired_and_inactive(store: &DynSecretStore) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .get(&scope, &inactive, None)
-            .await
-            .unwrap()
-            .value
-            .expose_secret(),
-        "v2"
-    );
+    assert_eq!(value_of(store, &scope, &inactive, None).await, "v2");
 
     let future = name("future");
     store
@@ -129,13 +99,5 @@ pub async fn expired_and_inactive(store: &DynSecretStore) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .get(&scope, &future, None)
-            .await
-            .unwrap()
-            .value
-            .expose_secret(),
-        "ok"
-    );
+    assert_eq!(value_of(store, &scope, &future, None).await, "ok");
 }

@@ -1,11 +1,10 @@
 //! Usage records.
 
 use chrono::Duration;
-use secrecy::ExposeSecret as _;
 
-use coffer_store::{DynSecretStore, Error, PutOptions};
+use coffer_store::{DynSecretStore, Error};
 
-use super::value;
+use super::{put, value_of};
 use crate::{fresh_scope, name};
 
 /// Usage records add to `usage_count`, move `last_used_at` only forward, skip unknown
@@ -13,14 +12,8 @@ use crate::{fresh_scope, name};
 pub async fn usage_records(store: &DynSecretStore) {
     let scope = fresh_scope();
     let (a, b) = (name("used-a"), name("used-b"));
-    let written = store
-        .put(&scope, &a, &value("va"), &PutOptions::new())
-        .await
-        .unwrap();
-    store
-        .put(&scope, &b, &value("vb"), &PutOptions::new())
-        .await
-        .unwrap();
+    let written = put(store, &scope, &a, "va").await;
+    put(store, &scope, &b, "vb").await;
     let t1 = coffer_store::backend::now();
     let t0 = t1 - Duration::minutes(5);
     let first = [
@@ -54,13 +47,5 @@ pub async fn usage_records(store: &DynSecretStore) {
             .unwrap_err()
             .is_not_found()
     );
-    assert_eq!(
-        store
-            .get(&scope, &a, None)
-            .await
-            .unwrap()
-            .value
-            .expose_secret(),
-        "va"
-    );
+    assert_eq!(value_of(store, &scope, &a, None).await, "va");
 }

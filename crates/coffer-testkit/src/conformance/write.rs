@@ -8,7 +8,7 @@ use coffer_store::{
     SecretStoreExt as _,
 };
 
-use super::value;
+use super::{put, value, value_of};
 use crate::{fresh_scope, name};
 
 /// Put then get returns the value and consistent metadata.
@@ -16,10 +16,7 @@ pub async fn put_get_round_trip(store: &DynSecretStore) {
     let scope = fresh_scope();
     let n = name("openai_api_key");
     let before = coffer_store::backend::now();
-    let meta = store
-        .put(&scope, &n, &value("sk-test-1"), &PutOptions::new())
-        .await
-        .unwrap();
+    let meta = put(store, &scope, &n, "sk-test-1").await;
     assert_eq!(meta.version, 1);
     assert_eq!(
         (meta.scope.clone(), meta.name.clone()),
@@ -63,10 +60,7 @@ pub async fn metadata_round_trip(store: &DynSecretStore) {
     assert_eq!(meta.expires_at, Some(expires));
 
     // A write without metadata keeps it; one with a field changes only that field.
-    store
-        .put(&scope, &n, &value("gho_def"), &PutOptions::new())
-        .await
-        .unwrap();
+    put(store, &scope, &n, "gho_def").await;
     let kept = store.metadata(&scope, &n).await.unwrap();
     assert_eq!(
         (kept.provider.clone(), kept.kind, kept.tags.clone()),
@@ -114,15 +108,7 @@ pub async fn metadata_round_trip(store: &DynSecretStore) {
         matches!(err, Error::InvalidInput { field: "tags", .. }),
         "{err}"
     );
-    assert_eq!(
-        store
-            .get(&scope, &n, None)
-            .await
-            .unwrap()
-            .value
-            .expose_secret(),
-        "gho_ghi"
-    );
+    assert_eq!(value_of(store, &scope, &n, None).await, "gho_ghi");
 }
 
 /// Each write is a new version; old versions stay readable where the backend keeps them.
@@ -186,15 +172,7 @@ pub async fn create_only(store: &DynSecretStore) {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
-    assert_eq!(
-        store
-            .get(&scope, &n, None)
-            .await
-            .unwrap()
-            .value
-            .expose_secret(),
-        "whsec_1"
-    );
+    assert_eq!(value_of(store, &scope, &n, None).await, "whsec_1");
     if store.capabilities().soft_delete {
         store.delete(&scope, &n, DeleteMode::Soft).await.unwrap();
         let meta = store

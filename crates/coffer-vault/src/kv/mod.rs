@@ -5,6 +5,7 @@
 mod v1;
 mod v2;
 
+use coffer_store::backend::not_found;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -59,14 +60,6 @@ impl std::fmt::Debug for VaultStore {
             .field("conn", &self.conn)
             .field("kv", &self.conn.config().kv_version)
             .finish()
-    }
-}
-
-fn not_found(scope: &Scope, name: &SecretName, version: Option<u64>) -> Error {
-    Error::NotFound {
-        scope: scope.to_string(),
-        name: name.to_string(),
-        version,
     }
 }
 
