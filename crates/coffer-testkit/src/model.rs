@@ -9,7 +9,7 @@ use crate::{fresh_scope, name};
 /// `operations` random puts, gets, deletes and metadata reads on 8 names, checking each
 /// answer against the last acknowledged write: a `get` returns that value, `NotFound`
 /// when it was deleted, or a transient error, never anything else. For stores under
-/// fault injection ([`FaultyStore`]): panics, naming `label` and `seed`, on a wrong answer,
+/// fault injection ([`FaultyStore`](crate::FaultyStore)): panics, naming `label` and `seed`, on a wrong answer,
 /// and also when fewer than 5% or more than half of the calls failed.
 pub async fn acknowledged_values(
     label: &str,
