@@ -57,6 +57,16 @@ pub enum Mode {
     ReadWrite,
 }
 
+impl Mode {
+    /// `read_only` or `read_write`, by this mode.
+    pub(crate) fn pick<T>(self, read_only: T, read_write: T) -> T {
+        match self {
+            Self::ReadOnly => read_only,
+            Self::ReadWrite => read_write,
+        }
+    }
+}
+
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

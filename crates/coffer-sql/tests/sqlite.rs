@@ -38,22 +38,12 @@ async fn the_database_file_holds_no_plaintext() {
     let canaries: Vec<String> = (0..20)
         .map(|i| format!("canary-plaintext-{i:03}-zq"))
         .collect();
-    for (i, c) in canaries.iter().enumerate() {
-        store
-            .put(
-                &s("tenant"),
-                &n(&format!("k{i}")),
-                &c.clone().into(),
-                &PutOptions::new(),
-            )
-            .await
-            .unwrap();
-    }
+    coffer_testkit::put_numbered(&store, &s("tenant"), 0..canaries.len(), |i| {
+        canaries[i].clone()
+    })
+    .await;
     // Checkpoint the WAL so the main file holds everything too, then read every file.
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    checkpoint(&store).await;
     let mut raw = Vec::new();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         raw.extend(std::fs::read(entry.unwrap().path()).unwrap());
@@ -208,21 +198,8 @@ async fn a_corrupted_file_is_a_clear_error_not_a_panic() {
     let path = dir.path().join("damaged.db");
     let keyring = Arc::new(Keyring::new(MasterKey::generate()));
     let store = SqliteStore::open(&path, keyring.clone()).await.unwrap();
-    for i in 0..200 {
-        store
-            .put(
-                &s("t"),
-                &n(&format!("k{i}")),
-                &"v".repeat(100).into(),
-                &PutOptions::new(),
-            )
-            .await
-            .unwrap();
-    }
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    coffer_testkit::put_numbered(&store, &s("t"), 0..200, |_| "v".repeat(100)).await;
+    checkpoint(&store).await;
     store.pool().close().await;
     let mut bytes = std::fs::read(&path).unwrap();
     let len = bytes.len();
@@ -314,4 +291,12 @@ async fn cancelled_puts_leave_no_transaction_behind() {
             Err(e) => panic!("version {version}: {e}"),
         }
     }
+}
+
+/// Moves the WAL's pages into the main database file.
+async fn checkpoint(store: &SqliteStore) {
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(store.pool())
+        .await
+        .unwrap();
 }

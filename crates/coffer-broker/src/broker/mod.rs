@@ -255,17 +255,22 @@ impl Broker {
         let limits = &self.inner.limits;
         let secrets = params.secrets();
         let guarded = params.mode == Mode::ReadOnly && !params.allow_privileged;
+        let opening = Opening {
+            params,
+            limits,
+            size,
+            guarded,
+            secrets: &secrets,
+        };
         let mut guard = None;
         let pool = match params.kind {
             DbKind::Postgres => {
-                let (pool, dialect, g) =
-                    postgres::open(params, limits, size, guarded, &secrets).await?;
+                let (pool, dialect, g) = postgres::open(&opening).await?;
                 guard = g;
                 Pool::Pg(pool, dialect)
             }
             DbKind::Mysql => {
-                let (pool, flavor, dialect, g) =
-                    mysql::open(params, limits, size, guarded, &secrets).await?;
+                let (pool, flavor, dialect, g) = mysql::open(&opening).await?;
                 guard = g;
                 Pool::Mysql(pool, flavor, dialect)
             }
@@ -594,6 +599,31 @@ impl Broker {
             &indexes,
             limits.schema_limit,
         ))
+    }
+}
+
+/// What opening a server pool takes: the parameters, the broker's limits, the pool size,
+/// whether the role's escapes from a read-only transaction refuse the connection, and the
+/// secrets no error may show.
+#[derive(Clone, Copy)]
+struct Opening<'a> {
+    params: &'a ConnectionParams,
+    limits: &'a Limits,
+    size: u32,
+    guarded: bool,
+    secrets: &'a [&'a str],
+}
+
+impl Opening<'_> {
+    /// The pool to `target`, under the broker's limits (see [`server::pool_options`]).
+    async fn connect<DB: sqlx::Database>(
+        &self,
+        target: &coffer_sql::tls::Target<<DB::Connection as sqlx::Connection>::Options>,
+    ) -> Result<sqlx::Pool<DB>> {
+        server::pool_options::<DB>(self.limits, self.size)
+            .connect_with(target.options().clone())
+            .await
+            .map_err(|e| crate::error::connect_error(target, e, self.secrets))
     }
 }
 

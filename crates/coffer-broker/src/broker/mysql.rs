@@ -11,15 +11,14 @@ use sqlx::pool::PoolConnection;
 
 use coffer_sql::tls::CleartextGuard;
 
-use crate::error::connect_error;
 use crate::params::MYSQL_STATEMENT_CACHE;
 use crate::privileges;
 use crate::statement::Dialect;
 use crate::value::{Budget, float, json_row, try_get};
-use crate::{ConnectionParams, DbKind, Mode, Result};
+use crate::{DbKind, Mode, Result};
 
-use super::server::{Server, pool_options};
-use super::{Limits, accept_probe};
+use super::server::Server;
+use super::{Opening, accept_probe};
 
 /// Which server speaks the MySQL protocol: they bound a statement's time differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,19 +49,16 @@ impl Server for sqlx::MySql {
             }
             MysqlFlavor::Mysql => format!("SET SESSION max_execution_time = {timeout_ms}"),
         };
-        let begin = match mode {
-            Mode::ReadOnly => "START TRANSACTION READ ONLY",
-            Mode::ReadWrite => "START TRANSACTION",
-        };
+        let begin = mode.pick("START TRANSACTION READ ONLY", "START TRANSACTION");
         format!("{timeout}; {begin}")
     }
 
     /// The end of the transaction, and the named locks (`GET_LOCK`) a statement took.
     fn end(mode: Mode) -> &'static str {
-        match mode {
-            Mode::ReadOnly => "ROLLBACK; DO RELEASE_ALL_LOCKS()",
-            Mode::ReadWrite => "COMMIT; DO RELEASE_ALL_LOCKS()",
-        }
+        mode.pick(
+            "ROLLBACK; DO RELEASE_ALL_LOCKS()",
+            "COMMIT; DO RELEASE_ALL_LOCKS()",
+        )
     }
 
     fn row(row: &MySqlRow, budget: &mut Budget) -> Result<Vec<Value>> {
@@ -114,17 +110,11 @@ impl Server for sqlx::MySql {
 /// reads backslash escapes, and (for a guarded read-only connection) the role's grants
 /// that could leave a read-only transaction, which refuse the connection.
 pub(super) async fn open(
-    params: &ConnectionParams,
-    limits: &Limits,
-    size: u32,
-    guarded: bool,
-    secrets: &[&str],
+    opening: &Opening<'_>,
 ) -> Result<(MySqlPool, MysqlFlavor, Dialect, Option<Arc<CleartextGuard>>)> {
+    let (params, guarded, secrets) = (opening.params, opening.guarded, opening.secrets);
     let target = params.mysql_target()?;
-    let pool = pool_options::<sqlx::MySql>(limits, size)
-        .connect_with(target.options().clone())
-        .await
-        .map_err(|e| connect_error(&target, e, secrets))?;
+    let pool = opening.connect::<sqlx::MySql>(&target).await?;
     let probed = async {
         let (version, sql_mode): (String, String) =
             sqlx::query_as("SELECT VERSION(), CAST(@@SESSION.sql_mode AS CHAR)")

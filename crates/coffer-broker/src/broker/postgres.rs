@@ -9,14 +9,13 @@ use sqlx::postgres::{PgPool, PgRow};
 
 use coffer_sql::tls::CleartextGuard;
 
-use crate::error::connect_error;
 use crate::privileges;
 use crate::statement::Dialect;
 use crate::value::{Budget, exact, float, json_row, try_get};
-use crate::{ConnectionParams, DbKind, Mode, Result};
+use crate::{DbKind, Mode, Result};
 
-use super::server::{Server, pool_options};
-use super::{Limits, accept_probe};
+use super::server::Server;
+use super::{Opening, accept_probe};
 
 /// What a read-write call's statement may have left on the session, cleared after its
 /// commit in the same round trip: `DISCARD ALL` but for the parts that cannot run in a
@@ -35,18 +34,12 @@ impl Server for sqlx::Postgres {
     /// `SELECT 1` takes the snapshot: from then on the transaction's read-only mode can no
     /// longer be changed.
     fn begin((): (), mode: Mode, timeout_ms: u128) -> String {
-        let begin = match mode {
-            Mode::ReadOnly => "BEGIN READ ONLY",
-            Mode::ReadWrite => "BEGIN",
-        };
+        let begin = mode.pick("BEGIN READ ONLY", "BEGIN");
         format!("{begin}; SET LOCAL statement_timeout = {timeout_ms}; SELECT 1")
     }
 
     fn end(mode: Mode) -> &'static str {
-        match mode {
-            Mode::ReadOnly => READ_ONLY_END,
-            Mode::ReadWrite => READ_WRITE_END,
-        }
+        mode.pick(READ_ONLY_END, READ_WRITE_END)
     }
 
     fn row(row: &PgRow, budget: &mut Budget) -> Result<Vec<Value>> {
@@ -113,17 +106,11 @@ impl Server for sqlx::Postgres {
 /// (for a guarded read-only connection) whether the role can leave a read-only
 /// transaction, which refuses the connection.
 pub(super) async fn open(
-    params: &ConnectionParams,
-    limits: &Limits,
-    size: u32,
-    guarded: bool,
-    secrets: &[&str],
+    opening: &Opening<'_>,
 ) -> Result<(PgPool, Dialect, Option<Arc<CleartextGuard>>)> {
+    let (params, guarded, secrets) = (opening.params, opening.guarded, opening.secrets);
     let target = params.pg_target()?;
-    let pool = pool_options::<sqlx::Postgres>(limits, size)
-        .connect_with(target.options().clone())
-        .await
-        .map_err(|e| connect_error(&target, e, secrets))?;
+    let pool = opening.connect::<sqlx::Postgres>(&target).await?;
     let probed = async {
         let (standard,): (String,) =
             sqlx::query_as("SELECT current_setting('standard_conforming_strings')::text")

@@ -277,6 +277,21 @@ impl VaultStore {
     }
 }
 
+/// The secret an engine call is about.
+#[derive(Debug, Clone, Copy)]
+struct Key<'a> {
+    scope: &'a Scope,
+    name: &'a SecretName,
+}
+
+/// One write an engine attempts.
+#[derive(Debug, Clone, Copy)]
+struct Put<'a> {
+    key: Key<'a>,
+    value: &'a SecretString,
+    options: &'a PutOptions,
+}
+
 /// What KV v1 and KV v2 do differently. The store holds one engine for its mount's
 /// version and dispatches to it; everything else is shared.
 #[async_trait]
@@ -285,37 +300,13 @@ trait Engine: Send + Sync {
     fn capabilities(&self, sealing: bool) -> Capabilities;
     /// One write attempt: `Ok(None)` when a check-and-set lost a race (retried by
     /// [`put_optimistic`]).
-    async fn try_put(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-        value: &SecretString,
-        options: &PutOptions,
-    ) -> Result<Option<SecretMeta>>;
+    async fn try_put(&self, kv: &VaultStore, put: Put<'_>) -> Result<Option<SecretMeta>>;
     /// A version (the latest with `None`), readable or an error.
-    async fn get(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-        version: Option<u64>,
-    ) -> Result<Secret>;
+    async fn get(&self, kv: &VaultStore, key: Key<'_>, version: Option<u64>) -> Result<Secret>;
     /// The latest version's metadata.
-    async fn metadata(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-    ) -> Result<SecretMeta>;
+    async fn metadata(&self, kv: &VaultStore, key: Key<'_>) -> Result<SecretMeta>;
     /// A soft delete or a destroy.
-    async fn delete(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-        mode: DeleteMode,
-    ) -> Result<()>;
+    async fn delete(&self, kv: &VaultStore, key: Key<'_>, mode: DeleteMode) -> Result<()>;
     /// The keys of one folder (`name` or `folder/`).
     async fn list(&self, kv: &VaultStore, folder: &str) -> Result<Vec<String>, Failure>;
 }
@@ -338,18 +329,24 @@ impl SecretStore for VaultStore {
         value: &SecretString,
         options: &PutOptions,
     ) -> Result<SecretMeta> {
+        let key = Key { scope, name };
+        let put = Put {
+            key,
+            value,
+            options,
+        };
         put_optimistic(BACKEND, scope, name, value, options, || {
-            self.engine.try_put(self, scope, name, value, options)
+            self.engine.try_put(self, put)
         })
         .await
     }
 
     async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret> {
-        self.engine.get(self, scope, name, version).await
+        self.engine.get(self, Key { scope, name }, version).await
     }
 
     async fn metadata(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
-        self.engine.metadata(self, scope, name).await
+        self.engine.metadata(self, Key { scope, name }).await
     }
 
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
@@ -377,7 +374,7 @@ impl SecretStore for VaultStore {
     }
 
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
-        self.engine.delete(self, scope, name, mode).await
+        self.engine.delete(self, Key { scope, name }, mode).await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

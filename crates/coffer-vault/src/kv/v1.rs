@@ -12,7 +12,9 @@ use coffer_store::{
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 
-use super::{Engine, VALUE_FIELD, VaultStore, apply_map, meta_to_map, not_found, optional};
+use super::{
+    Engine, Key, Put, VALUE_FIELD, VaultStore, apply_map, meta_to_map, not_found, optional,
+};
 use crate::client::{BACKEND, Failure};
 
 /// The KV v1 engine.
@@ -112,24 +114,18 @@ impl Engine for KvV1 {
         Capabilities::NONE.with_rewrap(sealing)
     }
 
-    async fn try_put(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-        value: &SecretString,
-        options: &PutOptions,
-    ) -> Result<Option<SecretMeta>> {
+    async fn try_put(&self, kv: &VaultStore, put: Put<'_>) -> Result<Option<SecretMeta>> {
+        let Put {
+            key,
+            value,
+            options,
+        } = put;
+        let Key { scope, name } = key;
         Self::put(kv, scope, name, value, options).await.map(Some)
     }
 
-    async fn get(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-        version: Option<u64>,
-    ) -> Result<Secret> {
+    async fn get(&self, kv: &VaultStore, key: Key<'_>, version: Option<u64>) -> Result<Secret> {
+        let Key { scope, name } = key;
         let data = Self::read(kv, &kv.path(scope, name))
             .await?
             .ok_or_else(|| not_found(scope, name, version))?;
@@ -145,25 +141,16 @@ impl Engine for KvV1 {
         kv.open_stored(meta, stored)
     }
 
-    async fn metadata(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-    ) -> Result<SecretMeta> {
+    async fn metadata(&self, kv: &VaultStore, key: Key<'_>) -> Result<SecretMeta> {
+        let Key { scope, name } = key;
         let data = Self::read(kv, &kv.path(scope, name))
             .await?
             .ok_or_else(|| not_found(scope, name, None))?;
         Ok(Self::meta(scope, name, &data))
     }
 
-    async fn delete(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-        mode: DeleteMode,
-    ) -> Result<()> {
+    async fn delete(&self, kv: &VaultStore, key: Key<'_>, mode: DeleteMode) -> Result<()> {
+        let Key { scope, name } = key;
         if mode != DeleteMode::Destroy {
             return Err(Error::Unsupported {
                 backend: BACKEND,

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use coffer_store::backend::{check_condition, now};
 use coffer_store::{
-    Capabilities, DeleteMode, Error, PutOptions, Result, Scope, Secret, SecretMeta, SecretName,
+    Capabilities, DeleteMode, Error, Result, Scope, Secret, SecretMeta, SecretName,
 };
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::ExposeSecret as _;
 use serde_json::Value;
 use vaultrs::api::kv2::requests::{
     ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequestOptions,
@@ -17,7 +17,8 @@ use vaultrs::api::kv2::requests::{
 use vaultrs::api::kv2::responses::{ReadSecretMetadataResponse, ReadSecretResponse};
 
 use super::{
-    Engine, VALUE_FIELD, VaultStore, apply_map, meta_to_map, millis_of, not_found, optional,
+    Engine, Key, Put, VALUE_FIELD, VaultStore, apply_map, meta_to_map, millis_of, not_found,
+    optional,
 };
 use crate::client::{BACKEND, Failure};
 
@@ -97,14 +98,13 @@ impl Engine for KvV2 {
     }
 
     /// One optimistic KV v2 write; `Ok(None)` when the `cas` lost a race.
-    async fn try_put(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-        value: &SecretString,
-        options: &PutOptions,
-    ) -> Result<Option<SecretMeta>> {
+    async fn try_put(&self, kv: &VaultStore, put: Put<'_>) -> Result<Option<SecretMeta>> {
+        let Put {
+            key,
+            value,
+            options,
+        } = put;
+        let Key { scope, name } = key;
         let path = kv.path(scope, name);
         let head = Self::head(kv, &path).await?;
         let live = head
@@ -181,13 +181,8 @@ impl Engine for KvV2 {
         Ok(Some(meta))
     }
 
-    async fn get(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-        version: Option<u64>,
-    ) -> Result<Secret> {
+    async fn get(&self, kv: &VaultStore, key: Key<'_>, version: Option<u64>) -> Result<Secret> {
+        let Key { scope, name } = key;
         let path = kv.path(scope, name);
         let mount = kv.mount().to_owned();
         let p = path.clone();
@@ -236,25 +231,16 @@ impl Engine for KvV2 {
         kv.open_stored(meta, stored)
     }
 
-    async fn metadata(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-    ) -> Result<SecretMeta> {
+    async fn metadata(&self, kv: &VaultStore, key: Key<'_>) -> Result<SecretMeta> {
+        let Key { scope, name } = key;
         match Self::head(kv, &kv.path(scope, name)).await? {
             Some(h) if h.live => Ok(h.meta(scope, name)),
             _ => Err(not_found(scope, name, None)),
         }
     }
 
-    async fn delete(
-        &self,
-        kv: &VaultStore,
-        scope: &Scope,
-        name: &SecretName,
-        mode: DeleteMode,
-    ) -> Result<()> {
+    async fn delete(&self, kv: &VaultStore, key: Key<'_>, mode: DeleteMode) -> Result<()> {
+        let Key { scope, name } = key;
         let path = kv.path(scope, name);
         let what = format!("{scope}/{name}");
         let head = Self::head(kv, &path)
