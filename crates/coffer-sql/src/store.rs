@@ -349,14 +349,8 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
                 .await
                 .map_err(sql_error::<D>)?;
         }
-        let remaining: Option<Count> =
-            D::Db::fetch_all(&mut tx, &sql::REWRAP_REMAINING, &[primary])
-                .await
-                .map(first)
-                .map_err(sql_error::<D>)?;
         tx.commit().await.map_err(sql_error::<D>)?;
-        let remaining = remaining.map_or(0, |c| c.0);
-        Ok(RewrapBatch::new(rewrapped, remaining as u64))
+        Ok(RewrapBatch::new(rewrapped, self.pending_rewrap().await?))
     }
 
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
