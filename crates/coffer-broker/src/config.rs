@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use coffer_store::transport::{TlsMode, TlsOptions};
 
-use crate::params::protocol_of;
-use crate::{BrokerError, ConnectionParams, DbKind, Mode, Result};
+use crate::{BrokerError, ConnectionParams, DatabaseKind, Engine, Mode, Result};
 
 /// One configured connection, as written in the file. Exactly one credential source:
 /// `credentialsEnv` or `credentialsSecret` (`username:password`), or `urlEnv` or
@@ -21,7 +20,7 @@ use crate::{BrokerError, ConnectionParams, DbKind, Mode, Result};
 pub struct NamedConnection {
     /// `postgresql` (or `postgres`), `mysql` (or `mariadb`), `sqlite`.
     #[serde(rename = "type")]
-    pub kind: DbKind,
+    pub kind: DatabaseKind,
     /// The server's host.
     #[serde(default)]
     pub host: Option<String>,
@@ -86,7 +85,7 @@ pub struct NamedConnection {
 impl NamedConnection {
     /// The TLS settings the entry writes, on top of those of its URL (if it has one).
     fn tls(&self, name: &str, base: &TlsOptions) -> Result<TlsOptions> {
-        let protocol = protocol_of(self.kind);
+        let protocol = Engine::of(self.kind)?.protocol();
         let [mode_param, ca, cert, key, cleartext] = protocol.param_names();
         let mode = match (self.ssl, &self.sslmode) {
             (Some(_), Some(_)) => {
@@ -164,6 +163,9 @@ impl NamedConnections {
                 let key = text.split('`').nth(1).unwrap_or("(entry)").to_owned();
                 config_error(&name, &key, text)
             })?;
+            if let Err(BrokerError::InvalidParams { reason, .. }) = Engine::of(conn.kind) {
+                return Err(config_error(&name, "type", reason));
+            }
             let sources = [
                 ("credentialsEnv", conn.credentials_env.is_some()),
                 ("credentialsSecret", conn.credentials_secret.is_some()),
@@ -172,11 +174,11 @@ impl NamedConnections {
             ];
             let given: Vec<&str> = sources.iter().filter(|s| s.1).map(|s| s.0).collect();
             match (conn.kind, given.len()) {
-                (DbKind::Sqlite, 0) if conn.path.is_some() => {}
-                (DbKind::Sqlite, _) if conn.path.is_some() => {
+                (DatabaseKind::Sqlite, 0) if conn.path.is_some() => {}
+                (DatabaseKind::Sqlite, _) if conn.path.is_some() => {
                     return Err(config_error(&name, given[0], "SQLite takes no credentials"));
                 }
-                (DbKind::Sqlite, _) => {
+                (DatabaseKind::Sqlite, _) => {
                     return Err(config_error(&name, "path", "is required for SQLite"));
                 }
                 (_, 0) => {
@@ -195,7 +197,7 @@ impl NamedConnections {
                     ));
                 }
             }
-            if conn.kind == DbKind::Sqlite {
+            if conn.kind == DatabaseKind::Sqlite {
                 for (key, given) in [
                     ("sslmode", conn.sslmode.is_some()),
                     ("ssl", conn.ssl.is_some()),
@@ -281,7 +283,7 @@ impl NamedConnections {
             })
         };
         let mut params = if let Some(path) = &conn.path
-            && conn.kind == DbKind::Sqlite
+            && conn.kind == DatabaseKind::Sqlite
         {
             ConnectionParams::sqlite(path)
         } else if let Some(var) = &conn.url_env {
@@ -302,7 +304,7 @@ impl NamedConnections {
             let database = conn.database.as_deref().unwrap_or_default();
             let password = SecretString::from(password.to_owned());
             match conn.kind {
-                DbKind::Mysql => ConnectionParams::mysql(host, database, user, password),
+                DatabaseKind::Mysql => ConnectionParams::mysql(host, database, user, password),
                 _ => ConnectionParams::postgres(host, database, user, password),
             }
         };
@@ -312,7 +314,7 @@ impl NamedConnections {
         if let Some(bytes) = conn.max_result_bytes {
             params = params.max_result_bytes(bytes);
         }
-        if conn.kind != DbKind::Sqlite {
+        if conn.kind != DatabaseKind::Sqlite {
             let tls = conn.tls(name, params.tls_options())?;
             params = params.tls(tls);
         }
@@ -322,7 +324,12 @@ impl NamedConnections {
     }
 }
 
-fn url_params(name: &str, key: &str, url: &SecretString, kind: DbKind) -> Result<ConnectionParams> {
+fn url_params(
+    name: &str,
+    key: &str,
+    url: &SecretString,
+    kind: DatabaseKind,
+) -> Result<ConnectionParams> {
     let params =
         ConnectionParams::from_url(url).map_err(|e| config_error(name, key, e.to_string()))?;
     if params.kind() != kind {

@@ -86,6 +86,15 @@ impl BrokerError {
     }
 }
 
+impl From<coffer_store::transport::DatabaseUrlError> for BrokerError {
+    fn from(e: coffer_store::transport::DatabaseUrlError) -> Self {
+        Self::InvalidParams {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
 /// `Result` with [`BrokerError`].
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
 

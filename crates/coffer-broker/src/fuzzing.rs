@@ -2,7 +2,7 @@
 //! corpus on stable Rust (`fuzz/corpus/statement/`).
 
 use crate::statement::{Dialect, check};
-use crate::{BrokerError, DbKind, Mode};
+use crate::{BrokerError, Engine, Mode};
 
 /// The statement checker on arbitrary text for every database, string-escape setting
 /// and mode: no panic, only `Rejected` errors, and nothing read-only accepts is refused
@@ -11,7 +11,7 @@ pub fn statement(data: &[u8]) {
     let Ok(sql) = std::str::from_utf8(data) else {
         return;
     };
-    let dialects = [DbKind::Postgres, DbKind::Mysql, DbKind::Sqlite]
+    let dialects = [Engine::Postgres, Engine::Mysql, Engine::Sqlite]
         .into_iter()
         .flat_map(|kind| {
             [false, true].map(|backslash_escapes| Dialect {

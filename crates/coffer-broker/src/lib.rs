@@ -63,9 +63,11 @@ mod statement;
 mod value;
 
 pub use broker::{Broker, ConnectionId, ConnectionInfo, Limits};
+pub use coffer_store::transport::{DatabaseKind, DatabaseUrl};
 pub use config::{NamedConnection, NamedConnections};
 pub use error::{BrokerError, Result};
-pub use params::{ConnectionParams, DbKind, Mode};
+pub(crate) use params::Engine;
+pub use params::{ConnectionParams, Mode};
 pub use registry::ConnectionRegistry;
 pub use schema::{ForeignKey, Index, Schema, Table, TableColumn};
 #[cfg(feature = "testing")]

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use coffer_sql::tls::{MySqlTarget, PgTarget};
-use coffer_store::transport::{Protocol, TlsOptions, TlsParamError};
+use coffer_store::transport::{DatabaseKind, DatabaseUrl, Protocol, TlsOptions, TlsParamError};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -13,35 +13,54 @@ use crate::{BrokerError, Result};
 /// Prepared statements a broker MySQL connection keeps before it is replaced.
 pub(crate) const MYSQL_STATEMENT_CACHE: usize = 100;
 
-/// The database kinds the broker speaks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum DbKind {
+/// The database kinds the broker speaks: [`DatabaseKind`] without MongoDB, so that the
+/// broker's own matches on a kind stay exhaustive. [`ConnectionParams`] of another kind
+/// cannot be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Engine {
     /// PostgreSQL.
-    #[serde(alias = "postgresql")]
     Postgres,
     /// MySQL or MariaDB.
-    #[serde(alias = "mariadb")]
     Mysql,
     /// SQLite (a file on the broker's machine).
     Sqlite,
 }
 
-impl DbKind {
-    /// The name used in info and configuration (`postgres`, `mysql`, `sqlite`).
-    pub fn as_str(self) -> &'static str {
+impl Engine {
+    /// The engine of `kind`, or the refusal of a kind the broker does not speak.
+    pub(crate) fn of(kind: DatabaseKind) -> Result<Self> {
+        match kind {
+            DatabaseKind::Postgres => Ok(Self::Postgres),
+            DatabaseKind::Mysql => Ok(Self::Mysql),
+            DatabaseKind::Sqlite => Ok(Self::Sqlite),
+            other => Err(BrokerError::params(
+                "type",
+                format!("{other} is not a database the broker speaks (postgres, mysql, sqlite)"),
+            )),
+        }
+    }
+
+    /// The public kind.
+    pub(crate) fn kind(self) -> DatabaseKind {
         match self {
-            Self::Postgres => "postgres",
-            Self::Mysql => "mysql",
-            Self::Sqlite => "sqlite",
+            Self::Postgres => DatabaseKind::Postgres,
+            Self::Mysql => DatabaseKind::Mysql,
+            Self::Sqlite => DatabaseKind::Sqlite,
+        }
+    }
+
+    /// How its TLS parameters are spelt (Postgres's for SQLite, which takes none).
+    pub(crate) fn protocol(self) -> Protocol {
+        match self {
+            Self::Mysql => Protocol::Mysql,
+            Self::Postgres | Self::Sqlite => Protocol::Postgres,
         }
     }
 }
 
-impl fmt::Display for DbKind {
+impl fmt::Display for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        fmt::Display::fmt(&self.kind(), f)
     }
 }
 
@@ -76,29 +95,29 @@ impl fmt::Display for Mode {
     }
 }
 
-/// A database to connect to. The password lives in a [`SecretString`]; `Debug` never
-/// shows it.
+/// A database to connect to: where it is and how to log in (a [`DatabaseUrl`], the model
+/// coffer-env shares), its TLS settings, and what calls on it may do. The password lives
+/// in a [`SecretString`]; `Debug` never shows it.
 ///
 /// ```
-/// use coffer_broker::{ConnectionParams, Mode};
+/// use coffer_broker::{ConnectionParams, DatabaseKind, Mode};
 ///
 /// let params = ConnectionParams::postgres("127.0.0.1", "app", "agent_ro", "pa:ss@word".into());
 /// assert_eq!(params.mode(), Mode::ReadOnly);
 /// assert!(!format!("{params:?}").contains("pa:ss@word"));
 ///
 /// let from_url = ConnectionParams::from_url(&"mysql://u:p%40ss@db:3306/shop".into())?;
-/// assert_eq!(from_url.user(), Some("u"));
+/// assert_eq!((from_url.kind(), from_url.user()), (DatabaseKind::Mysql, Some("u")));
+///
+/// // MongoDB is a kind of the shared model, but not one the broker speaks.
+/// assert!(ConnectionParams::from_url(&"mongodb://u:p@db/app".into()).is_err());
 /// # Ok::<(), coffer_broker::BrokerError>(())
 /// ```
 #[derive(Clone)]
 pub struct ConnectionParams {
-    pub(crate) kind: DbKind,
-    pub(crate) host: Option<String>,
-    pub(crate) port: Option<u16>,
-    pub(crate) database: Option<String>,
-    pub(crate) user: Option<String>,
-    pub(crate) password: Option<SecretString>,
-    pub(crate) path: Option<PathBuf>,
+    /// Where and who, without query parameters (TLS is in `tls`).
+    pub(crate) address: DatabaseUrl,
+    pub(crate) engine: Engine,
     pub(crate) mode: Mode,
     pub(crate) allow_privileged: bool,
     pub(crate) max_result_bytes: Option<usize>,
@@ -108,13 +127,7 @@ pub struct ConnectionParams {
 impl fmt::Debug for ConnectionParams {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionParams")
-            .field("kind", &self.kind)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
-            .field("path", &self.path)
+            .field("address", &self.address)
             .field("mode", &self.mode)
             .field("allow_privileged", &self.allow_privileged)
             .field("max_result_bytes", &self.max_result_bytes)
@@ -124,148 +137,87 @@ impl fmt::Debug for ConnectionParams {
 }
 
 impl ConnectionParams {
+    /// Parameters for `address`, of a kind the broker speaks (Postgres, MySQL/MariaDB,
+    /// SQLite). Its TLS parameters become the [`tls`](Self::tls) settings; any other
+    /// query parameter is refused, since the broker sets the session up itself.
+    pub fn new(mut address: DatabaseUrl) -> Result<Self> {
+        let engine = Engine::of(address.kind())?;
+        let tls = address.take_tls()?;
+        if let Some((key, _)) = address.get_params().first() {
+            let reason = match address.kind().protocol() {
+                Some(protocol) => {
+                    let [mode, ca, cert, key_param, cleartext] = protocol.param_names();
+                    format!(
+                        "has the unknown parameter {:?}; a {engine} URL takes {mode}, {ca}, \
+                         {cert}, {key_param} and {cleartext}",
+                        key.chars().take(64).collect::<String>()
+                    )
+                }
+                None => format!(
+                    "has the parameter {:?}; a {engine} URL takes none",
+                    key.chars().take(64).collect::<String>()
+                ),
+            };
+            return Err(BrokerError::params("url", reason));
+        }
+        Ok(Self {
+            tls,
+            ..Self::of(engine, address)
+        })
+    }
+
+    /// Parameters with the defaults: read-only, TLS by coffer's rule.
+    fn of(engine: Engine, address: DatabaseUrl) -> Self {
+        Self {
+            address,
+            engine,
+            mode: Mode::ReadOnly,
+            allow_privileged: false,
+            max_result_bytes: None,
+            tls: TlsOptions::default(),
+        }
+    }
+
     fn server(
-        kind: DbKind,
+        engine: Engine,
         host: &str,
         database: &str,
         user: &str,
         password: SecretString,
     ) -> Self {
-        Self {
-            kind,
-            host: Some(host.to_owned()),
-            port: None,
-            database: Some(database.to_owned()),
-            user: Some(user.to_owned()),
-            password: Some(password),
-            path: None,
-            mode: Mode::ReadOnly,
-            allow_privileged: false,
-            max_result_bytes: None,
-            tls: TlsOptions::default(),
-        }
+        let address = DatabaseUrl::new(engine.kind(), host)
+            .database(database)
+            .user(user)
+            .password(password);
+        Self::of(engine, address)
     }
 
     /// A Postgres database.
     pub fn postgres(host: &str, database: &str, user: &str, password: SecretString) -> Self {
-        Self::server(DbKind::Postgres, host, database, user, password)
+        Self::server(Engine::Postgres, host, database, user, password)
     }
 
     /// A MySQL or MariaDB database.
     pub fn mysql(host: &str, database: &str, user: &str, password: SecretString) -> Self {
-        Self::server(DbKind::Mysql, host, database, user, password)
+        Self::server(Engine::Mysql, host, database, user, password)
     }
 
     /// A SQLite file.
     pub fn sqlite(path: impl Into<PathBuf>) -> Self {
-        Self {
-            kind: DbKind::Sqlite,
-            host: None,
-            port: None,
-            database: None,
-            user: None,
-            password: None,
-            path: Some(path.into()),
-            mode: Mode::ReadOnly,
-            allow_privileged: false,
-            max_result_bytes: None,
-            tls: TlsOptions::default(),
-        }
+        Self::of(Engine::Sqlite, DatabaseUrl::sqlite(path))
     }
 
     /// Parameters from a URL (`postgres://`, `postgresql://`, `mysql://`, `mariadb://`,
-    /// `sqlite://PATH`), with user and password percent-decoded. The URL is a secret.
+    /// `sqlite://PATH`), with user and password percent-decoded ([`DatabaseUrl::parse`]),
+    /// then as [`new`](Self::new). The URL is a secret: no error quotes it.
     pub fn from_url(url: &SecretString) -> Result<Self> {
-        let text = url.expose_secret();
-        let invalid = |reason: &str| BrokerError::params("url", reason);
-        let scheme = text
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if scheme == "sqlite" {
-            let rest = text
-                .strip_prefix("sqlite://")
-                .or_else(|| text.strip_prefix("sqlite:"))
-                .unwrap_or_default();
-            let path = rest.split('?').next().unwrap_or_default();
-            let path = percent_encoding::percent_decode_str(path)
-                .decode_utf8()
-                .map_err(|_| invalid("holds a path that is not UTF-8"))?;
-            if path.is_empty() {
-                return Err(invalid("names no SQLite file"));
-            }
-            return Ok(Self::sqlite(path.into_owned()));
-        }
-        let kind = match scheme.as_str() {
-            "postgres" | "postgresql" => DbKind::Postgres,
-            "mysql" | "mariadb" => DbKind::Mysql,
-            _ => {
-                return Err(invalid(
-                    "must start with postgres://, postgresql://, mysql://, mariadb:// or sqlite://",
-                ));
-            }
-        };
-        // Parsed without echoing the URL anywhere.
-        let parsed = url::Url::parse(text).map_err(|_| invalid("is not a valid URL"))?;
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| invalid("holds a user or password that is not UTF-8"))
-        };
-        let host = parsed
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| invalid("names no host"))?;
-        let user = (!parsed.username().is_empty())
-            .then(|| decode(parsed.username()))
-            .transpose()?;
-        let password = parsed
-            .password()
-            .map(decode)
-            .transpose()?
-            .map(SecretString::from);
-        let database = parsed
-            .path()
-            .strip_prefix('/')
-            .filter(|d| !d.is_empty())
-            .map(decode)
-            .transpose()?;
-        let protocol = protocol_of(kind);
-        let mut tls = TlsOptions::default();
-        for (key, value) in parsed.query_pairs() {
-            if !tls.take_param(protocol, &key, &value).map_err(tls_error)? {
-                let [mode, ca, cert, key_param, cleartext] = protocol.param_names();
-                return Err(BrokerError::params(
-                    "url",
-                    format!(
-                        "has the unknown parameter {:?}; a {kind} URL takes {mode}, {ca}, \
-                         {cert}, {key_param} and {cleartext}",
-                        key.chars().take(64).collect::<String>()
-                    ),
-                ));
-            }
-        }
-        Ok(Self {
-            kind,
-            host: Some(host.trim_matches(['[', ']']).to_owned()),
-            port: parsed.port(),
-            database,
-            user,
-            password,
-            path: None,
-            mode: Mode::ReadOnly,
-            allow_privileged: false,
-            max_result_bytes: None,
-            tls,
-        })
+        Self::new(DatabaseUrl::parse(url)?)
     }
 
     /// The port (default: the server's usual one).
     #[must_use]
     pub fn port(mut self, port: u16) -> Self {
-        self.port = Some(port);
+        self.address = self.address.port(port);
         self
     }
 
@@ -309,8 +261,8 @@ impl ConnectionParams {
     }
 
     /// The database kind.
-    pub fn kind(&self) -> DbKind {
-        self.kind
+    pub fn kind(&self) -> DatabaseKind {
+        self.engine.kind()
     }
 
     /// The mode.
@@ -320,37 +272,22 @@ impl ConnectionParams {
 
     /// The user, if any.
     pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
+        self.address.get_user()
     }
 
     /// The strings that must never appear in output: the password.
     pub(crate) fn secrets(&self) -> Vec<&str> {
-        self.password
-            .as_ref()
+        self.address
+            .get_password()
             .map(|p| p.expose_secret())
             .into_iter()
             .collect()
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
-        match self.kind {
-            DbKind::Sqlite => {
-                if self.path.as_ref().is_none_or(|p| p.as_os_str().is_empty()) {
-                    return Err(BrokerError::params("path", "is required for SQLite"));
-                }
-            }
-            DbKind::Postgres | DbKind::Mysql => {
-                let host = self.host.as_deref().unwrap_or_default();
-                if host.is_empty() || host.len() > 253 || host.contains(['/', '?', '#', '@', ' ']) {
-                    return Err(BrokerError::params(
-                        "host",
-                        "must be a host name or IP address",
-                    ));
-                }
-                if self.user.as_deref().is_none_or(str::is_empty) {
-                    return Err(BrokerError::params("user", "is required"));
-                }
-            }
+        self.address.check()?;
+        if self.engine != Engine::Sqlite && self.user().is_none_or(str::is_empty) {
+            return Err(BrokerError::params("user", "is required"));
         }
         Ok(())
     }
@@ -360,45 +297,39 @@ impl ConnectionParams {
     /// between transactions, and a cached `SELECT *` fails with "cached plan must not change
     /// result type" once its table changes. It costs one round trip per call.
     pub(crate) fn pg_target(&self) -> Result<PgTarget> {
+        let a = &self.address;
         let mut o = sqlx::postgres::PgConnectOptions::new_without_pgpass()
-            .host(self.host.as_deref().unwrap_or("localhost"))
-            .port(self.port.unwrap_or(5432))
-            .username(self.user.as_deref().unwrap_or_default())
+            .host(a.get_host().unwrap_or("localhost"))
+            .port(a.port_or_default().unwrap_or(5432))
+            .username(a.get_user().unwrap_or_default())
             .application_name("coffer-broker")
             .statement_cache_capacity(0);
-        if let Some(db) = &self.database {
+        if let Some(db) = a.get_database() {
             o = o.database(db);
         }
-        if let Some(p) = &self.password {
+        if let Some(p) = a.get_password() {
             o = o.password(p.expose_secret());
         }
         // sqlx also takes a password from PGPASSWORD.
-        let has_password = self.password.is_some() || std::env::var_os("PGPASSWORD").is_some();
+        let has_password = a.get_password().is_some() || std::env::var_os("PGPASSWORD").is_some();
         PgTarget::new(o, &self.tls, has_password).map_err(target_error)
     }
 
     /// MySQL keeps prepared statements per connection (see `broker::recycle_when_cache_full`).
     pub(crate) fn mysql_target(&self) -> Result<MySqlTarget> {
+        let a = &self.address;
         let mut o = sqlx::mysql::MySqlConnectOptions::new()
-            .host(self.host.as_deref().unwrap_or("localhost"))
-            .port(self.port.unwrap_or(3306))
-            .username(self.user.as_deref().unwrap_or_default())
+            .host(a.get_host().unwrap_or("localhost"))
+            .port(a.port_or_default().unwrap_or(3306))
+            .username(a.get_user().unwrap_or_default())
             .statement_cache_capacity(MYSQL_STATEMENT_CACHE);
-        if let Some(db) = &self.database {
+        if let Some(db) = a.get_database() {
             o = o.database(db);
         }
-        if let Some(p) = &self.password {
+        if let Some(p) = a.get_password() {
             o = o.password(p.expose_secret());
         }
-        MySqlTarget::new(o, &self.tls, self.password.is_some()).map_err(target_error)
-    }
-}
-
-/// The TLS parameter spelling of `kind` (Postgres's or MySQL's).
-pub(crate) fn protocol_of(kind: DbKind) -> Protocol {
-    match kind {
-        DbKind::Mysql => Protocol::Mysql,
-        _ => Protocol::Postgres,
+        MySqlTarget::new(o, &self.tls, a.get_password().is_some()).map_err(target_error)
     }
 }
 
@@ -414,5 +345,36 @@ fn target_error(e: coffer_store::Error) -> BrokerError {
     match e {
         coffer_store::Error::Config { message, .. } => BrokerError::params("tls", message),
         other => BrokerError::params("tls", other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coffer_store::transport::TlsMode;
+
+    use super::*;
+
+    #[test]
+    fn new_takes_tls_from_the_shared_model_and_refuses_the_rest() {
+        let address = DatabaseUrl::postgres("db.internal")
+            .database("app")
+            .user("agent")
+            .password("pa:ss@w/rd".into())
+            .param("sslmode", "verify-ca");
+        let params = ConnectionParams::new(address.clone()).unwrap();
+        assert_eq!(params.tls_options().mode, Some(TlsMode::VerifyCa));
+        assert_eq!(params.kind(), DatabaseKind::Postgres);
+        params.validate().unwrap();
+        // The URL coffer-env would hand a child reads back as the same connection.
+        let again = ConnectionParams::from_url(&address.to_url().unwrap()).unwrap();
+        assert_eq!(again.secrets(), ["pa:ss@w/rd"]);
+        assert_eq!(again.tls_options(), params.tls_options());
+
+        let e = ConnectionParams::new(address.param("application_name", "x")).unwrap_err();
+        assert!(e.to_string().contains("unknown parameter \"application_name\""), "{e}");
+        let e = ConnectionParams::new(DatabaseUrl::mongodb("db").user("u")).unwrap_err();
+        assert!(matches!(e, BrokerError::InvalidParams { field: "type", .. }), "{e}");
+        let e = ConnectionParams::postgres("db", "app", "", "p".into()).validate().unwrap_err();
+        assert!(matches!(e, BrokerError::InvalidParams { field: "user", .. }), "{e}");
     }
 }

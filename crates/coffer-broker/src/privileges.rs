@@ -13,7 +13,7 @@
 //!
 //! [`ConnectionParams::allow_privileged`]: crate::ConnectionParams::allow_privileged
 
-use crate::{BrokerError, DbKind};
+use crate::{BrokerError, Engine};
 
 /// How to make a role that passes, shown with every refusal.
 pub(crate) const PG_LEAST_PRIVILEGE: &str = "CREATE ROLE agent_ro LOGIN PASSWORD '…' \
@@ -126,10 +126,10 @@ pub(crate) fn mysql_escapes(grants: &[String]) -> Vec<String> {
 }
 
 /// The refusal for a role with `escapes`.
-pub(crate) fn refusal(kind: DbKind, user: &str, escapes: &[impl AsRef<str>]) -> BrokerError {
+pub(crate) fn refusal(kind: Engine, user: &str, escapes: &[impl AsRef<str>]) -> BrokerError {
     let list: Vec<&str> = escapes.iter().map(AsRef::as_ref).collect();
     let how = match kind {
-        DbKind::Mysql => MYSQL_LEAST_PRIVILEGE,
+        Engine::Mysql => MYSQL_LEAST_PRIVILEGE,
         _ => PG_LEAST_PRIVILEGE,
     };
     BrokerError::Privileged {

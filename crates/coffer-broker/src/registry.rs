@@ -11,8 +11,10 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::params::{protocol_of, tls_error};
-use crate::{BrokerError, ConnectionId, ConnectionParams, DbKind, Mode, Result};
+use crate::params::tls_error;
+use crate::{
+    BrokerError, ConnectionId, ConnectionParams, DatabaseKind, DatabaseUrl, Engine, Mode, Result,
+};
 
 /// Where registry entries live in each owner's scope.
 pub(crate) const PREFIX: &str = "coffer-broker/connections/";
@@ -36,7 +38,7 @@ impl std::fmt::Debug for ConnectionRegistry {
 /// What is sealed per connection.
 #[derive(Serialize, Deserialize)]
 struct Entry {
-    kind: DbKind,
+    kind: DatabaseKind,
     host: Option<String>,
     port: Option<u16>,
     database: Option<String>,
@@ -90,21 +92,19 @@ impl ConnectionRegistry {
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
         let (scope, secret_name) = Self::locate(owner, id)?;
+        let a = &params.address;
         let entry = Entry {
-            kind: params.kind,
-            host: params.host.clone(),
-            port: params.port,
-            database: params.database.clone(),
-            user: params.user.clone(),
-            password: params
-                .password
-                .as_ref()
-                .map(|p| p.expose_secret().to_owned()),
-            path: params.path.as_ref().map(|p| p.display().to_string()),
+            kind: params.kind(),
+            host: a.get_host().map(ToOwned::to_owned),
+            port: a.get_port(),
+            database: a.get_database().map(ToOwned::to_owned),
+            user: a.get_user().map(ToOwned::to_owned),
+            password: a.get_password().map(|p| p.expose_secret().to_owned()),
+            path: a.get_path().map(|p| p.display().to_string()),
             mode: params.mode,
             allow_privileged: params.allow_privileged,
             max_result_bytes: params.max_result_bytes,
-            tls: params.tls.to_params(protocol_of(params.kind), None),
+            tls: params.tls.to_params(params.engine.protocol(), None),
             name: name.map(ToOwned::to_owned),
             created_at,
         };
@@ -152,24 +152,33 @@ impl ConnectionRegistry {
             .open(&sealed, &Context::new(scope.as_str(), secret_name.as_str()))
             .map_err(|_| BrokerError::NotFound)?;
         let entry: Entry = serde_json::from_slice(&json).map_err(|_| BrokerError::NotFound)?;
+        let engine = Engine::of(entry.kind)?;
         let mut tls = coffer_store::transport::TlsOptions::default();
         for (key, value) in &entry.tls {
-            tls.take_param(protocol_of(entry.kind), key, value)
+            tls.take_param(engine.protocol(), key, value)
                 .map_err(tls_error)?;
         }
-        let params = ConnectionParams {
-            kind: entry.kind,
-            host: entry.host.clone(),
-            port: entry.port,
-            database: entry.database.clone(),
-            user: entry.user.clone(),
-            password: entry.password.clone().map(SecretString::from),
-            path: entry.path.clone().map(Into::into),
-            mode: entry.mode,
-            allow_privileged: entry.allow_privileged,
-            max_result_bytes: entry.max_result_bytes,
-            tls,
+        let mut address = match &entry.path {
+            Some(path) => DatabaseUrl::sqlite(path),
+            None => DatabaseUrl::new(entry.kind, entry.host.clone().unwrap_or_default()),
         };
+        if let Some(port) = entry.port {
+            address = address.port(port);
+        }
+        if let Some(database) = &entry.database {
+            address = address.database(database);
+        }
+        if let Some(user) = &entry.user {
+            address = address.user(user);
+        }
+        if let Some(password) = &entry.password {
+            address = address.password(SecretString::from(password.clone()));
+        }
+        let mut params = ConnectionParams::new(address)?
+            .with_mode(entry.mode)
+            .allow_privileged(entry.allow_privileged)
+            .tls(tls);
+        params.max_result_bytes = entry.max_result_bytes;
         Ok((params, entry.name.clone(), entry.created_at))
     }
 

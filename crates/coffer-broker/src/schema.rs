@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::DbKind;
+use crate::Engine;
 use crate::value::QueryResult;
 
 /// The tables and views a connection can see.
@@ -188,11 +188,11 @@ const SQLITE: Queries = Queries {
 };
 
 /// The catalog statements for `kind`.
-pub(crate) fn queries(kind: DbKind) -> Queries {
+pub(crate) fn queries(kind: Engine) -> Queries {
     match kind {
-        DbKind::Postgres => PG,
-        DbKind::Mysql => MYSQL,
-        DbKind::Sqlite => SQLITE,
+        Engine::Postgres => PG,
+        Engine::Mysql => MYSQL,
+        Engine::Sqlite => SQLITE,
     }
 }
 
@@ -233,13 +233,13 @@ fn names(row: &[Value], i: usize) -> Vec<String> {
 
 /// The [`Schema`] from the three statements' rows, at most `limit` columns.
 pub(crate) fn assemble(
-    kind: DbKind,
+    kind: Engine,
     columns: &QueryResult,
     keys: &QueryResult,
     indexes: &QueryResult,
     limit: usize,
 ) -> Schema {
-    let has_schema = kind != DbKind::Sqlite;
+    let has_schema = kind != Engine::Sqlite;
     let schema_of = |row: &[Value]| has_schema.then(|| text(row, 0));
     let mut schema = Schema {
         tables: Vec::new(),

@@ -21,14 +21,14 @@
 //! own reading of the cases above (MariaDB's `/*M!`, MySQL's `--1`, SQLite's `[…]`, the
 //! server's string-escape mode), and each is pinned by a test below.
 
-use crate::{BrokerError, DbKind, Mode};
+use crate::{BrokerError, Engine, Mode};
 
 /// How one server reads SQL text: its kind and, where the server's settings change how a
 /// string ends, whether a backslash escapes a quote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Dialect {
     /// The database kind.
-    pub(crate) kind: DbKind,
+    pub(crate) kind: Engine,
     /// A backslash escapes the next character in `'…'` (MySQL without
     /// `NO_BACKSLASH_ESCAPES`; Postgres with `standard_conforming_strings = off`).
     pub(crate) backslash_escapes: bool,
@@ -36,10 +36,10 @@ pub(crate) struct Dialect {
 
 impl Dialect {
     /// The server's defaults for `kind`.
-    pub(crate) fn of(kind: DbKind) -> Self {
+    pub(crate) fn of(kind: Engine) -> Self {
         Self {
             kind,
-            backslash_escapes: kind == DbKind::Mysql,
+            backslash_escapes: kind == Engine::Mysql,
         }
     }
 }
@@ -229,10 +229,10 @@ pub(crate) fn check(sql: &str, dialect: Dialect, mode: Mode) -> Result<Checked, 
         )));
     }
     let denied: &[&[&str]] = match (kind, mode) {
-        (DbKind::Postgres, Mode::ReadOnly) => &[PG_DENIED_FUNCTIONS, PG_READ_ONLY_DENIED_FUNCTIONS],
-        (DbKind::Postgres, _) => &[PG_DENIED_FUNCTIONS],
-        (DbKind::Mysql, _) => &[MYSQL_DENIED_FUNCTIONS],
-        (DbKind::Sqlite, _) => &[SQLITE_DENIED_FUNCTIONS],
+        (Engine::Postgres, Mode::ReadOnly) => &[PG_DENIED_FUNCTIONS, PG_READ_ONLY_DENIED_FUNCTIONS],
+        (Engine::Postgres, _) => &[PG_DENIED_FUNCTIONS],
+        (Engine::Mysql, _) => &[MYSQL_DENIED_FUNCTIONS],
+        (Engine::Sqlite, _) => &[SQLITE_DENIED_FUNCTIONS],
     };
     for (i, t) in tokens.iter().enumerate() {
         let Some(w) = t.word() else { continue };
@@ -245,7 +245,7 @@ pub(crate) fn check(sql: &str, dialect: Dialect, mode: Mode) -> Result<Checked, 
             )));
         }
     }
-    if kind == DbKind::Mysql {
+    if kind == Engine::Mysql {
         if let Some(w) = words_of(&tokens).find(|w| MYSQL_FILE_WORDS.contains(&w.text.as_str())) {
             return Err(rejected(format!("{} writes a file on the server", w.text)));
         }
@@ -271,7 +271,7 @@ pub(crate) fn check(sql: &str, dialect: Dialect, mode: Mode) -> Result<Checked, 
             }
         }
     }
-    let touches_session = kind == DbKind::Mysql && tokens.iter().any(|t| t.is_punct(b'@'));
+    let touches_session = kind == Engine::Mysql && tokens.iter().any(|t| t.is_punct(b'@'));
     Ok(Checked {
         keyword,
         touches_session,
@@ -340,20 +340,20 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<Token>, BrokerError> {
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 // MySQL: `--` starts a comment only before a space, a control character
                 // or the end; `--1` is minus minus one.
-                let comment = kind != DbKind::Mysql || b.get(i + 2).is_none_or(|&n| n <= b' ');
+                let comment = kind != Engine::Mysql || b.get(i + 2).is_none_or(|&n| n <= b' ');
                 if comment {
                     i = find_from(b, i, b"\n").map_or(b.len(), |e| e + 1);
                 } else {
                     i += 1;
                 }
             }
-            b'#' if kind == DbKind::Mysql => {
+            b'#' if kind == Engine::Mysql => {
                 i = find_from(b, i, b"\n").map_or(b.len(), |e| e + 1);
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 // MySQL and MariaDB run `/*! … */`, `/*!50000 … */`, `/*M! … */` and
                 // `/*M!100000 … */` as code: refuse them.
-                if kind == DbKind::Mysql
+                if kind == Engine::Mysql
                     && (b.get(i + 2) == Some(&b'!')
                         || (matches!(b.get(i + 2), Some(b'M' | b'm'))
                             && b.get(i + 3) == Some(&b'!')))
@@ -372,7 +372,7 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<Token>, BrokerError> {
                     if b[j] == b'*' && b[j + 1] == b'/' {
                         depth -= 1;
                         j += 2;
-                    } else if kind == DbKind::Postgres && b[j] == b'/' && b[j + 1] == b'*' {
+                    } else if kind == Engine::Postgres && b[j] == b'/' && b[j + 1] == b'*' {
                         depth += 1;
                         j += 2;
                     } else {
@@ -385,18 +385,18 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<Token>, BrokerError> {
                 i = skip_quoted(b, i, dialect.backslash_escapes)
                     .ok_or_else(|| unterminated("quoted string"))?;
             }
-            b'"' if kind == DbKind::Mysql => {
+            b'"' if kind == Engine::Mysql => {
                 // A string (or, with ANSI_QUOTES, an identifier): quoted either way.
                 i = skip_quoted(b, i, dialect.backslash_escapes)
                     .ok_or_else(|| unterminated("quoted string"))?;
             }
             b'"' | b'`' | b'[' => {
-                if c == b'`' && kind == DbKind::Postgres {
+                if c == b'`' && kind == Engine::Postgres {
                     // Not a quote in Postgres.
                     i += 1;
                     continue;
                 }
-                if c == b'[' && kind != DbKind::Sqlite {
+                if c == b'[' && kind != Engine::Sqlite {
                     i += 1;
                     continue;
                 }
@@ -416,7 +416,7 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<Token>, BrokerError> {
                 }));
                 i = end;
             }
-            b'$' if kind == DbKind::Postgres => {
+            b'$' if kind == Engine::Postgres => {
                 // $tag$ … $tag$, or a $1 parameter.
                 let tag_end = b[i + 1..]
                     .iter()
@@ -449,7 +449,7 @@ fn lex(sql: &str, dialect: Dialect) -> Result<Vec<Token>, BrokerError> {
                     i += 1;
                 }
                 let text = &sql[start..i];
-                if kind == DbKind::Postgres {
+                if kind == Engine::Postgres {
                     // E'…' takes backslash escapes; U&"…" is an identifier in escapes,
                     // which the checks cannot read: refused.
                     if text.eq_ignore_ascii_case("e") && b.get(i) == Some(&b'\'') {
@@ -509,19 +509,19 @@ fn skip_quoted(b: &[u8], start: usize, backslash: bool) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const KINDS: [DbKind; 3] = [DbKind::Postgres, DbKind::Mysql, DbKind::Sqlite];
+    const KINDS: [Engine; 3] = [Engine::Postgres, Engine::Mysql, Engine::Sqlite];
 
-    fn run(sql: &str, kind: DbKind, mode: Mode) -> Result<Checked, BrokerError> {
+    fn run(sql: &str, kind: Engine, mode: Mode) -> Result<Checked, BrokerError> {
         check(sql, Dialect::of(kind), mode)
     }
 
-    fn ok(sql: &str, kind: DbKind) -> String {
+    fn ok(sql: &str, kind: Engine) -> String {
         run(sql, kind, Mode::ReadOnly)
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .keyword
     }
 
-    fn refused(sql: &str, kind: DbKind, mode: Mode) -> String {
+    fn refused(sql: &str, kind: Engine, mode: Mode) -> String {
         match run(sql, kind, mode) {
             Err(BrokerError::Rejected { reason }) => reason,
             other => panic!("{kind} {sql}: {other:?}"),
@@ -538,16 +538,16 @@ mod tests {
             assert_eq!(ok("SELECT password, lo_price FROM users", kind), "SELECT");
         }
         assert_eq!(
-            ok("SELECT $$;$$, $t$ ; $t$, $1", DbKind::Postgres),
+            ok("SELECT $$;$$, $t$ ; $t$, $1", Engine::Postgres),
             "SELECT"
         );
-        assert_eq!(ok("SELECT 'it\\'s;' # c;\n", DbKind::Mysql), "SELECT");
-        assert_eq!(ok("SELECT E'it\\'s;'", DbKind::Postgres), "SELECT");
-        assert_eq!(ok("SELECT [a'b] FROM t", DbKind::Sqlite), "SELECT");
-        assert_eq!(ok("SELECT 1 --1\n", DbKind::Mysql), "SELECT");
-        let user_var = run("SELECT @x := 1", DbKind::Mysql, Mode::ReadOnly).unwrap();
+        assert_eq!(ok("SELECT 'it\\'s;' # c;\n", Engine::Mysql), "SELECT");
+        assert_eq!(ok("SELECT E'it\\'s;'", Engine::Postgres), "SELECT");
+        assert_eq!(ok("SELECT [a'b] FROM t", Engine::Sqlite), "SELECT");
+        assert_eq!(ok("SELECT 1 --1\n", Engine::Mysql), "SELECT");
+        let user_var = run("SELECT @x := 1", Engine::Mysql, Mode::ReadOnly).unwrap();
         assert!(user_var.touches_session);
-        let in_string = run("SELECT '@x'", DbKind::Mysql, Mode::ReadOnly).unwrap();
+        let in_string = run("SELECT '@x'", Engine::Mysql, Mode::ReadOnly).unwrap();
         assert!(!in_string.touches_session);
     }
 
@@ -573,23 +573,23 @@ mod tests {
             }
         }
         assert!(
-            refused("SELECT * FROM t INTO OUTFILE '/tmp/x'", DbKind::Mysql, ro).contains("file")
+            refused("SELECT * FROM t INTO OUTFILE '/tmp/x'", Engine::Mysql, ro).contains("file")
         );
-        refused("/*! DELETE FROM t */ SELECT 1", DbKind::Mysql, ro);
-        refused("SELECT '", DbKind::Postgres, ro);
-        refused("SELECT $a$ x", DbKind::Postgres, ro);
+        refused("/*! DELETE FROM t */ SELECT 1", Engine::Mysql, ro);
+        refused("SELECT '", Engine::Postgres, ro);
+        refused("SELECT $a$ x", Engine::Postgres, ro);
         // Read-write allows writes and schema changes, still one at a time.
         run(
             "DELETE FROM t WHERE id = $1",
-            DbKind::Postgres,
+            Engine::Postgres,
             Mode::ReadWrite,
         )
         .unwrap();
-        run("CREATE TABLE x (id int)", DbKind::Sqlite, Mode::ReadWrite).unwrap();
-        refused("COMMIT", DbKind::Postgres, Mode::ReadWrite);
+        run("CREATE TABLE x (id int)", Engine::Sqlite, Mode::ReadWrite).unwrap();
+        refused("COMMIT", Engine::Postgres, Mode::ReadWrite);
         refused(
             "DELETE FROM t; DELETE FROM u",
-            DbKind::Sqlite,
+            Engine::Sqlite,
             Mode::ReadWrite,
         );
     }
@@ -601,19 +601,19 @@ mod tests {
         for mode in [Mode::ReadOnly, Mode::ReadWrite] {
             refused(
                 "SELECT 1 AS [a'];ATTACH DATABASE '/tmp/x' AS x; SELECT 1 AS [']",
-                DbKind::Sqlite,
+                Engine::Sqlite,
                 mode,
             );
             refused(
                 "SELECT 1 AS [a'];VACUUM INTO '/tmp/x'; SELECT 1 AS [']",
-                DbKind::Sqlite,
+                Engine::Sqlite,
                 mode,
             );
         }
-        refused("SELECT [unterminated", DbKind::Sqlite, Mode::ReadOnly);
-        refused("SELECT `a'`; DELETE FROM t", DbKind::Sqlite, Mode::ReadOnly);
+        refused("SELECT [unterminated", Engine::Sqlite, Mode::ReadOnly);
+        refused("SELECT `a'`; DELETE FROM t", Engine::Sqlite, Mode::ReadOnly);
         // Brackets are not quotes elsewhere (Postgres arrays).
-        assert_eq!(ok("SELECT (ARRAY[1,2])[1]", DbKind::Postgres), "SELECT");
+        assert_eq!(ok("SELECT (ARRAY[1,2])[1]", Engine::Postgres), "SELECT");
     }
 
     #[test]
@@ -626,20 +626,20 @@ mod tests {
             "SELECT 1 /*m! , @x := 1 */",
         ] {
             assert!(
-                refused(sql, DbKind::Mysql, ro).contains("executable"),
+                refused(sql, Engine::Mysql, ro).contains("executable"),
                 "{sql}"
             );
         }
         // `--1` is arithmetic to MySQL: what follows is code.
-        assert!(refused("SELECT 1 --1 INTO OUTFILE '/tmp/x'", DbKind::Mysql, ro).contains("file"));
-        let hidden_var = run("SELECT 1 --1, @x := 2", DbKind::Mysql, ro).unwrap();
+        assert!(refused("SELECT 1 --1 INTO OUTFILE '/tmp/x'", Engine::Mysql, ro).contains("file"));
+        let hidden_var = run("SELECT 1 --1, @x := 2", Engine::Mysql, ro).unwrap();
         assert!(hidden_var.touches_session);
         // With a space it is a comment.
-        let comment = run("SELECT 1 -- , @x := 2", DbKind::Mysql, ro).unwrap();
+        let comment = run("SELECT 1 -- , @x := 2", Engine::Mysql, ro).unwrap();
         assert!(!comment.touches_session);
         // Without backslash escapes (NO_BACKSLASH_ESCAPES), '\' is a whole string.
         let no_bs = Dialect {
-            kind: DbKind::Mysql,
+            kind: Engine::Mysql,
             backslash_escapes: false,
         };
         assert!(
@@ -656,17 +656,17 @@ mod tests {
         // E'…' escapes: the string ends where the server ends it.
         refused(
             "SELECT E'\\\\\\'', pg_read_file('/etc/passwd') --'",
-            DbKind::Postgres,
+            Engine::Postgres,
             ro,
         );
-        refused("SELECT E'\\\\'; DELETE FROM t; --'", DbKind::Postgres, ro);
+        refused("SELECT E'\\\\'; DELETE FROM t; --'", Engine::Postgres, ro);
         // Nested comments end where the server ends them.
-        assert_eq!(ok("/* a /* b */ ; */ SELECT 1", DbKind::Postgres), "SELECT");
-        refused("/* a /* b */ SELECT 1", DbKind::Postgres, ro);
-        refused("SELECT U&\"d\\0062link\"('x')", DbKind::Postgres, ro);
+        assert_eq!(ok("/* a /* b */ ; */ SELECT 1", Engine::Postgres), "SELECT");
+        refused("/* a /* b */ SELECT 1", Engine::Postgres, ro);
+        refused("SELECT U&\"d\\0062link\"('x')", Engine::Postgres, ro);
         // With standard_conforming_strings off, every string takes backslash escapes.
         let old = Dialect {
-            kind: DbKind::Postgres,
+            kind: Engine::Postgres,
             backslash_escapes: true,
         };
         assert!(check("SELECT '\\'; DELETE FROM t; --'", old, ro).is_ok());
@@ -693,18 +693,18 @@ mod tests {
             "SELECT set_config('statement_timeout', '0', false)",
             "SELECT pg_read_file /* c */ ('/etc/passwd')",
         ] {
-            refused(sql, DbKind::Postgres, ro);
+            refused(sql, Engine::Postgres, ro);
         }
         // Read-write may change settings: they are reset after the call.
         run(
             "SELECT set_config('work_mem', '8MB', false)",
-            DbKind::Postgres,
+            Engine::Postgres,
             Mode::ReadWrite,
         )
         .unwrap();
         refused(
             "SELECT dblink_exec('x', 'y')",
-            DbKind::Postgres,
+            Engine::Postgres,
             Mode::ReadWrite,
         );
         for sql in [
@@ -717,14 +717,14 @@ mod tests {
             "SELECT authentication_string FROM mysql.user",
             "SELECT * FROM `mysql`.`global_priv`",
         ] {
-            refused(sql, DbKind::Mysql, ro);
+            refused(sql, Engine::Mysql, ro);
         }
-        assert_eq!(ok("SHOW TABLES", DbKind::Mysql), "SHOW");
+        assert_eq!(ok("SHOW TABLES", Engine::Mysql), "SHOW");
         for sql in [
             "SELECT load_extension('/tmp/x.so')",
             "SELECT writefile('/tmp/x', 'y')",
         ] {
-            refused(sql, DbKind::Sqlite, ro);
+            refused(sql, Engine::Sqlite, ro);
         }
     }
 }

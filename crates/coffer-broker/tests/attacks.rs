@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_broker::{
-    Broker, BrokerError, CELL_MARKER, ConnectionId, ConnectionParams, DbKind, Limits, SessionState,
+    Broker, BrokerError, CELL_MARKER, ConnectionId, ConnectionParams, DatabaseKind, Limits,
+    SessionState,
 };
 use coffer_store::{PutOptions, Scope, SecretName, SecretStore as _};
 use serde_json::{Value, json};
@@ -78,13 +79,13 @@ async fn coffer_store_file(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-fn sqlite_db(kind: DbKind) -> bool {
-    kind == DbKind::Sqlite
+fn sqlite_db(kind: DatabaseKind) -> bool {
+    kind == DatabaseKind::Sqlite
 }
 
 #[tokio::test]
 async fn sqlite_read_only_cannot_leave_its_file() {
-    let db: Db = setup(DbKind::Sqlite).await.unwrap();
+    let db: Db = setup(DatabaseKind::Sqlite).await.unwrap();
     assert!(sqlite_db(db.kind));
     let dir = db.dir.as_ref().unwrap().path().to_owned();
     let store = coffer_store_file(&dir).await;
@@ -179,7 +180,7 @@ async fn broker_rw(db: &Db) -> (Broker, ConnectionId) {
 /// marker; rows past the byte limit set `truncated`.
 #[tokio::test]
 async fn sqlite_results_are_bounded_in_bytes() {
-    let db = setup(DbKind::Sqlite).await.unwrap();
+    let db = setup(DatabaseKind::Sqlite).await.unwrap();
     let broker = Broker::new(limits());
     let id = broker.connect("o", db.params.clone()).await.unwrap();
     let five =
@@ -241,7 +242,7 @@ async fn sqlite_results_are_bounded_in_bytes() {
 /// least-privilege role has no FILE privilege, so the server refuses the file too.
 #[tokio::test]
 async fn mariadb_file_writes_and_hidden_variables() {
-    let Some(db) = setup(DbKind::Mysql).await else {
+    let Some(db) = setup(DatabaseKind::Mysql).await else {
         return;
     };
     let broker = Broker::new(limits());
@@ -302,7 +303,7 @@ async fn mariadb_file_writes_and_hidden_variables() {
 /// connect, naming the privilege; `allowPrivileged` accepts it on purpose.
 #[tokio::test]
 async fn privileged_roles_are_refused_at_connect() {
-    if let Some(db) = setup(DbKind::Mysql).await {
+    if let Some(db) = setup(DatabaseKind::Mysql).await {
         let broker = Broker::new(limits());
         let admin = ConnectionParams::from_url(&db.admin.clone().into()).unwrap();
         let e = broker.connect("o", admin.clone()).await.unwrap_err();
@@ -333,7 +334,7 @@ async fn privileged_roles_are_refused_at_connect() {
                 "PROCESS",
             ),
         ] {
-            admin_exec(DbKind::Mysql, &db.admin, &grant).await;
+            admin_exec(DatabaseKind::Mysql, &db.admin, &grant).await;
             let e = broker.connect("o", db.params.clone()).await.unwrap_err();
             assert!(e.to_string().contains(named), "{named}: {e}");
         }
@@ -342,7 +343,7 @@ async fn privileged_roles_are_refused_at_connect() {
         broker.shutdown().await;
         db.drop_table().await;
     }
-    let Some(db) = setup(DbKind::Postgres).await else {
+    let Some(db) = setup(DatabaseKind::Postgres).await else {
         return;
     };
     let broker = Broker::new(limits());
@@ -368,7 +369,7 @@ async fn privileged_roles_are_refused_at_connect() {
             "BYPASSRLS",
         ),
     ] {
-        admin_exec(DbKind::Postgres, &db.admin, &grant).await;
+        admin_exec(DatabaseKind::Postgres, &db.admin, &grant).await;
         let e = broker.connect("o", db.params.clone()).await.unwrap_err();
         assert!(e.to_string().contains(named), "{named}: {e}");
     }
@@ -381,7 +382,7 @@ async fn privileged_roles_are_refused_at_connect() {
 /// session survives.
 #[tokio::test]
 async fn postgres_side_effects_are_refused() {
-    let Some(db) = setup(DbKind::Postgres).await else {
+    let Some(db) = setup(DatabaseKind::Postgres).await else {
         return;
     };
     let broker = Broker::new(limits());
@@ -446,14 +447,14 @@ async fn postgres_dblink_is_refused() {
     let admin = test_db.url().to_owned();
     let t = support::table_name();
     admin_exec(
-        DbKind::Postgres,
+        DatabaseKind::Postgres,
         &admin,
         &format!(
             "CREATE EXTENSION dblink; CREATE TABLE {t} (id int); INSERT INTO {t} VALUES (1), (2)"
         ),
     )
     .await;
-    let (role, params) = reader_role(DbKind::Postgres, &admin, &t).await;
+    let (role, params) = reader_role(DatabaseKind::Postgres, &admin, &t).await;
     let broker = Broker::new(limits());
     let e = broker.connect("o", params.clone()).await.unwrap_err();
     assert!(e.to_string().contains("dblink"), "{e}");
@@ -481,7 +482,7 @@ async fn postgres_dblink_is_refused() {
     .await;
     assert_eq!(
         admin_scalar(
-            DbKind::Postgres,
+            DatabaseKind::Postgres,
             &admin,
             &format!("SELECT count(*) FROM {t}")
         )
@@ -490,7 +491,7 @@ async fn postgres_dblink_is_refused() {
     );
     broker.shutdown().await;
     admin_exec(
-        DbKind::Postgres,
+        DatabaseKind::Postgres,
         &admin,
         &format!("DROP TABLE {t}; DROP OWNED BY {role}; DROP ROLE {role}"),
     )
@@ -501,7 +502,7 @@ async fn postgres_dblink_is_refused() {
 /// advisory locks) do not reach the next call.
 #[tokio::test]
 async fn postgres_read_write_session_is_reset() {
-    let Some(db) = setup(DbKind::Postgres).await else {
+    let Some(db) = setup(DatabaseKind::Postgres).await else {
         return;
     };
     let broker = Broker::new(limits());
@@ -542,12 +543,12 @@ async fn postgres_read_write_session_is_reset() {
 async fn server_results_are_bounded_in_bytes() {
     for (kind, big, many) in [
         (
-            DbKind::Postgres,
+            DatabaseKind::Postgres,
             "SELECT repeat('x', 3000000), decode(repeat('ab', 2000000), 'hex') FROM generate_series(1, 3)",
             "SELECT repeat('y', 100000) FROM generate_series(1, 100)",
         ),
         (
-            DbKind::Mysql,
+            DatabaseKind::Mysql,
             "SELECT REPEAT('x', 3000000), UNHEX(REPEAT('ab', 2000000)) FROM (SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3) n",
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) SELECT REPEAT('y', 100000) FROM n",
         ),
@@ -590,13 +591,17 @@ async fn server_results_are_bounded_in_bytes() {
 /// limit (it has its own).
 #[tokio::test]
 async fn schema_has_keys_and_its_own_limit() {
-    for kind in [DbKind::Sqlite, DbKind::Postgres, DbKind::Mysql] {
+    for kind in [
+        DatabaseKind::Sqlite,
+        DatabaseKind::Postgres,
+        DatabaseKind::Mysql,
+    ] {
         let Some(db) = setup(kind).await else {
             continue;
         };
         let t = &db.table;
         let child = format!("{t}_child");
-        let serial = if kind == DbKind::Mysql {
+        let serial = if kind == DatabaseKind::Mysql {
             "INT"
         } else {
             "INTEGER"
@@ -613,7 +618,7 @@ async fn schema_has_keys_and_its_own_limit() {
         .await;
         if let Some(role) = &db.role {
             let grant = match kind {
-                DbKind::Postgres => format!("GRANT SELECT ON {child} TO {role}"),
+                DatabaseKind::Postgres => format!("GRANT SELECT ON {child} TO {role}"),
                 _ => format!("GRANT SELECT ON test.{child} TO '{role}'@'%'"),
             };
             admin_exec(kind, &db.admin, &grant).await;

@@ -4,7 +4,9 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use coffer_broker::{Broker, BrokerError, ConnectionId, ConnectionParams, DbKind, Limits, Mode};
+use coffer_broker::{
+    Broker, BrokerError, ConnectionId, ConnectionParams, DatabaseKind, Limits, Mode,
+};
 use coffer_testkit::service_env;
 use serde_json::{Value, json};
 
@@ -19,7 +21,7 @@ fn short_limits() -> Limits {
 }
 
 /// Each bypass on its own, each leaving the row count unchanged.
-async fn bypasses(kind: DbKind, extra: &[&str]) {
+async fn bypasses(kind: DatabaseKind, extra: &[&str]) {
     let Some(db) = setup(kind).await else { return };
     let broker = Broker::new(short_limits());
     let id = broker.connect("owner", db.params.clone()).await.unwrap();
@@ -59,7 +61,7 @@ async fn bypasses(kind: DbKind, extra: &[&str]) {
 #[tokio::test]
 async fn postgres_read_only_bypasses_are_refused() {
     bypasses(
-        DbKind::Postgres,
+        DatabaseKind::Postgres,
         &[
             "SET default_transaction_read_only = off",
             "SET ROLE postgres",
@@ -79,7 +81,7 @@ async fn postgres_read_only_bypasses_are_refused() {
 #[tokio::test]
 async fn mysql_read_only_bypasses_are_refused() {
     bypasses(
-        DbKind::Mysql,
+        DatabaseKind::Mysql,
         &[
             "SET SESSION TRANSACTION READ WRITE",
             "SELECT * FROM {t} INTO OUTFILE '/tmp/coffer-broker-outfile'",
@@ -96,7 +98,7 @@ async fn mysql_read_only_bypasses_are_refused() {
 #[tokio::test]
 async fn sqlite_read_only_bypasses_are_refused() {
     bypasses(
-        DbKind::Sqlite,
+        DatabaseKind::Sqlite,
         &[
             "PRAGMA query_only = 0",
             "ATTACH DATABASE ':memory:' AS x",
@@ -108,7 +110,7 @@ async fn sqlite_read_only_bypasses_are_refused() {
     .await;
 }
 
-async fn timeout_and_row_limit(kind: DbKind, sleep: &str, many: &str) {
+async fn timeout_and_row_limit(kind: DatabaseKind, sleep: &str, many: &str) {
     let Some(db) = setup(kind).await else { return };
     let broker = Broker::new(short_limits());
     let id = broker.connect("owner", db.params.clone()).await.unwrap();
@@ -141,7 +143,7 @@ async fn timeout_and_row_limit(kind: DbKind, sleep: &str, many: &str) {
 #[tokio::test]
 async fn postgres_timeout_and_row_limit() {
     timeout_and_row_limit(
-        DbKind::Postgres,
+        DatabaseKind::Postgres,
         "SELECT pg_sleep(30)",
         "SELECT generate_series(1, 10000000) AS n",
     )
@@ -151,7 +153,7 @@ async fn postgres_timeout_and_row_limit() {
 #[tokio::test]
 async fn mysql_timeout_and_row_limit() {
     timeout_and_row_limit(
-        DbKind::Mysql,
+        DatabaseKind::Mysql,
         "SELECT COUNT(*) FROM information_schema.columns a, information_schema.columns b, \
          information_schema.columns c",
         "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 10000000) \
@@ -163,7 +165,7 @@ async fn mysql_timeout_and_row_limit() {
 #[tokio::test]
 async fn sqlite_timeout_and_row_limit() {
     timeout_and_row_limit(
-        DbKind::Sqlite,
+        DatabaseKind::Sqlite,
         "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s) \
          SELECT COUNT(*) FROM s",
         "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 10000000) \
@@ -174,7 +176,7 @@ async fn sqlite_timeout_and_row_limit() {
 
 #[tokio::test]
 async fn ids_belong_to_their_owner() {
-    let Some(db) = setup(DbKind::Sqlite).await else {
+    let Some(db) = setup(DatabaseKind::Sqlite).await else {
         return;
     };
     let mut limits = short_limits();
@@ -233,7 +235,7 @@ async fn ids_belong_to_their_owner() {
 
 #[tokio::test]
 async fn reaper_closes_idle_connections() {
-    let Some(db) = setup(DbKind::Sqlite).await else {
+    let Some(db) = setup(DatabaseKind::Sqlite).await else {
         return;
     };
     let mut limits = short_limits();
@@ -253,7 +255,7 @@ async fn reaper_closes_idle_connections() {
 
 #[tokio::test]
 async fn postgres_values_schema_info_and_writes() {
-    let Some(db) = setup(DbKind::Postgres).await else {
+    let Some(db) = setup(DatabaseKind::Postgres).await else {
         return;
     };
     let broker = Broker::new(short_limits());
@@ -316,7 +318,10 @@ async fn postgres_values_schema_info_and_writes() {
     assert!(!t.columns[0].nullable && t.columns[1].nullable);
 
     let info = broker.info("o", &id).await.unwrap();
-    assert_eq!((info.kind, info.mode), (DbKind::Postgres, Mode::ReadOnly));
+    assert_eq!(
+        (info.kind, info.mode),
+        (DatabaseKind::Postgres, Mode::ReadOnly)
+    );
     assert_eq!(info.user.as_deref(), db.params.user());
 
     // Writes: refused on read-only, done on read-write, one statement each.
@@ -348,7 +353,7 @@ async fn postgres_values_schema_info_and_writes() {
 
 #[tokio::test]
 async fn mysql_and_sqlite_values() {
-    for kind in [DbKind::Mysql, DbKind::Sqlite] {
+    for kind in [DatabaseKind::Mysql, DatabaseKind::Sqlite] {
         let Some(db) = setup(kind).await else {
             continue;
         };
@@ -382,7 +387,7 @@ async fn mysql_and_sqlite_values() {
 /// server connection is replaced as the cache fills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_prepared_statements_stay_bounded() {
-    let Some(db) = setup(DbKind::Mysql).await else {
+    let Some(db) = setup(DatabaseKind::Mysql).await else {
         return;
     };
     let mut limits = short_limits();
@@ -447,7 +452,7 @@ async fn credentials_never_leak() {
     let password = format!("Pw{:016x}", rand::random::<u64>());
     let user = format!("leak_{:06x}", rand::random::<u32>() & 0xff_ffff);
     admin_exec(
-        DbKind::Mysql,
+        DatabaseKind::Mysql,
         &admin,
         &format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT SELECT ON test.* TO '{user}'@'%'"),
     )
@@ -525,7 +530,12 @@ async fn credentials_never_leak() {
     let info = broker.info("o", &id).await.unwrap();
     broker.shutdown().await;
     drop(_guard);
-    admin_exec(DbKind::Mysql, &admin, &format!("DROP USER '{user}'@'%'")).await;
+    admin_exec(
+        DatabaseKind::Mysql,
+        &admin,
+        &format!("DROP USER '{user}'@'%'"),
+    )
+    .await;
 
     let mut seen = capture.text();
     assert!(!seen.is_empty(), "tracing captured nothing");
@@ -561,7 +571,7 @@ async fn credentials_never_leak() {
 async fn no_session_state_survives_a_call() {
     let mut limits = short_limits();
     limits.pool_size = 1;
-    if let Some(db) = setup(DbKind::Postgres).await {
+    if let Some(db) = setup(DatabaseKind::Postgres).await {
         let broker = Broker::new(limits.clone());
         let id = broker.connect("o", db.params.clone()).await.unwrap();
         let key = rand::random::<u32>() as i64;
@@ -586,7 +596,7 @@ async fn no_session_state_survives_a_call() {
         broker.shutdown().await;
         db.drop_table().await;
     }
-    if let Some(db) = setup(DbKind::Mysql).await {
+    if let Some(db) = setup(DatabaseKind::Mysql).await {
         let broker = Broker::new(limits);
         let id = broker.connect("o", db.params.clone()).await.unwrap();
         broker
@@ -608,9 +618,9 @@ async fn no_session_state_survives_a_call() {
 }
 
 /// Ends the server's connection `id` and waits until the server has let go of it.
-async fn kill(kind: DbKind, admin: &str, id: i64) {
+async fn kill(kind: DatabaseKind, admin: &str, id: i64) {
     let (kill, alive) = match kind {
-        DbKind::Postgres => (
+        DatabaseKind::Postgres => (
             format!("SELECT pg_terminate_backend({id}, 10000)"),
             format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {id}"),
         ),
@@ -633,12 +643,12 @@ async fn kill(kind: DbKind, admin: &str, id: i64) {
 /// proxy's idle cut) costs the next call nothing: its first statement finds the
 /// connection gone, and another connection serves the call. Each round kills the
 /// connection that served the last call, which the next call takes first.
-async fn killed_connections_are_replaced(kind: DbKind) {
+async fn killed_connections_are_replaced(kind: DatabaseKind) {
     let Some(db) = setup(kind).await else { return };
     let broker = Broker::new(short_limits());
     let id = broker.connect("owner", db.params.clone()).await.unwrap();
     let whoami = match kind {
-        DbKind::Postgres => "SELECT pg_backend_pid()::bigint AS id",
+        DatabaseKind::Postgres => "SELECT pg_backend_pid()::bigint AS id",
         _ => "SELECT CONNECTION_ID() AS id",
     };
     let mut killed = Vec::new();
@@ -680,10 +690,10 @@ async fn killed_connections_are_replaced(kind: DbKind) {
 
 #[tokio::test]
 async fn postgres_killed_connections_are_replaced() {
-    killed_connections_are_replaced(DbKind::Postgres).await;
+    killed_connections_are_replaced(DatabaseKind::Postgres).await;
 }
 
 #[tokio::test]
 async fn mysql_killed_connections_are_replaced() {
-    killed_connections_are_replaced(DbKind::Mysql).await;
+    killed_connections_are_replaced(DatabaseKind::Mysql).await;
 }

@@ -24,6 +24,13 @@ fn errors_name_the_connection_and_the_key() {
     assert_eq!((n.as_str(), k.as_str()), ("main_db", "pasword"));
     let (n, k, _) = config_err(r#"{"connections": {"a": {"type": "oracle"}}}"#);
     assert_eq!((n.as_str(), k.as_str()), ("a", "oracle"));
+    // A kind of the shared connection model that the broker does not speak.
+    let (n, k, r) = config_err(
+        r#"{"connections": {"m": {"type": "mongodb", "host": "h", "database": "d",
+            "credentialsEnv": "X"}}}"#,
+    );
+    assert_eq!((n.as_str(), k.as_str()), ("m", "type"));
+    assert!(r.contains("mongodb is not a database the broker speaks"), "{r}");
     let (n, k, r) =
         config_err(r#"{"connections": {"b": {"type": "mysql", "host": "h", "database": "d"}}}"#);
     assert_eq!((n.as_str(), k.as_str()), ("b", "credentialsEnv"));

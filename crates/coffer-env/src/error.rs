@@ -90,6 +90,15 @@ pub enum Error {
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<coffer_store::transport::DatabaseUrlError> for Error {
+    fn from(e: coffer_store::transport::DatabaseUrlError) -> Self {
+        Self::InvalidDatabase {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
 impl From<coffer_envelope::Error> for Error {
     fn from(e: coffer_envelope::Error) -> Self {
         match e {

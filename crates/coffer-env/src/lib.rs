@@ -30,7 +30,6 @@
 #![deny(missing_docs)]
 
 mod command;
-mod database;
 mod error;
 mod file;
 #[cfg(feature = "fuzzing")]
@@ -42,8 +41,8 @@ mod output;
 mod redact;
 
 pub use coffer_store::derive_env_name;
+pub use coffer_store::transport::{DatabaseKind, DatabaseUrl};
 pub use command::{CLEAN_ENV_ALLOWLIST, CREDENTIAL_VARIABLES, CommandEnv};
-pub use database::{DatabaseKind, DatabaseUrl};
 pub use error::{Error, Result};
 pub use file::{EXPORT_MARKER, EnvWriter, Format};
 pub use map::{EnvMap, Selection, Source};

@@ -234,7 +234,7 @@ impl EnvMap {
         self.insert_from(url_var.clone(), value, Source::Database(n))?;
         self.insert_from(
             type_var,
-            SecretString::from(url.kind().type_name()),
+            SecretString::from(url.kind().scheme()),
             Source::Database(n),
         )?;
         self.databases = n;

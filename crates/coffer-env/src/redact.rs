@@ -556,7 +556,7 @@ mod tests {
         let r = redactor(&[("P", value)]);
         let basic = STANDARD_NO_PAD.encode(format!("user:{value}"));
         let encoded = [
-            percent_encoding::utf8_percent_encode(value, crate::database::COMPONENT).to_string(),
+            percent_encoding::utf8_percent_encode(value, forms::COMPONENT).to_string(),
             url::form_urlencoded::byte_serialize(value.as_bytes()).collect(),
             basic.clone(),
             hex::encode(value),

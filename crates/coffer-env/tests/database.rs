@@ -66,7 +66,7 @@ fn mongodb_and_ipv6_urls() {
         .unwrap();
     assert_eq!(decoded, password);
     assert_eq!(parsed.query(), Some("authSource=admin"));
-    assert_eq!(DatabaseKind::Mongodb.type_name(), "mongodb");
+    assert_eq!(DatabaseKind::Mongodb.scheme(), "mongodb");
 }
 
 #[test]

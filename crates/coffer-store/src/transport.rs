@@ -19,6 +19,11 @@
 //!   asking for the password in cleartext before the client can answer, on loopback too.
 //!   `allow_cleartext_password=true` opts out.
 //!
+//! Where a database is and how to log in to it is one model too, [`DatabaseUrl`] (with
+//! [`DatabaseKind`]): coffer-env builds the `DATABASE_URL` it hands a child from it, and
+//! coffer-broker's `ConnectionParams` holds one, so a URL the one writes the other reads
+//! back part for part.
+//!
 //! ```
 //! use coffer_store::transport::{Protocol, TlsMode, TlsOptions};
 //!
@@ -40,8 +45,11 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+mod database;
 #[cfg(feature = "guard")]
 pub mod guard;
+
+pub use database::{DatabaseKind, DatabaseUrl, DatabaseUrlError};
 
 /// The wire protocol of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -180,7 +180,7 @@ impl<'a> Call<'a> {
                         return Err(self.err(e));
                     }
                     tracing::debug!(
-                        kind = %self.conn.params.kind,
+                        kind = %self.conn.params.engine,
                         "broker: a pooled connection failed its setup; retrying on another"
                     );
                     retried = true;

@@ -24,7 +24,7 @@ use crate::schema::{self, Schema};
 use crate::sqlite::SqlitePool;
 use crate::statement::{Dialect, check};
 use crate::value::QueryResult;
-use crate::{BrokerError, ConnectionParams, DbKind, Mode, Result};
+use crate::{BrokerError, ConnectionParams, Engine, Mode, Result};
 use call::Call;
 
 mod call;
@@ -57,7 +57,7 @@ impl Pool {
     fn dialect(&self) -> Dialect {
         match self {
             Self::Pg(_, d) | Self::Mysql(_, _, d) => *d,
-            Self::Sqlite(_) => Dialect::of(DbKind::Sqlite),
+            Self::Sqlite(_) => Dialect::of(Engine::Sqlite),
         }
     }
 }
@@ -263,20 +263,24 @@ impl Broker {
             secrets: &secrets,
         };
         let mut guard = None;
-        let pool = match params.kind {
-            DbKind::Postgres => {
+        let pool = match params.engine {
+            Engine::Postgres => {
                 let (pool, dialect, g) = postgres::open(&opening).await?;
                 guard = g;
                 Pool::Pg(pool, dialect)
             }
-            DbKind::Mysql => {
+            Engine::Mysql => {
                 let (pool, flavor, dialect, g) = mysql::open(&opening).await?;
                 guard = g;
                 Pool::Mysql(pool, flavor, dialect)
             }
-            DbKind::Sqlite => Pool::Sqlite(Arc::new(
+            Engine::Sqlite => Pool::Sqlite(Arc::new(
                 SqlitePool::open(
-                    params.path.clone().unwrap_or_default(),
+                    params
+                        .address
+                        .get_path()
+                        .map(ToOwned::to_owned)
+                        .unwrap_or_default(),
                     params.mode,
                     size,
                     limits.byte_limit_of(params),
@@ -360,7 +364,7 @@ impl Broker {
                 return Err(e);
             }
         }
-        tracing::info!(owner, kind = %conn.params.kind, "connected");
+        tracing::info!(owner, kind = %conn.params.engine, "connected");
         self.inner
             .conns
             .lock()
@@ -588,12 +592,12 @@ impl Broker {
         run.rows = limits.schema_limit.saturating_add(1);
         run.bytes = usize::MAX;
         run.cells = usize::MAX;
-        let queries = schema::queries(conn.params.kind);
+        let queries = schema::queries(conn.params.engine);
         let columns = run.guarded(run.query(queries.columns, &[])).await?;
         let keys = run.guarded(run.query(queries.keys, &[])).await?;
         let indexes = run.guarded(run.query(queries.indexes, &[])).await?;
         Ok(schema::assemble(
-            conn.params.kind,
+            conn.params.engine,
             &columns,
             &keys,
             &indexes,
@@ -633,7 +637,7 @@ impl Opening<'_> {
 async fn accept_probe<DB: sqlx::Database, T, E: AsRef<str>>(
     pool: &sqlx::Pool<DB>,
     probed: std::result::Result<(T, Vec<E>), sqlx::Error>,
-    kind: DbKind,
+    kind: Engine,
     user: &str,
     secrets: &[&str],
 ) -> Result<T> {

@@ -15,7 +15,7 @@ use crate::params::MYSQL_STATEMENT_CACHE;
 use crate::privileges;
 use crate::statement::Dialect;
 use crate::value::{Budget, float, json_row, try_get};
-use crate::{DbKind, Mode, Result};
+use crate::{Engine, Mode, Result};
 
 use super::server::Server;
 use super::{Opening, accept_probe};
@@ -133,15 +133,15 @@ pub(super) async fn open(
         Ok::<_, sqlx::Error>(((version, sql_mode), escapes))
     }
     .await;
-    let user = params.user.as_deref().unwrap_or_default();
-    let (version, sql_mode) = accept_probe(&pool, probed, DbKind::Mysql, user, secrets).await?;
+    let user = params.user().unwrap_or_default();
+    let (version, sql_mode) = accept_probe(&pool, probed, Engine::Mysql, user, secrets).await?;
     let flavor = if version.to_ascii_lowercase().contains("mariadb") {
         MysqlFlavor::Mariadb
     } else {
         MysqlFlavor::Mysql
     };
     let dialect = Dialect {
-        kind: DbKind::Mysql,
+        kind: Engine::Mysql,
         backslash_escapes: !sql_mode
             .to_ascii_uppercase()
             .contains("NO_BACKSLASH_ESCAPES"),

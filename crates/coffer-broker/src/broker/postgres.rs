@@ -12,7 +12,7 @@ use coffer_sql::tls::CleartextGuard;
 use crate::privileges;
 use crate::statement::Dialect;
 use crate::value::{Budget, exact, float, json_row, try_get};
-use crate::{DbKind, Mode, Result};
+use crate::{Engine, Mode, Result};
 
 use super::server::Server;
 use super::{Opening, accept_probe};
@@ -128,10 +128,10 @@ pub(super) async fn open(
         Ok::<_, sqlx::Error>((standard, escapes))
     }
     .await;
-    let user = params.user.as_deref().unwrap_or_default();
-    let standard = accept_probe(&pool, probed, DbKind::Postgres, user, secrets).await?;
+    let user = params.user().unwrap_or_default();
+    let standard = accept_probe(&pool, probed, Engine::Postgres, user, secrets).await?;
     let dialect = Dialect {
-        kind: DbKind::Postgres,
+        kind: Engine::Postgres,
         backslash_escapes: standard != "on",
     };
     Ok((pool, dialect, target.guard().cloned()))

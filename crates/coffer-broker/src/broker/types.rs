@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{ConnectionParams, DbKind, Mode};
+use crate::{ConnectionParams, DatabaseKind, Mode};
 
 /// The broker's limits. Start from [`Limits::default`] and change what you need.
 #[derive(Debug, Clone)]
@@ -115,7 +115,7 @@ pub struct ConnectionInfo {
     pub name: Option<String>,
     /// The database kind.
     #[serde(rename = "type")]
-    pub kind: DbKind,
+    pub kind: DatabaseKind,
     /// The host (servers).
     pub host: Option<String>,
     /// The port (servers).
@@ -139,17 +139,18 @@ impl ConnectionInfo {
         params: &ConnectionParams,
         created_at: DateTime<Utc>,
     ) -> Self {
+        let a = &params.address;
         Self {
             id: id.clone(),
             name,
-            kind: params.kind,
-            host: params.host.clone(),
-            port: params.port,
-            database: params
-                .database
-                .clone()
-                .or_else(|| params.path.as_ref().map(|p| p.display().to_string())),
-            user: params.user.clone(),
+            kind: params.kind(),
+            host: a.get_host().map(ToOwned::to_owned),
+            port: a.get_port(),
+            database: a
+                .get_database()
+                .map(ToOwned::to_owned)
+                .or_else(|| a.get_path().map(|p| p.display().to_string())),
+            user: a.get_user().map(ToOwned::to_owned),
             mode: params.mode,
             created_at,
             last_used_at: Utc::now(),

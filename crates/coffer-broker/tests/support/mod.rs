@@ -3,7 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use coffer_broker::{ConnectionParams, DbKind, Mode};
+use coffer_broker::{ConnectionParams, DatabaseKind, Mode};
 use coffer_testkit::service_env;
 use sqlx::Connection as _;
 
@@ -11,7 +11,7 @@ use sqlx::Connection as _;
 /// `params` connect read-only as a role that can only read the table (the broker refuses
 /// a read-only connection with a privileged role); `rw` read-write as the admin.
 pub struct Db {
-    pub kind: DbKind,
+    pub kind: DatabaseKind,
     pub params: ConnectionParams,
     pub rw: ConnectionParams,
     pub table: String,
@@ -25,14 +25,14 @@ pub fn table_name() -> String {
     format!("broker_t_{:08x}", rand::random::<u32>())
 }
 
-pub async fn admin_exec(kind: DbKind, admin: &str, sql: &str) {
+pub async fn admin_exec(kind: DatabaseKind, admin: &str, sql: &str) {
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
     match kind {
-        DbKind::Postgres => {
+        DatabaseKind::Postgres => {
             let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
             sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
         }
-        DbKind::Mysql => {
+        DatabaseKind::Mysql => {
             let mut c = sqlx::MySqlConnection::connect(admin).await.unwrap();
             sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
         }
@@ -44,14 +44,14 @@ pub async fn admin_exec(kind: DbKind, admin: &str, sql: &str) {
 }
 
 /// One number from the admin side of the database.
-pub async fn admin_scalar(kind: DbKind, admin: &str, sql: &str) -> i64 {
+pub async fn admin_scalar(kind: DatabaseKind, admin: &str, sql: &str) -> i64 {
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
     match kind {
-        DbKind::Postgres => {
+        DatabaseKind::Postgres => {
             let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
             sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
         }
-        DbKind::Mysql => {
+        DatabaseKind::Mysql => {
             let mut c = sqlx::MySqlConnection::connect(admin).await.unwrap();
             sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
         }
@@ -72,14 +72,18 @@ pub async fn count(db: &Db) -> i64 {
 }
 
 /// A role that may only read `table`, made by the admin: its connection parameters.
-pub async fn reader_role(kind: DbKind, admin: &str, table: &str) -> (String, ConnectionParams) {
+pub async fn reader_role(
+    kind: DatabaseKind,
+    admin: &str,
+    table: &str,
+) -> (String, ConnectionParams) {
     let role = format!("broker_ro_{:08x}", rand::random::<u32>());
     let password = format!("Pw{:016x}", rand::random::<u64>());
     let url = url::Url::parse(admin).unwrap();
     let host = url.host_str().unwrap();
     let database = url.path().trim_start_matches('/');
     match kind {
-        DbKind::Postgres => {
+        DatabaseKind::Postgres => {
             admin_exec(
                 kind,
                 admin,
@@ -110,7 +114,7 @@ pub async fn reader_role(kind: DbKind, admin: &str, table: &str) -> (String, Con
     }
 }
 
-pub async fn setup(kind: DbKind) -> Option<Db> {
+pub async fn setup(kind: DatabaseKind) -> Option<Db> {
     let table = table_name();
     let create = format!(
         "CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(40));\
@@ -118,8 +122,8 @@ pub async fn setup(kind: DbKind) -> Option<Db> {
          (6,'f'),(7,'g'),(8,'h'),(9,'i'),(10,'j')"
     );
     let (admin, dir) = match kind {
-        DbKind::Postgres => (service_env("COFFER_TEST_POSTGRES_URL")?, None),
-        DbKind::Mysql => (service_env("COFFER_TEST_MYSQL_URL")?, None),
+        DatabaseKind::Postgres => (service_env("COFFER_TEST_POSTGRES_URL")?, None),
+        DatabaseKind::Mysql => (service_env("COFFER_TEST_MYSQL_URL")?, None),
         _ => {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("db.sqlite");
@@ -161,7 +165,7 @@ impl Db {
         .await;
         if let Some(role) = &self.role {
             let drop = match self.kind {
-                DbKind::Postgres => format!("DROP ROLE {role}"),
+                DatabaseKind::Postgres => format!("DROP ROLE {role}"),
                 _ => format!("DROP USER '{role}'@'%'"),
             };
             admin_exec(self.kind, &self.admin, &drop).await;

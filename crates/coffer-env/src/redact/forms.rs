@@ -44,14 +44,24 @@ pub(super) fn is_wrap(run: usize) -> bool {
     WRAP_WIDTHS.contains(&run)
 }
 
+/// RFC 3986's percent-encoding with only the unreserved characters (`A-Z a-z 0-9 - . _ ~`)
+/// kept: how [`DatabaseUrl`](crate::DatabaseUrl) writes users and passwords into a
+/// `DATABASE_URL` (the test `database_urls_encode_as_the_redactor_looks` holds the two
+/// together).
+pub(crate) const COMPONENT: &AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Python's `urllib.parse.quote` default: RFC 3986 unreserved characters and `/` kept.
-const PY_QUOTE: &AsciiSet = &crate::database::COMPONENT.remove(b'/');
+const PY_QUOTE: &AsciiSet = &COMPONENT.remove(b'/');
 
 /// Every form of `value`, before line-break normalization and the length cut.
 pub(super) fn all(value: &[u8]) -> Vec<Form> {
     let mut out = vec![Zeroizing::new(value.to_vec())];
     if let Ok(text) = std::str::from_utf8(value) {
-        for set in [crate::database::COMPONENT, PY_QUOTE] {
+        for set in [COMPONENT, PY_QUOTE] {
             push_both_cases(
                 &mut out,
                 utf8_percent_encode(text, set).to_string().into_bytes(),
@@ -283,6 +293,24 @@ mod tests {
         assert!(has(&forms, "a\"b\\\\c/d<\\xe9\\U0001f600\\'"));
         // Python repr of the UTF-8 bytes
         assert!(has(&forms, "a\"b\\\\c/d<\\xc3\\xa9\\xf0\\x9f\\x98\\x80\\'"));
+    }
+
+    #[test]
+    fn database_urls_encode_as_the_redactor_looks() {
+        use secrecy::ExposeSecret as _;
+        // Every printable ASCII character and some beyond, as a password.
+        let password: String = (0x20u8..0x7f)
+            .map(char::from)
+            .chain("é😀".chars())
+            .collect();
+        let url = crate::DatabaseUrl::postgres("127.0.0.1")
+            .user("u")
+            .password(password.clone().into())
+            .to_url()
+            .unwrap();
+        let encoded = utf8_percent_encode(&password, COMPONENT).to_string();
+        assert!(url.expose_secret().contains(&format!("u:{encoded}@")));
+        assert!(has(&all(password.as_bytes()), &encoded));
     }
 
     #[test]
