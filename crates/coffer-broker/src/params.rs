@@ -371,10 +371,22 @@ mod tests {
         assert_eq!(again.tls_options(), params.tls_options());
 
         let e = ConnectionParams::new(address.param("application_name", "x")).unwrap_err();
-        assert!(e.to_string().contains("unknown parameter \"application_name\""), "{e}");
+        assert!(
+            e.to_string()
+                .contains("unknown parameter \"application_name\""),
+            "{e}"
+        );
         let e = ConnectionParams::new(DatabaseUrl::mongodb("db").user("u")).unwrap_err();
-        assert!(matches!(e, BrokerError::InvalidParams { field: "type", .. }), "{e}");
-        let e = ConnectionParams::postgres("db", "app", "", "p".into()).validate().unwrap_err();
-        assert!(matches!(e, BrokerError::InvalidParams { field: "user", .. }), "{e}");
+        assert!(
+            matches!(e, BrokerError::InvalidParams { field: "type", .. }),
+            "{e}"
+        );
+        let e = ConnectionParams::postgres("db", "app", "", "p".into())
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(e, BrokerError::InvalidParams { field: "user", .. }),
+            "{e}"
+        );
     }
 }

@@ -30,7 +30,10 @@ fn errors_name_the_connection_and_the_key() {
             "credentialsEnv": "X"}}}"#,
     );
     assert_eq!((n.as_str(), k.as_str()), ("m", "type"));
-    assert!(r.contains("mongodb is not a database the broker speaks"), "{r}");
+    assert!(
+        r.contains("mongodb is not a database the broker speaks"),
+        "{r}"
+    );
     let (n, k, r) =
         config_err(r#"{"connections": {"b": {"type": "mysql", "host": "h", "database": "d"}}}"#);
     assert_eq!((n.as_str(), k.as_str()), ("b", "credentialsEnv"));
