@@ -204,6 +204,10 @@ _svc_start_tls() {
 
 services_start() {
   COFFER_SERVICES_TMP=$(mktemp -d -t coffer-services.XXXXXX)
+  # The tamper tests edit a store's database as an attacker would, with sqlite3 and psql.
+  if ! command -v sqlite3 >/dev/null; then
+    _svc_apt_install sqlite3 || { _svc_log "the sqlite3 client is not available"; return 1; }
+  fi
   _svc_start_postgres || { _svc_log "PostgreSQL is not available"; return 1; }
   export COFFER_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/postgres"
   _svc_start_mariadb || { _svc_log "MariaDB is not available"; return 1; }

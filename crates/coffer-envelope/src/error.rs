@@ -12,6 +12,10 @@ pub enum Error {
     /// The envelope could not be authenticated (wrong key, wrong context, or tampered bytes).
     #[error("decryption failed")]
     DecryptionFailed,
+    /// A metadata tag does not match the metadata ([`crate::Keyring::verify_metadata`]):
+    /// the metadata or its tag was changed by someone without the key.
+    #[error("metadata authentication failed")]
+    MetadataMismatch,
     /// The envelope is structurally invalid (too short, bad text form).
     #[error("malformed envelope: {reason}")]
     Malformed {

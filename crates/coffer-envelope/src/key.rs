@@ -160,6 +160,15 @@ impl MasterKey {
         hex::encode(out)
     }
 
+    /// 32 bytes derived from this key for one purpose (HKDF-SHA256 expand, `label` as info).
+    pub(crate) fn derive(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, self.expose());
+        let mut out = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF's 255 * 32 limit.
+        let _ = hk.expand(label, out.as_mut());
+        out
+    }
+
     pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
         self.bytes.expose_secret()
     }

@@ -7,8 +7,17 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::envelope::{self, Header};
+use hmac::{Hmac, KeyInit, Mac as _};
+use sha2::Sha256;
+
+use crate::envelope::{self, Header, KEY_ID_LEN};
 use crate::{Context, Error, KdfParams, MasterKey, Result};
+
+/// Length of a metadata tag ([`Keyring::tag_metadata`]): the key id, then HMAC-SHA256.
+pub const METADATA_TAG_LEN: usize = KEY_ID_LEN + 32;
+
+/// The HKDF label of the metadata MAC key, and the MAC's domain prefix.
+const METADATA_MAC_LABEL: &[u8] = b"coffer/v1 metadata mac";
 
 /// Version of the keyring file format.
 pub const KEYRING_FILE_VERSION: u32 = 1;
@@ -42,13 +51,31 @@ pub struct Keyring {
 struct Entry {
     key: MasterKey,
     kdf: Option<KdfParams>,
+    /// The key that authenticates metadata ([`Keyring::tag_metadata`]), derived once.
+    mac_key: Zeroizing<[u8; 32]>,
+}
+
+impl Entry {
+    fn new(key: MasterKey, kdf: Option<KdfParams>) -> Self {
+        let mac_key = key.derive(METADATA_MAC_LABEL);
+        Self { key, kdf, mac_key }
+    }
+
+    fn mac(&self, message: &[u8]) -> Hmac<Sha256> {
+        // HMAC takes a key of any length; 32 bytes cannot fail.
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.mac_key.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts a 32-byte key"));
+        mac.update(METADATA_MAC_LABEL);
+        mac.update(message);
+        mac
+    }
 }
 
 impl Keyring {
     /// A keyring holding `key` as key 1, the primary.
     pub fn new(key: MasterKey) -> Self {
         let mut keys = BTreeMap::new();
-        keys.insert(1, Entry { key, kdf: None });
+        keys.insert(1, Entry::new(key, None));
         Self {
             keys,
             primary: 1,
@@ -77,7 +104,7 @@ impl Keyring {
             if id == 0 {
                 return Err(Error::keyring(None, "key id 0 is reserved"));
             }
-            if map.insert(id, Entry { key, kdf: None }).is_some() {
+            if map.insert(id, Entry::new(key, None)).is_some() {
                 return Err(Error::keyring(None, format!("key id {id} appears twice")));
             }
         }
@@ -97,7 +124,7 @@ impl Keyring {
     /// Adds `key` under the next free id and returns that id. The primary is unchanged.
     pub fn add(&mut self, key: MasterKey) -> u32 {
         let id = self.keys.keys().next_back().map_or(1, |last| last + 1);
-        self.keys.insert(id, Entry { key, kdf: None });
+        self.keys.insert(id, Entry::new(key, None));
         id
     }
 
@@ -205,6 +232,55 @@ impl Keyring {
         Ok(self.key_id_of(sealed)? != self.primary)
     }
 
+    /// Authenticates `message` (a canonical encoding of metadata a store keeps outside the
+    /// envelope: which version is the latest, whether it is deleted, when it expires) under
+    /// the primary key, so someone who can write the database but holds no key cannot
+    /// change it unnoticed.
+    ///
+    /// The tag is the primary key's id (4 bytes, big-endian) followed by
+    /// HMAC-SHA256 under a key derived from it with HKDF (`"coffer/v1 metadata mac"`);
+    /// [`verify_metadata`](Self::verify_metadata) checks it with whichever key made it.
+    ///
+    /// ```
+    /// use coffer_envelope::{Keyring, MasterKey};
+    /// let keyring = Keyring::new(MasterKey::generate());
+    /// let tag = keyring.tag_metadata(b"tenant-a/openai: version 3, live");
+    /// keyring.verify_metadata(&tag, b"tenant-a/openai: version 3, live")?;
+    /// assert!(keyring.verify_metadata(&tag, b"tenant-a/openai: version 2, live").is_err());
+    /// # Ok::<(), coffer_envelope::Error>(())
+    /// ```
+    pub fn tag_metadata(&self, message: &[u8]) -> Vec<u8> {
+        let entry = &self.keys[&self.primary];
+        let mut tag = Vec::with_capacity(METADATA_TAG_LEN);
+        tag.extend_from_slice(&self.primary.to_be_bytes());
+        tag.extend_from_slice(&entry.mac(message).finalize().into_bytes());
+        tag
+    }
+
+    /// Checks a tag made by [`tag_metadata`](Self::tag_metadata) with any key of the ring,
+    /// in constant time. A wrong length is [`Error::Malformed`], a key the ring does not
+    /// hold [`Error::UnknownKey`], and any other mismatch [`Error::MetadataMismatch`].
+    pub fn verify_metadata(&self, tag: &[u8], message: &[u8]) -> Result<()> {
+        let key_id = Self::metadata_key_id(tag)?;
+        let entry = self.keys.get(&key_id).ok_or(Error::UnknownKey { key_id })?;
+        entry
+            .mac(message)
+            .verify_slice(&tag[KEY_ID_LEN..])
+            .map_err(|_| Error::MetadataMismatch)
+    }
+
+    /// The id of the key that made a metadata tag (not authenticated by itself).
+    pub fn metadata_key_id(tag: &[u8]) -> Result<u32> {
+        if tag.len() != METADATA_TAG_LEN {
+            return Err(Error::Malformed {
+                reason: "metadata tag length",
+            });
+        }
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(&tag[..KEY_ID_LEN]);
+        Ok(u32::from_be_bytes(id))
+    }
+
     /// A keyring holding only the key in `COFFER_MASTER_KEY`, if that is set.
     pub fn from_env() -> Result<Option<Self>> {
         Ok(MasterKey::from_env()?.map(Self::new))
@@ -277,7 +353,7 @@ impl Keyring {
                     format!("key {}: {what}", stored.id),
                 ));
             }
-            if stored.id == 0 || keys.insert(stored.id, Entry { key, kdf }).is_some() {
+            if stored.id == 0 || keys.insert(stored.id, Entry::new(key, kdf)).is_some() {
                 return Err(Error::keyring(
                     Some(path),
                     format!("key id {} is reserved or repeated", stored.id),

@@ -40,7 +40,8 @@ pub use key::{
     PBKDF2_SALT_LEN,
 };
 pub use keyring::{
-    KEYRING_FILE_VERSION, KeyProvider, Keyring, KeyringFile, read_private, write_private,
+    KEYRING_FILE_VERSION, KeyProvider, Keyring, KeyringFile, METADATA_TAG_LEN, read_private,
+    write_private,
 };
 
 /// Re-exported so callers can name the secret types this crate returns.

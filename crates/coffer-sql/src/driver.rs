@@ -41,6 +41,8 @@ pub enum Param<'a> {
     Bool(bool),
     /// `BYTEA` / `BLOB`.
     Blob(&'a [u8]),
+    /// `BYTEA` / `BLOB` or `NULL`.
+    OptBlob(Option<&'a [u8]>),
 }
 
 /// Typed reads of one result row's columns, by name.
@@ -57,6 +59,8 @@ pub trait Columns {
     fn flag(&self, column: &str) -> Result<bool, sqlx::Error>;
     /// A `BYTEA` / `BLOB` column.
     fn blob(&self, column: &str) -> Result<Vec<u8>, sqlx::Error>;
+    /// A `BYTEA` / `BLOB` column that may be `NULL`.
+    fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error>;
 }
 
 /// A row type of the store, read from any driver's row.
@@ -106,6 +110,7 @@ where
     for<'a> Option<i64>: Encode<'a, DB> + Type<DB>,
     for<'a> bool: Encode<'a, DB> + Type<DB>,
     for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<&'a [u8]>: Encode<'a, DB> + Type<DB>,
 {
     fn query(
         statement: &Statement,
@@ -126,6 +131,7 @@ where
                 Param::OptInt(v) => q.bind(v),
                 Param::Bool(v) => q.bind(v),
                 Param::Blob(v) => q.bind(v),
+                Param::OptBlob(v) => q.bind(v),
             })
     }
 }
@@ -188,6 +194,9 @@ where
         self.try_get(column)
     }
     fn blob(&self, column: &str) -> Result<Vec<u8>, sqlx::Error> {
+        self.try_get(column)
+    }
+    fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
         self.try_get(column)
     }
 }

@@ -297,7 +297,7 @@ impl Dialect for PgDialect {
         let written: Option<Returned> = Postgres::fetch_all(&mut conn, &statement, &params)
             .await
             .map(first)
-            .map_err(sql)?;
+            .map_err(|e| w.failed(BACKEND, e))?;
         conn.finish().await.map_err(sql)?;
         Ok(written.is_some())
     }

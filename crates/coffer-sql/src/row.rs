@@ -2,17 +2,19 @@
 //! [`crate::sql`]'s statements return and bind.
 
 use chrono::{DateTime, Utc};
+use coffer_envelope::Keyring;
+use coffer_store::backend::verify_head;
 use coffer_store::{Change, ChangeOp, Error, Scope, SecretKind, SecretMeta, SecretName};
 
 use crate::common::{ms, to_i64};
 use crate::driver::{Columns, FromColumns, Param};
 
-/// The head row of a secret with its latest version's key id ([`crate::sql::SELECT_HEAD`],
-/// [`crate::sql::LIST`]).
+/// The head row of a secret with its MAC and the key id in its latest envelope's header
+/// ([`crate::sql::SELECT_HEAD`], [`crate::sql::LIST`]).
 #[derive(Debug)]
 pub(crate) struct MetaRow {
-    scope: String,
-    name: String,
+    pub(crate) scope: String,
+    pub(crate) name: String,
     pub(crate) version: i64,
     pub(crate) deleted: bool,
     provider: Option<String>,
@@ -23,10 +25,14 @@ pub(crate) struct MetaRow {
     expires_at: Option<i64>,
     active: bool,
     created_at: i64,
-    updated_at: i64,
+    pub(crate) updated_at: i64,
     last_used_at: Option<i64>,
     usage_count: i64,
-    key_id: Option<i64>,
+    /// The head's MAC ([`coffer_store::backend::tag_head`]); `None` for a head written
+    /// before coffer authenticated metadata.
+    pub(crate) mac: Option<Vec<u8>>,
+    /// Bytes 2-5 of the latest envelope: the id of the key that sealed it.
+    sealed_by: Option<Vec<u8>>,
 }
 
 impl FromColumns for MetaRow {
@@ -47,7 +53,8 @@ impl FromColumns for MetaRow {
             updated_at: row.int("updated_at")?,
             last_used_at: row.opt_int("last_used_at")?,
             usage_count: row.int("usage_count")?,
-            key_id: row.opt_int("key_id")?,
+            mac: row.opt_blob("mac")?,
+            sealed_by: row.opt_blob("sealed_by")?,
         })
     }
 }
@@ -57,8 +64,21 @@ fn millis(ms: i64) -> DateTime<Utc> {
 }
 
 impl MetaRow {
-    /// The metadata this row describes. A row the store did not write (edited by hand)
-    /// is reported as a backend error naming the column, never a panic.
+    /// The metadata this row describes, after checking the row against its MAC: a head
+    /// changed without the key is [`Error::Tampered`], never metadata to act on.
+    pub(crate) fn into_checked(
+        self,
+        backend: &'static str,
+        keyring: &Keyring,
+    ) -> Result<SecretMeta, Error> {
+        let (deleted, mac) = (self.deleted, self.mac.clone());
+        let meta = self.into_meta(backend)?;
+        verify_head(keyring, &meta, deleted, mac.as_deref())?;
+        Ok(meta)
+    }
+
+    /// The metadata this row describes, unchecked. A row the store did not write (edited
+    /// by hand) is reported as a backend error naming the column, never a panic.
     pub(crate) fn into_meta(self, backend: &'static str) -> Result<SecretMeta, Error> {
         let corrupt = |column: &str| {
             Error::backend(
@@ -83,7 +103,11 @@ impl MetaRow {
         meta.updated_at = millis(self.updated_at);
         meta.last_used_at = self.last_used_at.map(millis);
         meta.usage_count = u64::try_from(self.usage_count).unwrap_or(0);
-        meta.key_id = self.key_id.and_then(|k| u32::try_from(k).ok());
+        meta.key_id = self
+            .sealed_by
+            .as_deref()
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes);
         Ok(meta)
     }
 }
@@ -136,6 +160,26 @@ impl FromColumns for KeyCheck {
     }
 }
 
+/// How many envelopes one key sealed ([`crate::sql::KEY_USAGE`]); `key_id` is `None`
+/// for envelopes too short to have a header.
+#[derive(Debug)]
+pub(crate) struct KeyUsage {
+    pub(crate) key_id: Option<u32>,
+    pub(crate) envelopes: u64,
+}
+
+impl FromColumns for KeyUsage {
+    fn from_columns(row: &impl Columns) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            key_id: row
+                .opt_blob("sealed_by")?
+                .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+                .map(u32::from_be_bytes),
+            envelopes: u64::try_from(row.int("n")?).unwrap_or(0),
+        })
+    }
+}
+
 /// A count, in a column named `n`.
 #[derive(Debug)]
 pub(crate) struct Count(pub(crate) i64);
@@ -169,9 +213,30 @@ pub struct PutWrite<'a> {
     pub(crate) old: Option<(i64, bool)>,
     pub(crate) key_id: i64,
     pub(crate) sealed: Vec<u8>,
+    /// The new head's MAC.
+    pub(crate) mac: Vec<u8>,
 }
 
 impl PutWrite<'_> {
+    /// The error of a put whose statement failed: a version row that already exists (the
+    /// head was put back to an older version, with its MAC, by someone who kept a copy)
+    /// is [`Error::Conflict`], not a raw duplicate-key error; anything else as the
+    /// backend reports it.
+    pub(crate) fn failed(&self, backend: &'static str, e: sqlx::Error) -> Error {
+        let duplicate = e
+            .as_database_error()
+            .is_some_and(|d| d.is_unique_violation());
+        if duplicate {
+            return Error::Conflict {
+                scope: self.scope.to_string(),
+                name: self.name.to_string(),
+                expected: self.old.map_or(0, |(v, _)| u64::try_from(v).unwrap_or(0)),
+                actual: Some(self.meta.version),
+            };
+        }
+        crate::common::map_sqlx(backend, e)
+    }
+
     /// The change this put announces to other instances.
     pub(crate) fn change(&self) -> Change {
         Change {
@@ -201,17 +266,26 @@ impl PutWrite<'_> {
             Param::Bool(m.active),
         ];
         let version = Param::Int(to_i64(m.version));
-        let mut params = Vec::with_capacity(17);
+        let mut params = Vec::with_capacity(18);
         match self.old {
             None => {
                 params.extend([scope, name, version]);
                 params.extend(fields);
-                params.extend([Param::Int(ms(m.created_at)), Param::Int(ms(m.updated_at))]);
+                params.extend([
+                    Param::Int(ms(m.created_at)),
+                    Param::Int(ms(m.updated_at)),
+                    Param::Blob(&self.mac),
+                ]);
             }
             Some((old_version, old_deleted)) => {
                 params.push(version);
                 params.extend(fields);
-                params.extend([Param::Int(ms(m.updated_at)), scope, name]);
+                params.extend([
+                    Param::Int(ms(m.updated_at)),
+                    Param::Blob(&self.mac),
+                    scope,
+                    name,
+                ]);
                 params.extend([Param::Int(old_version), Param::Bool(old_deleted)]);
             }
         }

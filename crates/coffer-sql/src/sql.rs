@@ -7,11 +7,12 @@
 
 use crate::driver::Statement;
 
-/// The head row of one secret with the key id of its latest version ([`crate::row::MetaRow`]).
+/// The head row of one secret with its MAC and the key id in its latest envelope's header
+/// ([`crate::row::MetaRow`]).
 pub(crate) const SELECT_HEAD: Statement = Statement {
     sql: "SELECT s.scope, s.name, s.version, s.deleted, s.provider, s.kind, s.description, \
           s.tags, s.env_name, s.expires_at, s.active, s.created_at, s.updated_at, \
-          s.last_used_at, s.usage_count, v.key_id \
+          s.last_used_at, s.usage_count, s.mac, substr(v.ciphertext, 2, 4) AS sealed_by \
           FROM coffer_secrets s LEFT JOIN coffer_secret_versions v \
           ON v.scope = s.scope AND v.name = s.name AND v.version = s.version \
           WHERE s.scope = $1 AND s.name = $2",
@@ -23,7 +24,7 @@ pub(crate) const SELECT_HEAD: Statement = Statement {
 pub(crate) const SELECT_VALUE: Statement = Statement {
     sql: "SELECT s.scope, s.name, s.version, s.deleted, s.provider, s.kind, s.description, \
           s.tags, s.env_name, s.expires_at, s.active, s.created_at, s.updated_at, \
-          s.last_used_at, s.usage_count, v.key_id, v.version AS v_version, v.ciphertext \
+          s.last_used_at, s.usage_count, s.mac, substr(v.ciphertext, 2, 4) AS sealed_by, v.version AS v_version, v.ciphertext \
           FROM coffer_secrets s JOIN coffer_secret_versions v \
           ON v.scope = s.scope AND v.name = s.name AND v.version = COALESCE($1, s.version) \
           WHERE s.scope = $2 AND s.name = $3 AND s.deleted = FALSE",
@@ -35,7 +36,7 @@ pub(crate) const SELECT_VALUE: Statement = Statement {
 pub(crate) const LIST: Statement = Statement {
     sql: "SELECT s.scope, s.name, s.version, s.deleted, s.provider, s.kind, s.description, \
           s.tags, s.env_name, s.expires_at, s.active, s.created_at, s.updated_at, \
-          s.last_used_at, s.usage_count, v.key_id \
+          s.last_used_at, s.usage_count, s.mac, substr(v.ciphertext, 2, 4) AS sealed_by \
           FROM coffer_secrets s LEFT JOIN coffer_secret_versions v \
           ON v.scope = s.scope AND v.name = s.name AND v.version = s.version \
           WHERE s.scope = $1 AND s.deleted = FALSE AND (s.name > $2 OR ($3 AND s.name = $2)) \
@@ -53,8 +54,8 @@ pub(crate) const LIST: Statement = Statement {
 /// new name is built on it ([`Composed`]).
 pub(crate) const INSERT_HEAD: Statement = Statement {
     sql: "INSERT INTO coffer_secrets (scope, name, version, deleted, provider, kind, \
-          description, tags, env_name, expires_at, active, created_at, updated_at) \
-          VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+          description, tags, env_name, expires_at, active, created_at, updated_at, mac) \
+          VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
           ON CONFLICT (scope, name) DO NOTHING",
     params: HEAD_INSERT_PARAMS,
 };
@@ -92,10 +93,10 @@ const fn join<const N: usize>(
 }
 
 /// The parameters of [`INSERT_HEAD`].
-const HEAD_INSERT_PARAMS: &[&str] = &join::<12>(
+const HEAD_INSERT_PARAMS: &[&str] = &join::<13>(
     &["scope", "name", "version"],
     &HEAD_FIELDS,
-    &["created_at", "updated_at"],
+    &["created_at", "updated_at", "mac"],
 );
 
 /// Replaces the head row if it is still at the version and deletion state the put read.
@@ -103,17 +104,18 @@ const HEAD_INSERT_PARAMS: &[&str] = &join::<12>(
 pub(crate) const UPDATE_HEAD: Statement = Statement {
     sql: "UPDATE coffer_secrets SET version = $1, deleted = FALSE, provider = $2, kind = $3, \
           description = $4, tags = $5, env_name = $6, expires_at = $7, active = $8, \
-          updated_at = $9 \
-          WHERE scope = $10 AND name = $11 AND version = $12 AND deleted = $13",
+          updated_at = $9, mac = $10 \
+          WHERE scope = $11 AND name = $12 AND version = $13 AND deleted = $14",
     params: HEAD_UPDATE_PARAMS,
 };
 
 /// The parameters of [`UPDATE_HEAD`].
-const HEAD_UPDATE_PARAMS: &[&str] = &join::<13>(
+const HEAD_UPDATE_PARAMS: &[&str] = &join::<14>(
     &["version"],
     &HEAD_FIELDS,
     &[
         "updated_at",
+        "mac",
         "scope",
         "name",
         "version read",
@@ -121,11 +123,12 @@ const HEAD_UPDATE_PARAMS: &[&str] = &join::<13>(
     ],
 );
 
-/// Marks a live secret deleted.
+/// Marks a live secret deleted with the MAC of its deleted state, if it is still at the
+/// version the delete read and checked.
 pub(crate) const SOFT_DELETE: Statement = Statement {
-    sql: "UPDATE coffer_secrets SET deleted = TRUE, updated_at = $1 \
-          WHERE scope = $2 AND name = $3 AND deleted = FALSE",
-    params: &["updated_at", "scope", "name"],
+    sql: "UPDATE coffer_secrets SET deleted = TRUE, updated_at = $1, mac = $2 \
+          WHERE scope = $3 AND name = $4 AND version = $5 AND deleted = FALSE",
+    params: &["updated_at", "mac", "scope", "name", "version read"],
 };
 
 /// Removes every version of a secret (before [`DESTROY_HEAD`], in one transaction).
@@ -141,10 +144,12 @@ pub(crate) const DESTROY_HEAD: Statement = Statement {
 };
 
 /// Envelopes not sealed under the primary key, in a stable order ([`crate::row::EnvelopeRow`]).
+/// The key is read from each envelope's header (bytes 2-5), not from the `key_id` column:
+/// an edited column cannot hide an envelope from a rotation.
 pub(crate) const REWRAP_CANDIDATES: Statement = Statement {
     sql: "SELECT scope, name, version, ciphertext FROM coffer_secret_versions \
-          WHERE key_id <> $1 ORDER BY scope, name, version LIMIT $2",
-    params: &["primary key id", "limit"],
+          WHERE substr(ciphertext, 2, 4) <> $1 ORDER BY scope, name, version LIMIT $2",
+    params: &["primary key id, 4 bytes big-endian", "limit"],
 };
 
 /// Replaces one envelope, only if it is still the one that was read (check-and-set).
@@ -161,10 +166,60 @@ pub(crate) const REWRAP_ONE: Statement = Statement {
     ],
 };
 
-/// How many envelopes are not sealed under the primary key ([`crate::row::Count`]).
+/// How many envelopes (by their headers) and head MACs are not under the primary key
+/// ([`crate::row::Count`]).
 pub(crate) const REWRAP_REMAINING: Statement = Statement {
-    sql: "SELECT COUNT(*) AS n FROM coffer_secret_versions WHERE key_id <> $1",
-    params: &["primary key id"],
+    sql: "SELECT (SELECT COUNT(*) FROM coffer_secret_versions \
+          WHERE substr(ciphertext, 2, 4) <> $1) \
+          + (SELECT COUNT(*) FROM coffer_secrets \
+          WHERE mac IS NULL OR substr(mac, 1, 4) <> $1) AS n",
+    params: &["primary key id, 4 bytes big-endian"],
+};
+
+/// Head rows whose MAC was made by a key other than the primary (or is missing), in a
+/// stable order ([`crate::row::MetaRow`]): what a rewrap re-tags after checking them.
+pub(crate) const RETAG_CANDIDATES: Statement = Statement {
+    sql: "SELECT s.scope, s.name, s.version, s.deleted, s.provider, s.kind, s.description, \
+          s.tags, s.env_name, s.expires_at, s.active, s.created_at, s.updated_at, \
+          s.last_used_at, s.usage_count, s.mac, NULL AS sealed_by \
+          FROM coffer_secrets s WHERE s.mac IS NULL OR substr(s.mac, 1, 4) <> $1 \
+          ORDER BY s.scope, s.name LIMIT $2",
+    params: &["primary key id, 4 bytes big-endian", "limit"],
+};
+
+/// Head rows without a MAC, at most `$1` ([`crate::row::MetaRow`]):
+/// what [`crate::SqlStore::adopt_untagged_heads`] tags.
+pub(crate) const UNTAGGED_HEADS: Statement = Statement {
+    sql: "SELECT s.scope, s.name, s.version, s.deleted, s.provider, s.kind, s.description, \
+          s.tags, s.env_name, s.expires_at, s.active, s.created_at, s.updated_at, \
+          s.last_used_at, s.usage_count, s.mac, NULL AS sealed_by \
+          FROM coffer_secrets s WHERE s.mac IS NULL \
+          ORDER BY s.scope, s.name LIMIT $1",
+    params: &["limit"],
+};
+
+/// Replaces one head's MAC, only if the head is still the one that was read and checked.
+pub(crate) const RETAG_HEAD: Statement = Statement {
+    sql: "UPDATE coffer_secrets SET mac = $1 \
+          WHERE scope = $2 AND name = $3 AND version = $4 AND deleted = $5 \
+          AND updated_at = $6 AND (mac = $7 OR ($7 IS NULL AND mac IS NULL))",
+    params: &[
+        "new mac",
+        "scope",
+        "name",
+        "version read",
+        "deleted read",
+        "updated_at read",
+        "mac read or NULL",
+    ],
+};
+
+/// How many envelopes each key id sealed, read from the envelope headers
+/// ([`crate::row::KeyUsage`]).
+pub(crate) const KEY_USAGE: Statement = Statement {
+    sql: "SELECT substr(ciphertext, 2, 4) AS sealed_by, COUNT(*) AS n \
+          FROM coffer_secret_versions GROUP BY substr(ciphertext, 2, 4)",
+    params: &[],
 };
 
 /// Adds reads to a live secret's usage counters; the last use only moves forward.
@@ -252,6 +307,10 @@ pub(crate) const PORTABLE: &[Statement] = &[
     REWRAP_CANDIDATES,
     REWRAP_ONE,
     REWRAP_REMAINING,
+    RETAG_CANDIDATES,
+    UNTAGGED_HEADS,
+    RETAG_HEAD,
+    KEY_USAGE,
     RECORD_USAGE,
     KEY_CHECKS,
     RECORD_KEY_CHECK,

@@ -117,11 +117,25 @@ impl Dialect for SqliteDialect {
         let mut params = w.head_params();
         params.extend([Param::Int(w.key_id), Param::Blob(&w.sealed)]);
         let statement = if w.old.is_none() { &PUT_NEW } else { &PUT_NEXT }.statement();
-        let rows: Vec<Returned> = Sqlite::fetch_all(&mut conn.conn, &statement, &params)
-            .await
-            .map_err(sql)?;
-        conn.finished = true;
-        Ok(rows.len() == 1)
+        match Sqlite::fetch_all::<Returned>(&mut conn.conn, &statement, &params).await {
+            Ok(rows) => {
+                conn.finished = true;
+                Ok(rows.len() == 1)
+            }
+            Err(e) => {
+                // A statement of the call failed (a version row that already exists):
+                // the transaction is still open and holds the write lock, so roll it
+                // back now rather than when the pool gets round to closing it.
+                if sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut *conn.conn)
+                    .await
+                    .is_ok()
+                {
+                    conn.finished = true;
+                }
+                Err(w.failed(BACKEND, e))
+            }
+        }
     }
 }
 

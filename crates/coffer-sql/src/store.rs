@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coffer_envelope::Keyring;
-use coffer_store::backend::{check_condition, not_found, now, page_of, put_optimistic};
+use coffer_store::backend::{
+    MAX_WRITE_ATTEMPTS, check_condition, not_found, now, page_of, put_optimistic, tag_head,
+};
 use coffer_store::{
     Capabilities, Change, ChangeOp, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result,
     RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
@@ -15,7 +17,7 @@ use sqlx::{Pool, Transaction};
 use crate::common::{context, map_sqlx, ms, prefix_range, to_i64, verify_checks};
 use crate::dialect::Dialect;
 use crate::driver::{Driver, Param, first};
-use crate::row::{Count, EnvelopeRow, KeyCheck, MetaRow, PutWrite, ValueRow};
+use crate::row::{Count, EnvelopeRow, KeyCheck, KeyUsage, MetaRow, PutWrite, ValueRow};
 use crate::sql;
 
 /// A [`SecretStore`] in a SQL database, the same for every [`Dialect`]: sealed values,
@@ -67,15 +69,127 @@ impl<D: Dialect> SqlStore<D> {
     }
 
     /// How many stored envelopes (of every version, deleted or not) are not sealed under
-    /// the keyring's primary key: what a rewrap still has to move.
+    /// the keyring's primary key, and how many head MACs were not made with it: what a
+    /// rewrap still has to move. Which key sealed an envelope is read from its header.
     pub async fn pending_rewrap(&self) -> Result<u64> {
-        let primary = Param::Int(i64::from(self.keyring.primary_id()));
+        let primary = self.keyring.primary_id().to_be_bytes();
         let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
-        let count: Option<Count> = D::Db::fetch_all(&mut conn, &sql::REWRAP_REMAINING, &[primary])
-            .await
-            .map(first)
-            .map_err(sql_error::<D>)?;
+        let count: Option<Count> =
+            D::Db::fetch_all(&mut conn, &sql::REWRAP_REMAINING, &[Param::Blob(&primary)])
+                .await
+                .map(first)
+                .map_err(sql_error::<D>)?;
         Ok(count.map_or(0, |c| u64::try_from(c.0).unwrap_or(0)))
+    }
+
+    /// How many stored envelopes (of every version, deleted or not) each key sealed, read
+    /// from the envelopes' own headers, ascending by key id. Envelopes too short to carry
+    /// a header are counted under `None`.
+    pub async fn key_usage(&self) -> Result<Vec<(Option<u32>, u64)>> {
+        let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
+        let rows: Vec<KeyUsage> = D::Db::fetch_all(&mut conn, &sql::KEY_USAGE, &[])
+            .await
+            .map_err(sql_error::<D>)?;
+        let mut usage: Vec<(Option<u32>, u64)> =
+            rows.into_iter().map(|u| (u.key_id, u.envelopes)).collect();
+        usage.sort_unstable();
+        Ok(usage)
+    }
+
+    /// Tags every head that has no MAC with the MAC of its current state, and returns how
+    /// many it tagged.
+    ///
+    /// Heads written by a coffer before it authenticated metadata have no MAC, and every
+    /// read of them is refused as [`Error::Tampered`]. This adopts their state as it is
+    /// now, once, so run it right after the upgrade and only on a database no one else
+    /// could have written in between: a head whose MAC someone removed is adopted too.
+    /// `coffer keys migrate` calls it.
+    pub async fn adopt_untagged_heads(&self) -> Result<u64> {
+        let mut adopted = 0;
+        loop {
+            let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
+            let heads: Vec<MetaRow> =
+                D::Db::fetch_all(&mut conn, &sql::UNTAGGED_HEADS, &[Param::Int(500)])
+                    .await
+                    .map_err(sql_error::<D>)?;
+            drop(conn);
+            if heads.is_empty() {
+                return Ok(adopted);
+            }
+            let mut tx = self.pool.begin().await.map_err(sql_error::<D>)?;
+            for head in heads {
+                let read = HeadRead::of(&head);
+                let meta = head.into_meta(D::BACKEND)?;
+                let mac = tag_head(&self.keyring, &meta, read.deleted);
+                adopted += read.retag::<D>(&mut tx, &mac).await?;
+            }
+            tx.commit().await.map_err(sql_error::<D>)?;
+        }
+    }
+
+    /// Re-tags up to `limit` heads whose MAC another key made, after checking each one
+    /// under that key; returns how many moved.
+    async fn retag_heads(&self, limit: usize) -> Result<u64> {
+        let primary = self.keyring.primary_id().to_be_bytes();
+        let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
+        let heads: Vec<MetaRow> = D::Db::fetch_all(
+            &mut conn,
+            &sql::RETAG_CANDIDATES,
+            &[Param::Blob(&primary), Param::Int(to_i64(limit as u64))],
+        )
+        .await
+        .map_err(sql_error::<D>)?;
+        drop(conn);
+        if heads.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await.map_err(sql_error::<D>)?;
+        let mut moved = 0;
+        for head in heads {
+            let read = HeadRead::of(&head);
+            let meta = head.into_checked(D::BACKEND, &self.keyring)?;
+            let mac = tag_head(&self.keyring, &meta, read.deleted);
+            moved += read.retag::<D>(&mut tx, &mac).await?;
+        }
+        tx.commit().await.map_err(sql_error::<D>)?;
+        Ok(moved)
+    }
+
+    /// One attempt at a soft delete: `Ok(false)` when another writer changed the head
+    /// between the read and the write.
+    async fn try_soft_delete(&self, scope: &Scope, name: &SecretName) -> Result<bool> {
+        let head = self
+            .head(scope, name)
+            .await?
+            .filter(|h| !h.deleted)
+            .ok_or_else(|| not_found(scope, name, None))?;
+        let version_read = head.version;
+        let mut meta = head.into_checked(D::BACKEND, &self.keyring)?;
+        meta.updated_at = now();
+        let mac = tag_head(&self.keyring, &meta, true);
+        let params = [
+            Param::Int(ms(meta.updated_at)),
+            Param::Blob(&mac),
+            Param::Text(scope.as_str()),
+            Param::Text(name.as_str()),
+            Param::Int(version_read),
+        ];
+        let mut tx = self.begin(scope).await?;
+        let n = D::Db::execute(&mut tx, &sql::SOFT_DELETE, &params)
+            .await
+            .map_err(sql_error::<D>)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let change = Change {
+            scope: scope.clone(),
+            name: name.clone(),
+            version: 0,
+            op: ChangeOp::Delete,
+        };
+        self.dialect.on_write(&mut tx, &change).await?;
+        tx.commit().await.map_err(sql_error::<D>)?;
+        Ok(true)
     }
 
     /// Builds the store on a migrated pool and checks the keyring against the key check
@@ -127,17 +241,22 @@ impl<D: Dialect> SqlStore<D> {
         value: &SecretString,
         options: &PutOptions,
     ) -> Result<Option<SecretMeta>> {
-        let head = self.head(scope, name).await?;
+        // The head is checked against its MAC before anything is decided on it.
+        let head = match self.head(scope, name).await? {
+            Some(h) => Some((
+                (h.version, h.deleted),
+                h.into_checked(D::BACKEND, &self.keyring)?,
+            )),
+            None => None,
+        };
         let live = head
             .as_ref()
-            .filter(|h| !h.deleted)
-            .map(|h| h.version as u64);
+            .filter(|((_, deleted), _)| !deleted)
+            .map(|(_, meta)| meta.version);
         check_condition(scope, name, options.condition, live)?;
 
         let (old, mut meta) = match head {
-            Some(h) => {
-                let old = (h.version, h.deleted);
-                let mut meta = h.into_meta(D::BACKEND)?;
+            Some((old, mut meta)) => {
                 meta.version += 1;
                 meta.updated_at = now();
                 options.attributes.apply(&mut meta);
@@ -161,6 +280,7 @@ impl<D: Dialect> SqlStore<D> {
             old,
             key_id: i64::from(self.keyring.primary_id()),
             sealed,
+            mac: tag_head(&self.keyring, &meta, false),
         };
         if !self.dialect.write_put(&self.pool, &write).await? {
             return Ok(None);
@@ -217,7 +337,7 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
             .map_err(sql_error::<D>)?
             .ok_or_else(|| not_found(scope, name, version))?;
         conn.finish().await.map_err(sql_error::<D>)?;
-        let mut meta = row.head.into_meta(D::BACKEND)?;
+        let mut meta = row.head.into_checked(D::BACKEND, &self.keyring)?;
         meta.check_readable()?;
         meta.version = u64::try_from(row.version).map_err(|_| not_found(scope, name, version))?;
         meta.key_id = self.keyring.key_id_of(&row.ciphertext).ok();
@@ -237,7 +357,7 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
 
     async fn metadata(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
         match self.head(scope, name).await? {
-            Some(h) if !h.deleted => h.into_meta(D::BACKEND),
+            Some(h) if !h.deleted => h.into_checked(D::BACKEND, &self.keyring),
             _ => Err(not_found(scope, name, None)),
         }
     }
@@ -265,66 +385,84 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
         conn.finish().await.map_err(sql_error::<D>)?;
         let mut items = rows
             .into_iter()
-            .map(|r| r.into_meta(D::BACKEND))
+            .map(|r| r.into_checked(D::BACKEND, &self.keyring))
             .collect::<Result<Vec<_>>>()?;
         Ok(page_of(&mut items, limit))
     }
 
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
-        let key = [Param::Text(scope.as_str()), Param::Text(name.as_str())];
-        let mut tx = self.begin(scope).await?;
-        let (affected, op) = match mode {
+        match mode {
+            // A soft delete writes the head's deleted state with a new MAC, so it checks
+            // the head first and writes with check-and-set on the version it read.
             DeleteMode::Soft => {
-                let params = [Param::Int(ms(now())), key[0], key[1]];
-                let n = D::Db::execute(&mut tx, &sql::SOFT_DELETE, &params)
-                    .await
-                    .map_err(sql_error::<D>)?;
-                (n, ChangeOp::Delete)
+                for _ in 0..MAX_WRITE_ATTEMPTS {
+                    if self.try_soft_delete(scope, name).await? {
+                        return Ok(());
+                    }
+                }
+                Err(Error::Unavailable {
+                    backend: D::BACKEND,
+                    message: format!(
+                        "delete of {scope}/{name} lost to concurrent writers \
+                         {MAX_WRITE_ATTEMPTS} times"
+                    ),
+                    source: None,
+                })
             }
+            // Destroying removes the rows whatever they say: nothing is read from them.
             DeleteMode::Destroy => {
+                let key = [Param::Text(scope.as_str()), Param::Text(name.as_str())];
+                let mut tx = self.begin(scope).await?;
                 D::Db::execute(&mut tx, &sql::DESTROY_VERSIONS, &key)
                     .await
                     .map_err(sql_error::<D>)?;
                 let n = D::Db::execute(&mut tx, &sql::DESTROY_HEAD, &key)
                     .await
                     .map_err(sql_error::<D>)?;
-                (n, ChangeOp::Destroy)
+                if n == 0 {
+                    return Err(not_found(scope, name, None));
+                }
+                let change = Change {
+                    scope: scope.clone(),
+                    name: name.clone(),
+                    version: 0,
+                    op: ChangeOp::Destroy,
+                };
+                self.dialect.on_write(&mut tx, &change).await?;
+                tx.commit().await.map_err(sql_error::<D>)
             }
-            _ => {
-                return Err(Error::Unsupported {
-                    backend: D::BACKEND,
-                    operation: "this delete mode",
-                });
-            }
-        };
-        if affected == 0 {
-            return Err(not_found(scope, name, None));
+            _ => Err(Error::Unsupported {
+                backend: D::BACKEND,
+                operation: "this delete mode",
+            }),
         }
-        let change = Change {
-            scope: scope.clone(),
-            name: name.clone(),
-            version: 0,
-            op,
-        };
-        self.dialect.on_write(&mut tx, &change).await?;
-        tx.commit().await.map_err(sql_error::<D>)
     }
 
+    /// Moves up to `limit` items to the primary key: first head MACs made by other keys
+    /// (each checked under its key, so a forged head stops the rotation as
+    /// [`Error::Tampered`]), then envelopes whose header names another key.
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
         self.record_primary_check().await?;
+        let limit = limit.max(1);
+        let retagged = self.retag_heads(limit).await?;
+        let limit = limit - usize::try_from(retagged).unwrap_or(limit).min(limit);
+        if limit == 0 {
+            return Ok(RewrapBatch::new(retagged, self.pending_rewrap().await?));
+        }
+        let primary_id = self.keyring.primary_id().to_be_bytes();
         let primary = Param::Int(i64::from(self.keyring.primary_id()));
         let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
         let rows: Vec<EnvelopeRow> = D::Db::fetch_all(
             &mut conn,
             &sql::REWRAP_CANDIDATES,
-            &[primary, Param::Int(to_i64(limit.max(1) as u64))],
+            &[Param::Blob(&primary_id), Param::Int(to_i64(limit as u64))],
         )
         .await
         .map_err(sql_error::<D>)?;
         drop(conn);
 
         let mut tx = self.pool.begin().await.map_err(sql_error::<D>)?;
-        let mut rewrapped = 0;
+        let mut rewrapped = retagged;
         for row in rows {
             let (scope, name, version) = (&row.scope, &row.name, row.version);
             let moved = self
@@ -379,5 +517,48 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
                 .map_err(sql_error::<D>)?;
         }
         tx.commit().await.map_err(sql_error::<D>)
+    }
+}
+
+/// What a re-tag checks-and-sets on: the head as it was read.
+struct HeadRead {
+    scope: String,
+    name: String,
+    version: i64,
+    deleted: bool,
+    updated_at: i64,
+    mac: Option<Vec<u8>>,
+}
+
+impl HeadRead {
+    fn of(head: &MetaRow) -> Self {
+        Self {
+            scope: head.scope.clone(),
+            name: head.name.clone(),
+            version: head.version,
+            deleted: head.deleted,
+            updated_at: head.updated_at,
+            mac: head.mac.clone(),
+        }
+    }
+
+    /// Writes `mac` over the head if it is still as read; how many rows changed (0 or 1).
+    async fn retag<D: Dialect>(
+        &self,
+        tx: &mut Transaction<'static, D::Db>,
+        mac: &[u8],
+    ) -> Result<u64> {
+        let params = [
+            Param::Blob(mac),
+            Param::Text(&self.scope),
+            Param::Text(&self.name),
+            Param::Int(self.version),
+            Param::Bool(self.deleted),
+            Param::Int(self.updated_at),
+            Param::OptBlob(self.mac.as_deref()),
+        ];
+        D::Db::execute(tx, &sql::RETAG_HEAD, &params)
+            .await
+            .map_err(sql_error::<D>)
     }
 }

@@ -158,8 +158,9 @@ async fn a_wrong_master_key_is_a_clear_error_at_open() {
         "{err}"
     );
 
-    // Without the check row (an older file, or one edited by hand) the read itself fails
-    // with the crypto error, never a wrong value.
+    // Without the check row (an older file, or one edited by hand) the read itself fails,
+    // never a wrong value: the head's MAC is checked first and does not match under
+    // another key.
     let store = SqliteStore::open(&path, right).await.unwrap();
     sqlx::query("DELETE FROM coffer_key_checks")
         .execute(store.pool())
@@ -171,7 +172,7 @@ async fn a_wrong_master_key_is_a_clear_error_at_open() {
         .unwrap();
     assert!(matches!(
         store.get(&s("t"), &n("k"), None).await,
-        Err(Error::Crypto { .. })
+        Err(Error::Tampered { .. })
     ));
 }
 

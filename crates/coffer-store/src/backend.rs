@@ -11,11 +11,16 @@
 //!   keeps, so a value reads back as written.
 //! - [`validate_value`]: the size rule for values.
 //! - [`not_found`]: the error for a secret (or one of its versions) that is not there.
+//! - [`tag_head`], [`verify_head`], [`head_needs_retag`]: the MAC over a secret's head
+//!   state that a database writer without the key cannot forge (see [`integrity`]).
 
 pub use crate::memory::{MAX_WRITE_ATTEMPTS, check_condition, page_of, put_optimistic};
 pub use crate::types::{now, truncate_millis, validate_value};
+pub use integrity::{head_message, head_needs_retag, tag_head, verify_head};
 
 use crate::{Error, Scope, SecretName};
+
+pub mod integrity;
 
 /// [`Error::NotFound`] for `name` in `scope` (at `version`, where one was asked for).
 pub fn not_found(scope: &Scope, name: &SecretName, version: Option<u64>) -> Error {

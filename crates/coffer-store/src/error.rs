@@ -110,6 +110,20 @@ pub enum Error {
         #[source]
         source: coffer_envelope::Error,
     },
+    /// The stored metadata that decides what a read returns (latest version, deleted,
+    /// active, expiry, where it lives) failed its MAC: someone changed the row without the
+    /// key, or it was written before coffer authenticated metadata. No value is returned.
+    #[error(
+        "secret {scope}/{name}: stored metadata failed its integrity check ({reason}); no value was returned"
+    )]
+    Tampered {
+        /// The scope.
+        scope: String,
+        /// The name.
+        name: String,
+        /// What did not match, and what to do about it (never a value).
+        reason: String,
+    },
     /// The store is misconfigured (bad URL, missing keyring, unknown scheme).
     #[error("configuration: {message}")]
     Config {
@@ -190,6 +204,7 @@ impl Error {
             Error::PermissionDenied { .. } => "permission_denied",
             Error::Unavailable { .. } => "unavailable",
             Error::Crypto { .. } => "crypto",
+            Error::Tampered { .. } => "tampered",
             Error::Config { .. } => "config",
             Error::Unsupported { .. } => "unsupported",
             Error::RateLimited { .. } => "rate_limited",
