@@ -116,7 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let new_id = keyring.rotate();
     keyring.save(&keyring_path)?;
     let store = coffer::open(&db_url, &OpenOptions::new().keyring(Arc::new(keyring))).await?;
-    let rewrapped = store.rewrap_all(500, &mut |_, _| {}).await?;
+    let rewrapped = store.rewrap_all(500, &mut |_, _| {}).await?.rewrapped;
     println!("\nrotated to key {new_id}: rewrapped {rewrapped} envelopes");
     let secret = store.get(&acme, &name, Some(1)).await?;
     println!(

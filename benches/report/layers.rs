@@ -157,7 +157,11 @@ where
         keyring.rotate();
         let store = open(Arc::new(keyring.clone())).await;
         let start = Instant::now();
-        let done = store.rewrap_all(500, &mut |_, _| {}).await.expect("rewrap");
+        let done = store
+            .rewrap_all(500, &mut |_, _| {})
+            .await
+            .expect("rewrap")
+            .rewrapped;
         total += start.elapsed();
         assert_eq!(done, REWRAPPED as u64, "every envelope rewrapped");
     }

@@ -285,5 +285,38 @@ pub(crate) struct RmArgs {
 pub(crate) enum KeysCommand {
     /// Add a new primary key and rewrap every secret of the store onto it. Interrupted,
     /// it resumes when run again; nothing is lost either way.
-    Rotate,
+    Rotate(RotateArgs),
+    /// Show the keyring's keys: id, when each was made, which is primary, and how many
+    /// envelopes and head MACs of the store each still protects (counted from the store).
+    List(KeysListArgs),
+    /// Remove a key for good. Refused while any envelope or head MAC of the store is
+    /// under it (run `coffer keys rotate` first) and for the primary key.
+    Retire(RetireArgs),
+    /// Bring a store written by an earlier coffer up to date: give every head that has
+    /// no MAC the MAC of its current state. Run it once, right after the upgrade.
+    Migrate,
+}
+
+/// Options of `coffer keys rotate`.
+#[derive(Debug, Args)]
+pub(crate) struct RotateArgs {
+    /// After rewrapping, retire every older key: the runbook for a leaked key in one
+    /// command.
+    #[arg(long)]
+    pub(crate) retire: bool,
+}
+
+/// Options of `coffer keys list`.
+#[derive(Debug, Args)]
+pub(crate) struct KeysListArgs {
+    /// One JSON array instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Options of `coffer keys retire`.
+#[derive(Debug, Args)]
+pub(crate) struct RetireArgs {
+    /// The key's id (see `coffer keys list`).
+    pub(crate) id: u32,
 }

@@ -459,6 +459,209 @@ fn an_interrupted_rotation_resumes() {
     }
 }
 
+/// Keys as `coffer keys list --json` shows them.
+fn keys_json(d: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = coffer(d)
+        .args(["keys", "list", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// `keys list` counts from the store; `keys retire` refuses the primary, an unknown key
+/// and a key still in use, and after a rotation removes the old key's material for good.
+#[test]
+fn keys_are_listed_and_retired_only_when_nothing_uses_them() {
+    let dir = initialised();
+    let d = dir.path();
+    for i in 0..3 {
+        coffer(d)
+            .args(["put", &format!("k{i}"), "--value", &format!("value-{i}")])
+            .assert()
+            .success();
+    }
+    coffer(d)
+        .args(["put", "k0", "--value", "value-0b"])
+        .assert()
+        .success();
+    let keys = keys_json(d);
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["id"], 1);
+    assert_eq!(keys[0]["state"], "primary");
+    assert_eq!(keys[0]["envelopes"], 4, "every version counts");
+    assert_eq!(keys[0]["heads"], 3);
+    assert!(keys[0]["created"].as_str().unwrap().ends_with('Z'));
+
+    coffer(d)
+        .args(["keys", "retire", "1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("key 1 is the primary"));
+    coffer(d)
+        .args(["keys", "retire", "7"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("key 7 is not in the keyring"));
+
+    // A new primary that nothing uses yet, the old one still in use: refused.
+    let keyring_path = d.join(".coffer/keyring.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&keyring_path).unwrap()).unwrap();
+    json["keys"].as_array_mut().unwrap().push(
+        serde_json::json!({"id": 2, "key": base64_of([7u8; 32]), "check": check_value_of_sevens()}),
+    );
+    json["primary"] = 2.into();
+    std::fs::write(&keyring_path, json.to_string()).unwrap();
+    coffer(d)
+        .args(["keys", "retire", "1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "key 1 still protects 4 envelopes and 3 head MACs",
+        ));
+    let table = coffer(d).args(["keys", "list"]).assert().success();
+    let table = String::from_utf8(table.get_output().stdout.clone()).unwrap();
+    assert!(
+        table.lines().next().unwrap().contains("ENVELOPES"),
+        "{table}"
+    );
+    assert!(table.contains("in use"), "{table}");
+
+    coffer(d)
+        .args(["keys", "rotate"])
+        .assert()
+        .success()
+        .stdout("rotated to key 3; rewrapped 4 envelopes\n");
+    coffer(d)
+        .args(["keys", "retire", "1"])
+        .assert()
+        .success()
+        .stdout("retired key 1\n");
+    let text = std::fs::read_to_string(&keyring_path).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        json["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["id"] != 1),
+        "key 1's material is gone"
+    );
+    let keys = keys_json(d);
+    let states: Vec<(u64, &str)> = keys
+        .iter()
+        .map(|k| (k["id"].as_u64().unwrap(), k["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [(1, "retired"), (2, "unused"), (3, "primary")]);
+    for i in 1..3 {
+        coffer(d)
+            .args(["get", &format!("k{i}"), "--reveal"])
+            .assert()
+            .success()
+            .stdout(format!("value-{i}\n"));
+    }
+    coffer(d)
+        .args(["get", "k0", "--version", "1", "--reveal"])
+        .assert()
+        .success()
+        .stdout("value-0\n");
+}
+
+/// The leaked-key runbook in one command: a new primary, everything moved onto it, every
+/// older key's material removed from the keyring file.
+#[test]
+fn rotate_with_retire_leaves_only_the_new_key() {
+    let dir = initialised();
+    let d = dir.path();
+    coffer(d)
+        .args(["put", "token", "--value", "value-token"])
+        .assert()
+        .success();
+    let keyring_path = d.join(".coffer/keyring.json");
+    let before = std::fs::read_to_string(&keyring_path).unwrap();
+    let old_key: serde_json::Value = serde_json::from_str(&before).unwrap();
+    let old_key = old_key["keys"][0]["key"].as_str().unwrap().to_owned();
+    coffer(d)
+        .args(["keys", "rotate", "--retire"])
+        .assert()
+        .success()
+        .stdout("rotated to key 2; rewrapped 1 envelopes\nretired key 1\n");
+    let after = std::fs::read_to_string(&keyring_path).unwrap();
+    assert!(!after.contains(&old_key), "the leaked key is gone");
+    coffer(d)
+        .args(["get", "token", "--reveal"])
+        .assert()
+        .success()
+        .stdout("value-token\n");
+    coffer(d)
+        .args(["keys", "rotate", "--retire"])
+        .assert()
+        .success()
+        .stdout("rotated to key 3; rewrapped 1 envelopes\nretired key 2\n");
+    // COFFER_MASTER_KEY is one key: nothing to retire there.
+    coffer(d)
+        .env("COFFER_MASTER_KEY", base64_of([9u8; 32]))
+        .args(["keys", "retire", "1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "COFFER_MASTER_KEY holds a single key",
+        ));
+}
+
+/// A head that has no MAC (as a coffer before 0.1's metadata MAC wrote it) is refused as
+/// tampered, with a hint; `keys migrate` adopts it and the secret reads again.
+#[tokio::test]
+async fn keys_migrate_adopts_heads_written_without_a_mac() {
+    let dir = initialised();
+    let d = dir.path();
+    coffer(d)
+        .args(["put", "legacy", "--value", "value-legacy"])
+        .assert()
+        .success();
+    let db = d.join(".coffer/secrets.db");
+    {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("UPDATE coffer_secrets SET mac = NULL")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    coffer(d)
+        .args(["get", "legacy", "--reveal"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("coffer keys migrate"))
+        .stdout("");
+    coffer(d)
+        .args(["keys", "migrate"])
+        .assert()
+        .success()
+        .stdout("gave 1 heads a MAC of their current state\n");
+    coffer(d)
+        .args(["get", "legacy", "--reveal"])
+        .assert()
+        .success()
+        .stdout("value-legacy\n");
+    coffer(d)
+        .args(["keys", "migrate"])
+        .assert()
+        .success()
+        .stdout("gave 0 heads a MAC of their current state\n");
+}
+
 fn base64_of(bytes: [u8; 32]) -> String {
     base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
 }
@@ -496,6 +699,10 @@ async fn works_against_postgres() {
         .assert()
         .success()
         .stdout("rotated to key 2; rewrapped 1 envelopes\n");
+    run(&["keys", "retire", "1"])
+        .assert()
+        .success()
+        .stdout("retired key 1\n");
     run(&["get", "k", "--reveal"])
         .assert()
         .success()

@@ -45,6 +45,8 @@ pub struct Keyring {
     keys: BTreeMap<u32, Entry>,
     primary: u32,
     rotation_pending: bool,
+    /// Ids of keys removed by [`Keyring::remove`]: never given out again.
+    retired: Vec<u32>,
 }
 
 #[derive(Clone)]
@@ -53,12 +55,32 @@ struct Entry {
     kdf: Option<KdfParams>,
     /// The key that authenticates metadata ([`Keyring::tag_metadata`]), derived once.
     mac_key: Zeroizing<[u8; 32]>,
+    /// When the key was added, in seconds since the Unix epoch (unknown for keys of files
+    /// written before coffer recorded it).
+    created: Option<u64>,
 }
 
 impl Entry {
     fn new(key: MasterKey, kdf: Option<KdfParams>) -> Self {
         let mac_key = key.derive(METADATA_MAC_LABEL);
-        Self { key, kdf, mac_key }
+        Self {
+            key,
+            kdf,
+            mac_key,
+            created: None,
+        }
+    }
+
+    /// A key added now.
+    fn fresh(key: MasterKey, kdf: Option<KdfParams>) -> Self {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs());
+        Self {
+            created,
+            ..Self::new(key, kdf)
+        }
     }
 
     fn mac(&self, message: &[u8]) -> Hmac<Sha256> {
@@ -75,11 +97,12 @@ impl Keyring {
     /// A keyring holding `key` as key 1, the primary.
     pub fn new(key: MasterKey) -> Self {
         let mut keys = BTreeMap::new();
-        keys.insert(1, Entry::new(key, None));
+        keys.insert(1, Entry::fresh(key, None));
         Self {
             keys,
             primary: 1,
             rotation_pending: false,
+            retired: Vec::new(),
         }
     }
 
@@ -118,14 +141,67 @@ impl Keyring {
             keys: map,
             primary,
             rotation_pending: false,
+            retired: Vec::new(),
         })
     }
 
     /// Adds `key` under the next free id and returns that id. The primary is unchanged.
+    /// Ids are never reused, not even those of removed keys.
     pub fn add(&mut self, key: MasterKey) -> u32 {
-        let id = self.keys.keys().next_back().map_or(1, |last| last + 1);
-        self.keys.insert(id, Entry::new(key, None));
+        let last = self
+            .keys
+            .keys()
+            .chain(&self.retired)
+            .copied()
+            .max()
+            .unwrap_or(0);
+        let id = last + 1;
+        self.keys.insert(id, Entry::fresh(key, None));
         id
+    }
+
+    /// Removes key `id` and its material (zeroized as it drops). Envelopes it sealed can
+    /// no longer be opened by this keyring, so first check that none is left (coffer's
+    /// stores count them: `SecretStore::key_usage`). The primary cannot be removed; the
+    /// id is remembered and never given to a new key.
+    ///
+    /// ```
+    /// use coffer_envelope::{Keyring, MasterKey};
+    /// let mut keyring = Keyring::new(MasterKey::generate());
+    /// let new_id = keyring.rotate();
+    /// keyring.remove(1)?;
+    /// assert_eq!(keyring.key_ids().collect::<Vec<_>>(), [new_id]);
+    /// assert_eq!(keyring.retired_ids().collect::<Vec<_>>(), [1]);
+    /// assert!(keyring.remove(new_id).is_err(), "the primary stays");
+    /// # Ok::<(), coffer_envelope::Error>(())
+    /// ```
+    pub fn remove(&mut self, id: u32) -> Result<()> {
+        if id == self.primary {
+            return Err(Error::keyring(
+                None,
+                format!("key {id} is the primary: rotate to a new key first"),
+            ));
+        }
+        if self.keys.remove(&id).is_none() {
+            return Err(Error::keyring(
+                None,
+                format!("key {id} is not in the keyring"),
+            ));
+        }
+        self.retired.push(id);
+        self.retired.sort_unstable();
+        Ok(())
+    }
+
+    /// Ids of keys removed with [`remove`](Self::remove), ascending.
+    pub fn retired_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.retired.iter().copied()
+    }
+
+    /// When key `id` was added, in seconds since the Unix epoch; `None` for a key the
+    /// ring does not hold and for keys of files written before coffer recorded it.
+    pub fn created_at(&self, id: u32) -> Option<u64> {
+        self.keys.get(&id).and_then(|e| e.created)
     }
 
     /// Makes key `id` the primary.
@@ -294,15 +370,27 @@ impl Keyring {
     /// damaged file is reported here rather than as failed decryptions later.
     pub fn load(path: &Path, passphrase: Option<&SecretString>) -> Result<Self> {
         let text = read_private(path)?;
-        let file: FileFormat = serde_json::from_str(&text).map_err(|e| {
-            Error::keyring(
-                Some(path),
-                format!("not a keyring file: {}", e.classify_str()),
-            )
+        Self::parse(&text, Some(path), passphrase)
+    }
+
+    /// The keyring in the file format with every key as raw bytes (passphrase-derived ones
+    /// too), for sealing under a KEK ([`Kek::seal_keyring`](crate::Kek::seal_keyring)).
+    pub(crate) fn to_json_raw(&self) -> Result<Zeroizing<String>> {
+        self.to_json(true)
+    }
+
+    /// The inverse of [`to_json_raw`](Self::to_json_raw).
+    pub(crate) fn from_json_raw(text: &str) -> Result<Self> {
+        Self::parse(text, None, None)
+    }
+
+    fn parse(text: &str, path: Option<&Path>, passphrase: Option<&SecretString>) -> Result<Self> {
+        let file: FileFormat = serde_json::from_str(text).map_err(|e| {
+            Error::keyring(path, format!("not a keyring file: {}", e.classify_str()))
         })?;
         if file.version != KEYRING_FILE_VERSION {
             return Err(Error::keyring(
-                Some(path),
+                path,
                 format!("unsupported keyring file version {}", file.version),
             ));
         }
@@ -310,15 +398,14 @@ impl Keyring {
         for stored in &file.keys {
             let (key, kdf) = match (&stored.key, &stored.passphrase) {
                 (Some(text), None) => (
-                    MasterKey::parse(text).map_err(|e| {
-                        Error::keyring(Some(path), format!("key {}: {e}", stored.id))
-                    })?,
+                    MasterKey::parse(text)
+                        .map_err(|e| Error::keyring(path, format!("key {}: {e}", stored.id)))?,
                     None,
                 ),
                 (None, Some(params)) => {
                     let passphrase = passphrase.ok_or_else(|| {
                         Error::keyring(
-                            Some(path),
+                            path,
                             format!(
                                 "key {} is derived from a passphrase; none was given",
                                 stored.id
@@ -326,15 +413,14 @@ impl Keyring {
                         )
                     })?;
                     (
-                        MasterKey::from_passphrase(passphrase, params).map_err(|e| {
-                            Error::keyring(Some(path), format!("key {}: {e}", stored.id))
-                        })?,
+                        MasterKey::from_passphrase(passphrase, params)
+                            .map_err(|e| Error::keyring(path, format!("key {}: {e}", stored.id)))?,
                         Some(params.clone()),
                     )
                 }
                 _ => {
                     return Err(Error::keyring(
-                        Some(path),
+                        path,
                         format!(
                             "key {} must have exactly one of \"key\" and \"passphrase\"",
                             stored.id
@@ -348,21 +434,25 @@ impl Keyring {
                 } else {
                     "key does not match its check value (damaged file?)"
                 };
-                return Err(Error::keyring(
-                    Some(path),
-                    format!("key {}: {what}", stored.id),
-                ));
+                return Err(Error::keyring(path, format!("key {}: {what}", stored.id)));
             }
-            if stored.id == 0 || keys.insert(stored.id, Entry::new(key, kdf)).is_some() {
+            let entry = Entry {
+                created: stored.created,
+                ..Entry::new(key, kdf)
+            };
+            if stored.id == 0
+                || file.retired.contains(&stored.id)
+                || keys.insert(stored.id, entry).is_some()
+            {
                 return Err(Error::keyring(
-                    Some(path),
-                    format!("key id {} is reserved or repeated", stored.id),
+                    path,
+                    format!("key id {} is reserved, repeated or retired", stored.id),
                 ));
             }
         }
         if !keys.contains_key(&file.primary) {
             return Err(Error::keyring(
-                Some(path),
+                path,
                 format!("primary key {} is not in the file", file.primary),
             ));
         }
@@ -370,6 +460,7 @@ impl Keyring {
             keys,
             primary: file.primary,
             rotation_pending: file.rotation_pending,
+            retired: file.retired,
         })
     }
 
@@ -377,10 +468,18 @@ impl Keyring {
     /// fsynced, then renamed) with mode 0600, creating a missing folder with mode 0700. Passphrase-derived keys are stored as their
     /// KDF parameters, never as key bytes.
     pub fn save(&self, path: &Path) -> Result<()> {
+        let mut text = self.to_json(false)?;
+        text.push('\n');
+        write_private(path, text.as_bytes())
+    }
+
+    /// The file format; `raw` writes passphrase-derived keys as bytes too.
+    fn to_json(&self, raw: bool) -> Result<Zeroizing<String>> {
         let file = FileFormat {
             version: KEYRING_FILE_VERSION,
             primary: self.primary,
             rotation_pending: self.rotation_pending,
+            retired: self.retired.clone(),
             keys: self
                 .keys
                 .iter()
@@ -388,19 +487,17 @@ impl Keyring {
                     id: *id,
                     check: entry.key.check_value(),
                     key: match entry.kdf {
-                        Some(_) => None,
-                        None => Some(entry.key.to_base64()),
+                        Some(_) if !raw => None,
+                        _ => Some(entry.key.to_base64()),
                     },
-                    passphrase: entry.kdf.clone(),
+                    passphrase: entry.kdf.clone().filter(|_| !raw),
+                    created: entry.created,
                 })
                 .collect(),
         };
-        let mut text = Zeroizing::new(
-            serde_json::to_string_pretty(&file)
-                .map_err(|e| Error::keyring(Some(path), e.to_string()))?,
-        );
-        text.push('\n');
-        write_private(path, text.as_bytes())
+        serde_json::to_string_pretty(&file)
+            .map(Zeroizing::new)
+            .map_err(|e| Error::keyring(None, e.to_string()))
     }
 }
 
@@ -410,6 +507,7 @@ impl fmt::Debug for Keyring {
             .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
             .field("primary", &self.primary)
             .field("rotation_pending", &self.rotation_pending)
+            .field("retired", &self.retired)
             .finish_non_exhaustive()
     }
 }
@@ -421,6 +519,9 @@ struct FileFormat {
     primary: u32,
     #[serde(default)]
     rotation_pending: bool,
+    /// Ids of removed keys, never reused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retired: Vec<u32>,
     keys: Vec<StoredKey>,
 }
 
@@ -433,6 +534,9 @@ struct StoredKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     passphrase: Option<KdfParams>,
     check: String,
+    /// Seconds since the Unix epoch when the key was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created: Option<u64>,
 }
 
 trait ClassifyStr {

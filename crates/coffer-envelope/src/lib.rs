@@ -26,6 +26,7 @@ mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod kek;
 mod key;
 mod keyring;
 
@@ -35,6 +36,7 @@ pub use envelope::{
     OVERHEAD, SALT_LEN, TAG_LEN, TEXT_PREFIX, from_text, to_text,
 };
 pub use error::{Error, Result};
+pub use kek::{Kek, KekSource, PASSPHRASE_ENV, SEALED_KEYRING_FORMAT};
 pub use key::{
     KEY_LEN, KdfParams, MASTER_KEY_ENV, MIN_PBKDF2_ITERATIONS, MasterKey, PBKDF2_ALGORITHM,
     PBKDF2_SALT_LEN,

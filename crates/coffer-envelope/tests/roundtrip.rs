@@ -130,6 +130,47 @@ fn keyring_file_round_trips_with_mode_0600_and_refuses_open_permissions() {
     assert!(err.contains("chmod 600"), "{err}");
 }
 
+/// A removed key's material is gone from the file, its id is never given out again, and
+/// what it sealed no longer opens; creation times survive a save and load.
+#[test]
+fn a_removed_key_is_gone_from_the_file_and_its_id_is_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyring.json");
+    let mut ring = Keyring::new(MasterKey::generate());
+    let ctx = Context::new("t", "n");
+    let old = ring.seal(b"old", &ctx);
+    let created = ring
+        .created_at(1)
+        .expect("a new key records when it was made");
+    assert_eq!(ring.rotate(), 2);
+    assert!(ring.remove(2).is_err(), "the primary cannot be removed");
+    assert!(ring.remove(9).is_err(), "nor a key the ring does not hold");
+    ring.remove(1).unwrap();
+    ring.save(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.matches("\"check\"").count(), 1, "one key left: {text}");
+
+    let mut loaded = Keyring::load(&path, None).unwrap();
+    assert_eq!(loaded.key_ids().collect::<Vec<_>>(), [2]);
+    assert_eq!(loaded.retired_ids().collect::<Vec<_>>(), [1]);
+    assert!(loaded.created_at(2).unwrap() >= created);
+    assert!(loaded.open(&old, &ctx).is_err());
+    assert_eq!(loaded.rotate(), 3);
+    loaded.set_primary(3).unwrap();
+    loaded.remove(2).unwrap();
+    assert_eq!(loaded.rotate(), 4, "ids of removed keys are not reused");
+
+    // A file that lists an id both as a key and as retired is refused.
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["retired"] = serde_json::json!([2]);
+    std::fs::write(&path, json.to_string()).unwrap();
+    let err = Keyring::load(&path, None).unwrap_err().to_string();
+    assert!(
+        err.contains("key id 2 is reserved, repeated or retired"),
+        "{err}"
+    );
+}
+
 #[test]
 fn damaged_keyring_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();

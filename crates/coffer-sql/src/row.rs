@@ -163,19 +163,19 @@ impl FromColumns for KeyCheck {
 /// How many envelopes one key sealed ([`crate::sql::KEY_USAGE`]); `key_id` is `None`
 /// for envelopes too short to have a header.
 #[derive(Debug)]
-pub(crate) struct KeyUsage {
+pub(crate) struct KeyCount {
     pub(crate) key_id: Option<u32>,
-    pub(crate) envelopes: u64,
+    pub(crate) n: u64,
 }
 
-impl FromColumns for KeyUsage {
+impl FromColumns for KeyCount {
     fn from_columns(row: &impl Columns) -> Result<Self, sqlx::Error> {
         Ok(Self {
             key_id: row
                 .opt_blob("sealed_by")?
                 .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
                 .map(u32::from_be_bytes),
-            envelopes: u64::try_from(row.int("n")?).unwrap_or(0),
+            n: u64::try_from(row.int("n")?).unwrap_or(0),
         })
     }
 }

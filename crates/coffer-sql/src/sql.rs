@@ -222,6 +222,13 @@ pub(crate) const KEY_USAGE: Statement = Statement {
     params: &[],
 };
 
+/// Heads per key id that starts their MAC (`NULL`: no MAC).
+pub(crate) const HEAD_KEY_USAGE: Statement = Statement {
+    sql: "SELECT substr(mac, 1, 4) AS sealed_by, COUNT(*) AS n \
+          FROM coffer_secrets GROUP BY substr(mac, 1, 4)",
+    params: &[],
+};
+
 /// Adds reads to a live secret's usage counters; the last use only moves forward.
 pub(crate) const RECORD_USAGE: Statement = Statement {
     sql: "UPDATE coffer_secrets SET usage_count = usage_count + $1, \
@@ -311,6 +318,7 @@ pub(crate) const PORTABLE: &[Statement] = &[
     UNTAGGED_HEADS,
     RETAG_HEAD,
     KEY_USAGE,
+    HEAD_KEY_USAGE,
     RECORD_USAGE,
     KEY_CHECKS,
     RECORD_KEY_CHECK,

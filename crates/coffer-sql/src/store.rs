@@ -8,8 +8,8 @@ use coffer_store::backend::{
     MAX_WRITE_ATTEMPTS, check_condition, not_found, now, page_of, put_optimistic, tag_head,
 };
 use coffer_store::{
-    Capabilities, Change, ChangeOp, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
+    Capabilities, Change, ChangeOp, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions,
+    Result, RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::{Pool, Transaction};
@@ -17,7 +17,7 @@ use sqlx::{Pool, Transaction};
 use crate::common::{context, map_sqlx, ms, prefix_range, to_i64, verify_checks};
 use crate::dialect::Dialect;
 use crate::driver::{Driver, Param, first};
-use crate::row::{Count, EnvelopeRow, KeyCheck, KeyUsage, MetaRow, PutWrite, ValueRow};
+use crate::row::{Count, EnvelopeRow, KeyCheck, KeyCount, MetaRow, PutWrite, ValueRow};
 use crate::sql;
 
 /// A [`SecretStore`] in a SQL database, the same for every [`Dialect`]: sealed values,
@@ -80,20 +80,6 @@ impl<D: Dialect> SqlStore<D> {
                 .map(first)
                 .map_err(sql_error::<D>)?;
         Ok(count.map_or(0, |c| u64::try_from(c.0).unwrap_or(0)))
-    }
-
-    /// How many stored envelopes (of every version, deleted or not) each key sealed, read
-    /// from the envelopes' own headers, ascending by key id. Envelopes too short to carry
-    /// a header are counted under `None`.
-    pub async fn key_usage(&self) -> Result<Vec<(Option<u32>, u64)>> {
-        let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
-        let rows: Vec<KeyUsage> = D::Db::fetch_all(&mut conn, &sql::KEY_USAGE, &[])
-            .await
-            .map_err(sql_error::<D>)?;
-        let mut usage: Vec<(Option<u32>, u64)> =
-            rows.into_iter().map(|u| (u.key_id, u.envelopes)).collect();
-        usage.sort_unstable();
-        Ok(usage)
     }
 
     /// Tags every head that has no MAC with the MAC of its current state, and returns how
@@ -447,7 +433,7 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
         let retagged = self.retag_heads(limit).await?;
         let limit = limit - usize::try_from(retagged).unwrap_or(limit).min(limit);
         if limit == 0 {
-            return Ok(RewrapBatch::new(retagged, self.pending_rewrap().await?));
+            return Ok(RewrapBatch::new(0, self.pending_rewrap().await?).with_retagged(retagged));
         }
         let primary_id = self.keyring.primary_id().to_be_bytes();
         let primary = Param::Int(i64::from(self.keyring.primary_id()));
@@ -462,7 +448,7 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
         drop(conn);
 
         let mut tx = self.pool.begin().await.map_err(sql_error::<D>)?;
-        let mut rewrapped = retagged;
+        let mut rewrapped = 0;
         for row in rows {
             let (scope, name, version) = (&row.scope, &row.name, row.version);
             let moved = self
@@ -488,7 +474,33 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
                 .map_err(sql_error::<D>)?;
         }
         tx.commit().await.map_err(sql_error::<D>)?;
-        Ok(RewrapBatch::new(rewrapped, self.pending_rewrap().await?))
+        Ok(RewrapBatch::new(rewrapped, self.pending_rewrap().await?).with_retagged(retagged))
+    }
+
+    /// Envelopes of every version, deleted or not, counted by the key id in their own
+    /// header; heads by the key id that starts their MAC.
+    async fn key_usage(&self) -> Result<Vec<KeyUsage>> {
+        let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
+        let envelopes: Vec<KeyCount> = D::Db::fetch_all(&mut conn, &sql::KEY_USAGE, &[])
+            .await
+            .map_err(sql_error::<D>)?;
+        let heads: Vec<KeyCount> = D::Db::fetch_all(&mut conn, &sql::HEAD_KEY_USAGE, &[])
+            .await
+            .map_err(sql_error::<D>)?;
+        let mut usage = std::collections::BTreeMap::<Option<u32>, KeyUsage>::new();
+        for c in envelopes {
+            usage
+                .entry(c.key_id)
+                .or_insert_with(|| KeyUsage::new(c.key_id, 0, 0))
+                .envelopes += c.n;
+        }
+        for c in heads {
+            usage
+                .entry(c.key_id)
+                .or_insert_with(|| KeyUsage::new(c.key_id, 0, 0))
+                .heads += c.n;
+        }
+        Ok(usage.into_values().collect())
     }
 
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {

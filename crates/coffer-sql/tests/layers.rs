@@ -347,7 +347,8 @@ async fn rotate_at_scale(r: Rotation) {
         .after
         .rewrap_all(500, &mut |done, total| last = (done, total))
         .await
-        .unwrap();
+        .unwrap()
+        .moved();
     assert!(again > 0 && again <= left as u64);
     assert_eq!(last.0, last.1);
     assert_eq!((r.remaining)().await, 0);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_sql::{Dialect, PgOptions, SqlStore, SqliteStore};
-use coffer_store::{DeleteMode, Error, PutOptions, SecretStore, SecretStoreExt as _};
+use coffer_store::{DeleteMode, Error, KeyUsage, PutOptions, SecretStore, SecretStoreExt as _};
 use coffer_testkit::postgres::TestDatabase;
 use coffer_testkit::{fresh_scope, name as n};
 use secrecy::ExposeSecret as _;
@@ -218,11 +218,17 @@ where
         scope.as_str()
     ));
     let store = open(both).await;
-    assert_eq!(store.key_usage().await.unwrap(), vec![(Some(1), 1)]);
+    assert_eq!(
+        store.key_usage().await.unwrap(),
+        vec![KeyUsage::new(Some(1), 1, 1)]
+    );
     assert!(store.pending_rewrap().await.unwrap() >= 1);
     store.rewrap_all(100, &mut |_, _| {}).await.unwrap();
     assert_eq!(store.pending_rewrap().await.unwrap(), 0);
-    assert_eq!(store.key_usage().await.unwrap(), vec![(Some(2), 1)]);
+    assert_eq!(
+        store.key_usage().await.unwrap(),
+        vec![KeyUsage::new(Some(2), 1, 1)]
+    );
     // Key 1 is gone: the value reads under key 2 alone.
     let store = open(new).await;
     let got = store.get(&scope, &n("hidden"), None).await.unwrap();

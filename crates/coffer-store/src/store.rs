@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use crate::{
-    Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
-    Secret, SecretMeta, SecretName, Usage,
+    Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, Usage,
 };
 
 /// A place that keeps secrets: the one trait every backend and every layer implements.
@@ -74,6 +74,19 @@ pub trait SecretStore: fmt::Debug + Send + Sync + 'static {
         Err(Error::Unsupported {
             backend: self.backend(),
             operation: "rewrap",
+        })
+    }
+
+    /// Which keys the stored envelopes and head MACs are under, ascending by key id,
+    /// each key once. A key that appears nowhere here can be removed from the keyring
+    /// without losing anything (`coffer keys retire`).
+    ///
+    /// Answered only by stores that can count every version they keep; others answer
+    /// [`Error::Unsupported`], and a key must then be kept.
+    async fn key_usage(&self) -> Result<Vec<KeyUsage>> {
+        Err(Error::Unsupported {
+            backend: self.backend(),
+            operation: "counting key usage",
         })
     }
 
@@ -147,20 +160,24 @@ pub trait SecretStoreExt: SecretStore {
         Ok(soon)
     }
 
-    /// Rewraps every envelope onto the primary key in batches of `batch`, calling
-    /// `progress(done, total)` after each batch. Returns how many were rewrapped.
+    /// Moves every item onto the primary key in batches of `batch`, calling
+    /// `progress(done, total)` (in items) after each batch. Returns the sums of all
+    /// batches, with [`RewrapBatch::remaining`] as the last batch left it (0 unless
+    /// items could not be moved, e.g. rows changed by writers all along).
     async fn rewrap_all(
         &self,
         batch: usize,
         progress: &mut (dyn FnMut(u64, u64) + Send),
-    ) -> Result<u64> {
-        let mut done = 0u64;
+    ) -> Result<RewrapBatch> {
+        let mut total = RewrapBatch::default();
         loop {
             let step = self.rewrap_batch(batch).await?;
-            done += step.rewrapped;
-            progress(done, done + step.remaining);
-            if step.remaining == 0 || step.rewrapped == 0 {
-                return Ok(done);
+            total.rewrapped += step.rewrapped;
+            total.retagged += step.retagged;
+            total.remaining = step.remaining;
+            progress(total.moved(), total.moved() + step.remaining);
+            if step.remaining == 0 || step.moved() == 0 {
+                return Ok(total);
             }
         }
     }
@@ -202,6 +219,9 @@ macro_rules! forward_store {
             }
             async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
                 (**self).rewrap_batch(limit).await
+            }
+            async fn key_usage(&self) -> Result<Vec<KeyUsage>> {
+                (**self).key_usage().await
             }
             async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
                 (**self).record_usage(usage).await

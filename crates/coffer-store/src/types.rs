@@ -563,23 +563,76 @@ impl Capabilities {
     }
 }
 
-/// The outcome of one [`SecretStore::rewrap_batch`](crate::SecretStore::rewrap_batch) call.
+/// The outcome of one [`SecretStore::rewrap_batch`](crate::SecretStore::rewrap_batch) call,
+/// or the sum of a whole [`SecretStoreExt::rewrap_all`](crate::SecretStoreExt::rewrap_all).
+///
+/// A rotation moves two kinds of item onto the primary key: envelopes (the sealed values)
+/// and, in backends that authenticate metadata, the MAC over each secret's head (see
+/// [`backend::tag_head`](crate::backend::tag_head)). They are counted apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct RewrapBatch {
-    /// Envelopes moved to the primary key by this call.
+    /// Envelopes moved to the primary key.
     pub rewrapped: u64,
-    /// Envelopes still under other keys after this call.
+    /// Head MACs made again under the primary key.
+    pub retagged: u64,
+    /// Items (envelopes and head MACs) still under other keys afterwards.
     pub remaining: u64,
 }
 
 impl RewrapBatch {
-    /// A batch result.
+    /// A batch that moved `rewrapped` envelopes and left `remaining` items.
     pub fn new(rewrapped: u64, remaining: u64) -> Self {
         Self {
             rewrapped,
+            retagged: 0,
             remaining,
         }
+    }
+
+    /// With [`retagged`](Self::retagged) set.
+    #[must_use]
+    pub const fn with_retagged(mut self, retagged: u64) -> Self {
+        self.retagged = retagged;
+        self
+    }
+
+    /// Items moved: envelopes and head MACs together.
+    pub const fn moved(&self) -> u64 {
+        self.rewrapped + self.retagged
+    }
+}
+
+/// How much of a store one key still protects (see
+/// [`SecretStore::key_usage`](crate::SecretStore::key_usage)).
+///
+/// Counted from what the store holds, not from a column anyone could edit: envelopes by
+/// the key id in their own header, heads by the key id that starts their MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct KeyUsage {
+    /// The key, or `None` for items that name no key (an envelope too short to carry a
+    /// header; a head without a MAC).
+    pub key_id: Option<u32>,
+    /// Stored envelopes it sealed, of every version, deleted or not.
+    pub envelopes: u64,
+    /// Heads whose MAC it made.
+    pub heads: u64,
+}
+
+impl KeyUsage {
+    /// Usage of `key_id`.
+    pub fn new(key_id: Option<u32>, envelopes: u64, heads: u64) -> Self {
+        Self {
+            key_id,
+            envelopes,
+            heads,
+        }
+    }
+
+    /// Whether anything still depends on the key.
+    pub const fn in_use(&self) -> bool {
+        self.envelopes + self.heads > 0
     }
 }
 

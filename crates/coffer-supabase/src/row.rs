@@ -1,6 +1,8 @@
 //! The row codec: a Vault secret's name from a coffer (scope, name), and a row of
 //! `vault.secrets` joined with coffer's metadata table into [`SecretMeta`].
 
+use coffer_envelope::Keyring;
+use coffer_store::backend::verify_head;
 use coffer_store::{Error, Result, Scope, SecretKind, SecretMeta, SecretName};
 
 use crate::BACKEND;
@@ -39,6 +41,7 @@ pub(crate) struct VaultRow {
     pub(crate) last_used_at: Option<i64>,
     pub(crate) usage_count: Option<i64>,
     pub(crate) key_id: Option<i64>,
+    pub(crate) mac: Option<Vec<u8>>,
 }
 
 /// `SELECT` of [`VaultRow`] (and `$extra` columns) from `$from s` (vault.secrets or
@@ -50,7 +53,7 @@ macro_rules! select_row {
              (extract(epoch FROM s.created_at) * 1000)::bigint AS v_created, \
              (extract(epoch FROM s.updated_at) * 1000)::bigint AS v_updated, \
              m.version, m.provider, m.kind, m.tags, m.env_name, m.expires_at, m.active, \
-             m.created_at AS m_created, m.updated_at AS m_updated, m.last_used_at, m.usage_count, m.key_id ",
+             m.created_at AS m_created, m.updated_at AS m_updated, m.last_used_at, m.usage_count, m.key_id, m.mac ",
             $($extra,)?
             " FROM ",
             $from,
@@ -64,6 +67,22 @@ pub(crate) fn millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
 }
 
 impl VaultRow {
+    /// The metadata, checked against its MAC when values are sealed (`keyring`): a row
+    /// changed, removed or written without the key is [`Error::Tampered`].
+    pub(crate) fn into_checked(
+        self,
+        scope: Scope,
+        name: SecretName,
+        keyring: Option<&Keyring>,
+    ) -> Result<SecretMeta> {
+        let mac = self.mac.clone();
+        let meta = self.into_meta(scope, name)?;
+        if let Some(keyring) = keyring {
+            verify_head(keyring, &meta, false, mac.as_deref())?;
+        }
+        Ok(meta)
+    }
+
     pub(crate) fn into_meta(self, scope: Scope, name: SecretName) -> Result<SecretMeta> {
         let corrupt = |column: &str| {
             Error::backend(

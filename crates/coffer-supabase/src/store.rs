@@ -1,6 +1,5 @@
 //! [`SupabaseVaultStore`]: the [`SecretStore`] over Vault's SQL interface.
 
-use coffer_store::backend::not_found;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,10 +7,10 @@ use async_trait::async_trait;
 use coffer_envelope::{Keyring, from_text, to_text};
 use coffer_sql::support::{map_sqlx, prefix_range, run_migrations_in, verify_checks};
 use coffer_sql::tls::{CleartextGuard, PgTarget};
-use coffer_store::backend::{check_condition, now, page_of, put_optimistic};
+use coffer_store::backend::{check_condition, not_found, now, page_of, put_optimistic, tag_head};
 use coffer_store::{
-    Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
-    Secret, SecretMeta, SecretName, SecretStore,
+    Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::postgres::PgPoolOptions;
@@ -183,11 +182,11 @@ impl SupabaseVaultStore {
                 .map_err(sql)?;
         // Read the metadata after the lock is held: a fresh snapshot sees the last writer's.
         let current = match &existing {
-            Some(id) => Some(
-                Self::row_by_id(&mut tx, id)
-                    .await?
-                    .into_meta(scope.clone(), name.clone())?,
-            ),
+            Some(id) => Some(Self::row_by_id(&mut tx, id).await?.into_checked(
+                scope.clone(),
+                name.clone(),
+                self.sealing.as_deref(),
+            )?),
             None => None,
         };
         check_condition(
@@ -216,7 +215,10 @@ impl SupabaseVaultStore {
             }
             None => value.clone(),
         };
+        // Vault keeps no description as an empty one; the MAC covers what reads back.
+        meta.description = meta.description.filter(|d| !d.is_empty());
         let description = meta.description.clone().unwrap_or_default();
+        let mac = self.sealing.as_ref().map(|k| tag_head(k, &meta, false));
         let id = match existing {
             Some(id) => {
                 sqlx::query("SELECT vault.update_secret($1::uuid, $2, NULL, $3)")
@@ -256,12 +258,12 @@ impl SupabaseVaultStore {
         let tags = serde_json::to_string(&meta.tags).map_err(|e| Error::backend(BACKEND, e))?;
         sqlx::query(
             "INSERT INTO coffer_vault_meta (vault_id, scope, name, version, provider, kind, tags, env_name, \
-             expires_at, active, created_at, updated_at, key_id) \
-             VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             expires_at, active, created_at, updated_at, key_id, mac) \
+             VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (vault_id) DO UPDATE SET scope = EXCLUDED.scope, name = EXCLUDED.name, \
              version = EXCLUDED.version, provider = EXCLUDED.provider, kind = EXCLUDED.kind, tags = EXCLUDED.tags, \
              env_name = EXCLUDED.env_name, expires_at = EXCLUDED.expires_at, active = EXCLUDED.active, \
-             updated_at = EXCLUDED.updated_at, key_id = EXCLUDED.key_id",
+             updated_at = EXCLUDED.updated_at, key_id = EXCLUDED.key_id, mac = EXCLUDED.mac",
         )
         .bind(&id)
         .bind(scope.as_str())
@@ -276,6 +278,7 @@ impl SupabaseVaultStore {
         .bind(meta.created_at.timestamp_millis())
         .bind(meta.updated_at.timestamp_millis())
         .bind(meta.key_id.map(i64::from))
+        .bind(mac)
         .execute(&mut *tx)
         .await
         .map_err(sql)?;
@@ -324,7 +327,7 @@ impl SecretStore for SupabaseVaultStore {
         let decrypted = decrypted.map(SecretString::from);
         let meta = <VaultRow as sqlx::FromRow<_>>::from_row(&row)
             .map_err(sql)?
-            .into_meta(scope.clone(), name.clone())?;
+            .into_checked(scope.clone(), name.clone(), self.sealing.as_deref())?;
         if version.is_some_and(|v| v != meta.version) {
             return Err(not_found(scope, name, version));
         }
@@ -360,7 +363,7 @@ impl SecretStore for SupabaseVaultStore {
                 .await
                 .map_err(sql)?
                 .ok_or_else(|| not_found(scope, name, None))?;
-        row.into_meta(scope.clone(), name.clone())
+        row.into_checked(scope.clone(), name.clone(), self.sealing.as_deref())
     }
 
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
@@ -402,7 +405,11 @@ impl SecretStore for SupabaseVaultStore {
                     .strip_prefix(&scope_prefix)
                     .map(SecretName::new)
                 {
-                    Some(Ok(name)) => items.push(row.into_meta(scope.clone(), name)?),
+                    Some(Ok(name)) => items.push(row.into_checked(
+                        scope.clone(),
+                        name,
+                        self.sealing.as_deref(),
+                    )?),
                     _ => {
                         tracing::debug!(name = %row.vault_name, "skipping a Vault secret whose name is not a coffer name")
                     }
@@ -466,6 +473,38 @@ impl SecretStore for SupabaseVaultStore {
         tx.commit().await.map_err(sql)
     }
 
+    /// One envelope and one head per secret (the extension keeps only the latest value),
+    /// both counted by the key id that starts the head's MAC: every write and every
+    /// rewrap sets the envelope and the MAC in one transaction, and the MAC covers the
+    /// envelope's key id. A value sealed by pgsodium cannot be read by SQL to count it
+    /// from its own header.
+    async fn key_usage(&self) -> Result<Vec<KeyUsage>> {
+        if self.sealing.is_none() {
+            return Err(Error::Unsupported {
+                backend: BACKEND,
+                operation: "counting key usage without client-side sealing",
+            });
+        }
+        let rows: Vec<(Option<Vec<u8>>, i64)> = sqlx::query_as(
+            "SELECT substr(mac, 1, 4), COUNT(*) FROM coffer_vault_meta GROUP BY substr(mac, 1, 4)",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql)?;
+        let mut usage: Vec<KeyUsage> = rows
+            .into_iter()
+            .map(|(id, n)| {
+                let id = id
+                    .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+                    .map(u32::from_be_bytes);
+                let n = u64::try_from(n).unwrap_or(0);
+                KeyUsage::new(id, n, n)
+            })
+            .collect();
+        usage.sort_by_key(|u| u.key_id);
+        Ok(usage)
+    }
+
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
         let Some(keyring) = &self.sealing else {
             return Err(Error::Unsupported {
@@ -475,40 +514,63 @@ impl SecretStore for SupabaseVaultStore {
         };
         self.check_keys().await?;
         let primary = i64::from(keyring.primary_id());
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT vault_id::text, scope, name, version FROM coffer_vault_meta \
-             WHERE key_id IS NOT NULL AND key_id <> $1 ORDER BY scope, name LIMIT $2",
-        )
-        .bind(primary)
+        let primary_bytes = keyring.primary_id().to_be_bytes();
+        // Which key a secret is under is read from its MAC's key id, which the MAC
+        // authenticates and every write sets with the envelope's, never from the key_id
+        // column, which anyone who can write the table could edit.
+        let pending = "mac IS NULL OR substr(mac, 1, 4) <> $1";
+        let rows: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT vault_id::text, scope, name FROM coffer_vault_meta \
+             WHERE {pending} ORDER BY scope, name LIMIT $2"
+        )))
+        .bind(&primary_bytes[..])
         .bind(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
         .map_err(sql)?;
         let mut rewrapped = 0;
-        for (id, scope, name, version) in rows {
+        for (id, scope, name) in rows {
+            let (Ok(scope), Ok(name)) = (Scope::new(scope), SecretName::new(name)) else {
+                continue;
+            };
             let mut tx = self.pool.begin().await.map_err(sql)?;
-            // Lock the row, then check nothing was written since the batch was read.
-            let current: Option<(i64, Option<String>)> = sqlx::query_as(
-                "SELECT m.version, d.decrypted_secret FROM vault.secrets s \
-                 JOIN coffer_vault_meta m ON m.vault_id = s.id \
-                 JOIN vault.decrypted_secrets d ON d.id = s.id \
-                 WHERE s.id = $1::uuid FOR UPDATE OF s",
+            // Lock the row, check its head under the key that made its MAC, then move it.
+            let locked: Option<String> = sqlx::query_scalar(
+                "SELECT id::text FROM vault.secrets WHERE id = $1::uuid FOR UPDATE",
             )
             .bind(&id)
             .fetch_optional(&mut *tx)
             .await
             .map_err(sql)?;
-            let Some((v, Some(text))) = current.filter(|(v, _)| *v == version) else {
+            if locked.is_none() {
                 continue;
+            }
+            let meta = Self::row_by_id(&mut tx, &id).await?.into_checked(
+                scope.clone(),
+                name.clone(),
+                Some(keyring),
+            )?;
+            let text: Option<String> = sqlx::query_scalar(
+                "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE id = $1::uuid",
+            )
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sql)?;
+            let Some(text) = text.map(SecretString::from) else {
+                return Err(Error::backend(
+                    BACKEND,
+                    format!("Vault could not decrypt {scope}/{name}"),
+                ));
             };
-            let text = SecretString::from(text);
             let crypto = |source| Error::Crypto {
-                scope: scope.clone(),
-                name: name.clone(),
+                scope: scope.to_string(),
+                name: name.to_string(),
                 source,
             };
             let sealed = from_text(text.expose_secret()).map_err(crypto)?;
-            let ctx = coffer_envelope::Context::new(&scope, &name).with_version(v as u64);
+            let ctx = coffer_envelope::Context::new(scope.as_str(), name.as_str())
+                .with_version(meta.version);
             let moved = to_text(&keyring.rewrap(&sealed, &ctx).map_err(crypto)?);
             sqlx::query("SELECT vault.update_secret($1::uuid, $2)")
                 .bind(&id)
@@ -516,19 +578,22 @@ impl SecretStore for SupabaseVaultStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(sql)?;
-            sqlx::query("UPDATE coffer_vault_meta SET key_id = $1 WHERE vault_id = $2::uuid")
-                .bind(primary)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(sql)?;
+            sqlx::query(
+                "UPDATE coffer_vault_meta SET key_id = $1, mac = $2 WHERE vault_id = $3::uuid",
+            )
+            .bind(primary)
+            .bind(tag_head(keyring, &meta, false))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql)?;
             tx.commit().await.map_err(sql)?;
             rewrapped += 1;
         }
-        let remaining: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM coffer_vault_meta WHERE key_id IS NOT NULL AND key_id <> $1",
-        )
-        .bind(primary)
+        let remaining: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM coffer_vault_meta WHERE {pending}"
+        )))
+        .bind(&primary_bytes[..])
         .fetch_one(&self.pool)
         .await
         .map_err(sql)?;

@@ -244,15 +244,15 @@ async fn client_side_sealing_keeps_the_plaintext_out_of_the_database() {
         v.get(&s("t"), &n("other"), None).await,
         Err(Error::Crypto { .. })
     ));
-    // A plain value written behind the store's back is refused, not returned.
+    // A plain value written behind the store's back is refused, not returned: it has no
+    // head MAC, so it is refused before its value is even looked at.
     sqlx::query("SELECT vault.create_secret('plain-behind-the-back', 't/plain')")
         .execute(v.pool())
         .await
         .unwrap();
-    assert!(matches!(
-        v.get(&s("t"), &n("plain"), None).await,
-        Err(Error::Crypto { .. })
-    ));
+    let err = v.get(&s("t"), &n("plain"), None).await.unwrap_err();
+    assert!(matches!(err, Error::Tampered { .. }), "{err}");
+    assert!(!err.to_string().contains("plain-behind"), "{err}");
 
     // A store with another key is refused at connect.
     let pool = sqlx::PgPool::connect(v.db.url()).await.unwrap();
@@ -356,4 +356,94 @@ async fn connects_over_verified_tls_and_refuses_an_unknown_ca() {
         err.contains("sslrootcert") && !err.contains(&tls.pg_password),
         "{err}"
     );
+}
+
+/// Tried as an attacker with write access to the database and no key: each edit of the
+/// sealed store's metadata row is refused as tampered, naming the secret, never a value.
+#[tokio::test]
+async fn forged_metadata_rows_are_refused_with_psql_edits() {
+    let Some(v) = VaultDb::create(true).await else {
+        return;
+    };
+    let t = s("t");
+    let soon = chrono::Utc::now() + chrono::Duration::hours(1);
+    v.put(
+        &t,
+        &n("expiring"),
+        &"sk-expiring".into(),
+        &PutOptions::new().expires_at(soon),
+    )
+    .await
+    .unwrap();
+    v.put(
+        &t,
+        &n("off"),
+        &"sk-off".into(),
+        &PutOptions::new().active(false),
+    )
+    .await
+    .unwrap();
+    v.put(&t, &n("plain"), &"sk-plain".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    assert!(v.get(&t, &n("plain"), None).await.is_ok());
+    let usage = v.key_usage().await.unwrap();
+    assert_eq!(usage, vec![coffer_store::KeyUsage::new(Some(1), 3, 3)]);
+
+    // Clearing an expiry.
+    attack(
+        &v,
+        "UPDATE coffer_vault_meta SET expires_at = NULL WHERE name = 'expiring'",
+    )
+    .await;
+    refused(&v, &t, "expiring").await;
+    // Reactivating a deactivated secret.
+    attack(
+        &v,
+        "UPDATE coffer_vault_meta SET active = TRUE WHERE name = 'off'",
+    )
+    .await;
+    refused(&v, &t, "off").await;
+    // Another secret's MAC copied over.
+    attack(
+        &v,
+        "UPDATE coffer_vault_meta SET mac = (SELECT mac FROM coffer_vault_meta WHERE name = \
+         'expiring') WHERE name = 'plain'",
+    )
+    .await;
+    refused(&v, &t, "plain").await;
+    // A listing refuses too: it would hand out the forged state.
+    assert!(matches!(
+        v.list_all(&t, None).await,
+        Err(Error::Tampered { .. })
+    ));
+    // A rewrap after a rotation stops at the forged head instead of blessing it.
+    let mut rotated = (*v.keyring).clone();
+    rotated.rotate();
+    let pool = sqlx::PgPool::connect(v.db.url()).await.unwrap();
+    let store =
+        SupabaseVaultStore::from_pool(pool, SupabaseOptions::new().sealing(Arc::new(rotated)))
+            .await
+            .unwrap();
+    assert!(matches!(
+        store.rewrap_batch(10).await,
+        Err(Error::Tampered { .. })
+    ));
+}
+
+/// Runs `sql` as the attacker would, with psql-level access and no key.
+async fn attack(v: &VaultDb, sql: &'static str) {
+    sqlx::query(sql).execute(v.pool()).await.unwrap();
+}
+
+/// `get` and `metadata` of `name` are refused as tampered, naming it and no value.
+async fn refused(v: &VaultDb, t: &coffer_store::Scope, name: &str) {
+    let err = v.get(t, &n(name), None).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Tampered { name: got, .. } if got.as_str() == name),
+        "{name}: {err}"
+    );
+    assert!(!err.to_string().contains("sk-"), "{err}");
+    let meta = v.metadata(t, &n(name)).await.unwrap_err();
+    assert!(matches!(meta, Error::Tampered { .. }), "{meta}");
 }

@@ -129,6 +129,11 @@ impl<S: coffer_store::SecretStore> coffer_store::SecretStore for FaultyStore<S> 
         self.inner.rewrap_batch(limit).await
     }
 
+    async fn key_usage(&self) -> coffer_store::Result<Vec<coffer_store::KeyUsage>> {
+        self.gate()?;
+        self.inner.key_usage().await
+    }
+
     async fn record_usage(&self, usage: &[coffer_store::Usage]) -> coffer_store::Result<()> {
         self.gate()?;
         self.inner.record_usage(usage).await

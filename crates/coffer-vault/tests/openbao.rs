@@ -797,3 +797,138 @@ async fn a_killed_file_storage_server_loses_nothing() {
         assert_eq!(got.value.expose_secret(), format!("v{i}"));
     }
 }
+
+/// Asserts `result` is `Tampered` naming `name`, with no value in the message.
+fn assert_tampered<T: std::fmt::Debug>(result: coffer_store::Result<T>, name: &str) {
+    let err = result.expect_err("forged metadata must not be acted on");
+    assert!(matches!(err, Error::Tampered { .. }), "{err}");
+    assert!(err.to_string().contains(name), "{err}");
+    assert!(!err.to_string().contains("value-"), "{err}");
+}
+
+/// Someone with write access to the mount but no key, using the `bao` CLI: edits of the
+/// custom metadata that decides what a read returns (an expiry cleared, a secret switched
+/// back on, coffer's deletion mark removed) are refused as `Tampered`, and undeleting
+/// Vault's versions does not bring a deleted secret back.
+#[tokio::test]
+async fn forged_custom_metadata_with_the_bao_cli_is_refused() {
+    let Some(server) = server() else { return };
+    let keyring = Arc::new(Keyring::new(MasterKey::generate()));
+    for version in [KvVersion::V2, KvVersion::V1] {
+        let store = store_on(&server, version, Some(keyring.clone())).await;
+        let mount = store.config().mount.clone();
+        let scope = coffer_testkit::fresh_scope();
+        let n = |s: &str| coffer_store::SecretName::new(s).unwrap();
+        let prefix = store.config().prefix.clone();
+        let path = |name: &str| format!("{mount}/{prefix}/{}/{name}", scope.as_str());
+        let patch = |name: &str, field: &str| match version {
+            KvVersion::V1 => {
+                // KV v1 keeps the metadata beside the value: rewrite the fields as read.
+                let out = bao(&server, &["kv", "get", "-format=json", &path(name)]);
+                let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let mut args: Vec<String> = vec!["kv".into(), "put".into(), path(name)];
+                let (key, val) = field.split_once('=').unwrap();
+                for (k, v) in doc["data"].as_object().unwrap() {
+                    if k != key {
+                        args.push(format!("{k}={}", v.as_str().unwrap()));
+                    }
+                }
+                if !val.is_empty() {
+                    args.push(field.to_owned());
+                }
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                bao(&server, &args);
+            }
+            _ => {
+                // `bao kv metadata put` replaces the custom metadata: rewrite it as read.
+                let out = bao(
+                    &server,
+                    &["kv", "metadata", "get", "-format=json", &path(name)],
+                );
+                let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let (key, _) = field.split_once('=').unwrap();
+                let mut args: Vec<String> = vec!["kv".into(), "metadata".into(), "put".into()];
+                for (k, v) in doc["data"]["custom_metadata"].as_object().unwrap() {
+                    if k != key {
+                        args.push(format!("-custom-metadata={k}={}", v.as_str().unwrap()));
+                    }
+                }
+                args.push(format!("-custom-metadata={field}"));
+                args.push(path(name));
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                bao(&server, &args);
+            }
+        };
+
+        // An expired secret revived by clearing its expiry.
+        let expired = PutOptions::new().expires_at(chrono::Utc::now() - chrono::Duration::hours(1));
+        store
+            .put(&scope, &n("expired"), &"value-e".into(), &expired)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.get(&scope, &n("expired"), None).await,
+            Err(Error::Expired { .. })
+        ));
+        // An expiry far in the future is the same forgery as none.
+        patch("expired", "coffer_expires_at=99999999999999");
+        assert_tampered(store.get(&scope, &n("expired"), None).await, "expired");
+
+        // An inactive secret switched back on.
+        store
+            .put(
+                &scope,
+                &n("inactive"),
+                &"value-i".into(),
+                &PutOptions::new().active(false),
+            )
+            .await
+            .unwrap();
+        patch("inactive", "coffer_active=true");
+        assert_tampered(store.get(&scope, &n("inactive"), None).await, "inactive");
+        assert_tampered(store.metadata(&scope, &n("inactive")).await, "inactive");
+        // A put over a forged head does not launder it under a fresh MAC.
+        assert_tampered(
+            store
+                .put(
+                    &scope,
+                    &n("inactive"),
+                    &"value-j".into(),
+                    &PutOptions::new(),
+                )
+                .await,
+            "inactive",
+        );
+
+        if version == KvVersion::V2 {
+            // A soft-deleted secret: undeleting Vault's versions does not revive it, and
+            // removing coffer's deletion mark is a forgery.
+            store
+                .put(&scope, &n("deleted"), &"value-d".into(), &PutOptions::new())
+                .await
+                .unwrap();
+            store
+                .delete(&scope, &n("deleted"), coffer_store::DeleteMode::Soft)
+                .await
+                .unwrap();
+            bao(
+                &server,
+                &["kv", "undelete", "-versions=1", &path("deleted")],
+            );
+            assert!(matches!(
+                store.get(&scope, &n("deleted"), None).await,
+                Err(Error::NotFound { .. })
+            ));
+            patch("deleted", "coffer_deleted=false");
+            assert_tampered(store.get(&scope, &n("deleted"), None).await, "deleted");
+        }
+
+        // The untouched secret still reads.
+        store
+            .put(&scope, &n("fine"), &"value-f".into(), &PutOptions::new())
+            .await
+            .unwrap();
+        let got = store.get(&scope, &n("fine"), None).await.unwrap();
+        assert_eq!(got.value.expose_secret(), "value-f");
+    }
+}

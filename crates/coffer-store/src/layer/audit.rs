@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    BoxError, Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result,
+    BoxError, Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
     RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
 };
 
@@ -646,6 +646,11 @@ impl<S: SecretStore> SecretStore for AuditStore<S> {
         let e = AuditEvent::new(None, None, Operation::Rewrap, Outcome::Attempt);
         self.write(e, self.inner.rewrap_batch(limit), |_| None)
             .await
+    }
+
+    async fn key_usage(&self) -> Result<Vec<KeyUsage>> {
+        // Counts of envelopes per key: no secret is touched, so nothing to audit.
+        self.inner.key_usage().await
     }
 
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {

@@ -11,8 +11,8 @@ use futures::{Stream, StreamExt as _};
 use secrecy::SecretString;
 
 use crate::{
-    Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
-    Secret, SecretMeta, SecretName, SecretStore, Usage, WatchEvent,
+    Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, WatchEvent,
 };
 
 /// How long an entry is served without asking the store, by default.
@@ -435,6 +435,10 @@ impl<S: SecretStore> SecretStore for CacheStore<S> {
             self.shared.clear();
         }
         Ok(batch)
+    }
+
+    async fn key_usage(&self) -> Result<Vec<KeyUsage>> {
+        self.inner.key_usage().await
     }
 
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {

@@ -8,8 +8,8 @@ use secrecy::SecretString;
 
 use crate::backend::page_of;
 use crate::{
-    Capabilities, DeleteMode, DynSecretStore, Error, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
+    Capabilities, DeleteMode, DynSecretStore, Error, KeyUsage, ListOptions, ListPage, PutOptions,
+    Result, RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
 };
 
 /// Which store of a [`FallbackStore`] answered a read.
@@ -227,6 +227,10 @@ impl SecretStore for FallbackStore {
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
         self.first().rewrap_batch(limit).await
+    }
+
+    async fn key_usage(&self) -> Result<Vec<KeyUsage>> {
+        self.first().key_usage().await
     }
 
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {

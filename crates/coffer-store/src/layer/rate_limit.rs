@@ -10,8 +10,8 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use secrecy::SecretString;
 
 use crate::{
-    Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
-    Secret, SecretMeta, SecretName, SecretStore, Usage,
+    Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
 };
 
 /// Calls between sweeps of idle scopes out of the limiter's table.
@@ -136,6 +136,10 @@ impl<S: SecretStore> SecretStore for RateLimitStore<S> {
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
         self.inner.rewrap_batch(limit).await
+    }
+
+    async fn key_usage(&self) -> Result<Vec<KeyUsage>> {
+        self.inner.key_usage().await
     }
 
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {

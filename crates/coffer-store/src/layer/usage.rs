@@ -12,8 +12,8 @@ use secrecy::SecretString;
 use tokio::sync::Notify;
 
 use crate::{
-    Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
-    Secret, SecretMeta, SecretName, SecretStore, Usage,
+    Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
 };
 
 /// Options of a [`UsageStore`].
@@ -293,6 +293,10 @@ impl<S: SecretStore> SecretStore for UsageStore<S> {
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
         self.shared.inner.rewrap_batch(limit).await
+    }
+
+    async fn key_usage(&self) -> Result<Vec<KeyUsage>> {
+        self.shared.inner.key_usage().await
     }
 
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {

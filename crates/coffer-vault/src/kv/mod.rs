@@ -5,7 +5,8 @@
 mod v1;
 mod v2;
 
-use coffer_store::backend::not_found;
+use base64::Engine as _;
+use coffer_store::backend::{not_found, tag_head, verify_head};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -39,6 +40,14 @@ const MAX_METADATA_VALUE: usize = 512;
 /// comes back as coffer's semantics say); destroy deletes the metadata and all versions.
 /// A soft-deleted latest version (Vault answers 404 but keeps metadata) is reported as
 /// deleted, never confused with a missing secret.
+///
+/// With client-side sealing, `custom_metadata` also holds `coffer_mac`, a MAC over it
+/// ([`coffer_store::backend::integrity`]), and a soft delete first marks the secret
+/// `coffer_deleted` under that MAC, then deletes Vault's versions. Someone with write
+/// access to the mount but no key who edits the metadata (`bao kv metadata patch` to
+/// clear an expiry or switch a secret back on) is refused as [`Error::Tampered`]; one who
+/// undeletes the versions (`bao kv undelete`) finds the secret still deleted. Without
+/// sealing there is no key to check with, and Vault's policies are the only guard.
 ///
 /// **KV v1**: no versions, no check-and-set, no soft delete (see [`Capabilities`]); the
 /// metadata and a version counter are extra fields beside the value, and create-only is a
@@ -78,8 +87,64 @@ fn millis_of(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| coffer_store::backend::truncate_millis(t.with_timezone(&chrono::Utc)))
 }
 
-fn meta_to_map(meta: &SecretMeta) -> Result<HashMap<String, String>> {
+/// The `custom_metadata` key of the head MAC (with client-side sealing).
+const MAC_KEY: &str = "coffer_mac";
+/// The `custom_metadata` key coffer's soft delete sets before Vault's delete.
+const DELETED_KEY: &str = "coffer_deleted";
+
+/// The state the head MAC covers on Vault: the metadata coffer keeps in
+/// `custom_metadata` and whether coffer deleted the secret. Vault's version number and
+/// update time are left out: Vault keeps them itself, nobody can set them through the API,
+/// and each version's value is an envelope bound to its version number already.
+fn mac_state(meta: &SecretMeta) -> SecretMeta {
+    let mut state = meta.clone();
+    state.version = 0;
+    state.updated_at = state.created_at;
+    state
+}
+
+/// Checks a head's `custom_metadata` against its MAC when values are sealed (a keyring is
+/// there to check with); returns whether coffer's soft delete marked it deleted.
+fn verify_custom(
+    keyring: Option<&coffer_envelope::Keyring>,
+    meta: &SecretMeta,
+    custom: &HashMap<String, String>,
+) -> Result<bool> {
+    let deleted = custom.get(DELETED_KEY).is_some_and(|v| v == "true");
+    if let Some(keyring) = keyring {
+        let tag = match custom.get(MAC_KEY) {
+            None => None,
+            Some(text) => Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(text)
+                    .map_err(|_| Error::Tampered {
+                        scope: meta.scope.to_string(),
+                        name: meta.name.to_string(),
+                        reason: format!("its {MAC_KEY} is not base64url"),
+                    })?,
+            ),
+        };
+        verify_head(keyring, &mac_state(meta), deleted, tag.as_deref())?;
+    }
+    Ok(deleted)
+}
+
+fn meta_to_map(
+    meta: &SecretMeta,
+    deleted: bool,
+    keyring: Option<&coffer_envelope::Keyring>,
+) -> Result<HashMap<String, String>> {
     let mut map = HashMap::new();
+    if deleted {
+        map.insert(DELETED_KEY.to_owned(), "true".to_owned());
+    }
+    if let Some(keyring) = keyring {
+        let tag = tag_head(keyring, &mac_state(meta), deleted);
+        map.insert(
+            MAC_KEY.to_owned(),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag),
+        );
+    }
     let mut put = |k: &str, v: String| map.insert(k.to_owned(), v);
     if let Some(p) = &meta.provider {
         put("coffer_provider", p.clone());
@@ -172,6 +237,11 @@ impl VaultStore {
     /// The configuration.
     pub fn config(&self) -> &VaultConfig {
         self.conn.config()
+    }
+
+    /// The keyring values are sealed with, if sealing is on.
+    fn keyring(&self) -> Option<&coffer_envelope::Keyring> {
+        self.conn.config().sealing.as_deref()
     }
 
     fn mount(&self) -> &str {

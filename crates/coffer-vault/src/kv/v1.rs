@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{
     Engine, Key, Put, VALUE_FIELD, VaultStore, apply_map, meta_to_map, not_found, optional,
+    verify_custom,
 };
 use crate::client::{BACKEND, Failure};
 
@@ -32,7 +33,13 @@ impl KvV1 {
         )
     }
 
-    fn meta(scope: &Scope, name: &SecretName, data: &serde_json::Map<String, Value>) -> SecretMeta {
+    /// The metadata kept beside the value, checked against its MAC when values are sealed.
+    fn meta(
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+        data: &serde_json::Map<String, Value>,
+    ) -> Result<SecretMeta> {
         let map: HashMap<String, String> = data
             .iter()
             .filter(|(k, _)| k.starts_with("coffer_"))
@@ -51,7 +58,8 @@ impl KvV1 {
         {
             meta.updated_at = u;
         }
-        meta
+        verify_custom(kv.keyring(), &meta, &map)?;
+        Ok(meta)
     }
 
     /// One write, as read: KV v1 cannot detect a lost race.
@@ -65,7 +73,7 @@ impl KvV1 {
         let path = kv.path(scope, name);
         let current = Self::read(kv, &path).await?;
         let mut meta = match &current {
-            Some(data) => Self::meta(scope, name, data),
+            Some(data) => Self::meta(kv, scope, name, data)?,
             None => SecretMeta::new(scope.clone(), name.clone(), &options.attributes),
         };
         check_condition(
@@ -81,7 +89,7 @@ impl KvV1 {
         }
         meta.key_id = kv.conn.config().sealing.as_ref().map(|k| k.primary_id());
         let stored = kv.seal(scope, name, meta.version, value);
-        let mut map = meta_to_map(&meta)?;
+        let mut map = meta_to_map(&meta, false, kv.keyring())?;
         map.insert("coffer_version".into(), meta.version.to_string());
         map.insert(
             "coffer_updated_at".into(),
@@ -129,7 +137,7 @@ impl Engine for KvV1 {
         let data = Self::read(kv, &kv.path(scope, name))
             .await?
             .ok_or_else(|| not_found(scope, name, version))?;
-        let meta = Self::meta(scope, name, &data);
+        let meta = Self::meta(kv, scope, name, &data)?;
         if version.is_some_and(|v| v != meta.version) {
             return Err(not_found(scope, name, version));
         }
@@ -146,7 +154,7 @@ impl Engine for KvV1 {
         let data = Self::read(kv, &kv.path(scope, name))
             .await?
             .ok_or_else(|| not_found(scope, name, None))?;
-        Ok(Self::meta(scope, name, &data))
+        Self::meta(kv, scope, name, &data)
     }
 
     async fn delete(&self, kv: &VaultStore, key: Key<'_>, mode: DeleteMode) -> Result<()> {

@@ -18,7 +18,7 @@ use vaultrs::api::kv2::responses::{ReadSecretMetadataResponse, ReadSecretRespons
 
 use super::{
     Engine, Key, Put, VALUE_FIELD, VaultStore, apply_map, meta_to_map, millis_of, not_found,
-    optional,
+    optional, verify_custom,
 };
 use crate::client::{BACKEND, Failure};
 
@@ -64,6 +64,20 @@ impl Head {
         }
     }
 
+    /// The metadata, checked against its MAC when values are sealed, and whether the
+    /// secret is live: its latest version is neither deleted in Vault nor marked deleted
+    /// by coffer (which an undelete by someone else cannot clear).
+    fn checked(
+        &self,
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+    ) -> Result<(SecretMeta, bool)> {
+        let meta = self.meta(scope, name);
+        let marked = verify_custom(kv.keyring(), &meta, &self.custom)?;
+        Ok((meta, self.live && !marked && self.current > 0))
+    }
+
     fn meta(&self, scope: &Scope, name: &SecretName) -> SecretMeta {
         let mut meta = SecretMeta::new(scope.clone(), name.clone(), &Default::default());
         if let Some(c) = self.created {
@@ -79,6 +93,22 @@ impl Head {
 }
 
 impl KvV2 {
+    /// Replaces the custom metadata at `path` (`what` names the secret in errors).
+    async fn set_custom(
+        kv: &VaultStore,
+        path: &str,
+        custom: HashMap<String, String>,
+        what: &str,
+    ) -> Result<()> {
+        kv.at(path, move |c, mount, p| {
+            let mut req = SetSecretMetadataRequest::builder();
+            req.custom_metadata(custom.clone());
+            Box::pin(async move { vaultrs::kv2::set_metadata(c, &mount, &p, Some(&mut req)).await })
+        })
+        .await
+        .map_err(|f| f.into_error(&format!("{what} metadata")))
+    }
+
     async fn head(kv: &VaultStore, path: &str) -> Result<Option<Head>> {
         optional(
             kv.at(path, |c, mount, p| {
@@ -107,15 +137,20 @@ impl Engine for KvV2 {
         let Key { scope, name } = key;
         let path = kv.path(scope, name);
         let head = Self::head(kv, &path).await?;
-        let live = head
+        // The head is checked against its MAC before anything is decided on it.
+        let checked = match &head {
+            Some(h) if h.current > 0 => Some(h.checked(kv, scope, name)?),
+            _ => None,
+        };
+        let was_live = checked.as_ref().is_some_and(|(_, live)| *live);
+        let live = checked
             .as_ref()
-            .filter(|h| h.live && h.current > 0)
-            .map(|h| h.current);
+            .filter(|(_, live)| *live)
+            .map(|(m, _)| m.version);
         check_condition(scope, name, options.condition, live)?;
         let current = head.as_ref().map_or(0, |h| h.current);
-        let (mut meta, old_custom) = match &head {
-            Some(h) if h.current > 0 => {
-                let mut m = h.meta(scope, name);
+        let (mut meta, old_custom) = match (checked, &head) {
+            (Some((mut m, _)), Some(h)) => {
                 options.attributes.apply(&mut m);
                 (m, Some(h.custom.clone()))
             }
@@ -126,8 +161,15 @@ impl Engine for KvV2 {
         };
         meta.version = current + 1;
         meta.updated_at = now();
-        meta.key_id = kv.conn.config().sealing.as_ref().map(|k| k.primary_id());
-        let custom = meta_to_map(&meta)?;
+        meta.key_id = kv.keyring().map(|k| k.primary_id());
+        let custom = meta_to_map(&meta, false, kv.keyring())?;
+        if current == 0 {
+            // A new secret: its metadata (and MAC) goes first, so no reader ever sees a
+            // version without a MAC'd head (KV v2 cannot write data and metadata in one
+            // request). After the data lands it is written again below, so a writer that
+            // lost the race for the first version does not leave its metadata behind.
+            Self::set_custom(kv, &path, custom.clone(), &format!("{scope}/{name}")).await?;
+        }
         let stored = kv.seal(scope, name, meta.version, value);
         let cas = u32::try_from(current)
             .map_err(|_| Error::backend(BACKEND, "version beyond Vault's cas range"))?;
@@ -157,18 +199,10 @@ impl Engine for KvV2 {
         };
         meta.version = version;
         if old_custom.as_ref() != Some(&custom) {
-            kv.at(&path, move |c, mount, p| {
-                let mut req = SetSecretMetadataRequest::builder();
-                req.custom_metadata(custom.clone());
-                Box::pin(
-                    async move { vaultrs::kv2::set_metadata(c, &mount, &p, Some(&mut req)).await },
-                )
-            })
-            .await
-            .map_err(|f| f.into_error(&format!("{scope}/{name} metadata")))?;
+            Self::set_custom(kv, &path, custom, &format!("{scope}/{name}")).await?;
         }
         // A write after a soft delete brings the history back (coffer's semantics).
-        if let Some(h) = head.filter(|h| !h.live && !h.deleted_versions.is_empty()) {
+        if let Some(h) = head.filter(|h| !was_live && !h.deleted_versions.is_empty()) {
             kv.at(&path, move |c, mount, p| {
                 let versions = h.deleted_versions.clone();
                 Box::pin(
@@ -217,6 +251,10 @@ impl Engine for KvV2 {
         if let Some(t) = millis_of(&res.metadata.created_time) {
             meta.updated_at = t;
         }
+        let custom = res.metadata.custom_metadata.clone().unwrap_or_default();
+        if verify_custom(kv.keyring(), &meta, &custom)? {
+            return Err(not_found(scope, name, version));
+        }
         meta.check_readable()?;
         let stored = res
             .data
@@ -234,8 +272,11 @@ impl Engine for KvV2 {
     async fn metadata(&self, kv: &VaultStore, key: Key<'_>) -> Result<SecretMeta> {
         let Key { scope, name } = key;
         match Self::head(kv, &kv.path(scope, name)).await? {
-            Some(h) if h.live => Ok(h.meta(scope, name)),
-            _ => Err(not_found(scope, name, None)),
+            Some(h) => match h.checked(kv, scope, name)? {
+                (meta, true) => Ok(meta),
+                (_, false) => Err(not_found(scope, name, None)),
+            },
+            None => Err(not_found(scope, name, None)),
         }
     }
 
@@ -247,16 +288,26 @@ impl Engine for KvV2 {
             .await?
             .ok_or_else(|| not_found(scope, name, None))?;
         match mode {
-            DeleteMode::Soft if head.live => kv
-                .at(&path, move |c, mount, p| {
+            DeleteMode::Soft => {
+                let (meta, live) = head.checked(kv, scope, name)?;
+                if !live {
+                    return Err(not_found(scope, name, None));
+                }
+                // Marked deleted under the MAC first, so an undelete of Vault's versions
+                // by someone without the key does not bring the secret back.
+                if let Some(keyring) = kv.keyring() {
+                    let custom = meta_to_map(&meta, true, Some(keyring))?;
+                    Self::set_custom(kv, &path, custom, &what).await?;
+                }
+                kv.at(&path, move |c, mount, p| {
                     let versions = head.live_versions.clone();
                     Box::pin(
                         async move { vaultrs::kv2::delete_versions(c, &mount, &p, versions).await },
                     )
                 })
                 .await
-                .map_err(|f| f.into_error(&what)),
-            DeleteMode::Soft => Err(not_found(scope, name, None)),
+                .map_err(|f| f.into_error(&what))
+            }
             DeleteMode::Destroy => kv
                 .at(&path, |c, mount, p| {
                     Box::pin(async move { vaultrs::kv2::delete_metadata(c, &mount, &p).await })
