@@ -295,6 +295,10 @@ pub(crate) enum KeysCommand {
     /// Bring a store written by an earlier coffer up to date: give every head that has
     /// no MAC the MAC of its current state. Run it once, right after the upgrade.
     Migrate,
+    /// Seal the keyring file under a new key-encryption key, read from
+    /// COFFER_NEW_MASTER_KEY, COFFER_NEW_KEK_FILE or COFFER_NEW_PASSPHRASE. Only the
+    /// keyring is re-encrypted; no secret is touched. Also seals a plain keyring file.
+    Rekey,
 }
 
 /// Options of `coffer keys rotate`.

@@ -369,12 +369,155 @@ fn master_key_from_the_environment_overrides_the_file() {
         .code(1)
         .stderr(predicate::str::contains("COFFER_MASTER_KEY"))
         .stderr(predicate::str::contains("too-short").not());
+}
+
+/// `COFFER_MASTER_KEY` keeps working after three rotations: the first one turns it into
+/// the key-encryption key of a sealed keyring file (keeping it as key 1 for what it
+/// sealed), later ones add keys under it, and the old key can then be retired.
+#[test]
+fn master_key_keeps_working_after_three_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = base64_of(rand::random::<[u8; 32]>());
+    let with_key = |args: &[&str]| {
+        let mut cmd = coffer(d);
+        cmd.env("COFFER_MASTER_KEY", &key).args(args);
+        cmd
+    };
+    with_key(&["init"]).assert().success();
+    with_key(&["put", "k0", "--value", "value-0"])
+        .assert()
+        .success();
+    for round in 1..=3 {
+        with_key(&["keys", "rotate"])
+            .assert()
+            .success()
+            .stdout(format!(
+                "rotated to key {}; rewrapped {round} envelopes\n",
+                round + 1
+            ));
+        with_key(&[
+            "put",
+            &format!("k{round}"),
+            "--value",
+            &format!("value-{round}"),
+        ])
+        .assert()
+        .success();
+    }
+    let path = d.join(".coffer/keyring.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("coffer-keyring/v1"), "sealed: {text}");
+    assert!(!text.contains(&key), "the KEK is not in the file");
+    for i in 0..=3 {
+        with_key(&["get", &format!("k{i}"), "--reveal"])
+            .assert()
+            .success()
+            .stdout(format!("value-{i}\n"));
+    }
+    let keys = {
+        let out = with_key(&["keys", "list", "--json"]).assert().success();
+        serde_json::from_slice::<serde_json::Value>(&out.get_output().stdout).unwrap()
+    };
+    assert_eq!(keys.as_array().unwrap().len(), 4);
+    assert_eq!(keys[3]["state"], "primary");
+    with_key(&["keys", "retire", "1"])
+        .assert()
+        .success()
+        .stdout("retired key 1\n");
+    with_key(&["get", "k0", "--reveal"])
+        .assert()
+        .success()
+        .stdout("value-0\n");
+
+    // Without the KEK, or with another one, the sealed file says what it needs.
     coffer(d)
-        .env("COFFER_MASTER_KEY", &key)
-        .args(["keys", "rotate"])
+        .args(["get", "k0"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("cannot rotate"));
+        .stderr(predicate::str::contains(
+            "sealed under a key-encryption key",
+        ));
+    let other = base64_of(rand::random::<[u8; 32]>());
+    coffer(d)
+        .env("COFFER_MASTER_KEY", &other)
+        .args(["get", "k0"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "COFFER_MASTER_KEY does not open it (wrong key)",
+        ))
+        .stderr(predicate::str::contains(&other).not());
+    coffer(d)
+        .env("COFFER_PASSPHRASE", "not the kek")
+        .args(["get", "k0"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("sealed with a key"));
+}
+
+/// `keys rekey` re-seals only the keyring: a plain file becomes sealed under a key file,
+/// then under a passphrase; each old KEK stops working, every secret still reads.
+#[test]
+fn rekey_reseals_the_keyring_under_a_new_kek() {
+    let dir = initialised();
+    let d = dir.path();
+    coffer(d)
+        .args(["put", "token", "--value", "value-token"])
+        .assert()
+        .success();
+    coffer(d)
+        .args(["keys", "rekey"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no new key-encryption key"));
+
+    let kek_file = d.join("kek.key");
+    std::fs::write(&kek_file, base64_of(rand::random::<[u8; 32]>())).unwrap();
+    std::fs::set_permissions(
+        &kek_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    coffer(d)
+        .env("COFFER_NEW_KEK_FILE", &kek_file)
+        .args(["keys", "rekey"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("set COFFER_KEK_FILE="));
+    coffer(d)
+        .env("COFFER_KEK_FILE", &kek_file)
+        .args(["get", "token", "--reveal"])
+        .assert()
+        .success()
+        .stdout("value-token\n");
+    coffer(d)
+        .env("COFFER_KEK_FILE", &kek_file)
+        .env("COFFER_NEW_PASSPHRASE", "a long and new passphrase")
+        .args(["keys", "rekey"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("set COFFER_PASSPHRASE"));
+    coffer(d)
+        .env("COFFER_KEK_FILE", &kek_file)
+        .args(["get", "token"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("sealed with a passphrase"));
+    coffer(d)
+        .env("COFFER_PASSPHRASE", "the wrong passphrase")
+        .args(["get", "token"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("wrong passphrase"));
+    coffer(d)
+        .env("COFFER_PASSPHRASE", "a long and new passphrase")
+        .args(["get", "token", "--reveal"])
+        .assert()
+        .success()
+        .stdout("value-token\n");
+    let text = std::fs::read_to_string(d.join(".coffer/keyring.json")).unwrap();
+    assert!(text.contains("\"kek\":\"passphrase\""), "{text}");
 }
 
 #[test]
@@ -605,15 +748,21 @@ fn rotate_with_retire_leaves_only_the_new_key() {
         .assert()
         .success()
         .stdout("rotated to key 3; rewrapped 1 envelopes\nretired key 2\n");
-    // COFFER_MASTER_KEY is one key: nothing to retire there.
-    coffer(d)
-        .env("COFFER_MASTER_KEY", base64_of([9u8; 32]))
-        .args(["keys", "retire", "1"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "COFFER_MASTER_KEY holds a single key",
-        ));
+    // COFFER_MASTER_KEY over a plain keyring file: coffer changes neither.
+    for args in [
+        &["keys", "rotate"][..],
+        &["keys", "retire", "2"],
+        &["keys", "rekey"],
+    ] {
+        coffer(d)
+            .env("COFFER_MASTER_KEY", base64_of([9u8; 32]))
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "COFFER_MASTER_KEY overrides the keyring file",
+            ));
+    }
 }
 
 /// A head that has no MAC (as a coffer before 0.1's metadata MAC wrote it) is refused as

@@ -30,6 +30,9 @@ use crate::{Error, KdfParams, Keyring, MASTER_KEY_ENV, MasterKey, Result, read_p
 /// The environment variable holding a passphrase KEK.
 pub const PASSPHRASE_ENV: &str = "COFFER_PASSPHRASE";
 
+/// The environment variable naming a key file that holds the KEK.
+pub const KEK_FILE_ENV: &str = "COFFER_KEK_FILE";
+
 /// The `format` of a sealed keyring document.
 pub const SEALED_KEYRING_FORMAT: &str = "coffer-keyring/v1";
 
@@ -58,10 +61,10 @@ pub struct Kek {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KekSource {
-    /// `COFFER_MASTER_KEY`.
-    MasterKeyEnv,
-    /// `COFFER_PASSPHRASE`, or a passphrase given in code.
-    Passphrase,
+    /// A key in this environment variable (`COFFER_MASTER_KEY`).
+    Env(String),
+    /// A passphrase, from this environment variable (`COFFER_PASSPHRASE`) or from code.
+    Passphrase(Option<String>),
     /// A key file.
     KeyFile(PathBuf),
     /// A key given in code.
@@ -71,8 +74,9 @@ pub enum KekSource {
 impl std::fmt::Display for KekSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::MasterKeyEnv => f.write_str(MASTER_KEY_ENV),
-            Self::Passphrase => f.write_str("the passphrase"),
+            Self::Env(var) => f.write_str(var),
+            Self::Passphrase(Some(var)) => write!(f, "the passphrase in {var}"),
+            Self::Passphrase(None) => f.write_str("the passphrase"),
             Self::KeyFile(path) => write!(f, "the key file {}", path.display()),
             Self::Key => f.write_str("the key-encryption key"),
         }
@@ -132,7 +136,7 @@ impl Kek {
     /// fresh salt for each seal; the salt is kept in the sealed document).
     pub fn from_passphrase(passphrase: SecretString) -> Self {
         Self {
-            source: KekSource::Passphrase,
+            source: KekSource::Passphrase(None),
             secret: KekSecret::Passphrase(passphrase),
         }
     }
@@ -149,22 +153,54 @@ impl Kek {
     }
 
     /// The KEK from the environment: `COFFER_MASTER_KEY` (base64 or hex of 32 bytes),
-    /// else `COFFER_PASSPHRASE`; `Ok(None)` when neither is set.
+    /// else the key file named by `COFFER_KEK_FILE`, else `COFFER_PASSPHRASE`; `Ok(None)`
+    /// when none is set.
     pub fn from_env() -> Result<Option<Self>> {
-        if let Some(key) = MasterKey::from_env()? {
+        Self::from_vars(MASTER_KEY_ENV, KEK_FILE_ENV, PASSPHRASE_ENV)
+    }
+
+    /// The KEK from the first of three environment variables that is set: a key (base64
+    /// or hex), a key file's path, a passphrase. [`from_env`](Self::from_env) uses the
+    /// standard names; a re-key reads the new KEK from others.
+    pub fn from_vars(key_var: &str, file_var: &str, passphrase_var: &str) -> Result<Option<Self>> {
+        if let Some(text) = var(key_var)? {
+            let text = Zeroizing::new(text);
+            let key = MasterKey::parse(&text).map_err(|_| {
+                Error::invalid_key(format!(
+                    "{key_var}: expected base64 of 32 bytes or 64 hexadecimal digits"
+                ))
+            })?;
             return Ok(Some(Self {
-                source: KekSource::MasterKeyEnv,
+                source: KekSource::Env(key_var.to_owned()),
                 secret: KekSecret::Key(key),
             }));
         }
-        match std::env::var(PASSPHRASE_ENV) {
-            Ok(p) if !p.is_empty() => Ok(Some(Self::from_passphrase(p.into()))),
-            Ok(_) => Err(Error::invalid_key(format!("{PASSPHRASE_ENV} is empty"))),
-            Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::invalid_key(format!(
-                "{PASSPHRASE_ENV} is not valid UTF-8"
-            ))),
+        if let Some(path) = var(file_var)? {
+            return Self::from_key_file(Path::new(&path)).map(Some);
         }
+        match var(passphrase_var)? {
+            Some(p) if p.is_empty() => {
+                Err(Error::invalid_key(format!("{passphrase_var} is empty")))
+            }
+            Some(p) => Ok(Some(Self {
+                source: KekSource::Passphrase(Some(passphrase_var.to_owned())),
+                secret: KekSecret::Passphrase(p.into()),
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `bytes` is a sealed keyring document (by its `format` field), as opposed
+    /// to a plain keyring file.
+    pub fn is_sealed(bytes: &[u8]) -> bool {
+        #[derive(Deserialize)]
+        struct Probe {
+            format: Option<String>,
+        }
+        serde_json::from_slice::<Probe>(bytes)
+            .ok()
+            .and_then(|p| p.format)
+            .is_some_and(|f| f.starts_with("coffer-keyring/"))
     }
 
     /// Where this KEK came from.
@@ -273,4 +309,15 @@ impl Kek {
 fn cipher(key: &MasterKey) -> Aes256Gcm {
     let k = key.derive(KEYRING_LABEL);
     Aes256Gcm::new(&aes_gcm::Key::<Aes256Gcm>::from(*k))
+}
+
+/// An environment variable's value; `Ok(None)` when unset.
+fn var(name: &str) -> Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(Error::invalid_key(format!("{name} is not valid UTF-8")))
+        }
+    }
 }

@@ -373,6 +373,60 @@ impl Keyring {
         Self::parse(&text, Some(path), passphrase)
     }
 
+    /// Loads a keyring file that is either plain ([`save`](Self::save)) or sealed under a
+    /// key-encryption key ([`save_sealed`](Self::save_sealed)), telling them apart by their
+    /// content. A sealed file needs `kek`; a plain one ignores it and uses `passphrase`
+    /// for passphrase-derived keys, as [`load`](Self::load) does.
+    ///
+    /// ```
+    /// use coffer_envelope::{Kek, Keyring, MasterKey};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("keyring.json");
+    /// let kek = Kek::from_key(MasterKey::generate());
+    /// let mut keyring = Keyring::new(MasterKey::generate());
+    /// keyring.rotate();
+    /// keyring.save_sealed(&path, &kek)?;
+    /// assert_eq!(Keyring::load_file(&path, Some(&kek), None)?.primary_id(), 2);
+    /// assert!(Keyring::load_file(&path, None, None).is_err(), "sealed: the KEK is needed");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load_file(
+        path: &Path,
+        kek: Option<&crate::Kek>,
+        passphrase: Option<&SecretString>,
+    ) -> Result<Self> {
+        let text = read_private(path)?;
+        if !crate::Kek::is_sealed(text.as_bytes()) {
+            return Self::parse(&text, Some(path), passphrase);
+        }
+        let kek = kek.ok_or_else(|| {
+            Error::keyring(
+                Some(path),
+                format!(
+                    "the keyring is sealed under a key-encryption key: set {} or {} \
+                     (whichever sealed it)",
+                    crate::MASTER_KEY_ENV,
+                    crate::PASSPHRASE_ENV
+                ),
+            )
+        })?;
+        kek.open_keyring(text.as_bytes()).map_err(|e| match e {
+            Error::Keyring { path: None, reason } => Error::Keyring {
+                path: Some(path.to_owned()),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Writes the keyring to `path` sealed under `kek`, atomically and with mode 0600 as
+    /// [`save`](Self::save) does. The file then holds no key in the clear.
+    pub fn save_sealed(&self, path: &Path, kek: &crate::Kek) -> Result<()> {
+        let mut sealed = kek.seal_keyring(self)?;
+        sealed.push(b'\n');
+        write_private(path, &sealed)
+    }
+
     /// The keyring in the file format with every key as raw bytes (passphrase-derived ones
     /// too), for sealing under a KEK ([`Kek::seal_keyring`](crate::Kek::seal_keyring)).
     pub(crate) fn to_json_raw(&self) -> Result<Zeroizing<String>> {

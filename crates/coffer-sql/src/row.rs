@@ -152,11 +152,20 @@ impl FromColumns for EnvelopeRow {
 
 /// A recorded key check value ([`crate::sql::KEY_CHECKS`]).
 #[derive(Debug)]
-pub(crate) struct KeyCheck(pub(crate) i64, pub(crate) String);
+pub(crate) struct KeyCheck {
+    pub(crate) key_id: i64,
+    pub(crate) check: String,
+    /// When the key was retired (Unix milliseconds), if it was.
+    pub(crate) retired_at: Option<i64>,
+}
 
 impl FromColumns for KeyCheck {
     fn from_columns(row: &impl Columns) -> Result<Self, sqlx::Error> {
-        Ok(Self(row.int("key_id")?, row.text("check_value")?))
+        Ok(Self {
+            key_id: row.int("key_id")?,
+            check: row.text("check_value")?,
+            retired_at: row.opt_int("retired_at")?,
+        })
     }
 }
 

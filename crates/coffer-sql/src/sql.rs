@@ -240,7 +240,7 @@ pub(crate) const RECORD_USAGE: Statement = Statement {
 
 /// Every recorded key check value ([`crate::row::KeyCheck`]).
 pub(crate) const KEY_CHECKS: Statement = Statement {
-    sql: "SELECT key_id, check_value FROM coffer_key_checks",
+    sql: "SELECT key_id, check_value, retired_at FROM coffer_key_checks",
     params: &[],
 };
 
@@ -249,6 +249,13 @@ pub(crate) const RECORD_KEY_CHECK: Statement = Statement {
     sql: "INSERT INTO coffer_key_checks (key_id, check_value) VALUES ($1, $2) \
           ON CONFLICT (key_id) DO NOTHING",
     params: &["key id", "check value"],
+};
+
+/// Retires a key; the engine refuses while anything is under it (migration
+/// `0004_retired_keys` / `0005_retired_keys`).
+pub(crate) const RETIRE_KEY: Statement = Statement {
+    sql: "UPDATE coffer_key_checks SET retired_at = $1 WHERE key_id = $2 AND retired_at IS NULL",
+    params: &["retired at", "key id"],
 };
 
 /// A statement built once, at first use, on a portable one: a dialect's put is a head
@@ -322,6 +329,7 @@ pub(crate) const PORTABLE: &[Statement] = &[
     RECORD_USAGE,
     KEY_CHECKS,
     RECORD_KEY_CHECK,
+    RETIRE_KEY,
 ];
 
 /// Checks that `statement` uses exactly the parameters `$1 … $N` for its N names.

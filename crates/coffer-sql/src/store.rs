@@ -57,6 +57,21 @@ fn sql_error<D: Dialect>(e: sqlx::Error) -> Error {
     map_sqlx(D::BACKEND, e)
 }
 
+/// A refused retirement in words: the engine's trigger says the key is still in use.
+fn retire_error<D: Dialect>(key_id: u32, e: sqlx::Error) -> Error {
+    let in_use = e
+        .as_database_error()
+        .is_some_and(|d| d.message().contains("coffer: key still in use"));
+    if in_use {
+        return Error::config(format!(
+            "{}: key {key_id} still protects envelopes or head MACs in this store: rewrap \
+             them onto the primary (coffer keys rotate) before retiring it",
+            D::BACKEND
+        ));
+    }
+    sql_error::<D>(e)
+}
+
 impl<D: Dialect> SqlStore<D> {
     /// The sqlx pool (for tests and for tables of other coffer crates in the same database).
     pub fn pool(&self) -> &Pool<D::Db> {
@@ -194,7 +209,27 @@ impl<D: Dialect> SqlStore<D> {
         let recorded: Vec<KeyCheck> = D::Db::fetch_all(&mut conn, &sql::KEY_CHECKS, &[])
             .await
             .map_err(sql_error::<D>)?;
-        let recorded: Vec<(i64, String)> = recorded.into_iter().map(|k| (k.0, k.1)).collect();
+        let primary = i64::from(store.keyring.primary_id());
+        if let Some(k) = recorded
+            .iter()
+            .find(|k| k.key_id == primary && k.retired_at.is_some())
+        {
+            return Err(Error::config(format!(
+                "{}: this keyring is out of date: its primary key {} was retired from this \
+                 store{}; load the current keyring (another instance rotated and retired it)",
+                D::BACKEND,
+                k.key_id,
+                k.retired_at
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(|at| format!(
+                        " at {}",
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ))
+                    .unwrap_or_default()
+            )));
+        }
+        let recorded: Vec<(i64, String)> =
+            recorded.into_iter().map(|k| (k.key_id, k.check)).collect();
         verify_checks(D::BACKEND, &store.keyring, &recorded)?;
         drop(conn);
         store.record_primary_check().await?;
@@ -501,6 +536,44 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
                 .heads += c.n;
         }
         Ok(usage.into_values().collect())
+    }
+
+    /// Marks `key_id` retired in the key check table. The database refuses while any
+    /// envelope (by its header or its key_id column) or head MAC is under the key, and
+    /// from then on refuses every write under it, from any instance.
+    async fn retire_key(&self, key_id: u32) -> Result<()> {
+        if key_id == self.keyring.primary_id() {
+            return Err(Error::config(format!(
+                "{}: key {key_id} is this keyring's primary: rotate to a new key first",
+                D::BACKEND
+            )));
+        }
+        let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
+        if let Some(check) = self.keyring.check_value(key_id) {
+            // A key that never sealed here is recorded first, so it is refused from now on.
+            let params = [Param::Int(i64::from(key_id)), Param::Text(&check)];
+            D::Db::execute(&mut conn, &sql::RECORD_KEY_CHECK, &params)
+                .await
+                .map_err(sql_error::<D>)?;
+        }
+        let params = [Param::Int(ms(now())), Param::Int(i64::from(key_id))];
+        let retired = D::Db::execute(&mut conn, &sql::RETIRE_KEY, &params)
+            .await
+            .map_err(|e| retire_error::<D>(key_id, e))?;
+        if retired == 0 {
+            let recorded: Vec<KeyCheck> = D::Db::fetch_all(&mut conn, &sql::KEY_CHECKS, &[])
+                .await
+                .map_err(sql_error::<D>)?;
+            let known = recorded.iter().any(|k| k.key_id == i64::from(key_id));
+            if !known {
+                return Err(Error::config(format!(
+                    "{}: key {key_id} is neither in this keyring nor recorded in the store",
+                    D::BACKEND
+                )));
+            }
+            // Already retired: retiring is idempotent.
+        }
+        Ok(())
     }
 
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {

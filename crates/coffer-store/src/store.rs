@@ -90,6 +90,21 @@ pub trait SecretStore: fmt::Debug + Send + Sync + 'static {
         })
     }
 
+    /// Retires key `key_id` in the store: refused while anything is under it (see
+    /// [`key_usage`](Self::key_usage)), and from then on no write under it is accepted,
+    /// from any instance, so a stale keyring elsewhere fails instead of sealing what no
+    /// current keyring opens. Idempotent. The key's material is then removed from the
+    /// keyring by its owner (`Keyring::remove`).
+    ///
+    /// Stores that cannot enforce it answer [`Error::Unsupported`].
+    async fn retire_key(&self, key_id: u32) -> Result<()> {
+        let _ = key_id;
+        Err(Error::Unsupported {
+            backend: self.backend(),
+            operation: "retiring a key",
+        })
+    }
+
     /// Adds reads to the secrets' `usage_count` and moves `last_used_at` forward, without
     /// touching versions, values or `updated_at`. Records of deleted or unknown secrets
     /// are skipped. The usage layer (`layer::UsageStore`, feature `usage`) calls it in batches.
@@ -222,6 +237,9 @@ macro_rules! forward_store {
             }
             async fn key_usage(&self) -> Result<Vec<KeyUsage>> {
                 (**self).key_usage().await
+            }
+            async fn retire_key(&self, key_id: u32) -> Result<()> {
+                (**self).retire_key(key_id).await
             }
             async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
                 (**self).record_usage(usage).await

@@ -134,6 +134,11 @@ impl<S: coffer_store::SecretStore> coffer_store::SecretStore for FaultyStore<S> 
         self.inner.key_usage().await
     }
 
+    async fn retire_key(&self, key_id: u32) -> coffer_store::Result<()> {
+        self.gate()?;
+        self.inner.retire_key(key_id).await
+    }
+
     async fn record_usage(&self, usage: &[coffer_store::Usage]) -> coffer_store::Result<()> {
         self.gate()?;
         self.inner.record_usage(usage).await

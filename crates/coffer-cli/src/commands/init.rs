@@ -4,7 +4,7 @@ use std::path::Path;
 
 use coffer::envelope::{KdfParams, Keyring, MasterKey};
 
-use super::{CliError, CliResult, open_store, passphrase};
+use super::{CliError, CliResult, KeyringHome, load_keyring_home, open_store, passphrase};
 use crate::cli::Cli;
 use crate::out::out;
 
@@ -23,12 +23,16 @@ fn sqlite_dir(url: &str) -> Option<&Path> {
 }
 
 pub(super) async fn init(cli: &Cli) -> CliResult {
-    let keyring = if let Some(keyring) = Keyring::from_env()? {
-        out!("keyring: using COFFER_MASTER_KEY")?;
-        keyring
-    } else if cli.keyring.exists() {
-        let keyring = Keyring::load(&cli.keyring, passphrase().as_ref())?;
-        out!("keyring: {} (exists)", cli.keyring.display())?;
+    let keyring = if let Some((keyring, home)) = load_keyring_home(cli)? {
+        match home {
+            KeyringHome::EnvOnly => out!("keyring: using COFFER_MASTER_KEY")?,
+            KeyringHome::Plain => out!("keyring: {} (exists)", cli.keyring.display())?,
+            KeyringHome::Sealed(kek) => out!(
+                "keyring: {} (exists, sealed under {})",
+                cli.keyring.display(),
+                kek.source()
+            )?,
+        }
         keyring
     } else {
         let keyring = match passphrase() {

@@ -3,32 +3,20 @@
 
 use std::sync::Arc;
 
+use coffer::envelope::{Kek, KekSource, Keyring};
 use coffer::store::open::scheme_of;
 use coffer::{DynSecretStore, Error, KeyUsage, SecretStoreExt as _};
-use coffer::{envelope, envelope::Keyring};
 
-use super::{CliError, CliResult, open_store, require_keyring};
+use super::{CliError, CliResult, KeyringHome, open_store, require_keyring, require_keyring_home};
 use crate::cli::{Cli, KeysListArgs, RetireArgs, RotateArgs};
 use crate::out::{note, out};
 
 /// Items rewrapped per transaction by `keys rotate`.
 const ROTATE_BATCH: usize = 500;
 
-/// The refusal for a keyring that comes from `COFFER_MASTER_KEY`, which `keys` commands
-/// cannot change.
-fn refuse_env_key(what: &str) -> CliResult {
-    if std::env::var_os(envelope::MASTER_KEY_ENV).is_some() {
-        return Err(CliError::new(format!(
-            "COFFER_MASTER_KEY holds a single key, which coffer cannot {what}: \
-             use a keyring file (unset COFFER_MASTER_KEY and run `coffer init`)"
-        )));
-    }
-    Ok(())
-}
-
 pub(super) async fn rotate(cli: &Cli, args: &RotateArgs) -> CliResult {
-    refuse_env_key("rotate")?;
-    let mut keyring = require_keyring(cli)?;
+    let (mut keyring, mut home) = require_keyring_home(cli)?;
+    home.writable(cli)?;
     if keyring.rotation_pending() {
         note!(
             "resuming the unfinished rotation to key {}",
@@ -45,7 +33,7 @@ pub(super) async fn rotate(cli: &Cli, args: &RotateArgs) -> CliResult {
         let id = keyring.rotate();
         keyring.set_rotation_pending(true);
         // The new key is on disk before any envelope uses it.
-        keyring.save(&cli.keyring)?;
+        home.save(cli, &keyring)?;
         note!("added key {id} as the primary");
     }
     let store = open_store(cli, Some(keyring.clone())).await?;
@@ -73,7 +61,7 @@ pub(super) async fn rotate(cli: &Cli, args: &RotateArgs) -> CliResult {
         )));
     }
     keyring.set_rotation_pending(false);
-    keyring.save(&cli.keyring)?;
+    home.save(cli, &keyring)?;
     if done.retagged > 0 {
         note!(
             "made {} head MACs again under key {}",
@@ -93,7 +81,7 @@ pub(super) async fn rotate(cli: &Cli, args: &RotateArgs) -> CliResult {
             .filter(|id| *id != keyring.primary_id())
             .collect();
         for id in old {
-            retire_one(cli, &mut keyring, &usage, id)?;
+            retire_one(cli, &store, &mut keyring, &mut home, &usage, id).await?;
         }
     }
     Ok(())
@@ -112,8 +100,17 @@ async fn usage_of(store: &Arc<DynSecretStore>) -> CliResult<Vec<KeyUsage>> {
     }
 }
 
-/// Removes key `id` after checking `usage` and saves the keyring.
-fn retire_one(cli: &Cli, keyring: &mut Keyring, usage: &[KeyUsage], id: u32) -> CliResult {
+/// Retires key `id` in the store (which refuses while anything is under it, and from
+/// then on refuses writes under it from any instance) after checking `usage`, then
+/// removes its material from the keyring and saves it.
+async fn retire_one(
+    cli: &Cli,
+    store: &Arc<DynSecretStore>,
+    keyring: &mut Keyring,
+    home: &mut KeyringHome,
+    usage: &[KeyUsage],
+    id: u32,
+) -> CliResult {
     if keyring.rotation_pending() {
         return Err(CliError::new(
             "a rotation is unfinished: run `coffer keys rotate` to finish it first",
@@ -143,17 +140,27 @@ fn retire_one(cli: &Cli, keyring: &mut Keyring, usage: &[KeyUsage], id: u32) -> 
             keyring.primary_id()
         )));
     }
+    match store.retire_key(id).await {
+        Ok(()) => {}
+        Err(Error::Unsupported { backend, .. }) => {
+            return Err(CliError::new(format!(
+                "the {backend} store cannot refuse writes under a retired key, so no key can \
+                 be retired safely: keep every key"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
     keyring.remove(id)?;
-    keyring.save(&cli.keyring)?;
+    home.save(cli, keyring)?;
     out!("retired key {id}")
 }
 
 pub(super) async fn retire(cli: &Cli, args: &RetireArgs) -> CliResult {
-    refuse_env_key("retire a key of")?;
-    let mut keyring = require_keyring(cli)?;
+    let (mut keyring, mut home) = require_keyring_home(cli)?;
+    home.writable(cli)?;
     let store = open_store(cli, Some(keyring.clone())).await?;
     let usage = usage_of(&store).await?;
-    retire_one(cli, &mut keyring, &usage, args.id)
+    retire_one(cli, &store, &mut keyring, &mut home, &usage, args.id).await
 }
 
 /// One row of `coffer keys list`.
@@ -278,4 +285,36 @@ pub(super) async fn migrate(cli: &Cli) -> CliResult {
         }
     };
     out!("gave {adopted} heads a MAC of their current state")
+}
+
+/// Where `keys rekey` reads the new KEK: a key, a key file, a passphrase.
+const NEW_KEK_VARS: [&str; 3] = [
+    "COFFER_NEW_MASTER_KEY",
+    "COFFER_NEW_KEK_FILE",
+    "COFFER_NEW_PASSPHRASE",
+];
+
+pub(super) async fn rekey(cli: &Cli) -> CliResult {
+    let (keyring, home) = require_keyring_home(cli)?;
+    home.writable(cli)?;
+    let [key_var, file_var, passphrase_var] = NEW_KEK_VARS;
+    let new = Kek::from_vars(key_var, file_var, passphrase_var)?.ok_or_else(|| {
+        CliError::new(format!(
+            "no new key-encryption key: set {key_var} (base64 or hex of 32 bytes), \
+             {file_var} (a 0600 key file) or {passphrase_var}"
+        ))
+    })?;
+    keyring.save_sealed(&cli.keyring, &new)?;
+    // Read back with the new KEK before saying it worked.
+    Keyring::load_file(&cli.keyring, Some(&new), None)?;
+    let next = match new.source() {
+        KekSource::Env(_) => "set COFFER_MASTER_KEY to the new key".to_owned(),
+        KekSource::KeyFile(path) => format!("set COFFER_KEK_FILE={}", path.display()),
+        _ => "set COFFER_PASSPHRASE to the new passphrase".to_owned(),
+    };
+    out!(
+        "sealed the keyring {} under {}; from now on {next}",
+        cli.keyring.display(),
+        new.source()
+    )
 }

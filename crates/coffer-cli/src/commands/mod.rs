@@ -121,6 +121,7 @@ pub(crate) async fn run(cli: Cli) -> CliResult<u8> {
         Command::Keys(KeysCommand::List(args)) => keys::list(&cli, args).await,
         Command::Keys(KeysCommand::Retire(args)) => keys::retire(&cli, args).await,
         Command::Keys(KeysCommand::Migrate) => keys::migrate(&cli).await,
+        Command::Keys(KeysCommand::Rekey) => keys::rekey(&cli).await,
         Command::Audit(args) => audit::audit(&cli, args).await,
         Command::Mcp(args) => mcp::serve(&cli, args).await,
         Command::Run(args) => return run::run(&cli, args).await,
@@ -133,25 +134,97 @@ pub(super) fn passphrase() -> Option<SecretString> {
     std::env::var(PASSPHRASE_ENV).ok().map(SecretString::from)
 }
 
-/// Where the keyring comes from: `COFFER_MASTER_KEY` wins over the file.
-fn load_keyring(cli: &Cli) -> CliResult<Option<Keyring>> {
+/// Where a loaded keyring lives, which decides how a change to it is saved.
+pub(super) enum KeyringHome {
+    /// `COFFER_MASTER_KEY` as the only key; no keyring file (or a plain one it overrides).
+    EnvOnly,
+    /// A plain keyring file (keys in the clear, mode 0600).
+    Plain,
+    /// A keyring file sealed under a key-encryption key from the environment.
+    Sealed(envelope::Kek),
+}
+
+impl KeyringHome {
+    /// Saves `keyring` where it came from. A keyring that was only `COFFER_MASTER_KEY`
+    /// becomes a keyring file sealed under that key, so the key keeps opening it (and
+    /// every envelope it sealed, as key 1) after any number of rotations.
+    pub(super) fn save(&mut self, cli: &Cli, keyring: &Keyring) -> CliResult {
+        self.writable(cli)?;
+        match self {
+            Self::Plain => Ok(keyring.save(&cli.keyring)?),
+            Self::Sealed(kek) => Ok(keyring.save_sealed(&cli.keyring, kek)?),
+            Self::EnvOnly => {
+                let kek = envelope::Kek::from_env()?
+                    .ok_or_else(|| CliError::new("COFFER_MASTER_KEY was unset while coffer ran"))?;
+                keyring.save_sealed(&cli.keyring, &kek)?;
+                crate::out::note!(
+                    "keyring: {} (created, sealed under {})",
+                    cli.keyring.display(),
+                    kek.source()
+                );
+                *self = Self::Sealed(kek);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl KeyringHome {
+    /// Refuses before anything changes when a save would be refused: `COFFER_MASTER_KEY`
+    /// over a plain keyring file is neither of them to change.
+    pub(super) fn writable(&self, cli: &Cli) -> CliResult {
+        if matches!(self, Self::EnvOnly) && cli.keyring.exists() {
+            return Err(CliError::new(format!(
+                "COFFER_MASTER_KEY overrides the keyring file {}, so coffer will not change \
+                 either: unset COFFER_MASTER_KEY to use the file, or move the file away to \
+                 keep a keyring sealed under COFFER_MASTER_KEY",
+                cli.keyring.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where the keyring comes from: a sealed keyring file opens with the KEK in the
+/// environment; otherwise `COFFER_MASTER_KEY` wins over a plain file, as before.
+pub(super) fn load_keyring_home(cli: &Cli) -> CliResult<Option<(Keyring, KeyringHome)>> {
+    let sealed_file = cli.keyring.exists()
+        && envelope::Kek::is_sealed(envelope::read_private(&cli.keyring)?.as_bytes());
+    if sealed_file {
+        let kek = envelope::Kek::from_env()?;
+        let keyring = Keyring::load_file(&cli.keyring, kek.as_ref(), None)?;
+        let kek = kek.ok_or_else(|| CliError::new("the keyring file is sealed"))?;
+        return Ok(Some((keyring, KeyringHome::Sealed(kek))));
+    }
     if let Some(keyring) = Keyring::from_env()? {
-        return Ok(Some(keyring));
+        return Ok(Some((keyring, KeyringHome::EnvOnly)));
     }
     if !cli.keyring.exists() {
         return Ok(None);
     }
-    Ok(Some(Keyring::load(&cli.keyring, passphrase().as_ref())?))
+    let keyring = Keyring::load(&cli.keyring, passphrase().as_ref())?;
+    Ok(Some((keyring, KeyringHome::Plain)))
+}
+
+fn load_keyring(cli: &Cli) -> CliResult<Option<Keyring>> {
+    Ok(load_keyring_home(cli)?.map(|(keyring, _)| keyring))
+}
+
+/// The keyring and where it lives, or the error that says how to create one.
+pub(super) fn require_keyring_home(cli: &Cli) -> CliResult<(Keyring, KeyringHome)> {
+    load_keyring_home(cli)?.ok_or_else(|| no_keyring(cli))
+}
+
+fn no_keyring(cli: &Cli) -> CliError {
+    CliError::new(format!(
+        "no keyring at {}: run `coffer init` to create one, or set COFFER_MASTER_KEY \
+         (base64 or hex of 32 bytes)",
+        cli.keyring.display()
+    ))
 }
 
 pub(super) fn require_keyring(cli: &Cli) -> CliResult<Keyring> {
-    load_keyring(cli)?.ok_or_else(|| {
-        CliError::new(format!(
-            "no keyring at {}: run `coffer init` to create one, or set COFFER_MASTER_KEY \
-             (base64 or hex of 32 bytes)",
-            cli.keyring.display()
-        ))
-    })
+    load_keyring(cli)?.ok_or_else(|| no_keyring(cli))
 }
 
 fn needs_keyring(store_url: &str) -> bool {

@@ -126,7 +126,8 @@ pub fn verify_head(
     match keyring.verify_metadata(tag, &head_message(meta, deleted)) {
         Ok(()) => Ok(()),
         Err(EnvelopeError::UnknownKey { key_id }) => Err(tampered(format!(
-            "its MAC names key {key_id}, which is not in the keyring"
+            "its MAC names key {key_id}, which is not in the keyring (if another instance \
+             rotated, this keyring is out of date)"
         ))),
         Err(EnvelopeError::Malformed { .. }) => {
             Err(tampered("its MAC has the wrong length".to_owned()))

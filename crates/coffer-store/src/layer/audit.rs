@@ -653,6 +653,10 @@ impl<S: SecretStore> SecretStore for AuditStore<S> {
         self.inner.key_usage().await
     }
 
+    async fn retire_key(&self, key_id: u32) -> Result<()> {
+        self.inner.retire_key(key_id).await
+    }
+
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
         // Bookkeeping of reads that were audited when they happened.
         self.inner.record_usage(usage).await

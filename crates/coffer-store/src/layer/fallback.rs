@@ -233,6 +233,10 @@ impl SecretStore for FallbackStore {
         self.first().key_usage().await
     }
 
+    async fn retire_key(&self, key_id: u32) -> Result<()> {
+        self.first().retire_key(key_id).await
+    }
+
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
         self.first().record_usage(usage).await
     }

@@ -299,6 +299,10 @@ impl<S: SecretStore> SecretStore for UsageStore<S> {
         self.shared.inner.key_usage().await
     }
 
+    async fn retire_key(&self, key_id: u32) -> Result<()> {
+        self.shared.inner.retire_key(key_id).await
+    }
+
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
         self.shared.inner.record_usage(usage).await
     }
