@@ -97,37 +97,6 @@ impl<D: Dialect> SqlStore<D> {
         Ok(count.map_or(0, |c| u64::try_from(c.0).unwrap_or(0)))
     }
 
-    /// Tags every head that has no MAC with the MAC of its current state, and returns how
-    /// many it tagged.
-    ///
-    /// Heads written by a coffer before it authenticated metadata have no MAC, and every
-    /// read of them is refused as [`Error::Tampered`]. This adopts their state as it is
-    /// now, once, so run it right after the upgrade and only on a database no one else
-    /// could have written in between: a head whose MAC someone removed is adopted too.
-    /// `coffer keys migrate` calls it.
-    pub async fn adopt_untagged_heads(&self) -> Result<u64> {
-        let mut adopted = 0;
-        loop {
-            let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
-            let heads: Vec<MetaRow> =
-                D::Db::fetch_all(&mut conn, &sql::UNTAGGED_HEADS, &[Param::Int(500)])
-                    .await
-                    .map_err(sql_error::<D>)?;
-            drop(conn);
-            if heads.is_empty() {
-                return Ok(adopted);
-            }
-            let mut tx = self.pool.begin().await.map_err(sql_error::<D>)?;
-            for head in heads {
-                let read = HeadRead::of(&head);
-                let meta = head.into_meta(D::BACKEND)?;
-                let mac = tag_head(&self.keyring, &meta, read.deleted);
-                adopted += read.retag::<D>(&mut tx, &mac).await?;
-            }
-            tx.commit().await.map_err(sql_error::<D>)?;
-        }
-    }
-
     /// Re-tags up to `limit` heads whose MAC another key made, after checking each one
     /// under that key; returns how many moved.
     async fn retag_heads(&self, limit: usize) -> Result<u64> {
@@ -574,6 +543,29 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
             // Already retired: retiring is idempotent.
         }
         Ok(())
+    }
+
+    async fn adopt_untagged_heads(&self) -> Result<u64> {
+        let mut adopted = 0;
+        loop {
+            let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
+            let heads: Vec<MetaRow> =
+                D::Db::fetch_all(&mut conn, &sql::UNTAGGED_HEADS, &[Param::Int(500)])
+                    .await
+                    .map_err(sql_error::<D>)?;
+            drop(conn);
+            if heads.is_empty() {
+                return Ok(adopted);
+            }
+            let mut tx = self.pool.begin().await.map_err(sql_error::<D>)?;
+            for head in heads {
+                let read = HeadRead::of(&head);
+                let meta = head.into_meta(D::BACKEND)?;
+                let mac = tag_head(&self.keyring, &meta, read.deleted);
+                adopted += read.retag::<D>(&mut tx, &mac).await?;
+            }
+            tx.commit().await.map_err(sql_error::<D>)?;
+        }
     }
 
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {

@@ -105,6 +105,20 @@ pub trait SecretStore: fmt::Debug + Send + Sync + 'static {
         })
     }
 
+    /// Gives every head that has no MAC (written by a coffer before it authenticated
+    /// metadata) the MAC of its state as it is now, and returns how many it tagged. Every
+    /// read of such a head is refused as [`Error::Tampered`] until then. Run it once,
+    /// right after the upgrade, and only on a store no one else could have written in
+    /// between: a head whose MAC someone removed is adopted too. `coffer keys migrate`.
+    ///
+    /// Stores that keep no head MACs answer [`Error::Unsupported`].
+    async fn adopt_untagged_heads(&self) -> Result<u64> {
+        Err(Error::Unsupported {
+            backend: self.backend(),
+            operation: "adopting heads without a MAC",
+        })
+    }
+
     /// Adds reads to the secrets' `usage_count` and moves `last_used_at` forward, without
     /// touching versions, values or `updated_at`. Records of deleted or unknown secrets
     /// are skipped. The usage layer (`layer::UsageStore`, feature `usage`) calls it in batches.
@@ -240,6 +254,9 @@ macro_rules! forward_store {
             }
             async fn retire_key(&self, key_id: u32) -> Result<()> {
                 (**self).retire_key(key_id).await
+            }
+            async fn adopt_untagged_heads(&self) -> Result<u64> {
+                (**self).adopt_untagged_heads().await
             }
             async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
                 (**self).record_usage(usage).await

@@ -505,6 +505,55 @@ impl SecretStore for SupabaseVaultStore {
         Ok(usage)
     }
 
+    /// Rows of `coffer_vault_meta` without a MAC, each locked with its Vault secret
+    /// while it is tagged. A secret with no metadata row (created with plain SQL) is not
+    /// coffer's and stays refused.
+    async fn adopt_untagged_heads(&self) -> Result<u64> {
+        let Some(keyring) = &self.sealing else {
+            return Err(Error::Unsupported {
+                backend: BACKEND,
+                operation: "adopting heads without client-side sealing",
+            });
+        };
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT vault_id::text, scope, name FROM coffer_vault_meta WHERE mac IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql)?;
+        let mut adopted = 0;
+        for (id, scope, name) in rows {
+            let (Ok(scope), Ok(name)) = (Scope::new(scope), SecretName::new(name)) else {
+                continue;
+            };
+            let mut tx = self.pool.begin().await.map_err(sql)?;
+            let locked: Option<String> = sqlx::query_scalar(
+                "SELECT id::text FROM vault.secrets WHERE id = $1::uuid FOR UPDATE",
+            )
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sql)?;
+            if locked.is_none() {
+                continue;
+            }
+            let meta = Self::row_by_id(&mut tx, &id)
+                .await?
+                .into_meta(scope, name)?;
+            adopted += sqlx::query(
+                "UPDATE coffer_vault_meta SET mac = $1 WHERE vault_id = $2::uuid AND mac IS NULL",
+            )
+            .bind(tag_head(keyring, &meta, false))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql)?
+            .rows_affected();
+            tx.commit().await.map_err(sql)?;
+        }
+        Ok(adopted)
+    }
+
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
         let Some(keyring) = &self.sealing else {
             return Err(Error::Unsupported {

@@ -447,3 +447,46 @@ async fn refused(v: &VaultDb, t: &coffer_store::Scope, name: &str) {
     let meta = v.metadata(t, &n(name)).await.unwrap_err();
     assert!(matches!(meta, Error::Tampered { .. }), "{meta}");
 }
+
+/// A metadata row as a coffer before head MACs wrote it (no MAC): refused until
+/// `adopt_untagged_heads` (`coffer keys migrate`) gives it one; a forged row keeps its
+/// forged MAC and stays refused.
+#[tokio::test]
+async fn heads_written_before_macs_are_adopted_once() {
+    let Some(v) = VaultDb::create(true).await else {
+        return;
+    };
+    let t = s("t");
+    for name in ["legacy", "forged"] {
+        v.put(
+            &t,
+            &n(name),
+            &format!("sk-{name}").into(),
+            &PutOptions::new(),
+        )
+        .await
+        .unwrap();
+    }
+    attack(
+        &v,
+        "UPDATE coffer_vault_meta SET mac = NULL WHERE name = 'legacy'",
+    )
+    .await;
+    attack(
+        &v,
+        "UPDATE coffer_vault_meta SET active = FALSE WHERE name = 'forged'",
+    )
+    .await;
+    refused(&v, &t, "legacy").await;
+    assert_eq!(v.adopt_untagged_heads().await.unwrap(), 1);
+    assert_eq!(
+        v.get(&t, &n("legacy"), None)
+            .await
+            .unwrap()
+            .value
+            .expose_secret(),
+        "sk-legacy"
+    );
+    assert_eq!(v.adopt_untagged_heads().await.unwrap(), 0);
+    refused(&v, &t, "forged").await;
+}

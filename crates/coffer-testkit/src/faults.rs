@@ -139,6 +139,11 @@ impl<S: coffer_store::SecretStore> coffer_store::SecretStore for FaultyStore<S> 
         self.inner.retire_key(key_id).await
     }
 
+    async fn adopt_untagged_heads(&self) -> coffer_store::Result<u64> {
+        self.gate()?;
+        self.inner.adopt_untagged_heads().await
+    }
+
     async fn record_usage(&self, usage: &[coffer_store::Usage]) -> coffer_store::Result<()> {
         self.gate()?;
         self.inner.record_usage(usage).await

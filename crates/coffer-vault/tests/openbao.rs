@@ -853,7 +853,9 @@ async fn forged_custom_metadata_with_the_bao_cli_is_refused() {
                         args.push(format!("-custom-metadata={k}={}", v.as_str().unwrap()));
                     }
                 }
-                args.push(format!("-custom-metadata={field}"));
+                if !field.ends_with('=') {
+                    args.push(format!("-custom-metadata={field}"));
+                }
                 args.push(path(name));
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 bao(&server, &args);
@@ -930,5 +932,30 @@ async fn forged_custom_metadata_with_the_bao_cli_is_refused() {
             .unwrap();
         let got = store.get(&scope, &n("fine"), None).await.unwrap();
         assert_eq!(got.value.expose_secret(), "value-f");
+
+        // A head as a coffer before metadata MACs wrote it (no MAC): refused until
+        // `adopt_untagged_heads` (`coffer keys migrate`) gives it one; forged heads,
+        // which carry a MAC, are not adopted.
+        store
+            .put(
+                &scope,
+                &n("legacy"),
+                &"value-l".into(),
+                &PutOptions::new().provider("openai"),
+            )
+            .await
+            .unwrap();
+        patch("legacy", "coffer_mac=");
+        assert_tampered(store.get(&scope, &n("legacy"), None).await, "legacy");
+        assert_eq!(
+            store.adopt_untagged_heads().await.unwrap(),
+            1,
+            "{version:?}"
+        );
+        let got = store.get(&scope, &n("legacy"), None).await.unwrap();
+        assert_eq!(got.value.expose_secret(), "value-l");
+        assert_eq!(got.meta.provider.as_deref(), Some("openai"));
+        assert_eq!(store.adopt_untagged_heads().await.unwrap(), 0);
+        assert_tampered(store.get(&scope, &n("inactive"), None).await, "inactive");
     }
 }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use coffer::envelope::{Kek, KekSource, Keyring};
-use coffer::store::open::scheme_of;
 use coffer::{DynSecretStore, Error, KeyUsage, SecretStoreExt as _};
 
 use super::{CliError, CliResult, KeyringHome, open_store, require_keyring, require_keyring_home};
@@ -262,27 +261,16 @@ pub(super) async fn list(cli: &Cli, args: &KeysListArgs) -> CliResult {
 }
 
 pub(super) async fn migrate(cli: &Cli) -> CliResult {
-    let keyring = Arc::new(require_keyring(cli)?);
-    let scheme = scheme_of(&cli.store).unwrap_or("").to_ascii_lowercase();
-    let adopted = match scheme.as_str() {
-        "sqlite" => {
-            coffer::sql::SqliteStore::connect(&cli.store, keyring)
-                .await?
-                .adopt_untagged_heads()
-                .await?
-        }
-        "postgres" | "postgresql" => {
-            coffer::sql::PgStore::connect(&cli.store, keyring)
-                .await?
-                .adopt_untagged_heads()
-                .await?
-        }
-        _ => {
+    let keyring = require_keyring(cli)?;
+    let store = open_store(cli, Some(keyring)).await?;
+    let adopted = match store.adopt_untagged_heads().await {
+        Ok(n) => n,
+        Err(Error::Unsupported { backend, .. }) => {
             return Err(CliError::new(format!(
-                "`coffer keys migrate` can so far bring only SQLite and Postgres stores \
-                 up to date, not a {scheme} store"
+                "the {backend} store keeps no head MACs: nothing to migrate"
             )));
         }
+        Err(e) => return Err(e.into()),
     };
     out!("gave {adopted} heads a MAC of their current state")
 }

@@ -657,6 +657,10 @@ impl<S: SecretStore> SecretStore for AuditStore<S> {
         self.inner.retire_key(key_id).await
     }
 
+    async fn adopt_untagged_heads(&self) -> Result<u64> {
+        self.inner.adopt_untagged_heads().await
+    }
+
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
         // Bookkeeping of reads that were audited when they happened.
         self.inner.record_usage(usage).await

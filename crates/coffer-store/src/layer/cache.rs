@@ -445,6 +445,15 @@ impl<S: SecretStore> SecretStore for CacheStore<S> {
         self.inner.retire_key(key_id).await
     }
 
+    async fn adopt_untagged_heads(&self) -> Result<u64> {
+        let adopted = self.inner.adopt_untagged_heads().await?;
+        if adopted > 0 {
+            // Nothing cached could have been read from an untagged head, but be plain.
+            self.shared.clear();
+        }
+        Ok(adopted)
+    }
+
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
         self.inner.record_usage(usage).await
     }

@@ -237,6 +237,10 @@ impl SecretStore for FallbackStore {
         self.first().retire_key(key_id).await
     }
 
+    async fn adopt_untagged_heads(&self) -> Result<u64> {
+        self.first().adopt_untagged_heads().await
+    }
+
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
         self.first().record_usage(usage).await
     }

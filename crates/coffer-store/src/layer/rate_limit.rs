@@ -146,6 +146,10 @@ impl<S: SecretStore> SecretStore for RateLimitStore<S> {
         self.inner.retire_key(key_id).await
     }
 
+    async fn adopt_untagged_heads(&self) -> Result<u64> {
+        self.inner.adopt_untagged_heads().await
+    }
+
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
         self.inner.record_usage(usage).await
     }

@@ -303,6 +303,10 @@ impl<S: SecretStore> SecretStore for UsageStore<S> {
         self.shared.inner.retire_key(key_id).await
     }
 
+    async fn adopt_untagged_heads(&self) -> Result<u64> {
+        self.shared.inner.adopt_untagged_heads().await
+    }
+
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
         self.shared.inner.record_usage(usage).await
     }

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use coffer_envelope::{Context, from_text, to_text};
+use coffer_envelope::{Context, Keyring, from_text, to_text};
 use coffer_store::backend::{page_of, put_optimistic};
 use coffer_store::{
     Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
@@ -379,6 +379,8 @@ trait Engine: Send + Sync {
     async fn delete(&self, kv: &VaultStore, key: Key<'_>, mode: DeleteMode) -> Result<()>;
     /// The keys of one folder (`name` or `folder/`).
     async fn list(&self, kv: &VaultStore, folder: &str) -> Result<Vec<String>, Failure>;
+    /// Gives the head a MAC of its current state if it has none; whether it did.
+    async fn adopt(&self, kv: &VaultStore, key: Key<'_>, keyring: &Keyring) -> Result<bool>;
 }
 
 #[async_trait]
@@ -445,6 +447,32 @@ impl SecretStore for VaultStore {
 
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
         self.engine.delete(self, Key { scope, name }, mode).await
+    }
+
+    /// Every secret under the prefix whose metadata has no `coffer_mac`. Vault offers
+    /// no check-and-set on metadata, so run it while nothing else writes the mount.
+    async fn adopt_untagged_heads(&self) -> Result<u64> {
+        let Some(keyring) = self.conn.config().sealing.clone() else {
+            return Err(Error::Unsupported {
+                backend: BACKEND,
+                operation: "adopting heads without client-side sealing",
+            });
+        };
+        let mut adopted = 0;
+        for full in self.names(self.base()).await? {
+            let Some((scope, name)) = full.split_once('/') else {
+                continue;
+            };
+            let (Ok(scope), Ok(name)) = (Scope::new(scope), SecretName::new(name)) else {
+                continue;
+            };
+            let key = Key {
+                scope: &scope,
+                name: &name,
+            };
+            adopted += u64::from(self.engine.adopt(self, key, &keyring).await?);
+        }
+        Ok(adopted)
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

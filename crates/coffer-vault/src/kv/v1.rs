@@ -12,9 +12,11 @@ use coffer_store::{
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 
+use coffer_envelope::Keyring;
+
 use super::{
-    Engine, Key, Put, VALUE_FIELD, VaultStore, apply_map, meta_to_map, not_found, optional,
-    verify_custom,
+    Engine, Key, MAC_KEY, Put, VALUE_FIELD, VaultStore, apply_map, meta_to_map, not_found,
+    optional, verify_custom,
 };
 use crate::client::{BACKEND, Failure};
 
@@ -40,6 +42,25 @@ impl KvV1 {
         name: &SecretName,
         data: &serde_json::Map<String, Value>,
     ) -> Result<SecretMeta> {
+        let meta = Self::meta_of(scope, name, data);
+        verify_custom(kv.keyring(), &meta, &Self::coffer_fields(data))?;
+        Ok(meta)
+    }
+
+    /// The `coffer_*` string fields of a stored secret.
+    fn coffer_fields(data: &serde_json::Map<String, Value>) -> HashMap<String, String> {
+        data.iter()
+            .filter(|(k, _)| k.starts_with("coffer_"))
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+            .collect()
+    }
+
+    /// The metadata as stored, not checked.
+    fn meta_of(
+        scope: &Scope,
+        name: &SecretName,
+        data: &serde_json::Map<String, Value>,
+    ) -> SecretMeta {
         let map: HashMap<String, String> = data
             .iter()
             .filter(|(k, _)| k.starts_with("coffer_"))
@@ -58,8 +79,45 @@ impl KvV1 {
         {
             meta.updated_at = u;
         }
-        verify_custom(kv.keyring(), &meta, &map)?;
-        Ok(meta)
+        meta
+    }
+
+    /// The `coffer_*` fields to store beside a value for `meta`, MAC included.
+    fn fields(meta: &SecretMeta, keyring: Option<&Keyring>) -> Result<HashMap<String, String>> {
+        let mut map = meta_to_map(meta, false, keyring)?;
+        map.insert("coffer_version".into(), meta.version.to_string());
+        map.insert(
+            "coffer_updated_at".into(),
+            meta.updated_at.timestamp_millis().to_string(),
+        );
+        Ok(map)
+    }
+
+    /// Writes `fields` and the stored `value` as the whole secret at `path`.
+    async fn write(
+        kv: &VaultStore,
+        path: String,
+        fields: HashMap<String, String>,
+        value: String,
+        what: &str,
+    ) -> Result<()> {
+        let mount = kv.mount().to_owned();
+        kv.conn
+            .run(move |c| {
+                let mount = mount.clone();
+                let path = path.clone();
+                let mut owned = fields.clone();
+                owned.insert(VALUE_FIELD.to_owned(), value.clone());
+                Box::pin(async move {
+                    let data: HashMap<&str, &str> = owned
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    vaultrs::kv1::set(c, &mount, &path, &data).await
+                })
+            })
+            .await
+            .map_err(|f| f.into_error(what))
     }
 
     /// One write, as read: KV v1 cannot detect a lost race.
@@ -89,29 +147,9 @@ impl KvV1 {
         }
         meta.key_id = kv.conn.config().sealing.as_ref().map(|k| k.primary_id());
         let stored = kv.seal(scope, name, meta.version, value);
-        let mut map = meta_to_map(&meta, false, kv.keyring())?;
-        map.insert("coffer_version".into(), meta.version.to_string());
-        map.insert(
-            "coffer_updated_at".into(),
-            meta.updated_at.timestamp_millis().to_string(),
-        );
-        let mount = kv.mount().to_owned();
-        kv.conn
-            .run(move |c| {
-                let mount = mount.clone();
-                let path = path.clone();
-                let mut owned = map.clone();
-                owned.insert(VALUE_FIELD.to_owned(), stored.expose_secret().to_owned());
-                Box::pin(async move {
-                    let data: HashMap<&str, &str> = owned
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
-                    vaultrs::kv1::set(c, &mount, &path, &data).await
-                })
-            })
-            .await
-            .map_err(|f| f.into_error(&format!("{scope}/{name}")))?;
+        let fields = Self::fields(&meta, kv.keyring())?;
+        let value = stored.expose_secret().to_owned();
+        Self::write(kv, path, fields, value, &format!("{scope}/{name}")).await?;
         Ok(meta)
     }
 }
@@ -174,6 +212,32 @@ impl Engine for KvV1 {
         })
         .await
         .map_err(|f| f.into_error(&format!("{scope}/{name}")))
+    }
+
+    /// KV v1 has no check-and-set: run it while nothing else writes the mount.
+    async fn adopt(&self, kv: &VaultStore, key: Key<'_>, keyring: &Keyring) -> Result<bool> {
+        let Key { scope, name } = key;
+        let path = kv.path(scope, name);
+        let Some(data) = Self::read(kv, &path).await? else {
+            return Ok(false);
+        };
+        if data.contains_key(MAC_KEY) {
+            return Ok(false);
+        }
+        let Some(value) = data.get(VALUE_FIELD).and_then(Value::as_str) else {
+            return Ok(false);
+        };
+        let meta = Self::meta_of(scope, name, &data);
+        let fields = Self::fields(&meta, Some(keyring))?;
+        Self::write(
+            kv,
+            path,
+            fields,
+            value.to_owned(),
+            &format!("{scope}/{name}"),
+        )
+        .await?;
+        Ok(true)
     }
 
     async fn list(&self, kv: &VaultStore, folder: &str) -> Result<Vec<String>, Failure> {

@@ -16,9 +16,11 @@ use vaultrs::api::kv2::requests::{
 };
 use vaultrs::api::kv2::responses::{ReadSecretMetadataResponse, ReadSecretResponse};
 
+use coffer_envelope::Keyring;
+
 use super::{
-    Engine, Key, Put, VALUE_FIELD, VaultStore, apply_map, meta_to_map, millis_of, not_found,
-    optional, verify_custom,
+    DELETED_KEY, Engine, Key, MAC_KEY, Put, VALUE_FIELD, VaultStore, apply_map, meta_to_map,
+    millis_of, not_found, optional, verify_custom,
 };
 use crate::client::{BACKEND, Failure};
 
@@ -319,6 +321,22 @@ impl Engine for KvV2 {
                 operation: "this delete mode",
             }),
         }
+    }
+
+    async fn adopt(&self, kv: &VaultStore, key: Key<'_>, keyring: &Keyring) -> Result<bool> {
+        let Key { scope, name } = key;
+        let path = kv.path(scope, name);
+        let Some(head) = Self::head(kv, &path).await? else {
+            return Ok(false);
+        };
+        if head.current == 0 || head.custom.contains_key(MAC_KEY) {
+            return Ok(false);
+        }
+        let meta = head.meta(scope, name);
+        let deleted = head.custom.get(DELETED_KEY).is_some_and(|v| v == "true");
+        let custom = meta_to_map(&meta, deleted, Some(keyring))?;
+        Self::set_custom(kv, &path, custom, &format!("{scope}/{name}")).await?;
+        Ok(true)
     }
 
     async fn list(&self, kv: &VaultStore, folder: &str) -> Result<Vec<String>, Failure> {
