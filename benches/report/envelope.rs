@@ -81,6 +81,47 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report) {
     open.finish();
 
     head_mac(c, report, &keyring, &ctx);
+    keyring_load(c, report);
+}
+
+/// Opening a keyring file of three keys at start-up: plain, sealed under a key (what
+/// `COFFER_MASTER_KEY` or a key file does) and sealed under a passphrase (PBKDF2 with
+/// 600,000 iterations, paid once per open by design).
+fn keyring_load(c: &mut Criterion, report: &mut Report) {
+    use coffer_envelope::Kek;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut keyring = Keyring::new(MasterKey::generate());
+    keyring.rotate();
+    keyring.rotate();
+    let plain = dir.path().join("plain.json");
+    keyring.save(&plain).expect("save");
+    let key = Kek::from_key(MasterKey::generate());
+    let sealed = dir.path().join("sealed.json");
+    keyring.save_sealed(&sealed, &key).expect("seal");
+    let words = Kek::from_passphrase("a passphrase for the benchmark".into());
+    let by_passphrase = dir.path().join("passphrase.json");
+    keyring.save_sealed(&by_passphrase, &words).expect("seal");
+
+    let mut group = report.group(
+        c,
+        "keyring load",
+        "Reading a keyring file of three keys at start-up: plain (keys in the clear, mode \
+         0600), sealed under a 32-byte key-encryption key, and sealed under a passphrase \
+         (PBKDF2-HMAC-SHA256, 600,000 iterations).",
+    );
+    group.sample_size(10);
+    const PLAIN: &str = "plain file";
+    group.row(PLAIN, None, |b| {
+        b.iter(|| black_box(Keyring::load(&plain, None).expect("load")));
+    });
+    group.row("sealed under a key", Some(PLAIN), |b| {
+        b.iter(|| black_box(Keyring::load_file(&sealed, Some(&key), None).expect("load")));
+    });
+    group.row("sealed under a passphrase", Some(PLAIN), |b| {
+        b.iter(|| black_box(Keyring::load_file(&by_passphrase, Some(&words), None).expect("load")));
+    });
+    group.finish();
 }
 
 /// What authenticating a head adds to every read: one HMAC-SHA256 over its state, beside
