@@ -153,6 +153,27 @@ impl SupabaseVaultStore {
         Ok(())
     }
 
+    /// A transaction holding Vault secret `id` locked, with its scope and name parsed;
+    /// `None` when the secret is gone or its name is not coffer's.
+    async fn lock_row(
+        &self,
+        id: &str,
+        scope: String,
+        name: String,
+    ) -> Result<Option<(Transaction<'static, Postgres>, Scope, SecretName)>> {
+        let (Ok(scope), Ok(name)) = (Scope::new(scope), SecretName::new(name)) else {
+            return Ok(None);
+        };
+        let mut tx = self.pool.begin().await.map_err(sql)?;
+        let locked: Option<String> =
+            sqlx::query_scalar("SELECT id::text FROM vault.secrets WHERE id = $1::uuid FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(sql)?;
+        Ok(locked.map(|_| (tx, scope, name)))
+    }
+
     async fn row_by_id(tx: &mut Transaction<'static, Postgres>, id: &str) -> Result<VaultRow> {
         sqlx::query_as(concat!(
             select_row!("vault.secrets"),
@@ -523,20 +544,9 @@ impl SecretStore for SupabaseVaultStore {
         .map_err(sql)?;
         let mut adopted = 0;
         for (id, scope, name) in rows {
-            let (Ok(scope), Ok(name)) = (Scope::new(scope), SecretName::new(name)) else {
+            let Some((mut tx, scope, name)) = self.lock_row(&id, scope, name).await? else {
                 continue;
             };
-            let mut tx = self.pool.begin().await.map_err(sql)?;
-            let locked: Option<String> = sqlx::query_scalar(
-                "SELECT id::text FROM vault.secrets WHERE id = $1::uuid FOR UPDATE",
-            )
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(sql)?;
-            if locked.is_none() {
-                continue;
-            }
             let meta = Self::row_by_id(&mut tx, &id)
                 .await?
                 .into_meta(scope, name)?;
@@ -579,21 +589,10 @@ impl SecretStore for SupabaseVaultStore {
         .map_err(sql)?;
         let mut rewrapped = 0;
         for (id, scope, name) in rows {
-            let (Ok(scope), Ok(name)) = (Scope::new(scope), SecretName::new(name)) else {
+            // Lock the row, check its head under the key that made its MAC, then move it.
+            let Some((mut tx, scope, name)) = self.lock_row(&id, scope, name).await? else {
                 continue;
             };
-            let mut tx = self.pool.begin().await.map_err(sql)?;
-            // Lock the row, check its head under the key that made its MAC, then move it.
-            let locked: Option<String> = sqlx::query_scalar(
-                "SELECT id::text FROM vault.secrets WHERE id = $1::uuid FOR UPDATE",
-            )
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(sql)?;
-            if locked.is_none() {
-                continue;
-            }
             let meta = Self::row_by_id(&mut tx, &id).await?.into_checked(
                 scope.clone(),
                 name.clone(),
