@@ -293,8 +293,9 @@ pub(crate) enum KeysCommand {
     /// under it (run `coffer keys rotate` first) and for the primary key.
     Retire(RetireArgs),
     /// Bring a store written by an earlier coffer up to date: give every head that has
-    /// no MAC the MAC of its current state. Run it once, right after the upgrade.
-    Migrate,
+    /// no MAC the MAC of its current state. Run it once, right after the upgrade. With
+    /// --to-store, move the keyring into the store instead.
+    Migrate(MigrateArgs),
     /// Seal the keyring file under a new key-encryption key, read from
     /// COFFER_NEW_MASTER_KEY, COFFER_NEW_KEK_FILE or COFFER_NEW_PASSPHRASE. Only the
     /// keyring is re-encrypted; no secret is touched. Also seals a plain keyring file.
@@ -308,6 +309,18 @@ pub(crate) struct RotateArgs {
     /// command.
     #[arg(long)]
     pub(crate) retire: bool,
+}
+
+/// Options of `coffer keys migrate`.
+#[derive(Debug, Args)]
+pub(crate) struct MigrateArgs {
+    /// Keep the keyring in the store itself (SQLite, Postgres, Vault KV v2, Supabase),
+    /// sealed under the key-encryption key in COFFER_MASTER_KEY, COFFER_KEK_FILE or
+    /// COFFER_PASSPHRASE, so every instance that shares the store and holds that KEK
+    /// shares its keys, and follows rotations without copying files. Every secret of
+    /// the scope is read back with it before this reports success.
+    #[arg(long)]
+    pub(crate) to_store: bool,
 }
 
 /// Options of `coffer keys list`.

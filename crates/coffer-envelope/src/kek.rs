@@ -55,6 +55,10 @@ const KEYRING_LABEL: &[u8] = b"coffer/v1 keyring";
 pub struct Kek {
     source: KekSource,
     secret: KekSecret,
+    /// The key last derived from the passphrase, with its parameters: a store that
+    /// reloads its keyring (another instance rotated) pays PBKDF2 once per salt, not once
+    /// per reload, and a seal reuses the salt.
+    derived: std::sync::Mutex<Option<(KdfParams, MasterKey)>>,
 }
 
 /// Where a [`Kek`] came from, named in its errors.
@@ -129,6 +133,7 @@ impl Kek {
         Self {
             source: KekSource::Key,
             secret: KekSecret::Key(key),
+            derived: Default::default(),
         }
     }
 
@@ -138,6 +143,7 @@ impl Kek {
         Self {
             source: KekSource::Passphrase(None),
             secret: KekSecret::Passphrase(passphrase),
+            derived: Default::default(),
         }
     }
 
@@ -149,6 +155,7 @@ impl Kek {
         Ok(Self {
             source: KekSource::KeyFile(path.to_owned()),
             secret: KekSecret::Key(key),
+            derived: Default::default(),
         })
     }
 
@@ -173,6 +180,7 @@ impl Kek {
             return Ok(Some(Self {
                 source: KekSource::Env(key_var.to_owned()),
                 secret: KekSecret::Key(key),
+                derived: Default::default(),
             }));
         }
         if let Some(path) = var(file_var)? {
@@ -185,6 +193,7 @@ impl Kek {
             Some(p) => Ok(Some(Self {
                 source: KekSource::Passphrase(Some(passphrase_var.to_owned())),
                 secret: KekSecret::Passphrase(p.into()),
+                derived: Default::default(),
             })),
             None => Ok(None),
         }
@@ -213,12 +222,17 @@ impl Kek {
         let (key, kind, kdf) = match &self.secret {
             KekSecret::Key(key) => (key.clone(), "key", None),
             KekSecret::Passphrase(p) => {
-                let params = KdfParams::generate();
-                (
-                    MasterKey::from_passphrase(p, &params)?,
-                    "passphrase",
-                    Some(params),
-                )
+                let cached = self.cached().clone();
+                let (params, key) = match cached {
+                    Some(pair) => pair,
+                    None => {
+                        let params = KdfParams::generate();
+                        let key = MasterKey::from_passphrase(p, &params)?;
+                        *self.cached() = Some((params.clone(), key.clone()));
+                        (params, key)
+                    }
+                };
+                (key, "passphrase", Some(params))
             }
         };
         let mut nonce = [0u8; 12];
@@ -252,6 +266,9 @@ impl Kek {
     pub fn open_keyring(&self, sealed: &[u8]) -> Result<Keyring> {
         let source = &self.source;
         let bad = |what: &str| Error::keyring(None, format!("sealed keyring: {what}"));
+        if let Some(other) = foreign_kek(sealed) {
+            return Err(bad(&format!("it is sealed with {other}, not {source}")));
+        }
         let doc: Sealed =
             serde_json::from_slice(sealed).map_err(|_| bad("not a sealed keyring document"))?;
         if doc.format != SEALED_KEYRING_FORMAT {
@@ -260,7 +277,17 @@ impl Kek {
         let key = match (&self.secret, doc.kek.as_str(), &doc.kdf) {
             (KekSecret::Key(key), "key", None) => key.clone(),
             (KekSecret::Passphrase(p), "passphrase", Some(params)) => {
-                MasterKey::from_passphrase(p, params)?
+                let cached = self.cached().clone();
+                match cached {
+                    Some((known, key)) if known == *params => key,
+                    _ => {
+                        let key = MasterKey::from_passphrase(p, params)?;
+                        if key.check_value() == doc.check {
+                            *self.cached() = Some((params.clone(), key.clone()));
+                        }
+                        key
+                    }
+                }
             }
             (KekSecret::Key(_), "passphrase", _) => {
                 return Err(bad(&format!(
@@ -303,6 +330,32 @@ impl Kek {
         );
         let text = std::str::from_utf8(&plaintext).map_err(|_| bad("not UTF-8 inside"))?;
         Keyring::from_json_raw(text)
+    }
+}
+
+impl Kek {
+    fn cached(&self) -> std::sync::MutexGuard<'_, Option<(KdfParams, MasterKey)>> {
+        self.derived
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The kind of a sealed keyring document's KEK when it is not one [`Kek`] opens (`key`
+/// or `passphrase`), e.g. `transit` for one sealed by Vault Transit.
+pub fn sealed_kek_kind(sealed: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        kek: Option<String>,
+    }
+    serde_json::from_slice::<Probe>(sealed).ok()?.kek
+}
+
+fn foreign_kek(sealed: &[u8]) -> Option<String> {
+    match sealed_kek_kind(sealed)?.as_str() {
+        "key" | "passphrase" => None,
+        "transit" => Some("Vault Transit".to_owned()),
+        other => Some(format!("a KEK of kind {other:?}")),
     }
 }
 

@@ -428,13 +428,25 @@ impl Keyring {
     }
 
     /// The keyring in the file format with every key as raw bytes (passphrase-derived ones
-    /// too), for sealing under a KEK ([`Kek::seal_keyring`](crate::Kek::seal_keyring)).
-    pub(crate) fn to_json_raw(&self) -> Result<Zeroizing<String>> {
+    /// too), for sealing under a KEK ([`Kek::seal_keyring`](crate::Kek::seal_keyring), or
+    /// a [`KeyringKek`](crate::KeyringKek) kept elsewhere, such as Vault Transit).
+    ///
+    /// The text holds every key in the clear: encrypt it, and let the `Zeroizing` wipe it.
+    ///
+    /// ```
+    /// use coffer_envelope::{Keyring, MasterKey};
+    /// let mut keyring = Keyring::new(MasterKey::generate());
+    /// keyring.rotate();
+    /// let text = keyring.to_json_raw()?;
+    /// assert_eq!(Keyring::from_json_raw(&text)?.primary_id(), 2);
+    /// # Ok::<(), coffer_envelope::Error>(())
+    /// ```
+    pub fn to_json_raw(&self) -> Result<Zeroizing<String>> {
         self.to_json(true)
     }
 
     /// The inverse of [`to_json_raw`](Self::to_json_raw).
-    pub(crate) fn from_json_raw(text: &str) -> Result<Self> {
+    pub fn from_json_raw(text: &str) -> Result<Self> {
         Self::parse(text, None, None)
     }
 

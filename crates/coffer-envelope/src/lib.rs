@@ -29,6 +29,7 @@ pub mod fuzzing;
 mod kek;
 mod key;
 mod keyring;
+mod shared;
 
 pub use context::Context;
 pub use envelope::{
@@ -36,7 +37,10 @@ pub use envelope::{
     OVERHEAD, SALT_LEN, TAG_LEN, TEXT_PREFIX, from_text, to_text,
 };
 pub use error::{Error, Result};
-pub use kek::{KEK_FILE_ENV, Kek, KekSource, PASSPHRASE_ENV, SEALED_KEYRING_FORMAT};
+pub use kek::{
+    KEK_FILE_ENV, Kek, KekSource, PASSPHRASE_ENV, SEALED_KEYRING_FORMAT, sealed_kek_kind,
+};
+pub use shared::{BoxFuture, KeyringHandle, KeyringKek};
 pub use key::{
     KEY_LEN, KdfParams, MASTER_KEY_ENV, MIN_PBKDF2_ITERATIONS, MasterKey, PBKDF2_ALGORITHM,
     PBKDF2_SALT_LEN,

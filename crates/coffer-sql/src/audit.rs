@@ -178,7 +178,7 @@ impl SqlAuditSink {
     /// keyring matches).
     pub async fn connect(
         url: &str,
-        keyring: std::sync::Arc<coffer_envelope::Keyring>,
+        keyring: impl Into<coffer_envelope::KeyringHandle>,
     ) -> Result<Self> {
         Ok(Self::open_with_store(url, keyring).await?.1)
     }
@@ -198,8 +198,9 @@ impl SqlAuditSink {
     /// ```
     pub async fn open_with_store(
         url: &str,
-        keyring: std::sync::Arc<coffer_envelope::Keyring>,
+        keyring: impl Into<coffer_envelope::KeyringHandle>,
     ) -> Result<(std::sync::Arc<coffer_store::DynSecretStore>, Self)> {
+        let keyring = keyring.into();
         match coffer_store::open::scheme_of(url)
             .map(str::to_ascii_lowercase)
             .as_deref()

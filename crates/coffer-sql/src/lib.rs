@@ -9,6 +9,8 @@ mod common;
 mod dialect;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod driver;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod keyring;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -34,5 +36,7 @@ pub use postgres::{
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteDialect, SqliteOpener, SqliteStore};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use keyring::SqlKeyring;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use store::SqlStore;

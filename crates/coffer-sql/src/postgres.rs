@@ -5,15 +5,17 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coffer_envelope::Keyring;
+use coffer_envelope::{KeyringHandle, KeyringKek};
+use coffer_store::keys::{KeyringReload, KeyringStorage, SharedKeyring};
 use coffer_store::open::{OpenOptions, StoreOpener};
-use coffer_store::{Change, DynSecretStore, Error, Result, Scope};
-use futures::Stream;
+use coffer_store::{Change, DynSecretStore, Error, KeyringNotice, Result, Scope};
+use futures::{Stream, StreamExt as _};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
 use crate::common::map_sqlx;
 use crate::dialect::{Dialect, Scoped, sealed};
+use crate::keyring::SqlKeyring;
 use crate::driver::{Driver as _, Param, Statement, first};
 use crate::row::{PutWrite, Returned};
 use crate::sql::{self, Composed};
@@ -128,31 +130,51 @@ impl SqlStore<PgDialect> {
     /// `sslkey`, `verify-full` by default to a host off loopback, and a guard against a
     /// server asking for the password in cleartext without TLS. An unknown parameter is
     /// an error.
-    pub async fn connect(url: &str, keyring: Arc<Keyring>) -> Result<Self> {
-        let mut rls = false;
-        let target = PgTarget::from_url(url, |key, value| {
-            if key != RLS_URL_PARAM {
-                return Ok(false);
+    pub async fn connect(url: &str, keyring: impl Into<KeyringHandle>) -> Result<Self> {
+        let (pool, dialect) = connect_url(url).await?;
+        Self::checked(pool, keyring.into(), dialect).await
+    }
+
+    /// Connects to a Postgres URL (as [`connect`](Self::connect)) with the keyring kept
+    /// in the database itself (table `coffer_keyring`), opened with `kek`; see
+    /// [`coffer_store::keys`]. [`follow_keyring`](Self::follow_keyring) makes a
+    /// rotation by another instance take effect here as soon as it is announced.
+    pub async fn connect_shared(
+        url: &str,
+        kek: Arc<dyn KeyringKek>,
+    ) -> Result<KeyringReload<Self>> {
+        let (pool, dialect) = connect_url(url).await?;
+        Self::shared(pool, kek, dialect).await
+    }
+
+    /// Reloads `keys` whenever another instance announces a keyring change on
+    /// [`NOTIFY_CHANNEL`], and after the notification connection comes back (a change
+    /// may have been missed), until the returned task is aborted. The reload on an
+    /// unknown key id stays as the fallback.
+    pub async fn follow_keyring(
+        &self,
+        keys: Arc<SharedKeyring>,
+    ) -> Result<tokio::task::JoinHandle<()>> {
+        let events = self.watch().await?;
+        Ok(tokio::spawn(async move {
+            futures::pin_mut!(events);
+            while let Some(event) = events.next().await {
+                let due = match event {
+                    WatchEvent::KeyringChanged { generation } => generation > keys.generation(),
+                    WatchEvent::Reconnected => true,
+                    _ => false,
+                };
+                if due && let Err(e) = keys.reload_now().await {
+                    tracing::warn!(error = %e, "coffer: reloading the keyring after a notice failed");
+                }
             }
-            rls = coffer_store::open::parse_flag(RLS_URL_PARAM, value)?;
-            Ok(true)
-        })?;
-        let options = PgOptions::new().row_level_security(rls);
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(target.options().clone())
-            .await
-            .map_err(|e| target.connect_error(BACKEND, e))?;
-        let mut store = Self::from_pool(pool, keyring, options).await?;
-        store.dialect.guard = target.guard().cloned();
-        Ok(store)
+        }))
     }
 
     /// Connects with explicit sqlx connect options and store options.
     pub async fn connect_with(
         connect: PgConnectOptions,
-        keyring: Arc<Keyring>,
+        keyring: impl Into<KeyringHandle>,
         options: PgOptions,
     ) -> Result<Self> {
         let pool = PgPoolOptions::new()
@@ -167,24 +189,11 @@ impl SqlStore<PgDialect> {
     /// Builds the store on an existing pool (migrating it unless told not to).
     pub async fn from_pool(
         pool: PgPool,
-        keyring: Arc<Keyring>,
+        keyring: impl Into<KeyringHandle>,
         options: PgOptions,
     ) -> Result<Self> {
-        if options.migrate {
-            crate::common::run_migrations(BACKEND, sqlx::migrate!("./migrations/postgres"), &pool)
-                .await?;
-            if options.row_level_security {
-                sqlx::query("SELECT coffer_enable_row_level_security()")
-                    .execute(&pool)
-                    .await
-                    .map_err(|e| map_sqlx(BACKEND, e))?;
-            }
-        }
-        let dialect = PgDialect {
-            rls: options.row_level_security,
-            guard: None,
-        };
-        Self::checked(pool, keyring, dialect).await
+        let dialect = prepare(&pool, &options).await?;
+        Self::checked(pool, keyring.into(), dialect).await
     }
 
     /// Streams the changes every writer on this database commits (see [`WatchEvent`]).
@@ -202,11 +211,9 @@ impl SqlStore<PgDialect> {
                 loop {
                     match listener.as_mut() {
                         Some(l) => match l.try_recv().await {
-                            Ok(Some(n)) => match serde_json::from_str::<Change>(n.payload()) {
-                                Ok(change) => {
-                                    return Some((WatchEvent::Changed(change), (listener, pool)));
-                                }
-                                Err(_) => {
+                            Ok(Some(n)) => match parse_notice(n.payload()) {
+                                Some(event) => return Some((event, (listener, pool))),
+                                None => {
                                     tracing::warn!(
                                         channel = NOTIFY_CHANNEL,
                                         "ignoring a notification that is not a coffer change"
@@ -313,6 +320,18 @@ const SET_SCOPE: Statement = Statement {
     params: &["scope"],
 };
 
+/// A notification on [`NOTIFY_CHANNEL`]: a [`Change`] or a [`KeyringNotice`].
+fn parse_notice(payload: &str) -> Option<WatchEvent> {
+    if let Ok(change) = serde_json::from_str::<Change>(payload) {
+        return Some(WatchEvent::Changed(change));
+    }
+    serde_json::from_str::<KeyringNotice>(payload)
+        .ok()
+        .map(|n| WatchEvent::KeyringChanged {
+            generation: n.keyring.generation,
+        })
+}
+
 /// Announces a [`Change`] on [`NOTIFY_CHANNEL`] when the transaction commits.
 const NOTIFY: Statement = Statement {
     sql: "SELECT pg_notify($1, $2)",
@@ -369,6 +388,53 @@ impl StoreOpener for PgOpener {
         let keyring = options.require_keyring("postgres")?;
         Ok(Arc::new(PgStore::connect(url, keyring).await?))
     }
+
+    async fn keyring_storage(&self, url: &str) -> Result<Arc<dyn KeyringStorage>> {
+        let (pool, _) = connect_url(url).await?;
+        Ok(Arc::new(SqlKeyring::<PgDialect>::new(pool)))
+    }
+}
+
+/// A pool for a Postgres URL (TLS and the cleartext guard from the URL), migrated, and
+/// the dialect its `row_level_security` parameter asks for.
+async fn connect_url(url: &str) -> Result<(PgPool, PgDialect)> {
+    let mut rls = false;
+    let target = PgTarget::from_url(url, |key, value| {
+        if key != RLS_URL_PARAM {
+            return Ok(false);
+        }
+        rls = coffer_store::open::parse_flag(RLS_URL_PARAM, value)?;
+        Ok(true)
+    })?;
+    let options = PgOptions::new().row_level_security(rls);
+    let pool = PgPoolOptions::new()
+        .max_connections(options.max_connections)
+        .acquire_timeout(options.acquire_timeout)
+        .connect_with(target.options().clone())
+        .await
+        .map_err(|e| target.connect_error(BACKEND, e))?;
+    let mut dialect = prepare(&pool, &options).await?;
+    dialect.guard = target.guard().cloned();
+    Ok((pool, dialect))
+}
+
+/// Migrates `pool` unless told not to, turns on row-level security if asked, and
+/// returns the dialect.
+async fn prepare(pool: &PgPool, options: &PgOptions) -> Result<PgDialect> {
+    if options.migrate {
+        crate::common::run_migrations(BACKEND, sqlx::migrate!("./migrations/postgres"), pool)
+            .await?;
+        if options.row_level_security {
+            sqlx::query("SELECT coffer_enable_row_level_security()")
+                .execute(pool)
+                .await
+                .map_err(|e| map_sqlx(BACKEND, e))?;
+        }
+    }
+    Ok(PgDialect {
+        rls: options.row_level_security,
+        guard: None,
+    })
 }
 
 #[cfg(test)]

@@ -258,6 +258,27 @@ pub(crate) const RETIRE_KEY: Statement = Statement {
     params: &["retired at", "key id"],
 };
 
+/// The keyring kept in the store ([`crate::SqlKeyring`]).
+pub(crate) const READ_KEYRING: Statement = Statement {
+    sql: "SELECT generation, document FROM coffer_keyring WHERE id = 1",
+    params: &[],
+};
+
+/// The first keyring document; no row when one is kept already.
+pub(crate) const CREATE_KEYRING: Statement = Statement {
+    sql: "INSERT INTO coffer_keyring (id, generation, document, updated_at) VALUES (1, 1, $1, $2) \
+          ON CONFLICT (id) DO NOTHING",
+    params: &["document", "updated at"],
+};
+
+/// A new keyring document over the generation the writer read; no row when another
+/// writer got there first.
+pub(crate) const UPDATE_KEYRING: Statement = Statement {
+    sql: "UPDATE coffer_keyring SET document = $1, updated_at = $2, generation = generation + 1 \
+          WHERE id = 1 AND generation = $3",
+    params: &["document", "updated at", "generation read"],
+};
+
 /// A statement built once, at first use, on a portable one: a dialect's put is a head
 /// write of this module with the version row (and on Postgres the change notice) after
 /// it, so the head's SQL is written only here. Its own parameters come after the head's,
@@ -310,6 +331,9 @@ impl Composed {
 /// The statements of this module, for the numbering test and the dialects' tests.
 #[cfg(test)]
 pub(crate) const PORTABLE: &[Statement] = &[
+    READ_KEYRING,
+    CREATE_KEYRING,
+    UPDATE_KEYRING,
     SELECT_HEAD,
     SELECT_VALUE,
     LIST,

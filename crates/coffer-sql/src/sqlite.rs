@@ -6,7 +6,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coffer_envelope::Keyring;
+use coffer_envelope::{KeyringHandle, KeyringKek};
+use coffer_store::keys::{KeyringReload, KeyringStorage};
 use coffer_store::open::{OpenOptions, StoreOpener};
 use coffer_store::{DynSecretStore, Error, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -14,6 +15,7 @@ use sqlx::{Sqlite, SqlitePool};
 
 use crate::common::map_sqlx;
 use crate::dialect::{Dialect, sealed};
+use crate::keyring::SqlKeyring;
 use crate::driver::{Driver as _, Param, Statement};
 use crate::row::{PutWrite, Returned};
 use crate::sql::{self, Composed};
@@ -52,28 +54,52 @@ impl sealed::Sealed for SqliteDialect {}
 
 impl SqlStore<SqliteDialect> {
     /// Opens (creating if missing) the database file at `path`.
-    pub async fn open(path: &Path, keyring: Arc<Keyring>) -> Result<Self> {
+    pub async fn open(path: &Path, keyring: impl Into<KeyringHandle>) -> Result<Self> {
         let options = SqliteConnectOptions::new().filename(path);
         Self::with_options(options, keyring).await
     }
 
     /// Opens a `sqlite://PATH` or `sqlite:PATH` URL (`?mode=ro` and other sqlx options apply).
-    pub async fn connect(url: &str, keyring: Arc<Keyring>) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url).map_err(|_| {
-            Error::config(format!(
-                "invalid SQLite URL {}",
-                coffer_store::open::redact_url(url)
-            ))
-        })?;
-        Self::with_options(options, keyring).await
+    pub async fn connect(url: &str, keyring: impl Into<KeyringHandle>) -> Result<Self> {
+        Self::with_options(url_options(url)?, keyring).await
+    }
+
+    /// Opens a `sqlite://` URL with the keyring kept in the database itself (table
+    /// `coffer_keyring`), opened with `kek`; see [`coffer_store::keys`]. Another process
+    /// on the same file that rotates is followed on this one's next call that meets the
+    /// new key.
+    pub async fn connect_shared(
+        url: &str,
+        kek: Arc<dyn KeyringKek>,
+    ) -> Result<KeyringReload<Self>> {
+        let pool = migrated_pool(url_options(url)?).await?;
+        Self::shared(pool, kek, SqliteDialect).await
     }
 
     /// Opens with explicit sqlx options; WAL, `synchronous = FULL`, foreign keys and a
     /// busy timeout are set on top, and the migrations run.
     pub async fn with_options(
         options: SqliteConnectOptions,
-        keyring: Arc<Keyring>,
+        keyring: impl Into<KeyringHandle>,
     ) -> Result<Self> {
+        let pool = migrated_pool(options).await?;
+        Self::checked(pool, keyring.into(), SqliteDialect).await
+    }
+}
+
+fn url_options(url: &str) -> Result<SqliteConnectOptions> {
+    SqliteConnectOptions::from_str(url).map_err(|_| {
+        Error::config(format!(
+            "invalid SQLite URL {}",
+            coffer_store::open::redact_url(url)
+        ))
+    })
+}
+
+/// A pool on the file with WAL, `synchronous = FULL`, foreign keys and a busy timeout,
+/// migrated.
+async fn migrated_pool(options: SqliteConnectOptions) -> Result<SqlitePool> {
+    {
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -91,7 +117,7 @@ impl SqlStore<SqliteDialect> {
             .map_err(|e| map_sqlx(BACKEND, e))?;
         crate::common::run_migrations(BACKEND, sqlx::migrate!("./migrations/sqlite"), &pool)
             .await?;
-        Self::checked(pool, keyring, SqliteDialect).await
+        Ok(pool)
     }
 }
 
@@ -190,6 +216,11 @@ impl StoreOpener for SqliteOpener {
     async fn open(&self, url: &str, options: &OpenOptions) -> Result<Arc<DynSecretStore>> {
         let keyring = options.require_keyring("sqlite")?;
         Ok(Arc::new(SqliteStore::connect(url, keyring).await?))
+    }
+
+    async fn keyring_storage(&self, url: &str) -> Result<Arc<dyn KeyringStorage>> {
+        let pool = migrated_pool(url_options(url)?).await?;
+        Ok(Arc::new(SqlKeyring::<SqliteDialect>::new(pool)))
     }
 }
 

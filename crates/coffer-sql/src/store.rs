@@ -1,9 +1,10 @@
 //! [`SqlStore`]: the `SecretStore` of both SQL dialects, written once over [`Dialect`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use coffer_envelope::Keyring;
+use coffer_envelope::{Keyring, KeyringHandle};
 use coffer_store::backend::{
     MAX_WRITE_ATTEMPTS, check_condition, not_found, now, page_of, put_optimistic, tag_head,
 };
@@ -30,7 +31,13 @@ use crate::sql;
 /// expected-version writes are exact under any number of writers.
 pub struct SqlStore<D: Dialect> {
     pub(crate) pool: Pool<D::Db>,
-    pub(crate) keyring: Arc<Keyring>,
+    /// The keyring, through a handle that a [`SharedKeyring`](coffer_store::keys::SharedKeyring)
+    /// kept in this store replaces on reload; each operation takes it once.
+    pub(crate) keys: KeyringHandle,
+    /// The primary key whose check value this store last checked against the store's
+    /// key checks and recorded: a keyring replaced under the store (a rotation kept in
+    /// the store) is checked and its new primary recorded before its first write.
+    recorded_primary: Arc<AtomicU32>,
     pub(crate) dialect: D,
 }
 
@@ -38,7 +45,8 @@ impl<D: Dialect> Clone for SqlStore<D> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
-            keyring: self.keyring.clone(),
+            keys: self.keys.clone(),
+            recorded_primary: self.recorded_primary.clone(),
             dialect: self.dialect.clone(),
         }
     }
@@ -47,7 +55,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
 impl<D: Dialect> std::fmt::Debug for SqlStore<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut s = f.debug_struct(D::STORE);
-        s.field("keyring", &self.keyring);
+        s.field("keyring", &self.keys);
         self.dialect.debug_fields(&mut s);
         s.finish_non_exhaustive()
     }
@@ -78,16 +86,24 @@ impl<D: Dialect> SqlStore<D> {
         &self.pool
     }
 
-    /// The keyring values are sealed with.
-    pub fn keyring(&self) -> &Arc<Keyring> {
-        &self.keyring
+    /// The keyring values are sealed with now.
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keys.current()
+    }
+
+    /// The handle the store takes its keyring from (shared with a
+    /// [`SharedKeyring`](coffer_store::keys::SharedKeyring) when the keyring is kept in
+    /// the store).
+    pub fn keyring_handle(&self) -> &KeyringHandle {
+        &self.keys
     }
 
     /// How many stored envelopes (of every version, deleted or not) are not sealed under
     /// the keyring's primary key, and how many head MACs were not made with it: what a
     /// rewrap still has to move. Which key sealed an envelope is read from its header.
     pub async fn pending_rewrap(&self) -> Result<u64> {
-        let primary = self.keyring.primary_id().to_be_bytes();
+        let keyring = self.keys.current();
+        let primary = keyring.primary_id().to_be_bytes();
         let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
         let count: Option<Count> =
             D::Db::fetch_all(&mut conn, &sql::REWRAP_REMAINING, &[Param::Blob(&primary)])
@@ -99,8 +115,8 @@ impl<D: Dialect> SqlStore<D> {
 
     /// Re-tags up to `limit` heads whose MAC another key made, after checking each one
     /// under that key; returns how many moved.
-    async fn retag_heads(&self, limit: usize) -> Result<u64> {
-        let primary = self.keyring.primary_id().to_be_bytes();
+    async fn retag_heads(&self, keyring: &Keyring, limit: usize) -> Result<u64> {
+        let primary = keyring.primary_id().to_be_bytes();
         let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
         let heads: Vec<MetaRow> = D::Db::fetch_all(
             &mut conn,
@@ -117,8 +133,8 @@ impl<D: Dialect> SqlStore<D> {
         let mut moved = 0;
         for head in heads {
             let read = HeadRead::of(&head);
-            let meta = head.into_checked(D::BACKEND, &self.keyring)?;
-            let mac = tag_head(&self.keyring, &meta, read.deleted);
+            let meta = head.into_checked(D::BACKEND, keyring)?;
+            let mac = tag_head(keyring, &meta, read.deleted);
             moved += read.retag::<D>(&mut tx, &mac).await?;
         }
         tx.commit().await.map_err(sql_error::<D>)?;
@@ -128,15 +144,17 @@ impl<D: Dialect> SqlStore<D> {
     /// One attempt at a soft delete: `Ok(false)` when another writer changed the head
     /// between the read and the write.
     async fn try_soft_delete(&self, scope: &Scope, name: &SecretName) -> Result<bool> {
+        let keyring = self.keys.current();
+        self.ensure_checked(&keyring).await?;
         let head = self
             .head(scope, name)
             .await?
             .filter(|h| !h.deleted)
             .ok_or_else(|| not_found(scope, name, None))?;
         let version_read = head.version;
-        let mut meta = head.into_checked(D::BACKEND, &self.keyring)?;
+        let mut meta = head.into_checked(D::BACKEND, &keyring)?;
         meta.updated_at = now();
-        let mac = tag_head(&self.keyring, &meta, true);
+        let mac = tag_head(&keyring, &meta, true);
         let params = [
             Param::Int(ms(meta.updated_at)),
             Param::Blob(&mac),
@@ -166,19 +184,38 @@ impl<D: Dialect> SqlStore<D> {
     /// values recorded in it: a wrong key fails here, with advice.
     pub(crate) async fn checked(
         pool: Pool<D::Db>,
-        keyring: Arc<Keyring>,
+        keys: KeyringHandle,
         dialect: D,
     ) -> Result<Self> {
         let store = Self {
             pool,
-            keyring,
+            keys,
+            recorded_primary: Arc::new(AtomicU32::new(0)),
             dialect,
         };
+        let keyring = store.keys.current();
+        store.check_keyring(&keyring).await?;
+        Ok(store)
+    }
+
+    /// Before a write under `keyring`'s primary: if it is not the primary this store last
+    /// checked (the keyring was replaced under it), checks and records it.
+    async fn ensure_checked(&self, keyring: &Keyring) -> Result<()> {
+        if self.recorded_primary.load(Ordering::Acquire) == keyring.primary_id() {
+            return Ok(());
+        }
+        self.check_keyring(keyring).await
+    }
+
+    /// Checks `keyring` against the key check values recorded in the store (a wrong key,
+    /// a retired primary) and records its primary's check value.
+    async fn check_keyring(&self, keyring: &Keyring) -> Result<()> {
+        let store = self;
         let mut conn = store.pool.acquire().await.map_err(sql_error::<D>)?;
         let recorded: Vec<KeyCheck> = D::Db::fetch_all(&mut conn, &sql::KEY_CHECKS, &[])
             .await
             .map_err(sql_error::<D>)?;
-        let primary = i64::from(store.keyring.primary_id());
+        let primary = i64::from(keyring.primary_id());
         if let Some(k) = recorded
             .iter()
             .find(|k| k.key_id == primary && k.retired_at.is_some())
@@ -199,10 +236,12 @@ impl<D: Dialect> SqlStore<D> {
         }
         let recorded: Vec<(i64, String)> =
             recorded.into_iter().map(|k| (k.key_id, k.check)).collect();
-        verify_checks(D::BACKEND, &store.keyring, &recorded)?;
+        verify_checks(D::BACKEND, keyring, &recorded)?;
         drop(conn);
-        store.record_primary_check().await?;
-        Ok(store)
+        store.record_primary_check(keyring).await?;
+        self.recorded_primary
+            .store(keyring.primary_id(), Ordering::Release);
+        Ok(())
     }
 
     /// A transaction acting for `scope`.
@@ -231,11 +270,13 @@ impl<D: Dialect> SqlStore<D> {
         value: &SecretString,
         options: &PutOptions,
     ) -> Result<Option<SecretMeta>> {
+        let keyring = self.keys.current();
+        self.ensure_checked(&keyring).await?;
         // The head is checked against its MAC before anything is decided on it.
         let head = match self.head(scope, name).await? {
             Some(h) => Some((
                 (h.version, h.deleted),
-                h.into_checked(D::BACKEND, &self.keyring)?,
+                h.into_checked(D::BACKEND, &keyring)?,
             )),
             None => None,
         };
@@ -257,8 +298,8 @@ impl<D: Dialect> SqlStore<D> {
                 SecretMeta::new(scope.clone(), name.clone(), &options.attributes),
             ),
         };
-        meta.key_id = Some(self.keyring.primary_id());
-        let sealed = self.keyring.seal(
+        meta.key_id = Some(keyring.primary_id());
+        let sealed = keyring.seal(
             value.expose_secret().as_bytes(),
             &context(scope.as_str(), name.as_str(), meta.version),
         );
@@ -268,9 +309,9 @@ impl<D: Dialect> SqlStore<D> {
             meta: &meta,
             tags: serde_json::to_string(&meta.tags).map_err(|e| Error::backend(D::BACKEND, e))?,
             old,
-            key_id: i64::from(self.keyring.primary_id()),
+            key_id: i64::from(keyring.primary_id()),
             sealed,
-            mac: tag_head(&self.keyring, &meta, false),
+            mac: tag_head(&keyring, &meta, false),
         };
         if !self.dialect.write_put(&self.pool, &write).await? {
             return Ok(None);
@@ -278,9 +319,9 @@ impl<D: Dialect> SqlStore<D> {
         Ok(Some(meta))
     }
 
-    async fn record_primary_check(&self) -> Result<()> {
-        let primary = self.keyring.primary_id();
-        if let Some(check) = self.keyring.check_value(primary) {
+    async fn record_primary_check(&self, keyring: &Keyring) -> Result<()> {
+        let primary = keyring.primary_id();
+        if let Some(check) = keyring.check_value(primary) {
             let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
             let params = [Param::Int(i64::from(primary)), Param::Text(&check)];
             D::Db::execute(&mut conn, &sql::RECORD_KEY_CHECK, &params)
@@ -315,6 +356,7 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
     }
 
     async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret> {
+        let keyring = self.keys.current();
         let mut conn = self.dialect.conn(&self.pool, scope).await?;
         let params = [
             Param::OptInt(version.map(to_i64)),
@@ -327,13 +369,12 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
             .map_err(sql_error::<D>)?
             .ok_or_else(|| not_found(scope, name, version))?;
         conn.finish().await.map_err(sql_error::<D>)?;
-        let mut meta = row.head.into_checked(D::BACKEND, &self.keyring)?;
+        let mut meta = row.head.into_checked(D::BACKEND, &keyring)?;
         meta.check_readable()?;
         meta.version = u64::try_from(row.version).map_err(|_| not_found(scope, name, version))?;
-        meta.key_id = self.keyring.key_id_of(&row.ciphertext).ok();
-        let value = self
-            .keyring
-            .open_string(
+        meta.key_id = keyring.key_id_of(&row.ciphertext).ok();
+        let value = keyring
+                        .open_string(
                 &row.ciphertext,
                 &context(scope.as_str(), name.as_str(), meta.version),
             )
@@ -346,13 +387,15 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
     }
 
     async fn metadata(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        let keyring = self.keys.current();
         match self.head(scope, name).await? {
-            Some(h) if !h.deleted => h.into_checked(D::BACKEND, &self.keyring),
+            Some(h) if !h.deleted => h.into_checked(D::BACKEND, &keyring),
             _ => Err(not_found(scope, name, None)),
         }
     }
 
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        let keyring = self.keys.current();
         options.validate()?;
         let limit = options.page_size()?;
         let (lower, upper) = prefix_range(options.prefix.as_deref().unwrap_or(""));
@@ -375,7 +418,7 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
         conn.finish().await.map_err(sql_error::<D>)?;
         let mut items = rows
             .into_iter()
-            .map(|r| r.into_checked(D::BACKEND, &self.keyring))
+            .map(|r| r.into_checked(D::BACKEND, &keyring))
             .collect::<Result<Vec<_>>>()?;
         Ok(page_of(&mut items, limit))
     }
@@ -432,15 +475,16 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
     /// (each checked under its key, so a forged head stops the rotation as
     /// [`Error::Tampered`]), then envelopes whose header names another key.
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
-        self.record_primary_check().await?;
+        let keyring = self.keys.current();
+        self.check_keyring(&keyring).await?;
         let limit = limit.max(1);
-        let retagged = self.retag_heads(limit).await?;
+        let retagged = self.retag_heads(&keyring, limit).await?;
         let limit = limit - usize::try_from(retagged).unwrap_or(limit).min(limit);
         if limit == 0 {
             return Ok(RewrapBatch::new(0, self.pending_rewrap().await?).with_retagged(retagged));
         }
-        let primary_id = self.keyring.primary_id().to_be_bytes();
-        let primary = Param::Int(i64::from(self.keyring.primary_id()));
+        let primary_id = keyring.primary_id().to_be_bytes();
+        let primary = Param::Int(i64::from(keyring.primary_id()));
         let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
         let rows: Vec<EnvelopeRow> = D::Db::fetch_all(
             &mut conn,
@@ -455,9 +499,8 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
         let mut rewrapped = 0;
         for row in rows {
             let (scope, name, version) = (&row.scope, &row.name, row.version);
-            let moved = self
-                .keyring
-                .rewrap(&row.ciphertext, &context(scope, name, version as u64))
+            let moved = keyring
+                                .rewrap(&row.ciphertext, &context(scope, name, version as u64))
                 .map_err(|source| Error::Crypto {
                     scope: scope.clone(),
                     name: format!("{name} (version {version})"),
@@ -511,14 +554,15 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
     /// envelope (by its header or its key_id column) or head MAC is under the key, and
     /// from then on refuses every write under it, from any instance.
     async fn retire_key(&self, key_id: u32) -> Result<()> {
-        if key_id == self.keyring.primary_id() {
+        let keyring = self.keys.current();
+        if key_id == keyring.primary_id() {
             return Err(Error::config(format!(
                 "{}: key {key_id} is this keyring's primary: rotate to a new key first",
                 D::BACKEND
             )));
         }
         let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
-        if let Some(check) = self.keyring.check_value(key_id) {
+        if let Some(check) = keyring.check_value(key_id) {
             // A key that never sealed here is recorded first, so it is refused from now on.
             let params = [Param::Int(i64::from(key_id)), Param::Text(&check)];
             D::Db::execute(&mut conn, &sql::RECORD_KEY_CHECK, &params)
@@ -546,6 +590,8 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
     }
 
     async fn adopt_untagged_heads(&self) -> Result<u64> {
+        let keyring = self.keys.current();
+        self.ensure_checked(&keyring).await?;
         let mut adopted = 0;
         loop {
             let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
@@ -561,7 +607,7 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
             for head in heads {
                 let read = HeadRead::of(&head);
                 let meta = head.into_meta(D::BACKEND)?;
-                let mac = tag_head(&self.keyring, &meta, read.deleted);
+                let mac = tag_head(&keyring, &meta, read.deleted);
                 adopted += read.retag::<D>(&mut tx, &mac).await?;
             }
             tx.commit().await.map_err(sql_error::<D>)?;

@@ -41,10 +41,15 @@ pub fn map_sqlx(backend: &'static str, e: sqlx::Error) -> Error {
         },
         E::Configuration(_) => Error::config(format!("{backend}: invalid connection options")),
         // The retired-key triggers (migration `*_retired_keys`).
-        E::Database(db) if db.message().contains("coffer: key retired") => Error::config(format!(
-            "{backend}: this keyring is out of date: a key it writes with was retired from \
-             this store; load the current keyring (another instance rotated and retired it)"
-        )),
+        E::Database(db) if db.message().contains("coffer: key retired") => {
+            Error::KeyringOutOfDate {
+                backend,
+                message: "this keyring is out of date: a key it writes with was retired from \
+                          this store; load the current keyring (another instance rotated and \
+                          retired it)"
+                    .to_owned(),
+            }
+        }
         other => Error::backend(backend, other),
     }
 }

@@ -124,6 +124,26 @@ pub enum Error {
         /// What did not match, and what to do about it (never a value).
         reason: String,
     },
+    /// The keyring kept in the store ([`SharedKeyring`](crate::keys::SharedKeyring)) was
+    /// changed by another instance since this one read it: its change was not written.
+    /// This instance has reloaded the keyring; look at it again before retrying.
+    #[error("{backend}: the keyring kept in this store changed while this change was made (another instance rotated, retired or re-keyed it); reloaded generation {}, nothing was written", found.map(|g| g.to_string()).unwrap_or_else(|| "none".to_owned()))]
+    KeyringConflict {
+        /// The backend that keeps the keyring.
+        backend: &'static str,
+        /// The generation found in the store, if any keyring is kept there.
+        found: Option<u64>,
+    },
+    /// The store refused a write under a key it has retired: this instance's keyring is
+    /// older than the store's (another instance rotated and retired). The layer
+    /// [`KeyringReload`](crate::keys::KeyringReload) reloads and retries once.
+    #[error("{backend}: {message}")]
+    KeyringOutOfDate {
+        /// The backend.
+        backend: &'static str,
+        /// What was refused, and how to fix it.
+        message: String,
+    },
     /// The store is misconfigured (bad URL, missing keyring, unknown scheme).
     #[error("configuration: {message}")]
     Config {
@@ -205,11 +225,27 @@ impl Error {
             Error::Unavailable { .. } => "unavailable",
             Error::Crypto { .. } => "crypto",
             Error::Tampered { .. } => "tampered",
+            Error::KeyringConflict { .. } => "keyring_conflict",
+            Error::KeyringOutOfDate { .. } => "keyring_out_of_date",
             Error::Config { .. } => "config",
             Error::Unsupported { .. } => "unsupported",
             Error::RateLimited { .. } => "rate_limited",
             Error::Audit { .. } => "audit",
             Error::Backend { .. } => "backend",
+        }
+    }
+
+    /// Whether this error may come from a keyring older than the store's: an envelope or a
+    /// head MAC under a key this keyring does not hold, a write refused under a retired
+    /// key. [`KeyringReload`](crate::keys::KeyringReload) reloads the keyring kept in the
+    /// store on these (rate-limited) and retries once.
+    pub fn may_be_stale_keyring(&self) -> bool {
+        match self {
+            Error::Crypto { source, .. } => {
+                matches!(source, coffer_envelope::Error::UnknownKey { .. })
+            }
+            Error::Tampered { .. } | Error::KeyringOutOfDate { .. } => true,
+            _ => false,
         }
     }
 

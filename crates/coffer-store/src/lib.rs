@@ -7,6 +7,7 @@ mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod keys;
 pub mod layer;
 mod memory;
 mod name;
@@ -25,7 +26,7 @@ pub use types::{
     MAX_PAGE_SIZE, MAX_TAGS, MAX_VALUE_LEN, PutOptions, RewrapBatch, Secret, SecretKind,
     SecretMeta, Usage, WriteCondition,
 };
-pub use watch::{Change, ChangeOp, WatchEvent};
+pub use watch::{Change, ChangeOp, KeyringGeneration, KeyringNotice, WatchEvent};
 
 pub use async_trait::async_trait;
 /// Re-exported: the crate's values are [`secrecy::SecretString`]s.

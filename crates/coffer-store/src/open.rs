@@ -8,7 +8,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use coffer_envelope::Keyring;
+use coffer_envelope::{KeyringHandle, KeyringKek};
+
+use crate::keys::{KeyringReload, KeyringStorage, SharedKeyring};
 
 use crate::{DynSecretStore, Error, MemoryStore, Result};
 
@@ -16,8 +18,9 @@ use crate::{DynSecretStore, Error, MemoryStore, Result};
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct OpenOptions {
-    /// The keyring for stores that seal values.
-    pub keyring: Option<Arc<Keyring>>,
+    /// The keyring for stores that seal values: one from a file, or the handle of a
+    /// [`SharedKeyring`](crate::keys::SharedKeyring) kept in the store.
+    pub keyring: Option<KeyringHandle>,
 }
 
 impl OpenOptions {
@@ -28,13 +31,13 @@ impl OpenOptions {
 
     /// With `keyring`.
     #[must_use]
-    pub fn keyring(mut self, keyring: Arc<Keyring>) -> Self {
-        self.keyring = Some(keyring);
+    pub fn keyring(mut self, keyring: impl Into<KeyringHandle>) -> Self {
+        self.keyring = Some(keyring.into());
         self
     }
 
     /// The keyring, or a configuration error saying which scheme needs one.
-    pub fn require_keyring(&self, scheme: &str) -> Result<Arc<Keyring>> {
+    pub fn require_keyring(&self, scheme: &str) -> Result<KeyringHandle> {
         self.keyring.clone().ok_or_else(|| {
             Error::config(format!(
                 "{scheme}:// stores seal values and need a keyring (a keyring file or COFFER_MASTER_KEY)"
@@ -51,6 +54,17 @@ pub trait StoreOpener: fmt::Debug + Send + Sync + 'static {
 
     /// Opens the store at `url` (the whole URL, scheme included, exactly as given).
     async fn open(&self, url: &str, options: &OpenOptions) -> Result<Arc<DynSecretStore>>;
+
+    /// Where the store at `url` keeps its own sealed keyring
+    /// ([`SharedKeyring`](crate::keys::SharedKeyring)); [`Error::Unsupported`] for stores
+    /// that cannot (the default).
+    async fn keyring_storage(&self, url: &str) -> Result<Arc<dyn KeyringStorage>> {
+        let _ = url;
+        Err(Error::Unsupported {
+            backend: self.schemes().first().copied().unwrap_or("this store"),
+            operation: "keeping its keyring in the store",
+        })
+    }
 }
 
 /// Maps URL schemes to [`StoreOpener`]s.
@@ -103,6 +117,10 @@ impl Registry {
 
     /// Opens the store at `url`.
     pub async fn open(&self, url: &str, options: &OpenOptions) -> Result<Arc<DynSecretStore>> {
+        self.opener(url)?.open(url, options).await
+    }
+
+    fn opener(&self, url: &str) -> Result<&Arc<dyn StoreOpener>> {
         let scheme = scheme_of(url).ok_or_else(|| {
             Error::config(format!(
                 "store URL {} has no scheme; expected one of: {}",
@@ -110,8 +128,7 @@ impl Registry {
                 self.schemes().join(", ")
             ))
         })?;
-        let opener = self
-            .openers
+        self.openers
             .iter()
             .rev()
             .find(|o| o.schemes().iter().any(|s| s.eq_ignore_ascii_case(scheme)))
@@ -120,8 +137,42 @@ impl Registry {
                     "unknown store scheme {scheme:?} (is its feature enabled?); known: {}",
                     self.schemes().join(", ")
                 ))
-            })?;
-        opener.open(url, options).await
+            })
+    }
+
+    /// Where the store at `url` keeps its own keyring ([`StoreOpener::keyring_storage`]).
+    pub async fn keyring_storage(&self, url: &str) -> Result<Arc<dyn KeyringStorage>> {
+        self.opener(url)?.keyring_storage(url).await
+    }
+
+    /// Opens the store at `url` with the keyring it keeps, opened with `kek`: the store
+    /// is wrapped in [`KeyringReload`], and the [`SharedKeyring`] is returned beside it
+    /// for rotation, retirement and re-keying.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer_store::Result<()> {
+    /// use coffer_store::open::{OpenOptions, Registry};
+    /// # use std::sync::Arc;
+    /// # use coffer_envelope::{Kek, MasterKey};
+    /// let kek = Arc::new(Kek::from_key(MasterKey::generate()));
+    /// // memory:// keeps no keyring.
+    /// let refused = Registry::new().open_shared("memory://", kek, &OpenOptions::new()).await;
+    /// assert!(matches!(refused, Err(coffer_store::Error::Unsupported { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_shared(
+        &self,
+        url: &str,
+        kek: Arc<dyn KeyringKek>,
+        options: &OpenOptions,
+    ) -> Result<(Arc<DynSecretStore>, Arc<SharedKeyring>)> {
+        let opener = self.opener(url)?;
+        let storage = opener.keyring_storage(url).await?;
+        let keys = Arc::new(SharedKeyring::open(storage, kek).await?);
+        let options = options.clone().keyring(keys.handle());
+        let store = opener.open(url, &options).await?;
+        let store: Arc<DynSecretStore> = Arc::new(KeyringReload::new(store, keys.clone()));
+        Ok((store, keys))
     }
 }
 

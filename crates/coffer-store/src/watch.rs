@@ -44,4 +44,28 @@ pub enum WatchEvent {
     Disconnected,
     /// Listening again; changes between `Disconnected` and now were not seen.
     Reconnected,
+    /// The keyring kept in the store ([`SharedKeyring`](crate::keys::SharedKeyring)) was
+    /// written (rotated, retired, re-keyed), now at `generation`. Postgres sends it as
+    /// `{"keyring":{"generation":…}}` on the same channel.
+    KeyringChanged {
+        /// The generation written.
+        generation: u64,
+    },
+}
+
+/// The payload that announces a keyring change on a store's notification channel
+/// ([`WatchEvent::KeyringChanged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyringNotice {
+    /// The keyring document's new generation.
+    pub keyring: KeyringGeneration,
+}
+
+/// The body of a [`KeyringNotice`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyringGeneration {
+    /// The generation written.
+    pub generation: u64,
 }

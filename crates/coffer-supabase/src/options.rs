@@ -1,9 +1,8 @@
 //! [`SupabaseOptions`]: what a [`SupabaseVaultStore`](crate::SupabaseVaultStore) does
 //! beyond storing values in Vault.
 
-use std::sync::Arc;
 
-use coffer_envelope::Keyring;
+use coffer_envelope::KeyringHandle;
 
 /// Options of a [`SupabaseVaultStore`](crate::SupabaseVaultStore).
 #[derive(Debug, Clone)]
@@ -11,7 +10,7 @@ use coffer_envelope::Keyring;
 pub struct SupabaseOptions {
     /// Seal values with this keyring before they reach Vault (off by default, so Edge
     /// Functions and SQL keep reading plain values from `decrypted_secret`).
-    pub sealing: Option<Arc<Keyring>>,
+    pub sealing: Option<KeyringHandle>,
     /// Create coffer's metadata table at connect (the default).
     pub migrate: bool,
 }
@@ -33,8 +32,8 @@ impl SupabaseOptions {
 
     /// Seals values with `keyring` on top of Vault's own encryption.
     #[must_use]
-    pub fn sealing(mut self, keyring: Arc<Keyring>) -> Self {
-        self.sealing = Some(keyring);
+    pub fn sealing(mut self, keyring: impl Into<KeyringHandle>) -> Self {
+        self.sealing = Some(keyring.into());
         self
     }
 

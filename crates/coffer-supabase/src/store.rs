@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coffer_envelope::{Keyring, from_text, to_text};
+use coffer_envelope::{Keyring, KeyringHandle, from_text, to_text};
 use coffer_sql::support::{map_sqlx, prefix_range, run_migrations_in, verify_checks};
 use coffer_sql::tls::{CleartextGuard, PgTarget};
 use coffer_store::backend::{check_condition, not_found, now, page_of, put_optimistic, tag_head};
@@ -39,7 +39,7 @@ use crate::{BACKEND, MIGRATIONS_TABLE, SEAL_URL_PARAM, SupabaseOptions};
 #[derive(Clone)]
 pub struct SupabaseVaultStore {
     pool: PgPool,
-    sealing: Option<Arc<Keyring>>,
+    sealing: Option<KeyringHandle>,
     /// The cleartext-password guard the pool connects through, if it needs one.
     guard: Option<Arc<CleartextGuard>>,
 }
@@ -61,13 +61,18 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 impl SupabaseVaultStore {
+    /// The keyring values are sealed with now, if sealing is on.
+    fn keyring(&self) -> Option<Arc<Keyring>> {
+        self.sealing.as_ref().map(KeyringHandle::current)
+    }
+
     /// Connects to a `supabase+postgres://`, `postgres://` or `postgresql://` URL.
     /// `?seal=true` turns on client-side sealing with `keyring`, which it then requires.
     ///
     /// TLS follows [`coffer_store::transport`] (`sslmode`, `sslrootcert`, …; `verify-full`
     /// by default to a host off loopback, which hosted Supabase is: name Supabase's CA
     /// with `sslrootcert`). An unknown parameter is an error.
-    pub async fn connect(url: &str, keyring: Option<Arc<Keyring>>) -> Result<Self> {
+    pub async fn connect(url: &str, keyring: Option<KeyringHandle>) -> Result<Self> {
         let plain = url.strip_prefix("supabase+").unwrap_or(url);
         let mut seal = false;
         let target = PgTarget::from_url(plain, |key, value| {
@@ -133,7 +138,7 @@ impl SupabaseVaultStore {
     }
 
     async fn check_keys(&self) -> Result<()> {
-        let Some(keyring) = &self.sealing else {
+        let Some(keyring) = self.keyring() else {
             return Ok(());
         };
         let recorded: Vec<(i64, String)> =
@@ -141,7 +146,7 @@ impl SupabaseVaultStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(sql)?;
-        verify_checks(BACKEND, keyring, &recorded)?;
+        verify_checks(BACKEND, &keyring, &recorded)?;
         if let Some(check) = keyring.check_value(keyring.primary_id()) {
             sqlx::query("INSERT INTO coffer_vault_key_checks (key_id, check_value) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING")
                 .bind(i64::from(keyring.primary_id()))
@@ -206,7 +211,7 @@ impl SupabaseVaultStore {
             Some(id) => Some(Self::row_by_id(&mut tx, id).await?.into_checked(
                 scope.clone(),
                 name.clone(),
-                self.sealing.as_deref(),
+                self.keyring().as_deref(),
             )?),
             None => None,
         };
@@ -225,7 +230,7 @@ impl SupabaseVaultStore {
             }
             None => SecretMeta::new(scope.clone(), name.clone(), &options.attributes),
         };
-        let stored = match &self.sealing {
+        let stored = match self.keyring() {
             Some(keyring) => {
                 meta.key_id = Some(keyring.primary_id());
                 let ctx = coffer_envelope::Context::new(scope.as_str(), name.as_str())
@@ -239,7 +244,7 @@ impl SupabaseVaultStore {
         // Vault keeps no description as an empty one; the MAC covers what reads back.
         meta.description = meta.description.filter(|d| !d.is_empty());
         let description = meta.description.clone().unwrap_or_default();
-        let mac = self.sealing.as_ref().map(|k| tag_head(k, &meta, false));
+        let mac = self.keyring().map(|k| tag_head(&k, &meta, false));
         let id = match existing {
             Some(id) => {
                 sqlx::query("SELECT vault.update_secret($1::uuid, $2, NULL, $3)")
@@ -348,7 +353,7 @@ impl SecretStore for SupabaseVaultStore {
         let decrypted = decrypted.map(SecretString::from);
         let meta = <VaultRow as sqlx::FromRow<_>>::from_row(&row)
             .map_err(sql)?
-            .into_checked(scope.clone(), name.clone(), self.sealing.as_deref())?;
+            .into_checked(scope.clone(), name.clone(), self.keyring().as_deref())?;
         if version.is_some_and(|v| v != meta.version) {
             return Err(not_found(scope, name, version));
         }
@@ -359,7 +364,7 @@ impl SecretStore for SupabaseVaultStore {
                 format!("Vault could not decrypt {scope}/{name}"),
             ));
         };
-        let value = match &self.sealing {
+        let value = match self.keyring() {
             None => decrypted,
             Some(keyring) => {
                 let crypto = |source| Error::Crypto {
@@ -384,7 +389,7 @@ impl SecretStore for SupabaseVaultStore {
                 .await
                 .map_err(sql)?
                 .ok_or_else(|| not_found(scope, name, None))?;
-        row.into_checked(scope.clone(), name.clone(), self.sealing.as_deref())
+        row.into_checked(scope.clone(), name.clone(), self.keyring().as_deref())
     }
 
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
@@ -429,7 +434,7 @@ impl SecretStore for SupabaseVaultStore {
                     Some(Ok(name)) => items.push(row.into_checked(
                         scope.clone(),
                         name,
-                        self.sealing.as_deref(),
+                        self.keyring().as_deref(),
                     )?),
                     _ => {
                         tracing::debug!(name = %row.vault_name, "skipping a Vault secret whose name is not a coffer name")
@@ -530,7 +535,7 @@ impl SecretStore for SupabaseVaultStore {
     /// while it is tagged. A secret with no metadata row (created with plain SQL) is not
     /// coffer's and stays refused.
     async fn adopt_untagged_heads(&self) -> Result<u64> {
-        let Some(keyring) = &self.sealing else {
+        let Some(keyring) = self.keyring() else {
             return Err(Error::Unsupported {
                 backend: BACKEND,
                 operation: "adopting heads without client-side sealing",
@@ -553,7 +558,7 @@ impl SecretStore for SupabaseVaultStore {
             adopted += sqlx::query(
                 "UPDATE coffer_vault_meta SET mac = $1 WHERE vault_id = $2::uuid AND mac IS NULL",
             )
-            .bind(tag_head(keyring, &meta, false))
+            .bind(tag_head(&keyring, &meta, false))
             .bind(&id)
             .execute(&mut *tx)
             .await
@@ -565,7 +570,7 @@ impl SecretStore for SupabaseVaultStore {
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
-        let Some(keyring) = &self.sealing else {
+        let Some(keyring) = self.keyring() else {
             return Err(Error::Unsupported {
                 backend: BACKEND,
                 operation: "rewrap without client-side sealing",
@@ -596,7 +601,7 @@ impl SecretStore for SupabaseVaultStore {
             let meta = Self::row_by_id(&mut tx, &id).await?.into_checked(
                 scope.clone(),
                 name.clone(),
-                Some(keyring),
+                Some(&keyring),
             )?;
             let text: Option<String> = sqlx::query_scalar(
                 "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE id = $1::uuid",
@@ -630,7 +635,7 @@ impl SecretStore for SupabaseVaultStore {
                 "UPDATE coffer_vault_meta SET key_id = $1, mac = $2 WHERE vault_id = $3::uuid",
             )
             .bind(primary)
-            .bind(tag_head(keyring, &meta, false))
+            .bind(tag_head(&keyring, &meta, false))
             .bind(&id)
             .execute(&mut *tx)
             .await

@@ -2,10 +2,9 @@
 //! `VAULT_NAMESPACE`, `VAULT_CACERT`) and `vault+http(s)://` URLs.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use coffer_envelope::Keyring;
+use coffer_envelope::KeyringHandle;
 use coffer_store::{Error, Result};
 use secrecy::SecretString;
 
@@ -90,7 +89,7 @@ pub struct VaultConfig {
     /// Retries of a request that failed as `Unavailable` (sealed, refused, timed out).
     pub retries: u32,
     /// Seal values with this keyring before they reach Vault (off by default).
-    pub sealing: Option<Arc<Keyring>>,
+    pub sealing: Option<KeyringHandle>,
 }
 
 /// The default request timeout.
@@ -294,8 +293,8 @@ impl VaultConfig {
 
     /// Seals values with `keyring` before they reach Vault.
     #[must_use]
-    pub fn sealing(mut self, keyring: Arc<Keyring>) -> Self {
-        self.sealing = Some(keyring);
+    pub fn sealing(mut self, keyring: impl Into<KeyringHandle>) -> Self {
+        self.sealing = Some(keyring.into());
         self
     }
 

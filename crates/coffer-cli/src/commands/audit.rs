@@ -1,6 +1,5 @@
 //! `coffer audit`: the access log, newest first.
 
-use std::sync::Arc;
 
 use coffer::sql::{AuditQuery, SqlAuditSink};
 
@@ -15,7 +14,7 @@ pub(super) async fn audit(cli: &Cli, args: &AuditArgs) -> CliResult {
             coffer::store::open::redact_url(&cli.store)
         )));
     }
-    let sink = SqlAuditSink::connect(&cli.store, Arc::new(require_keyring(cli)?)).await?;
+    let sink = SqlAuditSink::connect(&cli.store, require_keyring(cli).await?).await?;
     let mut query = AuditQuery::new().scope(scope(cli)?).limit(args.limit);
     if let Some(n) = &args.name {
         query = query.name(name(n)?);

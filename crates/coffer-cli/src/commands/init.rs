@@ -4,12 +4,12 @@ use std::path::Path;
 
 use coffer::envelope::{KdfParams, Keyring, MasterKey};
 
-use super::{CliError, CliResult, KeyringHome, load_keyring_home, open_store, passphrase};
+use super::{CliError, CliResult, KeyringHome, load_keyring_home, open_home, passphrase};
 use crate::cli::Cli;
 use crate::out::out;
 
-/// The folder a `sqlite://` URL's file lives in, so `init` can create it.
-fn sqlite_dir(url: &str) -> Option<&Path> {
+/// The file of a `sqlite://` URL, if it names one.
+pub(super) fn sqlite_file(url: &str) -> Option<&Path> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -17,14 +17,25 @@ fn sqlite_dir(url: &str) -> Option<&Path> {
     if path.is_empty() || path == ":memory:" {
         return None;
     }
-    Path::new(path)
+    Some(Path::new(path))
+}
+
+/// The folder a `sqlite://` URL's file lives in, so `init` can create it.
+fn sqlite_dir(url: &str) -> Option<&Path> {
+    sqlite_file(url)?
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
 }
 
 pub(super) async fn init(cli: &Cli) -> CliResult {
-    let keyring = if let Some((keyring, home)) = load_keyring_home(cli)? {
-        match home {
+    let (keyring, home) = if let Some((keyring, home)) = load_keyring_home(cli).await? {
+        match &home {
+            KeyringHome::Store(keys) => out!(
+                "keyring: kept in the {} store (generation {}, sealed under {})",
+                keys.backend(),
+                keys.generation(),
+                keys.kek().describe()
+            )?,
             KeyringHome::EnvOnly => out!("keyring: using COFFER_MASTER_KEY")?,
             KeyringHome::Plain => out!("keyring: {} (exists)", cli.keyring.display())?,
             KeyringHome::Sealed(kek) => out!(
@@ -33,7 +44,7 @@ pub(super) async fn init(cli: &Cli) -> CliResult {
                 kek.source()
             )?,
         }
-        keyring
+        (keyring, home)
     } else {
         let keyring = match passphrase() {
             Some(p) => Keyring::from_passphrase(&p, KdfParams::generate())?,
@@ -41,12 +52,12 @@ pub(super) async fn init(cli: &Cli) -> CliResult {
         };
         keyring.save(&cli.keyring)?;
         out!("keyring: {} (created, mode 0600)", cli.keyring.display())?;
-        keyring
+        (keyring, KeyringHome::Plain)
     };
     if let Some(dir) = sqlite_dir(&cli.store) {
         create_private_dir(dir)?;
     }
-    let store = open_store(cli, Some(keyring)).await?;
+    let store = open_home(cli, &keyring, &home).await?;
     out!(
         "store: {} ({}, ready)",
         coffer::store::open::redact_url(&cli.store),

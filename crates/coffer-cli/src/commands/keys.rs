@@ -4,17 +4,20 @@
 use std::sync::Arc;
 
 use coffer::envelope::{Kek, KekSource, Keyring};
-use coffer::{DynSecretStore, Error, KeyUsage, SecretStoreExt as _};
+use coffer::{DynSecretStore, Error, KeyUsage, Scope, SecretStoreExt as _};
 
-use super::{CliError, CliResult, KeyringHome, open_store, require_keyring, require_keyring_home};
-use crate::cli::{Cli, KeysListArgs, RetireArgs, RotateArgs};
+use coffer::envelope::KeyringKek as _;
+use coffer::store::keys::SharedKeyring;
+
+use super::{CliError, CliResult, KeyringHome, open_home, require_keyring_home};
+use crate::cli::{Cli, KeysListArgs, MigrateArgs, RetireArgs, RotateArgs};
 use crate::out::{note, out};
 
 /// Items rewrapped per transaction by `keys rotate`.
 const ROTATE_BATCH: usize = 500;
 
 pub(super) async fn rotate(cli: &Cli, args: &RotateArgs) -> CliResult {
-    let (mut keyring, mut home) = require_keyring_home(cli)?;
+    let (mut keyring, mut home) = require_keyring_home(cli).await?;
     home.writable(cli)?;
     if keyring.rotation_pending() {
         note!(
@@ -22,7 +25,7 @@ pub(super) async fn rotate(cli: &Cli, args: &RotateArgs) -> CliResult {
             keyring.primary_id()
         );
     } else {
-        let probe = open_store(cli, Some(keyring.clone())).await?;
+        let probe = open_home(cli, &keyring, &home).await?;
         if !probe.capabilities().rewrap {
             return Err(CliError::new(format!(
                 "the {} store does not seal values with the keyring: nothing to rotate",
@@ -32,10 +35,10 @@ pub(super) async fn rotate(cli: &Cli, args: &RotateArgs) -> CliResult {
         let id = keyring.rotate();
         keyring.set_rotation_pending(true);
         // The new key is on disk before any envelope uses it.
-        home.save(cli, &keyring)?;
+        home.save(cli, &keyring).await?;
         note!("added key {id} as the primary");
     }
-    let store = open_store(cli, Some(keyring.clone())).await?;
+    let store = open_home(cli, &keyring, &home).await?;
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
@@ -60,7 +63,7 @@ pub(super) async fn rotate(cli: &Cli, args: &RotateArgs) -> CliResult {
         )));
     }
     keyring.set_rotation_pending(false);
-    home.save(cli, &keyring)?;
+    home.save(cli, &keyring).await?;
     if done.retagged > 0 {
         note!(
             "made {} head MACs again under key {}",
@@ -150,14 +153,14 @@ async fn retire_one(
         Err(e) => return Err(e.into()),
     }
     keyring.remove(id)?;
-    home.save(cli, keyring)?;
+    home.save(cli, keyring).await?;
     out!("retired key {id}")
 }
 
 pub(super) async fn retire(cli: &Cli, args: &RetireArgs) -> CliResult {
-    let (mut keyring, mut home) = require_keyring_home(cli)?;
+    let (mut keyring, mut home) = require_keyring_home(cli).await?;
     home.writable(cli)?;
-    let store = open_store(cli, Some(keyring.clone())).await?;
+    let store = open_home(cli, &keyring, &home).await?;
     let usage = usage_of(&store).await?;
     retire_one(cli, &store, &mut keyring, &mut home, &usage, args.id).await
 }
@@ -174,8 +177,8 @@ struct KeyRow {
 }
 
 pub(super) async fn list(cli: &Cli, args: &KeysListArgs) -> CliResult {
-    let keyring = require_keyring(cli)?;
-    let store = open_store(cli, Some(keyring.clone())).await?;
+    let (keyring, home) = require_keyring_home(cli).await?;
+    let store = open_home(cli, &keyring, &home).await?;
     let usage = match store.key_usage().await {
         Ok(usage) => Some(usage),
         Err(Error::Unsupported { .. }) => None,
@@ -260,9 +263,12 @@ pub(super) async fn list(cli: &Cli, args: &KeysListArgs) -> CliResult {
     Ok(())
 }
 
-pub(super) async fn migrate(cli: &Cli) -> CliResult {
-    let keyring = require_keyring(cli)?;
-    let store = open_store(cli, Some(keyring)).await?;
+pub(super) async fn migrate(cli: &Cli, args: &MigrateArgs) -> CliResult {
+    if args.to_store {
+        return to_store(cli).await;
+    }
+    let (keyring, home) = require_keyring_home(cli).await?;
+    let store = open_home(cli, &keyring, &home).await?;
     let adopted = match store.adopt_untagged_heads().await {
         Ok(n) => n,
         Err(Error::Unsupported { backend, .. }) => {
@@ -283,7 +289,7 @@ const NEW_KEK_VARS: [&str; 3] = [
 ];
 
 pub(super) async fn rekey(cli: &Cli) -> CliResult {
-    let (keyring, home) = require_keyring_home(cli)?;
+    let (keyring, home) = require_keyring_home(cli).await?;
     home.writable(cli)?;
     let [key_var, file_var, passphrase_var] = NEW_KEK_VARS;
     let new = Kek::from_vars(key_var, file_var, passphrase_var)?.ok_or_else(|| {
@@ -292,17 +298,104 @@ pub(super) async fn rekey(cli: &Cli) -> CliResult {
              {file_var} (a 0600 key file) or {passphrase_var}"
         ))
     })?;
+    let next = next_step(&new);
+    if let KeyringHome::Store(keys) = &home {
+        let described = new.describe();
+        keys.rekey(Arc::new(new)).await?;
+        return out!(
+            "sealed the keyring kept in the {} store under {described}; from now on {next} \
+             on every instance",
+            keys.backend()
+        );
+    }
     keyring.save_sealed(&cli.keyring, &new)?;
     // Read back with the new KEK before saying it worked.
     Keyring::load_file(&cli.keyring, Some(&new), None)?;
-    let next = match new.source() {
-        KekSource::Env(_) => "set COFFER_MASTER_KEY to the new key".to_owned(),
-        KekSource::KeyFile(path) => format!("set COFFER_KEK_FILE={}", path.display()),
-        _ => "set COFFER_PASSPHRASE to the new passphrase".to_owned(),
-    };
     out!(
         "sealed the keyring {} under {}; from now on {next}",
         cli.keyring.display(),
         new.source()
     )
+}
+
+/// What to set after a re-key to `new`.
+fn next_step(new: &Kek) -> String {
+    match new.source() {
+        KekSource::Env(_) => "set COFFER_MASTER_KEY to the new key".to_owned(),
+        KekSource::KeyFile(path) => format!("set COFFER_KEK_FILE={}", path.display()),
+        _ => "set COFFER_PASSPHRASE to the new passphrase".to_owned(),
+    }
+}
+
+/// `keys migrate --to-store`: seals the keyring (from its file or `COFFER_MASTER_KEY`)
+/// under the KEK in the environment and keeps it in the store, then opens the store
+/// with it and reads every secret back before saying it worked.
+async fn to_store(cli: &Cli) -> CliResult {
+    let (keyring, home) = require_keyring_home(cli).await?;
+    if let KeyringHome::Store(keys) = &home {
+        return out!(
+            "the {} store keeps its keyring already (generation {})",
+            keys.backend(),
+            keys.generation()
+        );
+    }
+    let kek = Kek::from_env()?.ok_or_else(|| {
+        CliError::new(
+            "the keyring kept in the store is sealed under a key-encryption key: set \
+             COFFER_MASTER_KEY (base64 or hex of 32 bytes), COFFER_KEK_FILE (a 0600 key \
+             file) or COFFER_PASSPHRASE, on this machine and on every instance",
+        )
+    })?;
+    if keyring.rotation_pending() {
+        return Err(CliError::new(
+            "a rotation is unfinished: run `coffer keys rotate` to finish it first",
+        ));
+    }
+    // The keyring must open what the store holds before it is moved there.
+    let before = open_home(cli, &keyring, &home).await?;
+    let storage = coffer::registry()
+        .keyring_storage(&cli.store)
+        .await
+        .map_err(|e| match e {
+            Error::Unsupported { backend, .. } => CliError::new(format!(
+                "the {backend} store cannot keep its keyring; keep the keyring file"
+            )),
+            other => other.into(),
+        })?;
+    drop(before);
+    let described = kek.describe();
+    let keys = Arc::new(SharedKeyring::create(storage, Arc::new(kek), keyring).await?);
+    let store = open_home(cli, &keys.handle().current(), &KeyringHome::Store(keys.clone())).await?;
+    let scope = super::scope(cli)?;
+    let checked = read_everything(&store, &scope).await?;
+    out!(
+        "the {} store now keeps the keyring (sealed under {described}); read back {checked} \
+         secrets of scope {scope} with it",
+        keys.backend()
+    )?;
+    if cli.keyring.exists() {
+        note!(
+            "the keyring file {} is no longer used: once every instance has {described} \
+             set, delete it (it still holds every key in it)",
+            cli.keyring.display()
+        );
+    }
+    Ok(())
+}
+
+/// Reads every version of every live secret of `scope`; returns how many secrets.
+/// Expired and inactive ones are read by version, which `get` allows.
+async fn read_everything(store: &Arc<DynSecretStore>, scope: &Scope) -> CliResult<u64> {
+    let mut read = 0;
+    for meta in store.list_all(scope, None).await? {
+        for version in 1..=meta.version {
+            match store.get(scope, &meta.name, Some(version)).await {
+                Ok(_) | Err(Error::NotFound { .. }) => {}
+                Err(Error::Expired { .. } | Error::Inactive { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        read += 1;
+    }
+    Ok(read)
 }

@@ -13,7 +13,8 @@ mod run;
 
 use std::sync::Arc;
 
-use coffer::envelope::{self, Keyring};
+use coffer::envelope::{self, Keyring, KeyringHandle};
+use coffer::store::keys::{KeyringReload, SharedKeyring};
 use coffer::secrecy::SecretString;
 use coffer::sql::SqlAuditSink;
 use coffer::store::layer::{AuditStore, CallerContext};
@@ -120,7 +121,7 @@ pub(crate) async fn run(cli: Cli) -> CliResult<u8> {
         Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(&cli, args).await,
         Command::Keys(KeysCommand::List(args)) => keys::list(&cli, args).await,
         Command::Keys(KeysCommand::Retire(args)) => keys::retire(&cli, args).await,
-        Command::Keys(KeysCommand::Migrate) => keys::migrate(&cli).await,
+        Command::Keys(KeysCommand::Migrate(args)) => keys::migrate(&cli, args).await,
         Command::Keys(KeysCommand::Rekey) => keys::rekey(&cli).await,
         Command::Audit(args) => audit::audit(&cli, args).await,
         Command::Mcp(args) => mcp::serve(&cli, args).await,
@@ -142,15 +143,30 @@ pub(super) enum KeyringHome {
     Plain,
     /// A keyring file sealed under a key-encryption key from the environment.
     Sealed(envelope::Kek),
+    /// The keyring the store keeps itself, sealed under a key-encryption key from the
+    /// environment (`coffer keys migrate --to-store` put it there).
+    Store(Arc<SharedKeyring>),
 }
 
 impl KeyringHome {
     /// Saves `keyring` where it came from. A keyring that was only `COFFER_MASTER_KEY`
     /// becomes a keyring file sealed under that key, so the key keeps opening it (and
     /// every envelope it sealed, as key 1) after any number of rotations.
-    pub(super) fn save(&mut self, cli: &Cli, keyring: &Keyring) -> CliResult {
+    pub(super) async fn save(&mut self, cli: &Cli, keyring: &Keyring) -> CliResult {
         self.writable(cli)?;
         match self {
+            Self::Store(keys) => keys
+                .update(|kept| {
+                    *kept = keyring.clone();
+                    Ok(())
+                })
+                .await
+                .map_err(|e| match e {
+                    Error::KeyringConflict { .. } => CliError::new(format!(
+                        "{e}; run the command again to act on the keyring as it is now"
+                    )),
+                    other => other.into(),
+                }),
             Self::Plain => Ok(keyring.save(&cli.keyring)?),
             Self::Sealed(kek) => Ok(keyring.save_sealed(&cli.keyring, kek)?),
             Self::EnvOnly => {
@@ -185,9 +201,21 @@ impl KeyringHome {
     }
 }
 
-/// Where the keyring comes from: a sealed keyring file opens with the KEK in the
-/// environment; otherwise `COFFER_MASTER_KEY` wins over a plain file, as before.
-pub(super) fn load_keyring_home(cli: &Cli) -> CliResult<Option<(Keyring, KeyringHome)>> {
+/// Where the keyring comes from: the store's own keyring when it keeps one and a KEK is
+/// set; else a sealed keyring file, which opens with the KEK in the environment; else
+/// `COFFER_MASTER_KEY` wins over a plain file, as before.
+pub(super) async fn load_keyring_home(cli: &Cli) -> CliResult<Option<(Keyring, KeyringHome)>> {
+    if let Some(keys) = kept_keyring(cli).await? {
+        if cli.keyring.exists() {
+            crate::out::note!(
+                "the keyring file {} is not used: the {} store keeps its own keyring",
+                cli.keyring.display(),
+                keys.backend()
+            );
+        }
+        let keyring = (*keys.handle().current()).clone();
+        return Ok(Some((keyring, KeyringHome::Store(keys))));
+    }
     let sealed_file = cli.keyring.exists()
         && envelope::Kek::is_sealed(envelope::read_private(&cli.keyring)?.as_bytes());
     if sealed_file {
@@ -206,13 +234,34 @@ pub(super) fn load_keyring_home(cli: &Cli) -> CliResult<Option<(Keyring, Keyring
     Ok(Some((keyring, KeyringHome::Plain)))
 }
 
-fn load_keyring(cli: &Cli) -> CliResult<Option<Keyring>> {
-    Ok(load_keyring_home(cli)?.map(|(keyring, _)| keyring))
+/// The keyring the store keeps, opened with the KEK in the environment: `None` when no
+/// KEK is set, the store cannot keep one, or keeps none. A SQLite file that does not
+/// exist yet is not created by asking.
+pub(super) async fn kept_keyring(cli: &Cli) -> CliResult<Option<Arc<SharedKeyring>>> {
+    if !needs_keyring(&cli.store) {
+        return Ok(None);
+    }
+    if init::sqlite_file(&cli.store).is_some_and(|f| !f.exists()) {
+        return Ok(None);
+    }
+    let Some(kek) = envelope::Kek::from_env()? else {
+        return Ok(None);
+    };
+    let storage = match coffer::registry().keyring_storage(&cli.store).await {
+        Ok(storage) => storage,
+        Err(Error::Unsupported { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if storage.read_keyring().await?.is_none() {
+        return Ok(None);
+    }
+    let keys = SharedKeyring::open(storage, Arc::new(kek)).await?;
+    Ok(Some(Arc::new(keys)))
 }
 
 /// The keyring and where it lives, or the error that says how to create one.
-pub(super) fn require_keyring_home(cli: &Cli) -> CliResult<(Keyring, KeyringHome)> {
-    load_keyring_home(cli)?.ok_or_else(|| no_keyring(cli))
+pub(super) async fn require_keyring_home(cli: &Cli) -> CliResult<(Keyring, KeyringHome)> {
+    load_keyring_home(cli).await?.ok_or_else(|| no_keyring(cli))
 }
 
 fn no_keyring(cli: &Cli) -> CliError {
@@ -223,31 +272,63 @@ fn no_keyring(cli: &Cli) -> CliError {
     ))
 }
 
-pub(super) fn require_keyring(cli: &Cli) -> CliResult<Keyring> {
-    load_keyring(cli)?.ok_or_else(|| no_keyring(cli))
+pub(super) async fn require_keyring(cli: &Cli) -> CliResult<Keyring> {
+    Ok(require_keyring_home(cli).await?.0)
 }
 
 fn needs_keyring(store_url: &str) -> bool {
     !scheme_of(store_url).is_some_and(|s| s.eq_ignore_ascii_case("memory"))
 }
 
+/// Opens the store with `keyring`, or with the keyring found as
+/// [`load_keyring_home`] finds it (the store's own, followed on reload).
 pub(crate) async fn open_store(
     cli: &Cli,
-    keyring: Option<Keyring>,
+    keyring: Option<KeyringHandle>,
 ) -> CliResult<Arc<DynSecretStore>> {
     let keyring = match keyring {
         Some(k) => Some(k),
-        None if needs_keyring(&cli.store) => Some(require_keyring(cli)?),
+        None if needs_keyring(&cli.store) => {
+            let (keyring, home) = require_keyring_home(cli).await?;
+            return open_home(cli, &keyring, &home).await;
+        }
         None => None,
     };
-    let keyring = keyring.map(Arc::new);
+    open_with(cli, keyring, None).await
+}
+
+/// Opens the store with a keyring loaded from `home`: the store's own keyring through
+/// its shared handle (reloaded when another instance changes it), else `keyring`.
+pub(super) async fn open_home(
+    cli: &Cli,
+    keyring: &Keyring,
+    home: &KeyringHome,
+) -> CliResult<Arc<DynSecretStore>> {
+    match home {
+        KeyringHome::Store(keys) => open_with(cli, Some(keys.handle()), Some(keys)).await,
+        _ => open_with(cli, Some(keyring.clone().into()), None).await,
+    }
+}
+
+async fn open_with(
+    cli: &Cli,
+    keyring: Option<KeyringHandle>,
+    kept: Option<&Arc<SharedKeyring>>,
+) -> CliResult<Arc<DynSecretStore>> {
+    let reloading = |store: Arc<DynSecretStore>| -> Arc<DynSecretStore> {
+        match kept {
+            Some(keys) => Arc::new(KeyringReload::new(store, keys.clone())),
+            None => store,
+        }
+    };
     match keyring {
         Some(keyring) if keeps_access_log(&cli.store) => {
             // Every command's operations land in the store's access log, fail-closed,
             // written through the store's own pool.
             let (store, sink) = SqlAuditSink::open_with_store(&cli.store, keyring).await?;
             Ok(Arc::new(
-                AuditStore::new(store, vec![Arc::new(sink)]).with_default_context(cli_context()?),
+                AuditStore::new(reloading(store), vec![Arc::new(sink)])
+                    .with_default_context(cli_context()?),
             ))
         }
         keyring => {
@@ -255,7 +336,7 @@ pub(crate) async fn open_store(
             if let Some(k) = keyring {
                 options = options.keyring(k);
             }
-            Ok(coffer::open(&cli.store, &options).await?)
+            Ok(reloading(coffer::open(&cli.store, &options).await?))
         }
     }
 }

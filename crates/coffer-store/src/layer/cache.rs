@@ -181,6 +181,8 @@ impl Shared {
                 self.following.store(true, Ordering::Release);
                 tracing::info!("coffer cache: change notifications resumed");
             }
+            // A rotation changes no value: what is cached is still what the store holds.
+            WatchEvent::KeyringChanged { .. } => {}
         }
     }
 }

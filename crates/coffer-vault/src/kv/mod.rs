@@ -227,7 +227,7 @@ impl VaultStore {
     /// From a `vault+http(s)://host:port/mount?prefix=…&kv=1` URL and `VAULT_*` variables.
     pub async fn connect_url(
         url: &str,
-        sealing: Option<Arc<coffer_envelope::Keyring>>,
+        sealing: Option<coffer_envelope::KeyringHandle>,
     ) -> Result<Self> {
         let mut config = VaultConfig::from_url(url)?;
         config.sealing = sealing;
@@ -240,8 +240,8 @@ impl VaultStore {
     }
 
     /// The keyring values are sealed with, if sealing is on.
-    fn keyring(&self) -> Option<&coffer_envelope::Keyring> {
-        self.conn.config().sealing.as_deref()
+    fn keyring(&self) -> Option<std::sync::Arc<coffer_envelope::Keyring>> {
+        self.conn.config().sealing.as_ref().map(|h| h.current())
     }
 
     fn mount(&self) -> &str {
@@ -268,7 +268,7 @@ impl VaultStore {
         version: u64,
         value: &SecretString,
     ) -> SecretString {
-        match &self.conn.config().sealing {
+        match self.keyring() {
             Some(keyring) => {
                 let ctx = Context::new(scope.as_str(), name.as_str()).with_version(version);
                 SecretString::from(to_text(
@@ -286,7 +286,7 @@ impl VaultStore {
         version: u64,
         stored: SecretString,
     ) -> Result<(SecretString, Option<u32>)> {
-        let Some(keyring) = &self.conn.config().sealing else {
+        let Some(keyring) = self.keyring() else {
             return Ok((stored, None));
         };
         let crypto = |source| Error::Crypto {
@@ -452,7 +452,7 @@ impl SecretStore for VaultStore {
     /// Every secret under the prefix whose metadata has no `coffer_mac`. Vault offers
     /// no check-and-set on metadata, so run it while nothing else writes the mount.
     async fn adopt_untagged_heads(&self) -> Result<u64> {
-        let Some(keyring) = self.conn.config().sealing.clone() else {
+        let Some(keyring) = self.keyring() else {
             return Err(Error::Unsupported {
                 backend: BACKEND,
                 operation: "adopting heads without client-side sealing",
@@ -476,7 +476,7 @@ impl SecretStore for VaultStore {
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
-        let Some(keyring) = self.conn.config().sealing.clone() else {
+        let Some(keyring) = self.keyring() else {
             return Err(Error::Unsupported {
                 backend: BACKEND,
                 operation: "rewrap without client-side sealing",

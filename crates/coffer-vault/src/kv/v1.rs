@@ -43,7 +43,7 @@ impl KvV1 {
         data: &serde_json::Map<String, Value>,
     ) -> Result<SecretMeta> {
         let meta = Self::meta_of(scope, name, data);
-        verify_custom(kv.keyring(), &meta, &Self::coffer_fields(data))?;
+        verify_custom(kv.keyring().as_deref(), &meta, &Self::coffer_fields(data))?;
         Ok(meta)
     }
 
@@ -145,9 +145,9 @@ impl KvV1 {
             meta.updated_at = now();
             options.attributes.apply(&mut meta);
         }
-        meta.key_id = kv.conn.config().sealing.as_ref().map(|k| k.primary_id());
+        meta.key_id = kv.keyring().map(|k| k.primary_id());
         let stored = kv.seal(scope, name, meta.version, value);
-        let fields = Self::fields(&meta, kv.keyring())?;
+        let fields = Self::fields(&meta, kv.keyring().as_deref())?;
         let value = stored.expose_secret().to_owned();
         Self::write(kv, path, fields, value, &format!("{scope}/{name}")).await?;
         Ok(meta)

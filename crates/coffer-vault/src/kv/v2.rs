@@ -76,7 +76,7 @@ impl Head {
         name: &SecretName,
     ) -> Result<(SecretMeta, bool)> {
         let meta = self.meta(scope, name);
-        let marked = verify_custom(kv.keyring(), &meta, &self.custom)?;
+        let marked = verify_custom(kv.keyring().as_deref(), &meta, &self.custom)?;
         Ok((meta, self.live && !marked && self.current > 0))
     }
 
@@ -164,7 +164,7 @@ impl Engine for KvV2 {
         meta.version = current + 1;
         meta.updated_at = now();
         meta.key_id = kv.keyring().map(|k| k.primary_id());
-        let custom = meta_to_map(&meta, false, kv.keyring())?;
+        let custom = meta_to_map(&meta, false, kv.keyring().as_deref())?;
         if current == 0 {
             // A new secret: its metadata (and MAC) goes first, so no reader ever sees a
             // version without a MAC'd head (KV v2 cannot write data and metadata in one
@@ -254,7 +254,7 @@ impl Engine for KvV2 {
             meta.updated_at = t;
         }
         let custom = res.metadata.custom_metadata.clone().unwrap_or_default();
-        if verify_custom(kv.keyring(), &meta, &custom)? {
+        if verify_custom(kv.keyring().as_deref(), &meta, &custom)? {
             return Err(not_found(scope, name, version));
         }
         meta.check_readable()?;
@@ -297,7 +297,7 @@ impl Engine for KvV2 {
                 }
                 // Marked deleted under the MAC first, so an undelete of Vault's versions
                 // by someone without the key does not bring the secret back.
-                if let Some(keyring) = kv.keyring() {
+                if let Some(keyring) = kv.keyring().as_deref() {
                     let custom = meta_to_map(&meta, true, Some(keyring))?;
                     Self::set_custom(kv, &path, custom, &what).await?;
                 }
