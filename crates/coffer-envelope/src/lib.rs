@@ -40,7 +40,6 @@ pub use error::{Error, Result};
 pub use kek::{
     KEK_FILE_ENV, Kek, KekSource, PASSPHRASE_ENV, SEALED_KEYRING_FORMAT, sealed_kek_kind,
 };
-pub use shared::{BoxFuture, KeyringHandle, KeyringKek};
 pub use key::{
     KEY_LEN, KdfParams, MASTER_KEY_ENV, MIN_PBKDF2_ITERATIONS, MasterKey, PBKDF2_ALGORITHM,
     PBKDF2_SALT_LEN,
@@ -49,6 +48,7 @@ pub use keyring::{
     KEYRING_FILE_VERSION, KeyProvider, Keyring, KeyringFile, METADATA_TAG_LEN, read_private,
     write_private,
 };
+pub use shared::{BoxFuture, KeyringHandle, KeyringKek};
 
 /// Re-exported so callers can name the secret types this crate returns.
 pub use secrecy;

@@ -79,7 +79,9 @@ impl From<&Arc<Keyring>> for KeyringHandle {
 
 impl fmt::Debug for KeyringHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("KeyringHandle").field(&self.current()).finish()
+        f.debug_tuple("KeyringHandle")
+            .field(&self.current())
+            .finish()
     }
 }
 

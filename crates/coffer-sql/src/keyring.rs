@@ -73,7 +73,11 @@ impl<D: Dialect> KeyringStorage for SqlKeyring<D> {
     }
 
     async fn read_keyring(&self) -> Result<Option<StoredKeyring>> {
-        let mut conn = self.pool.acquire().await.map_err(|e| map_sqlx(D::BACKEND, e))?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| map_sqlx(D::BACKEND, e))?;
         let row: Option<KeyringRow> = D::Db::fetch_all(&mut conn, &sql::READ_KEYRING, &[])
             .await
             .map(first)
@@ -81,7 +85,10 @@ impl<D: Dialect> KeyringStorage for SqlKeyring<D> {
         row.map(|r| {
             Ok(StoredKeyring {
                 generation: u64::try_from(r.generation).map_err(|_| {
-                    Error::config(format!("{}: the keyring's generation is negative", D::BACKEND))
+                    Error::config(format!(
+                        "{}: the keyring's generation is negative",
+                        D::BACKEND
+                    ))
                 })?,
                 document: r.document,
             })
@@ -91,7 +98,11 @@ impl<D: Dialect> KeyringStorage for SqlKeyring<D> {
 
     async fn write_keyring(&self, document: &[u8], expected: Option<u64>) -> Result<u64> {
         let now = chrono::Utc::now().timestamp_millis();
-        let mut conn = self.pool.acquire().await.map_err(|e| map_sqlx(D::BACKEND, e))?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| map_sqlx(D::BACKEND, e))?;
         let written = match expected {
             None => {
                 let params = [Param::Blob(document), Param::Int(now)];
@@ -138,4 +149,3 @@ impl<D: Dialect> SqlStore<D> {
         Ok(KeyringReload::new(store, keys))
     }
 }
-

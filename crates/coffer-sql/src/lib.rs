@@ -30,13 +30,13 @@ pub use audit::{AuditQuery, SqlAuditSink};
 pub use coffer_store::Change;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use dialect::Dialect;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use keyring::SqlKeyring;
 #[cfg(feature = "postgres")]
 pub use postgres::{
     NOTIFY_CHANNEL, PgDialect, PgOpener, PgOptions, PgStore, RLS_URL_PARAM, WatchEvent,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteDialect, SqliteOpener, SqliteStore};
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use keyring::SqlKeyring;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use store::SqlStore;

@@ -15,8 +15,8 @@ use sqlx::{PgPool, Postgres};
 
 use crate::common::map_sqlx;
 use crate::dialect::{Dialect, Scoped, sealed};
-use crate::keyring::SqlKeyring;
 use crate::driver::{Driver as _, Param, Statement, first};
+use crate::keyring::SqlKeyring;
 use crate::row::{PutWrite, Returned};
 use crate::sql::{self, Composed};
 use crate::store::SqlStore;

@@ -15,8 +15,8 @@ use sqlx::{Sqlite, SqlitePool};
 
 use crate::common::map_sqlx;
 use crate::dialect::{Dialect, sealed};
-use crate::keyring::SqlKeyring;
 use crate::driver::{Driver as _, Param, Statement};
+use crate::keyring::SqlKeyring;
 use crate::row::{PutWrite, Returned};
 use crate::sql::{self, Composed};
 use crate::store::SqlStore;

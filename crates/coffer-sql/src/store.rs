@@ -374,7 +374,7 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
         meta.version = u64::try_from(row.version).map_err(|_| not_found(scope, name, version))?;
         meta.key_id = keyring.key_id_of(&row.ciphertext).ok();
         let value = keyring
-                        .open_string(
+            .open_string(
                 &row.ciphertext,
                 &context(scope.as_str(), name.as_str(), meta.version),
             )
@@ -500,7 +500,7 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
         for row in rows {
             let (scope, name, version) = (&row.scope, &row.name, row.version);
             let moved = keyring
-                                .rewrap(&row.ciphertext, &context(scope, name, version as u64))
+                .rewrap(&row.ciphertext, &context(scope, name, version as u64))
                 .map_err(|source| Error::Crypto {
                     scope: scope.clone(),
                     name: format!("{name} (version {version})"),

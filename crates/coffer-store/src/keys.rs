@@ -137,7 +137,7 @@ pub struct SharedKeyring {
     kek: RwLock<Arc<dyn KeyringKek>>,
     handle: KeyringHandle,
     generation: AtomicU64,
-    /// When a rate-limited reload last read the storage.
+    /// When a rate-limited reload last read the storage and found nothing new.
     last_reload: Mutex<Option<Instant>>,
     min_interval: Duration,
     /// Serializes this process's own writes (rotate, retire, rekey).
@@ -233,25 +233,35 @@ impl SharedKeyring {
             .clone()
     }
 
-    /// Reads the kept keyring again unless a rate-limited reload read it less than the
-    /// minimum interval ago. `seen` is the [`generation`](Self::generation) the caller
-    /// worked with: if another task has reloaded since, this returns `true` at once.
+    /// Reads the kept keyring again, unless a reload found nothing new less than the
+    /// minimum interval ago (so envelopes that name keys nobody has, forged or not, cost
+    /// at most one read of the keyring per interval; a reload that found a change holds
+    /// nothing off). `seen` is the [`generation`](Self::generation) the caller worked
+    /// with: if another task has reloaded since, this returns `true` at once.
     /// `Ok(true)`: the keyring changed, retry.
     pub async fn reload(&self, seen: u64) -> Result<bool> {
         if self.generation() != seen {
             return Ok(true);
         }
         {
-            let mut last = self
-                .last_reload
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut last = self.last_fruitless();
             if last.is_some_and(|at| at.elapsed() < self.min_interval) {
                 return Ok(false);
             }
+            // Claimed before the read, so concurrent callers do not all read.
             *last = Some(Instant::now());
         }
-        self.reload_now().await
+        let changed = self.reload_now().await;
+        if matches!(changed, Ok(true)) {
+            *self.last_fruitless() = None;
+        }
+        changed
+    }
+
+    fn last_fruitless(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Reads the kept keyring now (a notification said it changed); `Ok(true)` when it had.

@@ -1,7 +1,6 @@
 //! [`SupabaseOptions`]: what a [`SupabaseVaultStore`](crate::SupabaseVaultStore) does
 //! beyond storing values in Vault.
 
-
 use coffer_envelope::KeyringHandle;
 
 /// Options of a [`SupabaseVaultStore`](crate::SupabaseVaultStore).

@@ -1,6 +1,5 @@
 //! `coffer audit`: the access log, newest first.
 
-
 use coffer::sql::{AuditQuery, SqlAuditSink};
 
 use super::{CliError, CliResult, keeps_access_log, name, print_columns, require_keyring, scope};

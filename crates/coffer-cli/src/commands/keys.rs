@@ -365,7 +365,12 @@ async fn to_store(cli: &Cli) -> CliResult {
     drop(before);
     let described = kek.describe();
     let keys = Arc::new(SharedKeyring::create(storage, Arc::new(kek), keyring).await?);
-    let store = open_home(cli, &keys.handle().current(), &KeyringHome::Store(keys.clone())).await?;
+    let store = open_home(
+        cli,
+        &keys.handle().current(),
+        &KeyringHome::Store(keys.clone()),
+    )
+    .await?;
     let scope = super::scope(cli)?;
     let checked = read_everything(&store, &scope).await?;
     out!(

@@ -14,9 +14,9 @@ mod run;
 use std::sync::Arc;
 
 use coffer::envelope::{self, Keyring, KeyringHandle};
-use coffer::store::keys::{KeyringReload, SharedKeyring};
 use coffer::secrecy::SecretString;
 use coffer::sql::SqlAuditSink;
+use coffer::store::keys::{KeyringReload, SharedKeyring};
 use coffer::store::layer::{AuditStore, CallerContext};
 use coffer::store::open::scheme_of;
 use coffer::{DynSecretStore, Error, OpenOptions, Scope, SecretName};
