@@ -991,3 +991,126 @@ fn list_expiring_shows_what_expires_soon() {
         .code(2)
         .stderr(predicate::str::contains("--expiring"));
 }
+
+/// Two machines share one store and keep no keyring files: `keys migrate --to-store`
+/// moves machine A's keyring into the store, sealed under `COFFER_MASTER_KEY`; machine
+/// B, a separate process with only that variable, reads and writes; a rotation with
+/// retirement on A is followed by B's next command; three rotations on B later, A still
+/// reads everything; a re-key changes only the KEK.
+#[test]
+fn the_keyring_kept_in_the_store_is_shared_by_two_machines() {
+    let a_dir = tempfile::tempdir().unwrap();
+    let b_dir = tempfile::tempdir().unwrap();
+    let (a_home, b_home) = (a_dir.path(), b_dir.path());
+    let db = a_home.join(".coffer/secrets.db");
+    let store = format!("sqlite://{}", db.display());
+    let key = base64_of(rand::random::<[u8; 32]>());
+    let on = |home: &std::path::Path, key: &str, args: &[&str]| {
+        let mut cmd = coffer(home);
+        cmd.env("COFFER_STORE", &store)
+            .env("COFFER_MASTER_KEY", key)
+            .args(args);
+        cmd
+    };
+    coffer(a_home).arg("init").assert().success();
+    for i in 0..3 {
+        coffer(a_home)
+            .args(["put", &format!("k{i}"), "--value", &format!("value-{i}")])
+            .assert()
+            .success();
+    }
+    // Without the KEK the keyring cannot move: nothing changes.
+    coffer(a_home)
+        .args(["keys", "migrate", "--to-store"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("COFFER_MASTER_KEY"));
+    on(a_home, &key, &["keys", "migrate", "--to-store"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "the sqlite store now keeps the keyring (sealed under COFFER_MASTER_KEY); read back 3 secrets",
+        ))
+        .stderr(predicate::str::contains("is no longer used"));
+    std::fs::remove_file(a_home.join(".coffer/keyring.json")).unwrap();
+
+    // Machine B has no keyring file, only the KEK.
+    on(b_home, &key, &["get", "k1", "--reveal"])
+        .assert()
+        .success()
+        .stdout("value-1\n");
+    on(a_home, &key, &["keys", "rotate", "--retire"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "rotated to key 2; rewrapped 3 envelopes",
+        ))
+        .stdout(predicate::str::contains("retired key 1"));
+    on(b_home, &key, &["put", "k3", "--value", "value-3"])
+        .assert()
+        .success();
+    let keys = {
+        let out = on(b_home, &key, &["keys", "list", "--json"])
+            .assert()
+            .success();
+        serde_json::from_slice::<serde_json::Value>(&out.get_output().stdout).unwrap()
+    };
+    let states: Vec<(u64, String)> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_u64().unwrap(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [(1, "retired".to_owned()), (2, "primary".to_owned())]
+    );
+
+    // COFFER_MASTER_KEY keeps working after three rotations, on the other machine too.
+    for round in 1..=3 {
+        on(b_home, &key, &["keys", "rotate"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(format!(
+                "rotated to key {}",
+                round + 2
+            )));
+    }
+    for i in 0..=3 {
+        on(a_home, &key, &["get", &format!("k{i}"), "--reveal"])
+            .assert()
+            .success()
+            .stdout(format!("value-{i}\n"));
+    }
+
+    // A wrong KEK names its source and says so; no key is printed.
+    let other = base64_of(rand::random::<[u8; 32]>());
+    on(b_home, &other, &["get", "k0"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "does not open with COFFER_MASTER_KEY",
+        ))
+        .stderr(predicate::str::contains("wrong key"))
+        .stderr(predicate::str::contains(&other).not());
+
+    // A re-key: the old KEK stops working, the new one reads everything.
+    let new = base64_of(rand::random::<[u8; 32]>());
+    on(a_home, &key, &["keys", "rekey"])
+        .env("COFFER_NEW_MASTER_KEY", &new)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "sealed the keyring kept in the sqlite store",
+        ));
+    on(b_home, &key, &["get", "k0"]).assert().code(1);
+    on(b_home, &new, &["get", "k0", "--reveal"])
+        .assert()
+        .success()
+        .stdout("value-0\n");
+}

@@ -267,7 +267,9 @@ pub(super) async fn require_keyring_home(cli: &Cli) -> CliResult<(Keyring, Keyri
 fn no_keyring(cli: &Cli) -> CliError {
     CliError::new(format!(
         "no keyring at {}: run `coffer init` to create one, or set COFFER_MASTER_KEY \
-         (base64 or hex of 32 bytes)",
+         (base64 or hex of 32 bytes); if the store keeps its keyring (`coffer keys migrate \
+         --to-store`), set the KEK it is sealed under (COFFER_MASTER_KEY, COFFER_KEK_FILE \
+         or COFFER_PASSPHRASE)",
         cli.keyring.display()
     ))
 }
