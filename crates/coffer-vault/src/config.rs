@@ -90,7 +90,14 @@ pub struct VaultConfig {
     pub retries: u32,
     /// Seal values with this keyring before they reach Vault (off by default).
     pub sealing: Option<KeyringHandle>,
+    /// The KV v2 path under the mount where the keyring kept in the store lives
+    /// ([`VaultKeyring`](crate::VaultKeyring); `coffer-keyring` by default, outside the
+    /// secrets' prefix, so no scope can name it).
+    pub keyring_path: String,
 }
+
+/// Where the keyring kept in the store lives under the mount by default.
+pub const DEFAULT_KEYRING_PATH: &str = "coffer-keyring";
 
 /// The default request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -116,6 +123,7 @@ impl VaultConfig {
             timeout: DEFAULT_TIMEOUT,
             retries: 2,
             sealing: None,
+            keyring_path: DEFAULT_KEYRING_PATH.to_owned(),
         }
     }
 
@@ -233,6 +241,13 @@ impl VaultConfig {
         for (key, value) in parsed.query_pairs() {
             match key.as_ref() {
                 "prefix" => config.prefix = value.trim_matches('/').to_owned(),
+                "keyring_path" => {
+                    let path = value.trim_matches('/');
+                    if path.is_empty() {
+                        return Err(Error::config("keyring_path must not be empty"));
+                    }
+                    config.keyring_path = path.to_owned();
+                }
                 "kv" => {
                     config.kv_version = match value.as_ref() {
                         "1" => KvVersion::V1,

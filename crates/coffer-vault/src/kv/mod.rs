@@ -224,6 +224,20 @@ impl VaultStore {
         })
     }
 
+    /// Connects with values sealed under the keyring kept in the store
+    /// ([`VaultKeyring`](crate::VaultKeyring) at `config.keyring_path`), opened with
+    /// `kek` (a local [`Kek`](coffer_envelope::Kek) or a [`TransitKek`](crate::TransitKek));
+    /// see [`coffer_store::keys`].
+    pub async fn connect_shared(
+        config: VaultConfig,
+        kek: Arc<dyn coffer_envelope::KeyringKek>,
+    ) -> Result<coffer_store::keys::KeyringReload<Self>> {
+        let storage = Arc::new(crate::VaultKeyring::connect(config.clone()).await?);
+        let keys = Arc::new(coffer_store::keys::SharedKeyring::open(storage, kek).await?);
+        let store = Self::connect(config.sealing(keys.handle())).await?;
+        Ok(coffer_store::keys::KeyringReload::new(store, keys))
+    }
+
     /// From a `vault+http(s)://host:port/mount?prefix=…&kv=1` URL and `VAULT_*` variables.
     pub async fn connect_url(
         url: &str,
