@@ -8,11 +8,13 @@
 //! between Vault rows and coffer metadata (`row`, [`vault_name`]), the store
 //! ([`SupabaseVaultStore`], `store`) and its URL opener ([`SupabaseOpener`], `opener`).
 
+mod keyring;
 mod opener;
 mod options;
 mod row;
 mod store;
 
+pub use keyring::{KEYRING_SECRET_NAME, SupabaseKeyring};
 pub use opener::SupabaseOpener;
 pub use options::SupabaseOptions;
 pub use row::vault_name;

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use coffer_store::keys::KeyringStorage;
 use coffer_store::open::{OpenOptions, StoreOpener};
 use coffer_store::{DynSecretStore, Result};
 
-use crate::SupabaseVaultStore;
+use crate::{SupabaseKeyring, SupabaseVaultStore};
 
 /// Opens `supabase+postgres://` and `supabase+postgresql://` URLs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -22,5 +23,9 @@ impl StoreOpener for SupabaseOpener {
         Ok(Arc::new(
             SupabaseVaultStore::connect(url, options.keyring.clone()).await?,
         ))
+    }
+
+    async fn keyring_storage(&self, url: &str) -> Result<Arc<dyn KeyringStorage>> {
+        Ok(Arc::new(SupabaseKeyring::connect_url(url).await?))
     }
 }

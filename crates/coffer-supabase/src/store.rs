@@ -60,6 +60,27 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
 
+/// A pool for a Supabase URL (TLS and the cleartext guard from the URL), and whether
+/// it asks for `?seal=true`.
+pub(crate) async fn connect_pool(url: &str) -> Result<(PgPool, bool, Option<Arc<CleartextGuard>>)> {
+    let plain = url.strip_prefix("supabase+").unwrap_or(url);
+    let mut seal = false;
+    let target = PgTarget::from_url(plain, |key, value| {
+        if key != SEAL_URL_PARAM {
+            return Ok(false);
+        }
+        seal = coffer_store::open::parse_flag(SEAL_URL_PARAM, value)?;
+        Ok(true)
+    })?;
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(target.options().clone())
+        .await
+        .map_err(|e| target.connect_error(BACKEND, e))?;
+    Ok((pool, seal, target.guard().cloned()))
+}
+
 impl SupabaseVaultStore {
     /// The keyring values are sealed with now, if sealing is on.
     fn keyring(&self) -> Option<Arc<Keyring>> {
@@ -73,21 +94,7 @@ impl SupabaseVaultStore {
     /// by default to a host off loopback, which hosted Supabase is: name Supabase's CA
     /// with `sslrootcert`). An unknown parameter is an error.
     pub async fn connect(url: &str, keyring: Option<KeyringHandle>) -> Result<Self> {
-        let plain = url.strip_prefix("supabase+").unwrap_or(url);
-        let mut seal = false;
-        let target = PgTarget::from_url(plain, |key, value| {
-            if key != SEAL_URL_PARAM {
-                return Ok(false);
-            }
-            seal = coffer_store::open::parse_flag(SEAL_URL_PARAM, value)?;
-            Ok(true)
-        })?;
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(target.options().clone())
-            .await
-            .map_err(|e| target.connect_error(BACKEND, e))?;
+        let (pool, seal, guard) = connect_pool(url).await?;
         let mut options = SupabaseOptions::new();
         if seal {
             let keyring = keyring.ok_or_else(|| {
@@ -98,8 +105,25 @@ impl SupabaseVaultStore {
             options = options.sealing(keyring);
         }
         let mut store = Self::from_pool(pool, options).await?;
-        store.guard = target.guard().cloned();
+        store.guard = guard;
         Ok(store)
+    }
+
+    /// Connects (as [`connect`](Self::connect)) with values sealed under the keyring
+    /// kept in the project itself ([`SupabaseKeyring`](crate::SupabaseKeyring), one
+    /// vault secret), opened with `kek`; sealing is on whatever `?seal=` says. See
+    /// [`coffer_store::keys`].
+    pub async fn connect_shared(
+        url: &str,
+        kek: Arc<dyn coffer_envelope::KeyringKek>,
+    ) -> Result<coffer_store::keys::KeyringReload<Self>> {
+        let (pool, _, guard) = connect_pool(url).await?;
+        let storage = Arc::new(crate::SupabaseKeyring::new(pool.clone(), guard.clone()));
+        let keys = Arc::new(coffer_store::keys::SharedKeyring::open(storage, kek).await?);
+        let mut store =
+            Self::from_pool(pool, SupabaseOptions::new().sealing(keys.handle())).await?;
+        store.guard = guard;
+        Ok(coffer_store::keys::KeyringReload::new(store, keys))
     }
 
     /// Builds the store on an existing pool. The database must have Supabase Vault (or a

@@ -490,3 +490,92 @@ async fn heads_written_before_macs_are_adopted_once() {
     assert_eq!(v.adopt_untagged_heads().await.unwrap(), 0);
     refused(&v, &t, "forged").await;
 }
+
+/// The keyring kept in the project as one vault secret: two instances share it, a
+/// rotation on one is followed by the other's next call, concurrent rotations have one
+/// winner, and a keyring replaced by someone without the KEK (with plain SQL through
+/// Vault's own `update_secret`) does not open while running instances keep theirs.
+#[tokio::test]
+async fn instances_share_the_keyring_kept_as_a_vault_secret() {
+    use coffer_envelope::{Kek, KeyringKek};
+    use coffer_store::keys::SharedKeyring;
+    use coffer_supabase::{KEYRING_SECRET_NAME, SupabaseKeyring};
+    let Some(v) = VaultDb::create(true).await else {
+        return;
+    };
+    let url = v.db.url().to_owned();
+    let kek: Arc<dyn KeyringKek> = Arc::new(Kek::from_key(MasterKey::generate()));
+    let err = SupabaseVaultStore::connect_shared(&url, kek.clone())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("keeps no keyring"), "{err}");
+    let scope = s("shared");
+    v.put(&scope, &n("one"), &"value-1".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    let storage = Arc::new(SupabaseKeyring::connect_url(&url).await.unwrap());
+    SharedKeyring::create(storage, kek.clone(), (*v.keyring).clone())
+        .await
+        .unwrap();
+    // What the project holds is the sealed document, encrypted again by Vault.
+    let description = v
+        .sql_scalar(
+            "SELECT description FROM vault.secrets WHERE name = $1",
+            KEYRING_SECRET_NAME,
+        )
+        .await
+        .unwrap();
+    assert_eq!(description, "coffer keyring, generation 1");
+
+    let a = SupabaseVaultStore::connect_shared(&url, kek.clone())
+        .await
+        .unwrap();
+    let b = SupabaseVaultStore::connect_shared(&url, kek.clone())
+        .await
+        .unwrap();
+    a.keys().update(|ring| Ok(ring.rotate())).await.unwrap();
+    a.put(&scope, &n("two"), &"value-2".into(), &PutOptions::new())
+        .await
+        .unwrap();
+    for name in ["two", "one"] {
+        let got = b.get(&scope, &n(name), None).await.unwrap();
+        assert_eq!(
+            got.value.expose_secret(),
+            format!("value-{}", if name == "one" { 1 } else { 2 })
+        );
+    }
+    assert_eq!(b.keys().handle().current().primary_id(), 2);
+
+    let (ra, rb) = tokio::join!(
+        a.keys().update(|ring| Ok(ring.rotate())),
+        b.keys().update(|ring| Ok(ring.rotate())),
+    );
+    let lost = match (ra, rb) {
+        (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
+        other => panic!("exactly one rotation must win: {other:?}"),
+    };
+    assert!(
+        matches!(lost, Error::KeyringConflict { found: Some(3), .. }),
+        "{lost}"
+    );
+    let moved = a.rewrap_all(100, &mut |_, _| {}).await.unwrap();
+    assert_eq!(moved.remaining, 0);
+
+    // Someone with SQL but no KEK replaces the keyring through Vault's own function.
+    sqlx::query(
+        "SELECT vault.update_secret(id, 'bm90IGEga2V5cmluZw==', NULL, \
+         'coffer keyring, generation 4') FROM vault.secrets WHERE name = $1",
+    )
+    .bind(KEYRING_SECRET_NAME)
+    .execute(v.pool())
+    .await
+    .unwrap();
+    let err = SupabaseVaultStore::connect_shared(&url, kek.clone())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not open with"), "{err}");
+    assert!(b.keys().reload_now().await.is_err());
+    let got = b.get(&scope, &n("one"), None).await.unwrap();
+    assert_eq!(got.value.expose_secret(), "value-1");
+}

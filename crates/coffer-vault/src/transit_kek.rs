@@ -74,7 +74,10 @@ impl TransitKek {
             Failure::Denied(m) => format!("permission denied ({m})"),
             f => f.into_error("transit").to_string(),
         };
-        err(format!("{} could not {what} the keyring: {why}", self.describe()))
+        err(format!(
+            "{} could not {what} the keyring: {why}",
+            self.describe()
+        ))
     }
 
     async fn seal(&self, keyring: &Keyring) -> coffer_envelope::Result<Vec<u8>> {
@@ -103,16 +106,19 @@ impl TransitKek {
     }
 
     async fn open(&self, sealed: &[u8]) -> coffer_envelope::Result<Keyring> {
-        let doc: Document = serde_json::from_slice(sealed).map_err(|_| {
-            match coffer_envelope::sealed_kek_kind(sealed).as_deref() {
+        let doc: Document =
+            serde_json::from_slice(sealed).map_err(|_| match coffer_envelope::sealed_kek_kind(
+                sealed,
+            )
+            .as_deref()
+            {
                 Some(kind @ ("key" | "passphrase")) => err(format!(
                     "sealed keyring: it is sealed with a {kind} (COFFER_MASTER_KEY, \
                      COFFER_KEK_FILE or COFFER_PASSPHRASE), not {}",
                     self.describe()
                 )),
                 _ => err("sealed keyring: not a Transit-sealed keyring document"),
-            }
-        })?;
+            })?;
         if doc.format != SEALED_KEYRING_FORMAT || doc.kek != "transit" {
             return Err(err(format!(
                 "sealed keyring: unknown format {:?} / kek {:?}",
@@ -163,7 +169,10 @@ impl KeyringKek for TransitKek {
         Box::pin(self.seal(keyring))
     }
 
-    fn open_keyring<'a>(&'a self, sealed: &'a [u8]) -> BoxFuture<'a, coffer_envelope::Result<Keyring>> {
+    fn open_keyring<'a>(
+        &'a self,
+        sealed: &'a [u8],
+    ) -> BoxFuture<'a, coffer_envelope::Result<Keyring>> {
         Box::pin(self.open(sealed))
     }
 }
