@@ -6,6 +6,9 @@
 //! - `store get` / `store put`, 10,000 secrets present: memory, SQLite, Postgres and
 //!   Supabase Vault (compatibility schema), each beside raw sqlx on the same database,
 //!   and coffer's Vault store beside raw HTTP to the same OpenBao KV v2 paths.
+//! - `store open` / `keyring reload`: a SQLite store opened with a keyring file beside
+//!   the keyring kept in the store (under a KEK, under Vault Transit), and what a reload
+//!   costs an instance that meets a key id it does not hold.
 //! - `cache hit`: a `CacheStore` hit beside the store it caches.
 //! - `layers`: usage tracking and the SQL audit sink beside the plain store.
 //! - `rewrap_all`: secrets rewrapped per second onto a new key.
@@ -27,6 +30,7 @@
 
 mod broker;
 mod envelope;
+mod keys;
 mod layers;
 mod report;
 mod store;
@@ -44,6 +48,7 @@ fn main() {
         .expect("tokio runtime");
     envelope::bench(&mut c, &mut report);
     store::bench(&mut c, &mut report, &rt);
+    keys::bench(&mut c, &mut report, &rt);
     layers::bench(&mut c, &mut report, &rt);
     broker::bench(&mut c, &mut report, &rt);
     tls::bench(&mut c, &mut report, &rt);

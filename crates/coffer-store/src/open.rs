@@ -19,7 +19,7 @@ use crate::{DynSecretStore, Error, MemoryStore, Result};
 #[non_exhaustive]
 pub struct OpenOptions {
     /// The keyring for stores that seal values: one from a file, or the handle of a
-    /// [`SharedKeyring`](crate::keys::SharedKeyring) kept in the store.
+    /// [`SharedKeyring`] kept in the store.
     pub keyring: Option<KeyringHandle>,
 }
 
@@ -56,7 +56,7 @@ pub trait StoreOpener: fmt::Debug + Send + Sync + 'static {
     async fn open(&self, url: &str, options: &OpenOptions) -> Result<Arc<DynSecretStore>>;
 
     /// Where the store at `url` keeps its own sealed keyring
-    /// ([`SharedKeyring`](crate::keys::SharedKeyring)); [`Error::Unsupported`] for stores
+    /// ([`SharedKeyring`]); [`Error::Unsupported`] for stores
     /// that cannot (the default).
     async fn keyring_storage(&self, url: &str) -> Result<Arc<dyn KeyringStorage>> {
         let _ = url;

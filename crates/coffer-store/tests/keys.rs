@@ -102,3 +102,65 @@ async fn a_rekey_keeps_the_keys_and_the_old_kek_no_longer_opens() {
     assert_eq!(b.handle().current().check_value(1), check);
     assert_eq!(b.generation(), 2);
 }
+
+/// A keyring file as coffer wrote it before (plain, keys in the clear) moved into a store
+/// under a KEK: another instance that opens the kept keyring opens every golden envelope
+/// of `coffer-envelope/tests/data/envelope-v1` byte for byte.
+#[tokio::test]
+async fn a_keyring_file_moved_into_the_store_opens_the_golden_envelopes() {
+    use coffer_envelope::{Context, from_text};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../coffer-envelope/tests/data/envelope-v1");
+    let mut opened = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let golden: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let keys = golden["keys"].as_array().unwrap().iter().map(|k| {
+            let id = u32::try_from(k[0].as_u64().unwrap()).unwrap();
+            let bytes: [u8; 32] = hex::decode(k[1].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+            (id, MasterKey::from_bytes(bytes))
+        });
+        let keys: Vec<_> = keys.collect();
+        let primary = keys.iter().map(|(id, _)| *id).max().unwrap();
+        // Today's keyring file, written and read back as a machine would.
+        let home = tempfile::tempdir().unwrap();
+        let file = home.path().join("keyring.json");
+        Keyring::from_keys(keys, primary)
+            .unwrap()
+            .save(&file)
+            .unwrap();
+        let loaded = Keyring::load(&file, None).unwrap();
+
+        let storage = Arc::new(MemoryKeyringStorage::default());
+        let kek: Arc<dyn KeyringKek> = Arc::new(Kek::from_key(MasterKey::generate()));
+        SharedKeyring::create(storage.clone(), kek.clone(), loaded)
+            .await
+            .unwrap();
+        let other = SharedKeyring::open(storage, kek).await.unwrap();
+
+        let scope = golden["scope"].as_str().unwrap();
+        let name = golden["name"].as_str().unwrap();
+        let mut ctx = Context::new(scope, name);
+        if let Some(v) = golden["version"].as_u64() {
+            ctx = ctx.with_version(v);
+        }
+        let envelope = from_text(golden["envelope_text"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            envelope,
+            hex::decode(golden["envelope_hex"].as_str().unwrap()).unwrap()
+        );
+        let plain = other.handle().current().open(&envelope, &ctx).unwrap();
+        assert_eq!(
+            hex::encode(&plain[..]),
+            golden["plaintext_hex"].as_str().unwrap(),
+            "{}",
+            path.display()
+        );
+        opened += 1;
+    }
+    assert_eq!(opened, 4);
+}
