@@ -113,14 +113,7 @@ where
     assert_eq!(b.keys().handle().current().primary_id(), 2);
 
     // Two instances rotate at once: exactly one wins; the other has reloaded the winner.
-    let (ra, rb) = tokio::join!(
-        a.keys().update(|ring| Ok(ring.rotate())),
-        b.keys().update(|ring| Ok(ring.rotate())),
-    );
-    let lost = match (ra, rb) {
-        (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
-        other => panic!("exactly one rotation must win: {other:?}"),
-    };
+    let lost = coffer_testkit::keys::race_rotations(a.keys(), b.keys()).await;
     assert!(
         matches!(lost, Error::KeyringConflict { found: Some(3), .. }),
         "{lost}"

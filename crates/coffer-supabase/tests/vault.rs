@@ -546,14 +546,7 @@ async fn instances_share_the_keyring_kept_as_a_vault_secret() {
     }
     assert_eq!(b.keys().handle().current().primary_id(), 2);
 
-    let (ra, rb) = tokio::join!(
-        a.keys().update(|ring| Ok(ring.rotate())),
-        b.keys().update(|ring| Ok(ring.rotate())),
-    );
-    let lost = match (ra, rb) {
-        (Ok(_), Err(e)) | (Err(e), Ok(_)) => e,
-        other => panic!("exactly one rotation must win: {other:?}"),
-    };
+    let lost = coffer_testkit::keys::race_rotations(a.keys(), b.keys()).await;
     assert!(
         matches!(lost, Error::KeyringConflict { found: Some(3), .. }),
         "{lost}"

@@ -8,6 +8,7 @@ use rand::RngExt as _;
 pub mod conformance;
 mod corpus;
 mod faults;
+pub mod keys;
 #[cfg(feature = "layers")]
 pub mod layers;
 mod logs;

@@ -75,6 +75,23 @@ fn failed(what: &str, f: Failure) -> coffer_envelope::Error {
     err(format!("transit {what}: {}", f.into_error("transit")))
 }
 
+/// `{mount}/decrypt/{key}` of a Transit ciphertext (`vault:vN:…`): the base64 of the
+/// plaintext, wiped when dropped.
+pub(crate) async fn decrypt(
+    conn: &Connection,
+    mount: &str,
+    key: &str,
+    ciphertext: &str,
+) -> Result<Zeroizing<String>, Failure> {
+    let (mount, key, ct) = (mount.to_owned(), key.to_owned(), ciphertext.to_owned());
+    conn.run(move |c| {
+        let (mount, key, ct) = (mount.clone(), key.clone(), ct.clone());
+        Box::pin(async move { vaultrs::transit::data::decrypt(c, &mount, &key, &ct, None).await })
+    })
+    .await
+    .map(|r| Zeroizing::new(r.plaintext))
+}
+
 impl TransitKeyProvider {
     /// A provider using Transit key `key` on `mount` (e.g. `transit`), keeping the wrapped
     /// keys in the file `path`.
@@ -122,19 +139,9 @@ impl TransitKeyProvider {
     }
 
     async fn unwrap_key(&self, wrapped: &str) -> coffer_envelope::Result<MasterKey> {
-        let (mount, key, ct) = (self.mount.clone(), self.key.clone(), wrapped.to_owned());
-        let plaintext = Zeroizing::new(
-            self.conn
-                .run(move |c| {
-                    let (mount, key, ct) = (mount.clone(), key.clone(), ct.clone());
-                    Box::pin(async move {
-                        vaultrs::transit::data::decrypt(c, &mount, &key, &ct, None).await
-                    })
-                })
-                .await
-                .map_err(|f| failed("decrypt", f))?
-                .plaintext,
-        );
+        let plaintext = decrypt(&self.conn, &self.mount, &self.key, wrapped)
+            .await
+            .map_err(|f| failed("decrypt", f))?;
         let bytes = Zeroizing::new(
             STANDARD
                 .decode(plaintext.as_bytes())

@@ -133,19 +133,9 @@ impl TransitKek {
                 self.describe()
             )));
         }
-        let (mount, key, ct) = (self.mount.clone(), self.key.clone(), doc.ciphertext);
-        let encoded = Zeroizing::new(
-            self.conn
-                .run(move |c| {
-                    let (mount, key, ct) = (mount.clone(), key.clone(), ct.clone());
-                    Box::pin(async move {
-                        vaultrs::transit::data::decrypt(c, &mount, &key, &ct, None).await
-                    })
-                })
-                .await
-                .map_err(|f| self.failed("decrypt", f))?
-                .plaintext,
-        );
+        let encoded = crate::transit::decrypt(&self.conn, &self.mount, &self.key, &doc.ciphertext)
+            .await
+            .map_err(|f| self.failed("decrypt", f))?;
         let plaintext = Zeroizing::new(
             STANDARD
                 .decode(encoded.as_bytes())
