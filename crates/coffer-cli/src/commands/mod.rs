@@ -252,8 +252,13 @@ pub(super) async fn kept_keyring(cli: &Cli) -> CliResult<Option<Arc<SharedKeyrin
         Err(Error::Unsupported { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    if storage.read_keyring().await?.is_none() {
-        return Ok(None);
+    match storage.read_keyring().await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Ok(None),
+        // A token that may not read the keyring's path (a Vault policy) has no kept
+        // keyring to use: the keyring file, if any, is what it works with.
+        Err(Error::PermissionDenied { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
     }
     let keys = SharedKeyring::open(storage, Arc::new(kek)).await?;
     Ok(Some(Arc::new(keys)))
