@@ -20,9 +20,14 @@ impl StoreOpener for SupabaseOpener {
     }
 
     async fn open(&self, url: &str, options: &OpenOptions) -> Result<Arc<DynSecretStore>> {
-        Ok(Arc::new(
-            SupabaseVaultStore::connect(url, options.keyring.clone()).await?,
-        ))
+        let store = match &options.keyring {
+            // A keyring kept in the project is there to seal with, `?seal=` or not.
+            Some(keyring) if options.keyring_kept => {
+                SupabaseVaultStore::connect_sealed(url, keyring.clone()).await?
+            }
+            keyring => SupabaseVaultStore::connect(url, keyring.clone()).await?,
+        };
+        Ok(Arc::new(store))
     }
 
     async fn keyring_storage(&self, url: &str) -> Result<Arc<dyn KeyringStorage>> {

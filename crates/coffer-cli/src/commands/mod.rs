@@ -341,7 +341,11 @@ async fn open_with(
         keyring => {
             let mut options = OpenOptions::new();
             if let Some(k) = keyring {
-                options = options.keyring(k);
+                options = if kept.is_some() {
+                    options.kept_keyring(k)
+                } else {
+                    options.keyring(k)
+                };
             }
             Ok(reloading(coffer::open(&cli.store, &options).await?))
         }
