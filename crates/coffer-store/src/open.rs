@@ -21,10 +21,6 @@ pub struct OpenOptions {
     /// The keyring for stores that seal values: one from a file, or the handle of a
     /// [`SharedKeyring`] kept in the store.
     pub keyring: Option<KeyringHandle>,
-    /// Whether `keyring` is the one the store keeps itself ([`SharedKeyring`]): a store
-    /// whose sealing is optional (Supabase's `?seal=`) then seals with it, since the
-    /// keyring was put there to be used.
-    pub keyring_kept: bool,
 }
 
 impl OpenOptions {
@@ -37,14 +33,6 @@ impl OpenOptions {
     #[must_use]
     pub fn keyring(mut self, keyring: impl Into<KeyringHandle>) -> Self {
         self.keyring = Some(keyring.into());
-        self
-    }
-
-    /// With `keyring`, the handle of the keyring the store keeps ([`SharedKeyring::handle`]).
-    #[must_use]
-    pub fn kept_keyring(mut self, keyring: KeyringHandle) -> Self {
-        self.keyring = Some(keyring);
-        self.keyring_kept = true;
         self
     }
 
@@ -181,7 +169,7 @@ impl Registry {
         let opener = self.opener(url)?;
         let storage = opener.keyring_storage(url).await?;
         let keys = Arc::new(SharedKeyring::open(storage, kek).await?);
-        let options = options.clone().kept_keyring(keys.handle());
+        let options = options.clone().keyring(keys.handle());
         let store = opener.open(url, &options).await?;
         let store: Arc<DynSecretStore> = Arc::new(KeyringReload::new(store, keys.clone()));
         Ok((store, keys))

@@ -20,14 +20,9 @@ impl StoreOpener for SupabaseOpener {
     }
 
     async fn open(&self, url: &str, options: &OpenOptions) -> Result<Arc<DynSecretStore>> {
-        let store = match &options.keyring {
-            // A keyring kept in the project is there to seal with, `?seal=` or not.
-            Some(keyring) if options.keyring_kept => {
-                SupabaseVaultStore::connect_sealed(url, keyring.clone()).await?
-            }
-            keyring => SupabaseVaultStore::connect(url, keyring.clone()).await?,
-        };
-        Ok(Arc::new(store))
+        Ok(Arc::new(
+            SupabaseVaultStore::connect(url, options.keyring.clone()).await?,
+        ))
     }
 
     async fn keyring_storage(&self, url: &str) -> Result<Arc<dyn KeyringStorage>> {

@@ -94,23 +94,9 @@ impl SupabaseVaultStore {
     /// by default to a host off loopback, which hosted Supabase is: name Supabase's CA
     /// with `sslrootcert`). An unknown parameter is an error.
     pub async fn connect(url: &str, keyring: Option<KeyringHandle>) -> Result<Self> {
-        Self::connect_with_seal(url, keyring, false).await
-    }
-
-    /// Connects (as [`connect`](Self::connect)) sealing values with `keyring` whatever
-    /// `?seal=` says: for a keyring kept in the project.
-    pub async fn connect_sealed(url: &str, keyring: KeyringHandle) -> Result<Self> {
-        Self::connect_with_seal(url, Some(keyring), true).await
-    }
-
-    async fn connect_with_seal(
-        url: &str,
-        keyring: Option<KeyringHandle>,
-        force: bool,
-    ) -> Result<Self> {
         let (pool, seal, guard) = connect_pool(url).await?;
         let mut options = SupabaseOptions::new();
-        if seal || force {
+        if seal {
             let keyring = keyring.ok_or_else(|| {
                 Error::config(
                     "supabase: ?seal=true needs a keyring (a keyring file or COFFER_MASTER_KEY)",

@@ -554,37 +554,6 @@ async fn instances_share_the_keyring_kept_as_a_vault_secret() {
     let moved = a.rewrap_all(100, &mut |_, _| {}).await.unwrap();
     assert_eq!(moved.remaining, 0);
 
-    // Opened by URL with the keyring it keeps, the store seals with it though the URL
-    // says nothing of `?seal=`: the keyring was put there to be used.
-    let (by_url, _) = coffer_store::open::Registry::empty()
-        .with(coffer_supabase::SupabaseOpener)
-        .open_shared(
-            &format!("supabase+{url}"),
-            kek.clone(),
-            &coffer_store::open::OpenOptions::new(),
-        )
-        .await
-        .unwrap();
-    by_url
-        .put(
-            &scope,
-            &n("by-url"),
-            &"value-by-url".into(),
-            &PutOptions::new(),
-        )
-        .await
-        .unwrap();
-    let stored = v
-        .sql_scalar(
-            "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
-            &format!("{scope}/by-url"),
-        )
-        .await
-        .unwrap();
-    assert!(stored.starts_with("cf1."), "sealed by coffer: {stored}");
-    let got = by_url.get(&scope, &n("by-url"), None).await.unwrap();
-    assert_eq!(got.value.expose_secret(), "value-by-url");
-
     // Someone with SQL but no KEK replaces the keyring through Vault's own function.
     sqlx::query(
         "SELECT vault.update_secret(id, 'bm90IGEga2V5cmluZw==', NULL, \

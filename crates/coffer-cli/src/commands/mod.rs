@@ -341,11 +341,7 @@ async fn open_with(
         keyring => {
             let mut options = OpenOptions::new();
             if let Some(k) = keyring {
-                options = if kept.is_some() {
-                    options.kept_keyring(k)
-                } else {
-                    options.keyring(k)
-                };
+                options = options.keyring(k);
             }
             Ok(reloading(coffer::open(&cli.store, &options).await?))
         }
