@@ -1114,3 +1114,81 @@ fn the_keyring_kept_in_the_store_is_shared_by_two_machines() {
         .success()
         .stdout("value-0\n");
 }
+
+/// The keyring kept in a Postgres database through the CLI, and a Supabase project that
+/// does not seal values (no `?seal=true`) refused as a place to keep one: it would hold a
+/// keyring no value uses.
+#[tokio::test]
+async fn keys_migrate_to_store_on_postgres_and_not_on_an_unsealed_supabase() {
+    let Some(db) = coffer_testkit::postgres::TestDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = base64_of(rand::random::<[u8; 32]>());
+    let run = |store: &str, args: &[&str]| {
+        let mut cmd = coffer(d);
+        cmd.arg("--store")
+            .arg(store)
+            .env("COFFER_MASTER_KEY", &key)
+            .args(args);
+        cmd
+    };
+    coffer(d)
+        .arg("--store")
+        .arg(db.url())
+        .arg("init")
+        .assert()
+        .success();
+    coffer(d)
+        .arg("--store")
+        .arg(db.url())
+        .args(["put", "k", "--value", "pg-kept-value"])
+        .assert()
+        .success();
+    run(db.url(), &["keys", "migrate", "--to-store"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "the postgres store now keeps the keyring",
+        ));
+    std::fs::remove_file(d.join(".coffer/keyring.json")).unwrap();
+    run(db.url(), &["keys", "rotate", "--retire"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("retired key 1"));
+    run(db.url(), &["get", "k", "--reveal"])
+        .assert()
+        .success()
+        .stdout("pg-kept-value\n");
+
+    let project = coffer_testkit::postgres::TestDatabase::create()
+        .await
+        .unwrap();
+    let pool = sqlx::PgPool::connect(project.url()).await.unwrap();
+    sqlx::raw_sql(include_str!(
+        "../../coffer-supabase/tests/fixtures/vault_compat.sql"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let unsealed = format!("supabase+{}", project.url());
+    let other = tempfile::tempdir().unwrap();
+    coffer(other.path()).arg("init").assert().success();
+    coffer(other.path())
+        .arg("--store")
+        .arg(&unsealed)
+        .env("COFFER_MASTER_KEY", &key)
+        .args(["keys", "migrate", "--to-store"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "does not seal values with the keyring",
+        ));
+    let kept: Option<String> =
+        sqlx::query_scalar("SELECT name FROM vault.secrets WHERE name = 'coffer-keyring'")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, None, "nothing was written");
+}

@@ -366,6 +366,15 @@ async fn to_store(cli: &Cli) -> CliResult {
     }
     // The keyring must open what the store holds before it is moved there.
     let before = open_home(cli, &keyring, &home).await?;
+    if !before.capabilities().rewrap {
+        // A store that does not seal with the keyring (Supabase without ?seal=true)
+        // would keep a keyring that no value uses.
+        return Err(CliError::new(format!(
+            "the {} store does not seal values with the keyring (for Supabase, add \
+             ?seal=true to the URL): there is nothing for a kept keyring to protect",
+            before.backend()
+        )));
+    }
     let storage = coffer::registry()
         .keyring_storage(&cli.store)
         .await
