@@ -12,7 +12,7 @@ use coffer_store::{PutOptions, SecretStore as _};
 use criterion::Criterion;
 
 use crate::report::Report;
-use crate::store::{name_of, scope, value_of};
+use crate::store::{VaultMount, name_of, scope, value_of};
 
 const FILE: &str = "SQLite, keyring file";
 
@@ -148,57 +148,25 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
 }
 
 /// A Transit KEK on a fresh mount of the test OpenBao, if one is configured.
-async fn transit_kek() -> Option<(Arc<dyn KeyringKek>, TransitMount)> {
+async fn transit_kek() -> Option<(Arc<dyn KeyringKek>, VaultMount)> {
     let addr = coffer_testkit::service_env("COFFER_TEST_VAULT_ADDR")?;
     let token = coffer_testkit::service_env("COFFER_TEST_VAULT_TOKEN")?;
-    let client = reqwest::Client::new();
-    let mount = format!("bench-transit-{:08x}", rand::random::<u32>());
-    for (path, body) in [
-        (
-            format!("sys/mounts/{mount}"),
-            serde_json::json!({ "type": "transit" }),
-        ),
-        (format!("{mount}/keys/coffer"), serde_json::json!({})),
-    ] {
-        client
-            .post(format!("{addr}/v1/{path}"))
-            .header("X-Vault-Token", &token)
-            .json(&body)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .expect("set up Transit");
-    }
-    let config =
-        coffer_vault::VaultConfig::new(&addr, coffer_vault::Auth::Token(token.clone().into()));
-    let kek = coffer_vault::TransitKek::connect(config, &mount, "coffer")
+    let mount = VaultMount::enable_engine(
+        addr.clone(),
+        token.clone(),
+        "bench-transit",
+        serde_json::json!({ "type": "transit" }),
+    )
+    .await;
+    mount
+        .post(
+            &format!("{}/keys/coffer", mount.mount),
+            serde_json::json!({}),
+        )
+        .await;
+    let config = coffer_vault::VaultConfig::new(&addr, coffer_vault::Auth::Token(token.into()));
+    let kek = coffer_vault::TransitKek::connect(config, &mount.mount, "coffer")
         .await
         .expect("the Transit KEK");
-    Some((
-        Arc::new(kek),
-        TransitMount {
-            client,
-            addr,
-            token,
-            mount,
-        },
-    ))
-}
-
-struct TransitMount {
-    client: reqwest::Client,
-    addr: String,
-    token: String,
-    mount: String,
-}
-
-impl TransitMount {
-    async fn disable(&self) {
-        let _ = self
-            .client
-            .delete(format!("{}/v1/sys/mounts/{}", self.addr, self.mount))
-            .header("X-Vault-Token", &self.token)
-            .send()
-            .await;
-    }
+    Some((Arc::new(kek), mount))
 }

@@ -173,21 +173,37 @@ struct Backend {
 }
 
 /// A KV v2 mount of its own on the test OpenBao, disabled again at the end.
-struct VaultMount {
+pub(crate) struct VaultMount {
     client: reqwest::Client,
     addr: String,
     token: String,
-    mount: String,
+    pub(crate) mount: String,
 }
 
 impl VaultMount {
     async fn enable(addr: String, token: String) -> Self {
+        Self::enable_engine(
+            addr,
+            token,
+            "bench",
+            serde_json::json!({ "type": "kv", "options": { "version": "2" } }),
+        )
+        .await
+    }
+
+    /// A fresh mount `{prefix}-…` of the engine `config` describes (`{"type": …}`).
+    pub(crate) async fn enable_engine(
+        addr: String,
+        token: String,
+        prefix: &str,
+        config: serde_json::Value,
+    ) -> Self {
         let client = reqwest::Client::new();
-        let mount = format!("bench-{:08x}", rand::random::<u32>());
+        let mount = format!("{prefix}-{:08x}", rand::random::<u32>());
         client
             .post(format!("{addr}/v1/sys/mounts/{mount}"))
             .header("X-Vault-Token", &token)
-            .json(&serde_json::json!({ "type": "kv", "options": { "version": "2" } }))
+            .json(&config)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
@@ -200,7 +216,19 @@ impl VaultMount {
         }
     }
 
-    async fn disable(&self) {
+    /// POSTs `body` to `{addr}/v1/{path}` with the token.
+    pub(crate) async fn post(&self, path: &str, body: serde_json::Value) {
+        self.client
+            .post(format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", &self.token)
+            .json(&body)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    }
+
+    pub(crate) async fn disable(&self) {
         let _ = self
             .client
             .delete(format!("{}/v1/sys/mounts/{}", self.addr, self.mount))

@@ -91,13 +91,6 @@ impl<D: Dialect> SqlStore<D> {
         self.keys.current()
     }
 
-    /// The handle the store takes its keyring from (shared with a
-    /// [`SharedKeyring`](coffer_store::keys::SharedKeyring) when the keyring is kept in
-    /// the store).
-    pub fn keyring_handle(&self) -> &KeyringHandle {
-        &self.keys
-    }
-
     /// How many stored envelopes (of every version, deleted or not) are not sealed under
     /// the keyring's primary key, and how many head MACs were not made with it: what a
     /// rewrap still has to move. Which key sealed an envelope is read from its header.
@@ -210,8 +203,7 @@ impl<D: Dialect> SqlStore<D> {
     /// Checks `keyring` against the key check values recorded in the store (a wrong key,
     /// a retired primary) and records its primary's check value.
     async fn check_keyring(&self, keyring: &Keyring) -> Result<()> {
-        let store = self;
-        let mut conn = store.pool.acquire().await.map_err(sql_error::<D>)?;
+        let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
         let recorded: Vec<KeyCheck> = D::Db::fetch_all(&mut conn, &sql::KEY_CHECKS, &[])
             .await
             .map_err(sql_error::<D>)?;
@@ -238,7 +230,7 @@ impl<D: Dialect> SqlStore<D> {
             recorded.into_iter().map(|k| (k.key_id, k.check)).collect();
         verify_checks(D::BACKEND, keyring, &recorded)?;
         drop(conn);
-        store.record_primary_check(keyring).await?;
+        self.record_primary_check(keyring).await?;
         self.recorded_primary
             .store(keyring.primary_id(), Ordering::Release);
         Ok(())

@@ -7,7 +7,6 @@
 //! clients, as someone with write access to the database but no KEK would.
 
 use std::future::Future;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,50 +15,17 @@ use coffer_sql::{Dialect, PgStore, SqlStore, SqliteStore};
 use coffer_store::keys::{KeyringReload, SharedKeyring};
 use coffer_store::{Error, PutOptions, SecretStore, SecretStoreExt as _};
 use coffer_testkit::postgres::TestDatabase;
-use coffer_testkit::{fresh_scope, name as n};
-use secrecy::ExposeSecret as _;
+use coffer_testkit::{fresh_scope, name as n, value_of};
 
 /// Attacker SQL run with a command-line client; `Err` holds what the client printed.
 type Attack = Box<dyn Fn(&str) -> Result<(), String>>;
 
 fn sqlite3(path: std::path::PathBuf) -> Attack {
-    Box::new(move |sql| {
-        let out = Command::new("sqlite3")
-            .args(["-cmd", ".timeout 10000"])
-            .arg(&path)
-            .arg(sql)
-            .output()
-            .expect("the sqlite3 client (scripts/services.sh installs it)");
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    })
+    Box::new(move |sql| coffer_testkit::clients::sqlite3(&path, sql))
 }
 
 fn psql(url: String) -> Attack {
-    Box::new(move |sql| {
-        let out = Command::new("psql")
-            .args([url.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .expect("the psql client");
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    })
-}
-
-async fn read<S: SecretStore>(store: &S, scope: &coffer_store::Scope, name: &str) -> String {
-    store
-        .get(scope, &n(name), None)
-        .await
-        .unwrap_or_else(|e| panic!("get {name}: {e}"))
-        .value
-        .expose_secret()
-        .to_owned()
+    Box::new(move |sql| coffer_testkit::clients::psql(&url, sql))
 }
 
 /// Every behaviour on one database; `seed` opens a plain store there (it migrates and
@@ -100,7 +66,7 @@ where
 
     let a = open(kek.clone()).await.unwrap();
     let b = open(kek.clone()).await.unwrap();
-    assert_eq!(read(&b, &scope, "one").await, "value-1");
+    assert_eq!(value_of(&b, &scope, "one").await, "value-1");
 
     // A rotates and writes under the new key; B reads it on its next call.
     a.keys().update(|ring| Ok(ring.rotate())).await.unwrap();
@@ -108,7 +74,7 @@ where
         .await
         .unwrap();
     assert_eq!(b.keys().handle().current().primary_id(), 1);
-    assert_eq!(read(&b, &scope, "two").await, "value-2");
+    assert_eq!(value_of(&b, &scope, "two").await, "value-2");
     assert_eq!(b.keys().generation(), 2);
     assert_eq!(b.keys().handle().current().primary_id(), 2);
 
@@ -154,8 +120,8 @@ where
         [4]
     );
     for instance in [&a, &b, &c] {
-        assert_eq!(read(instance, &scope, "one").await, "value-1");
-        assert_eq!(read(instance, &scope, "three").await, "value-3b");
+        assert_eq!(value_of(instance, &scope, "one").await, "value-1");
+        assert_eq!(value_of(instance, &scope, "three").await, "value-3b");
     }
 
     // The database keeps the keyring's rules against someone with plain SQL.
@@ -182,7 +148,7 @@ where
     assert!(err.contains("does not open with"), "{err}");
     // A running instance keeps its keyring (a reload that fails changes nothing).
     assert!(b.keys().reload_now().await.is_err());
-    assert_eq!(read(&b, &scope, "one").await, "value-1");
+    assert_eq!(value_of(&b, &scope, "one").await, "value-1");
 }
 
 fn attack_hex(hex: &str) -> String {

@@ -4,7 +4,6 @@
 //! is refused as `Error::Tampered` naming the secret, never served as a value, and a
 //! rotation cannot be made to skip an envelope by editing a column.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -20,31 +19,14 @@ type Attack = Box<dyn Fn(&str)>;
 
 fn sqlite3(path: std::path::PathBuf) -> Attack {
     Box::new(move |sql| {
-        let out = Command::new("sqlite3")
-            .args(["-cmd", ".timeout 10000"])
-            .arg(&path)
-            .arg(sql)
-            .output()
-            .expect("the sqlite3 client (scripts/services.sh installs it)");
-        assert!(
-            out.status.success(),
-            "sqlite3 {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        coffer_testkit::clients::sqlite3(&path, sql)
+            .unwrap_or_else(|e| panic!("sqlite3 {sql}: {e}"));
     })
 }
 
 fn psql(url: String) -> Attack {
     Box::new(move |sql| {
-        let out = Command::new("psql")
-            .args([url.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .expect("the psql client");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        coffer_testkit::clients::psql(&url, sql).unwrap_or_else(|e| panic!("psql {sql}: {e}"));
     })
 }
 

@@ -138,7 +138,10 @@ pub struct SharedKeyring {
     handle: KeyringHandle,
     generation: AtomicU64,
     /// When a rate-limited reload last read the storage and found nothing new.
-    last_reload: Mutex<Option<Instant>>,
+    last_fruitless: Mutex<Option<Instant>>,
+    /// Held while a keyring and its generation are installed together, so a slower
+    /// reload of an older generation never replaces a newer keyring.
+    installing: Mutex<()>,
     min_interval: Duration,
     /// Serializes this process's own writes (rotate, retire, rekey).
     writing: futures::lock::Mutex<()>,
@@ -196,7 +199,8 @@ impl SharedKeyring {
             kek: RwLock::new(kek),
             handle: KeyringHandle::from(keyring),
             generation: AtomicU64::new(generation),
-            last_reload: Mutex::new(None),
+            last_fruitless: Mutex::new(None),
+            installing: Mutex::new(()),
             min_interval: DEFAULT_MIN_RELOAD_INTERVAL,
             writing: futures::lock::Mutex::new(()),
         }
@@ -259,7 +263,7 @@ impl SharedKeyring {
     }
 
     fn last_fruitless(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.last_reload
+        self.last_fruitless
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -281,10 +285,7 @@ impl SharedKeyring {
             return Ok(false);
         }
         let keyring = open_with(&*self.kek(), &kept.document, self.backend()).await?;
-        // Two reloads may race; the newer generation wins.
-        let previous = self.generation.fetch_max(kept.generation, Ordering::AcqRel);
-        if previous < kept.generation {
-            self.handle.replace(keyring);
+        if self.install(kept.generation, keyring) {
             tracing::info!(
                 backend = self.backend(),
                 generation = kept.generation,
@@ -292,6 +293,21 @@ impl SharedKeyring {
             );
         }
         Ok(true)
+    }
+
+    /// Makes `keyring` current unless a newer generation already is (two reloads, or a
+    /// reload and this instance's own write, may race); `true` when it did.
+    fn install(&self, generation: u64, keyring: Keyring) -> bool {
+        let _installing = self
+            .installing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if generation <= self.generation() {
+            return false;
+        }
+        self.handle.replace(keyring);
+        self.generation.store(generation, Ordering::Release);
+        true
     }
 
     /// Changes the keyring with `change` and writes it back with check-and-set. If
@@ -343,8 +359,7 @@ impl SharedKeyring {
         let document = seal_with(kek, &keyring, self.backend()).await?;
         match self.storage.write_keyring(&document, Some(seen)).await {
             Ok(generation) => {
-                self.generation.fetch_max(generation, Ordering::AcqRel);
-                self.handle.replace(keyring);
+                self.install(generation, keyring);
                 Ok(())
             }
             Err(Error::KeyringConflict { backend, found }) => {

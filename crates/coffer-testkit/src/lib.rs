@@ -5,6 +5,7 @@
 use coffer_store::{Scope, SecretName};
 use rand::RngExt as _;
 
+pub mod clients;
 pub mod conformance;
 mod corpus;
 mod faults;
@@ -32,6 +33,22 @@ pub fn fresh_scope() -> Scope {
 /// A [`SecretName`] from text known to be valid (panics otherwise): for tests.
 pub fn name(text: &str) -> SecretName {
     SecretName::new(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The value of the latest version of `name` (panics, naming it, when the read fails).
+pub async fn value_of<S: coffer_store::SecretStore + ?Sized>(
+    store: &S,
+    scope: &Scope,
+    name: &str,
+) -> String {
+    use secrecy::ExposeSecret as _;
+    store
+        .get(scope, &self::name(name), None)
+        .await
+        .unwrap_or_else(|e| panic!("get {name}: {e}"))
+        .value
+        .expose_secret()
+        .to_owned()
 }
 
 /// A [`Scope`] from text known to be valid (panics otherwise): for tests.

@@ -973,9 +973,9 @@ mod shared_keyring {
     use coffer_envelope::{Kek, Keyring, KeyringKek, MasterKey};
     use coffer_store::keys::{KeyringStorage as _, SharedKeyring};
     use coffer_store::{Error, PutOptions, SecretStore, SecretStoreExt as _};
-    use coffer_testkit::{fresh_scope, name as n};
+    use coffer_testkit::{fresh_scope, name as n, value_of};
     use coffer_vault::{Auth, KvVersion, TransitKek, VaultConfig, VaultKeyring, VaultStore};
-    use secrecy::{ExposeSecret as _, SecretString};
+    use secrecy::SecretString;
 
     fn kv_config(server: &Server, mount: &str, version: KvVersion) -> VaultConfig {
         VaultConfig::new(
@@ -984,16 +984,6 @@ mod shared_keyring {
         )
         .mount(mount, version)
         .timeout(Duration::from_secs(5))
-    }
-
-    async fn value_of(store: &impl SecretStore, scope: &coffer_store::Scope, name: &str) -> String {
-        store
-            .get(scope, &n(name), None)
-            .await
-            .unwrap_or_else(|e| panic!("get {name}: {e}"))
-            .value
-            .expose_secret()
-            .to_owned()
     }
 
     #[tokio::test]

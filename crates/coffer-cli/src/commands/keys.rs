@@ -331,7 +331,8 @@ fn next_step(new: &Kek) -> String {
 /// under the KEK in the environment and keeps it in the store, then opens the store
 /// with it and reads every secret back before saying it worked.
 async fn to_store(cli: &Cli) -> CliResult {
-    if let Some(keys) = super::kept_keyring(cli).await? {
+    let (keyring, home) = require_keyring_home(cli).await?;
+    if let KeyringHome::Store(keys) = &home {
         return out!(
             "the {} store keeps its keyring already (generation {})",
             keys.backend(),
@@ -345,19 +346,12 @@ async fn to_store(cli: &Cli) -> CliResult {
              file) or COFFER_PASSPHRASE, on this machine and on every instance",
         )
     })?;
-    // The keyring file moves (COFFER_MASTER_KEY is the KEK here, not key 1 over it);
-    // with no file, COFFER_MASTER_KEY's keyring of one key does.
-    let (keyring, home) = if cli.keyring.exists() {
-        let text = coffer::envelope::read_private(&cli.keyring)?;
-        if Kek::is_sealed(text.as_bytes()) {
-            let keyring = Keyring::load_file(&cli.keyring, Some(&kek), None)?;
-            (keyring, KeyringHome::Plain)
-        } else {
-            let keyring = Keyring::load(&cli.keyring, super::passphrase().as_ref())?;
-            (keyring, KeyringHome::Plain)
+    // A plain keyring file moves: here COFFER_MASTER_KEY is the KEK, not key 1 over it.
+    let keyring = match home {
+        KeyringHome::EnvOnly if cli.keyring.exists() => {
+            Keyring::load(&cli.keyring, super::passphrase().as_ref())?
         }
-    } else {
-        require_keyring_home(cli).await?
+        _ => keyring,
     };
     if keyring.rotation_pending() {
         return Err(CliError::new(

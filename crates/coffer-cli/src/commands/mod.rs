@@ -237,7 +237,7 @@ pub(super) async fn load_keyring_home(cli: &Cli) -> CliResult<Option<(Keyring, K
 /// The keyring the store keeps, opened with the KEK in the environment: `None` when no
 /// KEK is set, the store cannot keep one, or keeps none. A SQLite file that does not
 /// exist yet is not created by asking.
-pub(super) async fn kept_keyring(cli: &Cli) -> CliResult<Option<Arc<SharedKeyring>>> {
+async fn kept_keyring(cli: &Cli) -> CliResult<Option<Arc<SharedKeyring>>> {
     if !needs_keyring(&cli.store) {
         return Ok(None);
     }
