@@ -130,21 +130,16 @@ impl Sealed {
 impl Kek {
     /// A KEK of 32 raw bytes.
     pub fn from_key(key: MasterKey) -> Self {
-        Self {
-            source: KekSource::Key,
-            secret: KekSecret::Key(key),
-            derived: Default::default(),
-        }
+        Self::new(KekSource::Key, KekSecret::Key(key))
     }
 
     /// A KEK derived from a passphrase with PBKDF2-HMAC-SHA256 (600,000 iterations and a
     /// fresh salt for each seal; the salt is kept in the sealed document).
     pub fn from_passphrase(passphrase: SecretString) -> Self {
-        Self {
-            source: KekSource::Passphrase(None),
-            secret: KekSecret::Passphrase(passphrase),
-            derived: Default::default(),
-        }
+        Self::new(
+            KekSource::Passphrase(None),
+            KekSecret::Passphrase(passphrase),
+        )
     }
 
     /// The KEK in a key file (base64 or hex of 32 bytes), which must be private (0600).
@@ -152,11 +147,10 @@ impl Kek {
         let text = read_private(path)?;
         let key = MasterKey::parse(text.trim())
             .map_err(|e| Error::keyring(Some(path), format!("not a key file: {e}")))?;
-        Ok(Self {
-            source: KekSource::KeyFile(path.to_owned()),
-            secret: KekSecret::Key(key),
-            derived: Default::default(),
-        })
+        Ok(Self::new(
+            KekSource::KeyFile(path.to_owned()),
+            KekSecret::Key(key),
+        ))
     }
 
     /// The KEK from the environment: `COFFER_MASTER_KEY` (base64 or hex of 32 bytes),
@@ -177,11 +171,10 @@ impl Kek {
                     "{key_var}: expected base64 of 32 bytes or 64 hexadecimal digits"
                 ))
             })?;
-            return Ok(Some(Self {
-                source: KekSource::Env(key_var.to_owned()),
-                secret: KekSecret::Key(key),
-                derived: Default::default(),
-            }));
+            return Ok(Some(Self::new(
+                KekSource::Env(key_var.to_owned()),
+                KekSecret::Key(key),
+            )));
         }
         if let Some(path) = var(file_var)? {
             return Self::from_key_file(Path::new(&path)).map(Some);
@@ -190,11 +183,10 @@ impl Kek {
             Some(p) if p.is_empty() => {
                 Err(Error::invalid_key(format!("{passphrase_var} is empty")))
             }
-            Some(p) => Ok(Some(Self {
-                source: KekSource::Passphrase(Some(passphrase_var.to_owned())),
-                secret: KekSecret::Passphrase(p.into()),
-                derived: Default::default(),
-            })),
+            Some(p) => Ok(Some(Self::new(
+                KekSource::Passphrase(Some(passphrase_var.to_owned())),
+                KekSecret::Passphrase(p.into()),
+            ))),
             None => Ok(None),
         }
     }
@@ -334,6 +326,14 @@ impl Kek {
 }
 
 impl Kek {
+    fn new(source: KekSource, secret: KekSecret) -> Self {
+        Self {
+            source,
+            secret,
+            derived: std::sync::Mutex::default(),
+        }
+    }
+
     fn cached(&self) -> std::sync::MutexGuard<'_, Option<(KdfParams, MasterKey)>> {
         self.derived
             .lock()
@@ -341,8 +341,8 @@ impl Kek {
     }
 }
 
-/// The kind of a sealed keyring document's KEK when it is not one [`Kek`] opens (`key`
-/// or `passphrase`), e.g. `transit` for one sealed by Vault Transit.
+/// The kind of KEK a sealed keyring document names: `key` and `passphrase` for a [`Kek`],
+/// `transit` for Vault Transit; `None` when it is no such document.
 pub fn sealed_kek_kind(sealed: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
     struct Probe {

@@ -71,12 +71,6 @@ impl From<Arc<Keyring>> for KeyringHandle {
     }
 }
 
-impl From<&Arc<Keyring>> for KeyringHandle {
-    fn from(keyring: &Arc<Keyring>) -> Self {
-        Self::new(keyring.clone())
-    }
-}
-
 impl fmt::Debug for KeyringHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("KeyringHandle")
