@@ -1,7 +1,6 @@
 //! [`SqlKeyring`]: the keyring kept in the store's own database (table `coffer_keyring`,
 //! migrations `0005_keyring` on SQLite and `0006_keyring` on Postgres).
 
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,12 +24,14 @@ use crate::store::SqlStore;
 /// a store on it with `SqliteStore::connect_shared` / `PgStore::connect_shared`.
 pub struct SqlKeyring<D: Dialect> {
     pool: Pool<D::Db>,
-    dialect: PhantomData<D>,
+    /// The dialect the pool was opened with, kept for as long as the pool: on Postgres
+    /// it holds the cleartext-password guard the pool may connect through.
+    dialect: D,
 }
 
 impl<D: Dialect> Clone for SqlKeyring<D> {
     fn clone(&self) -> Self {
-        Self::new(self.pool.clone())
+        Self::new(self.pool.clone(), self.dialect.clone())
     }
 }
 
@@ -43,11 +44,12 @@ impl<D: Dialect> std::fmt::Debug for SqlKeyring<D> {
 }
 
 impl<D: Dialect> SqlKeyring<D> {
-    /// The keyring table of the database behind `pool`, which must be migrated.
-    pub(crate) fn new(pool: Pool<D::Db>) -> Self {
+    /// The keyring table of the database behind `pool`, which must be migrated and was
+    /// opened with `dialect`.
+    pub(crate) fn new(pool: Pool<D::Db>, dialect: D) -> Self {
         Self {
             pool,
-            dialect: PhantomData,
+            dialect: dialect,
         }
     }
 }
@@ -133,7 +135,7 @@ impl<D: Dialect> KeyringStorage for SqlKeyring<D> {
 impl<D: Dialect> SqlStore<D> {
     /// The keyring table of this store's database, as a [`KeyringStorage`].
     pub fn keyring_storage(&self) -> SqlKeyring<D> {
-        SqlKeyring::new(self.pool.clone())
+        SqlKeyring::new(self.pool.clone(), self.dialect.clone())
     }
 
     /// The store on a migrated pool, with the keyring kept in its own table opened with
@@ -143,7 +145,7 @@ impl<D: Dialect> SqlStore<D> {
         kek: Arc<dyn KeyringKek>,
         dialect: D,
     ) -> Result<KeyringReload<Self>> {
-        let storage = Arc::new(SqlKeyring::<D>::new(pool.clone()));
+        let storage = Arc::new(SqlKeyring::new(pool.clone(), dialect.clone()));
         let keys = Arc::new(SharedKeyring::open(storage, kek).await?);
         let store = Self::checked(pool, keys.handle(), dialect).await?;
         Ok(KeyringReload::new(store, keys))

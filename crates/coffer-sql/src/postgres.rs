@@ -390,8 +390,8 @@ impl StoreOpener for PgOpener {
     }
 
     async fn keyring_storage(&self, url: &str) -> Result<Arc<dyn KeyringStorage>> {
-        let (pool, _) = connect_url(url).await?;
-        Ok(Arc::new(SqlKeyring::<PgDialect>::new(pool)))
+        let (pool, dialect) = connect_url(url).await?;
+        Ok(Arc::new(SqlKeyring::new(pool, dialect)))
     }
 }
 

@@ -220,7 +220,7 @@ impl StoreOpener for SqliteOpener {
 
     async fn keyring_storage(&self, url: &str) -> Result<Arc<dyn KeyringStorage>> {
         let pool = migrated_pool(url_options(url)?).await?;
-        Ok(Arc::new(SqlKeyring::<SqliteDialect>::new(pool)))
+        Ok(Arc::new(SqlKeyring::new(pool, SqliteDialect)))
     }
 }
 
