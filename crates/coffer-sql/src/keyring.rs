@@ -47,10 +47,7 @@ impl<D: Dialect> SqlKeyring<D> {
     /// The keyring table of the database behind `pool`, which must be migrated and was
     /// opened with `dialect`.
     pub(crate) fn new(pool: Pool<D::Db>, dialect: D) -> Self {
-        Self {
-            pool,
-            dialect: dialect,
-        }
+        Self { pool, dialect }
     }
 }
 
