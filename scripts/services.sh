@@ -202,6 +202,73 @@ _svc_start_tls() {
   _svc_start_openbao_tls || { _svc_log "OpenBao with TLS is not available"; return 1; }
 }
 
+_svc_shared_dir() { (cd "$(dirname "${BASH_SOURCE[0]}")/../../shared" 2>/dev/null && pwd); }
+
+# The real Supabase Vault extension, from ../shared/third_party/supabase_vault (read-only:
+# it is copied and built in this run's temporary folder, then installed into the machine's
+# PostgreSQL), in a private cluster that preloads it with a root key made for this run and
+# is reached only over TLS, as a hosted project is. The extension is created in template1
+# by the superuser, as Supabase's supabase_admin does, so every test database has it; the
+# tests' role coffer_app is not a superuser and holds only the grants Supabase gives its
+# `postgres` role (supabase/postgres, supabase_vault/after-create.sql): USAGE on schema
+# vault, SELECT and DELETE on vault.secrets and vault.decrypted_secrets, EXECUTE on
+# create_secret, update_secret and _crypto_aead_det_decrypt; and CREATE on public.
+#
+# Exports COFFER_TEST_SUPABASE_URL (the superuser over TLS, to create databases) and
+# COFFER_TEST_SUPABASE_APP_PASSWORD (coffer_app's SCRAM password).
+_svc_start_supabase_vault() {
+  local src bin version dir port password
+  src="$(_svc_shared_dir)/third_party/supabase_vault"
+  [ -f "$src/Makefile" ] || { _svc_log "no $src (../shared/third_party)"; return 1; }
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  version=$(basename "$(dirname "$bin")")
+  if [ ! -x "/usr/lib/postgresql/$version/bin/pg_config" ] || [ ! -f /usr/include/sodium.h ]; then
+    _svc_log "installing postgresql-server-dev-$version and libsodium-dev"
+    _svc_apt_install "postgresql-server-dev-$version" libsodium-dev || return 1
+  fi
+  dir="$COFFER_SERVICES_TMP/supabase"
+  mkdir -p "$dir" && cp -r "$src" "$dir/src" || return 1
+  PG_CONFIG="$bin/pg_config" make -s -C "$dir/src" >"$dir/build.log" 2>&1 &&
+    PG_CONFIG="$bin/pg_config" make -s -C "$dir/src" install >>"$dir/build.log" 2>&1 || {
+    _svc_log "building supabase_vault failed:"; tail -n 20 "$dir/build.log" >&2; return 1; }
+  port=$(_svc_free_port); password=$(_svc_secret)
+  mkdir -p "$dir/data" "$dir/run" && cp "$COFFER_SERVICES_TLS/certs/"{server.pem,server.key} "$dir/"
+  printf '#!/bin/sh\necho %s\n' "$(openssl rand -hex 32)" >"$dir/getkey.sh"
+  chown -R postgres:postgres "$dir" && chmod 0600 "$dir/server.key" && chmod 0700 "$dir/getkey.sh"
+  runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-locale -E UTF8 >/dev/null || return 1
+  cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir/run'
+shared_preload_libraries = 'supabase_vault'
+vault.getkey_script = '$dir/getkey.sh'
+ssl = on
+ssl_cert_file = '$dir/server.pem'
+ssl_key_file = '$dir/server.key'
+password_encryption = 'scram-sha-256'
+fsync = off
+CONF
+  cat >"$dir/data/pg_hba.conf" <<HBA
+local     all all                       trust
+hostssl   all postgres 127.0.0.1/32     trust
+hostssl   all all      127.0.0.1/32     scram-sha-256
+hostnossl all all      127.0.0.1/32     reject
+HBA
+  runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w start >/dev/null || {
+    _svc_log "the Supabase Vault cluster did not start:"; tail -n 20 "$dir/log" >&2; return 1; }
+  COFFER_SERVICES_STARTED+=("pg-tls:$bin:$dir/data")
+  runuser -u postgres -- "$bin/psql" -q -v ON_ERROR_STOP=1 -h "$dir/run" -p "$port" -U postgres -d template1 >/dev/null <<SQL || return 1
+CREATE ROLE coffer_app LOGIN PASSWORD '$password';
+CREATE EXTENSION supabase_vault;
+GRANT USAGE ON SCHEMA vault TO coffer_app;
+GRANT SELECT, DELETE ON vault.secrets, vault.decrypted_secrets TO coffer_app;
+GRANT EXECUTE ON FUNCTION vault.create_secret, vault.update_secret, vault._crypto_aead_det_decrypt TO coffer_app;
+GRANT CREATE ON SCHEMA public TO coffer_app;
+SQL
+  export COFFER_TEST_SUPABASE_URL="postgres://postgres@localhost:$port/postgres?sslmode=verify-full&sslrootcert=$COFFER_SERVICES_TLS/certs/ca.pem"
+  export COFFER_TEST_SUPABASE_APP_PASSWORD="$password"
+}
+
 services_start() {
   COFFER_SERVICES_TMP=$(mktemp -d -t coffer-services.XXXXXX)
   # The tamper tests edit a store's database as an attacker would, with sqlite3 and psql.
@@ -214,7 +281,8 @@ services_start() {
   export COFFER_TEST_MYSQL_URL="mysql://root@127.0.0.1:3306/test"
   _svc_start_openbao || { _svc_log "OpenBao is not available"; return 1; }
   _svc_start_tls || return 1
-  _svc_log "ready: postgres, mariadb, openbao at $COFFER_TEST_VAULT_ADDR, and their TLS twins"
+  _svc_start_supabase_vault || { _svc_log "the Supabase Vault extension is not available"; return 1; }
+  _svc_log "ready: postgres, mariadb, openbao at $COFFER_TEST_VAULT_ADDR, their TLS twins, and Supabase Vault"
 }
 
 services_stop() {

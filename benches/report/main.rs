@@ -4,7 +4,7 @@
 //! - `envelope seal` / `envelope open`: coffer's envelope beside raw AES-256-GCM (the
 //!   same `aes-gcm` crate) at 32 B, 1 KiB and 64 KiB.
 //! - `store get` / `store put`, 10,000 secrets present: memory, SQLite, Postgres and
-//!   Supabase Vault (compatibility schema), each beside raw sqlx on the same database,
+//!   Supabase Vault (the real extension, over TLS), each beside raw sqlx on the same database,
 //!   and coffer's Vault store beside raw HTTP to the same OpenBao KV v2 paths.
 //! - `store open` / `keyring reload`: a SQLite store opened with a keyring file beside
 //!   the keyring kept in the store (under a KEK, under Vault Transit), and what a reload

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_sql::{PgOptions, SqliteStore};
 use coffer_store::{DynSecretStore, PutOptions, Scope, SecretName};
-use coffer_testkit::postgres::TestDatabase;
+use coffer_testkit::postgres::{SupabaseProject, TestDatabase};
 use criterion::Criterion;
 use futures::StreamExt as _;
 
@@ -29,8 +29,6 @@ const PLAIN_PUT: &str = "INSERT INTO bench_plain_kv (name, value) VALUES ($1, $2
      ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 const SUPABASE_GET: &str = "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1";
 const SUPABASE_PUT: &str = "SELECT vault.update_secret(id, $2) FROM vault.secrets WHERE name = $1";
-const VAULT_FIXTURE: &str =
-    include_str!("../../crates/coffer-supabase/tests/fixtures/vault_compat.sql");
 const NEW_VALUE: &str = "sk-bench-new-value-0123456789abcdef0123456789abcdef";
 
 pub(crate) fn name_of(i: usize) -> SecretName {
@@ -241,6 +239,7 @@ impl VaultMount {
 async fn backends(
     dir: &std::path::Path,
     databases: &mut Vec<TestDatabase>,
+    projects: &mut Vec<SupabaseProject>,
     mounts: &mut Vec<VaultMount>,
 ) -> Vec<Backend> {
     let keyring = Arc::new(Keyring::new(MasterKey::generate()));
@@ -270,13 +269,12 @@ async fn backends(
             raw: Some(("Postgres: raw sqlx, plain table", raw)),
         });
         databases.push(db);
-
-        let db = TestDatabase::create().await.expect("a second database");
-        let pool = sqlx::PgPool::connect(db.url()).await.expect("connect");
-        sqlx::raw_sql(VAULT_FIXTURE)
-            .execute(&pool)
-            .await
-            .expect("the Supabase Vault compatibility schema");
+    } else {
+        eprintln!("COFFER_TEST_POSTGRES_URL is not set: skipping the Postgres rows");
+    }
+    // The real extension, over verified TLS as the application role.
+    if let Some(project) = SupabaseProject::create().await {
+        let pool = sqlx::PgPool::connect(project.url()).await.expect("connect");
         let vault =
             coffer_supabase::SupabaseVaultStore::from_pool(pool.clone(), Default::default())
                 .await
@@ -286,9 +284,9 @@ async fn backends(
             store: Arc::new(vault),
             raw: Some(("Supabase Vault: raw SQL", Raw::Supabase(pool))),
         });
-        databases.push(db);
+        projects.push(project);
     } else {
-        eprintln!("COFFER_TEST_POSTGRES_URL is not set: skipping the Postgres and Supabase rows");
+        eprintln!("COFFER_TEST_SUPABASE_URL is not set: skipping the Supabase rows");
     }
 
     if let (Some(addr), Some(token)) = (
@@ -328,8 +326,14 @@ async fn backends(
 pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut databases = Vec::new();
+    let mut projects = Vec::new();
     let mut mounts = Vec::new();
-    let backends = rt.block_on(backends(dir.path(), &mut databases, &mut mounts));
+    let backends = rt.block_on(backends(
+        dir.path(),
+        &mut databases,
+        &mut projects,
+        &mut mounts,
+    ));
     let scope = scope();
 
     let mut get = report.group(
@@ -405,4 +409,5 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
         }
     });
     drop(databases);
+    drop(projects);
 }

@@ -1162,16 +1162,10 @@ async fn keys_migrate_to_store_on_postgres_and_not_on_an_unsealed_supabase() {
         .success()
         .stdout("pg-kept-value\n");
 
-    let project = coffer_testkit::postgres::TestDatabase::create()
+    let project = coffer_testkit::postgres::SupabaseProject::create()
         .await
         .unwrap();
     let pool = sqlx::PgPool::connect(project.url()).await.unwrap();
-    sqlx::raw_sql(include_str!(
-        "../../coffer-supabase/tests/fixtures/vault_compat.sql"
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
     let unsealed = format!("supabase+{}", project.url());
     let other = tempfile::tempdir().unwrap();
     coffer(other.path()).arg("init").assert().success();

@@ -285,15 +285,10 @@ async fn library_flows_log_nothing_at_trace() {
     if let Some(db) = coffer_testkit::postgres::TestDatabase::create().await {
         let pg = coffer::open(db.url(), &options).await.unwrap();
         text += &store_flow(&*pg, &canary).await;
-        let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-        sqlx::raw_sql(include_str!(
-            "../../coffer-supabase/tests/fixtures/vault_compat.sql"
-        ))
-        .execute(&pool)
-        .await
-        .unwrap();
-        pool.close().await;
-        let supabase = coffer::open(&format!("supabase+{}", db.url()), &options)
+        let project = coffer_testkit::postgres::SupabaseProject::create()
+            .await
+            .unwrap();
+        let supabase = coffer::open(&format!("supabase+{}", project.url()), &options)
             .await
             .unwrap();
         text += &store_flow(&*supabase, &canary).await;

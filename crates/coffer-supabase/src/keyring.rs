@@ -22,9 +22,9 @@ const GENERATION_PREFIX: &str = "coffer keyring, generation ";
 
 /// The sealed keyring of a Supabase store, as the vault secret [`KEYRING_SECRET_NAME`]:
 /// the document (base64) is the secret, so Supabase Vault encrypts it at rest as well,
-/// and its description holds the generation. A write locks the secret's row
-/// (`SELECT … FOR UPDATE`) and checks the generation first, so of two instances
-/// rotating at once exactly one wins; the first write relies on the unique name.
+/// and its description holds the generation. A write takes a transaction-scoped lock on
+/// the secret's name and checks the generation first, so of two instances rotating at
+/// once exactly one wins.
 pub struct SupabaseKeyring {
     pool: PgPool,
     _guard: Option<Arc<CleartextGuard>>,
@@ -50,8 +50,8 @@ impl SupabaseKeyring {
 
     /// Connects to a Supabase store URL (as `SupabaseVaultStore::connect`).
     pub async fn connect_url(url: &str) -> Result<Self> {
-        let (pool, _, guard) = crate::store::connect_pool(url).await?;
-        Ok(Self::new(pool, guard))
+        let connected = crate::store::connect_pool(url).await?;
+        Ok(Self::new(connected.pool, connected.guard))
     }
 }
 
@@ -105,13 +105,13 @@ impl KeyringStorage for SupabaseKeyring {
     async fn write_keyring(&self, document: &[u8], expected: Option<u64>) -> Result<u64> {
         let encoded = STANDARD.encode(document);
         let mut tx = self.pool.begin().await.map_err(sql)?;
-        let current: Option<(String, String)> = sqlx::query_as(
-            "SELECT id::text, description FROM vault.secrets WHERE name = $1 FOR UPDATE",
-        )
-        .bind(KEYRING_SECRET_NAME)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(sql)?;
+        crate::row::lock_name(&mut tx, KEYRING_SECRET_NAME).await?;
+        let current: Option<(String, String)> =
+            sqlx::query_as("SELECT id::text, description FROM vault.secrets WHERE name = $1")
+                .bind(KEYRING_SECRET_NAME)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(sql)?;
         let found = current
             .as_ref()
             .map(|(_, d)| generation_of(d))

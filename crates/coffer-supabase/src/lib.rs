@@ -28,3 +28,7 @@ pub const MIGRATIONS_TABLE: &str = "_coffer_supabase_migrations";
 
 /// The URL query parameter that turns on client-side sealing (`?seal=true`).
 pub const SEAL_URL_PARAM: &str = "seal";
+
+/// The URL query parameter that names the scope of the Vault secrets without a `/`
+/// (`?unscoped=SCOPE`, [`SupabaseOptions::unscoped`]).
+pub const UNSCOPED_URL_PARAM: &str = "unscoped";

@@ -2,6 +2,7 @@
 //! beyond storing values in Vault.
 
 use coffer_envelope::KeyringHandle;
+use coffer_store::Scope;
 
 /// Options of a [`SupabaseVaultStore`](crate::SupabaseVaultStore).
 #[derive(Debug, Clone)]
@@ -12,6 +13,11 @@ pub struct SupabaseOptions {
     pub sealing: Option<KeyringHandle>,
     /// Create coffer's metadata table at connect (the default).
     pub migrate: bool,
+    /// The scope that holds the project's Vault secrets whose names have no `/` (how
+    /// projects name secrets made with `vault.create_secret('…', 'github_token')`):
+    /// in it, coffer's name is the Vault name. `None` (the default): they are not
+    /// reachable, and every coffer secret is `{scope}/{name}`.
+    pub unscoped: Option<Scope>,
 }
 
 impl Default for SupabaseOptions {
@@ -19,6 +25,7 @@ impl Default for SupabaseOptions {
         Self {
             sealing: None,
             migrate: true,
+            unscoped: None,
         }
     }
 }
@@ -33,6 +40,15 @@ impl SupabaseOptions {
     #[must_use]
     pub fn sealing(mut self, keyring: impl Into<KeyringHandle>) -> Self {
         self.sealing = Some(keyring.into());
+        self
+    }
+
+    /// Makes `scope` the one that holds the project's Vault secrets without a `/` in
+    /// their name (URL: `?unscoped=SCOPE`). Names with a `/` are refused in it, and
+    /// its `SCOPE/…` Vault names are no longer reached.
+    #[must_use]
+    pub fn unscoped(mut self, scope: Scope) -> Self {
+        self.unscoped = Some(scope);
         self
     }
 

@@ -22,6 +22,82 @@ pub fn vault_name(scope: &Scope, name: &SecretName) -> String {
     format!("{scope}/{name}")
 }
 
+/// How coffer's (scope, name) map onto Vault secret names in one store: `{scope}/{name}`
+/// ([`vault_name`]), except in the scope configured to hold the project's secrets whose
+/// names have no `/` (`?unscoped=SCOPE`, [`SupabaseOptions::unscoped`](crate::SupabaseOptions::unscoped)),
+/// where the Vault name is the coffer name itself.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Naming {
+    pub(crate) unscoped: Option<Scope>,
+}
+
+impl Naming {
+    /// Whether `scope` is the one holding names without a `/`.
+    pub(crate) fn is_bare(&self, scope: &Scope) -> bool {
+        self.unscoped.as_ref() == Some(scope)
+    }
+
+    /// What every Vault name of `scope` starts with.
+    pub(crate) fn prefix(&self, scope: &Scope) -> String {
+        if self.is_bare(scope) {
+            String::new()
+        } else {
+            format!("{scope}/")
+        }
+    }
+
+    /// The Vault name of (scope, name); in the unscoped scope a name with a `/` (it would
+    /// read as another scope's) and the keyring's secret are refused.
+    pub(crate) fn vault_name(&self, scope: &Scope, name: &SecretName) -> Result<String> {
+        if !self.is_bare(scope) {
+            return Ok(vault_name(scope, name));
+        }
+        if name.as_str().contains('/') {
+            return Err(Error::InvalidInput {
+                field: "name",
+                reason: format!(
+                    "scope {scope} holds the project's Vault secrets without a scope \
+                     (?unscoped={scope}), whose names have no '/'; {name:?} would be \
+                     scope {:?}'s",
+                    name.as_str().split('/').next().unwrap_or_default()
+                ),
+            });
+        }
+        if name.as_str() == crate::KEYRING_SECRET_NAME {
+            return Err(Error::InvalidInput {
+                field: "name",
+                reason: format!(
+                    "{:?} is the Vault secret that keeps coffer's keyring",
+                    crate::KEYRING_SECRET_NAME
+                ),
+            });
+        }
+        Ok(name.as_str().to_owned())
+    }
+}
+
+/// Takes the transaction-scoped lock on the Vault secret named `vault_name`, held until
+/// the transaction ends: writers of one name (coffer's writes, rewraps and keyring
+/// updates) run one at a time, and each reads the previous one's commit after it.
+///
+/// An advisory lock, not `SELECT … FOR UPDATE`: row locks need the UPDATE privilege on
+/// `vault.secrets`, which Supabase does not give its `postgres` role (only SELECT and
+/// DELETE; values change through `vault.update_secret`). It also covers a name that has
+/// no row yet, so two creators queue instead of one failing on the unique index. Writers
+/// outside coffer (the dashboard, plain SQL) do not take it; see the crate docs.
+pub(crate) async fn lock_name(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    vault_name: &str,
+) -> Result<()> {
+    // One key space of its own: 64 bits of hashtextextended of the name, seeded.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7213))")
+        .bind(vault_name)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+        .map_err(|e| coffer_sql::support::map_sqlx(BACKEND, e))
+}
+
 /// The columns of a Vault secret joined with coffer's metadata.
 #[derive(sqlx::FromRow)]
 pub(crate) struct VaultRow {

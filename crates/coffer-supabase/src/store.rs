@@ -16,8 +16,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::row::{VaultRow, select_row, vault_name};
-use crate::{BACKEND, MIGRATIONS_TABLE, SEAL_URL_PARAM, SupabaseOptions};
+use crate::row::{Naming, VaultRow, lock_name, select_row};
+use crate::{BACKEND, MIGRATIONS_TABLE, SEAL_URL_PARAM, SupabaseOptions, UNSCOPED_URL_PARAM};
 
 /// A [`SecretStore`] over Supabase Vault's SQL interface.
 ///
@@ -30,9 +30,13 @@ use crate::{BACKEND, MIGRATIONS_TABLE, SEAL_URL_PARAM, SupabaseOptions};
 ///   side table `coffer_vault_meta`, keyed by the Vault secret's id. A secret created by
 ///   plain SQL has no metadata row and reads as version 1 of kind `other`.
 /// - Vault keeps no history: [`Capabilities::versions`] is false and only the latest
-///   version is readable. Writes lock the Vault row (`SELECT … FOR UPDATE`), so
-///   create-only (also through Vault's unique name index) and check-and-set on the
-///   version counter are exact. There is no soft delete.
+///   version is readable. coffer's writers of one name take one transaction-scoped
+///   advisory lock (not a row lock: Supabase gives its `postgres` role no UPDATE on
+///   `vault.secrets`), so create-only (also through Vault's unique name index) and
+///   check-and-set on the version counter are exact among coffer's writers. A write
+///   made outside coffer (the dashboard, plain `vault.update_secret`) takes no such lock
+///   and does not move coffer's version; the head MAC then refuses the secret's
+///   metadata only if a covered field changed. There is no soft delete.
 /// - Optional client-side sealing ([`SupabaseOptions::sealing`], `?seal=true`): the
 ///   value Vault stores is a coffer envelope (`cf1.…`) bound to (scope, name, version),
 ///   so the database never sees the plaintext; other consumers then read the envelope.
@@ -40,6 +44,7 @@ use crate::{BACKEND, MIGRATIONS_TABLE, SEAL_URL_PARAM, SupabaseOptions};
 pub struct SupabaseVaultStore {
     pool: PgPool,
     sealing: Option<KeyringHandle>,
+    naming: Naming,
     /// The cleartext-password guard the pool connects through, if it needs one.
     guard: Option<Arc<CleartextGuard>>,
 }
@@ -48,6 +53,7 @@ impl std::fmt::Debug for SupabaseVaultStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SupabaseVaultStore")
             .field("sealing", &self.sealing)
+            .field("unscoped", &self.naming.unscoped)
             .finish_non_exhaustive()
     }
 }
@@ -60,17 +66,33 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
 }
 
-/// A pool for a Supabase URL (TLS and the cleartext guard from the URL), and whether
-/// it asks for `?seal=true`.
-pub(crate) async fn connect_pool(url: &str) -> Result<(PgPool, bool, Option<Arc<CleartextGuard>>)> {
+/// A pool for a Supabase URL (TLS and the cleartext guard from the URL), and the
+/// store options its query asks for (`?seal=`, `?unscoped=`).
+pub(crate) struct Connected {
+    pub(crate) pool: PgPool,
+    pub(crate) seal: bool,
+    pub(crate) unscoped: Option<Scope>,
+    pub(crate) guard: Option<Arc<CleartextGuard>>,
+}
+
+pub(crate) async fn connect_pool(url: &str) -> Result<Connected> {
     let plain = url.strip_prefix("supabase+").unwrap_or(url);
     let mut seal = false;
-    let target = PgTarget::from_url(plain, |key, value| {
-        if key != SEAL_URL_PARAM {
-            return Ok(false);
+    let mut unscoped = None;
+    let target = PgTarget::from_url(plain, |key, value| match key {
+        SEAL_URL_PARAM => {
+            seal = coffer_store::open::parse_flag(SEAL_URL_PARAM, value)?;
+            Ok(true)
         }
-        seal = coffer_store::open::parse_flag(SEAL_URL_PARAM, value)?;
-        Ok(true)
+        UNSCOPED_URL_PARAM => {
+            unscoped = Some(Scope::new(value).map_err(|e| {
+                Error::config(format!(
+                    "supabase: ?{UNSCOPED_URL_PARAM}= names no scope: {e}"
+                ))
+            })?);
+            Ok(true)
+        }
+        _ => Ok(false),
     })?;
     let pool = PgPoolOptions::new()
         .max_connections(10)
@@ -78,7 +100,12 @@ pub(crate) async fn connect_pool(url: &str) -> Result<(PgPool, bool, Option<Arc<
         .connect_with(target.options().clone())
         .await
         .map_err(|e| target.connect_error(BACKEND, e))?;
-    Ok((pool, seal, target.guard().cloned()))
+    Ok(Connected {
+        pool,
+        seal,
+        unscoped,
+        guard: target.guard().cloned(),
+    })
 }
 
 impl SupabaseVaultStore {
@@ -94,8 +121,14 @@ impl SupabaseVaultStore {
     /// by default to a host off loopback, which hosted Supabase is: name Supabase's CA
     /// with `sslrootcert`). An unknown parameter is an error.
     pub async fn connect(url: &str, keyring: Option<KeyringHandle>) -> Result<Self> {
-        let (pool, seal, guard) = connect_pool(url).await?;
+        let Connected {
+            pool,
+            seal,
+            unscoped,
+            guard,
+        } = connect_pool(url).await?;
         let mut options = SupabaseOptions::new();
+        options.unscoped = unscoped;
         if seal {
             let keyring = keyring.ok_or_else(|| {
                 Error::config(
@@ -117,11 +150,17 @@ impl SupabaseVaultStore {
         url: &str,
         kek: Arc<dyn coffer_envelope::KeyringKek>,
     ) -> Result<coffer_store::keys::KeyringReload<Self>> {
-        let (pool, _, guard) = connect_pool(url).await?;
+        let Connected {
+            pool,
+            unscoped,
+            guard,
+            ..
+        } = connect_pool(url).await?;
         let storage = Arc::new(crate::SupabaseKeyring::new(pool.clone(), guard.clone()));
         let keys = Arc::new(coffer_store::keys::SharedKeyring::open(storage, kek).await?);
-        let mut store =
-            Self::from_pool(pool, SupabaseOptions::new().sealing(keys.handle())).await?;
+        let mut options = SupabaseOptions::new().sealing(keys.handle());
+        options.unscoped = unscoped;
+        let mut store = Self::from_pool(pool, options).await?;
         store.guard = guard;
         Ok(coffer_store::keys::KeyringReload::new(store, keys))
     }
@@ -150,6 +189,9 @@ impl SupabaseVaultStore {
         let store = Self {
             pool,
             sealing: options.sealing,
+            naming: Naming {
+                unscoped: options.unscoped,
+            },
             guard: None,
         };
         store.check_keys().await?;
@@ -194,8 +236,9 @@ impl SupabaseVaultStore {
             return Ok(None);
         };
         let mut tx = self.pool.begin().await.map_err(sql)?;
+        lock_name(&mut tx, &self.naming.vault_name(&scope, &name)?).await?;
         let locked: Option<String> =
-            sqlx::query_scalar("SELECT id::text FROM vault.secrets WHERE id = $1::uuid FOR UPDATE")
+            sqlx::query_scalar("SELECT id::text FROM vault.secrets WHERE id = $1::uuid")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await
@@ -222,10 +265,11 @@ impl SupabaseVaultStore {
         value: &SecretString,
         options: &PutOptions,
     ) -> Result<Option<SecretMeta>> {
-        let full = vault_name(scope, name);
+        let full = self.naming.vault_name(scope, name)?;
         let mut tx = self.pool.begin().await.map_err(sql)?;
+        lock_name(&mut tx, &full).await?;
         let existing: Option<String> =
-            sqlx::query_scalar("SELECT id::text FROM vault.secrets WHERE name = $1 FOR UPDATE")
+            sqlx::query_scalar("SELECT id::text FROM vault.secrets WHERE name = $1")
                 .bind(&full)
                 .fetch_optional(&mut *tx)
                 .await
@@ -368,7 +412,7 @@ impl SecretStore for SupabaseVaultStore {
             select_row!("vault.decrypted_secrets", ", s.decrypted_secret"),
             "WHERE s.name = $1"
         ))
-        .bind(vault_name(scope, name))
+        .bind(self.naming.vault_name(scope, name)?)
         .fetch_optional(&self.pool)
         .await
         .map_err(sql)?
@@ -408,7 +452,7 @@ impl SecretStore for SupabaseVaultStore {
     async fn metadata(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
         let row: VaultRow =
             sqlx::query_as(concat!(select_row!("vault.secrets"), "WHERE s.name = $1"))
-                .bind(vault_name(scope, name))
+                .bind(self.naming.vault_name(scope, name)?)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(sql)?
@@ -419,7 +463,8 @@ impl SecretStore for SupabaseVaultStore {
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
         options.validate()?;
         let limit = options.page_size()?;
-        let scope_prefix = format!("{scope}/");
+        let scope_prefix = self.naming.prefix(scope);
+        let bare = self.naming.is_bare(scope);
         let (lower, upper) = prefix_range(&format!(
             "{scope_prefix}{}",
             options.prefix.as_deref().unwrap_or("")
@@ -438,12 +483,16 @@ impl SecretStore for SupabaseVaultStore {
             let rows: Vec<VaultRow> = sqlx::query_as(concat!(
                 select_row!("vault.secrets"),
                 "WHERE (s.name COLLATE \"C\" > $1 OR ($2 AND s.name COLLATE \"C\" = $1)) \
-                 AND ($3 IS NULL OR s.name COLLATE \"C\" < $3) ORDER BY s.name COLLATE \"C\" LIMIT $4"
+                 AND ($3 IS NULL OR s.name COLLATE \"C\" < $3) \
+                 AND (NOT $5 OR (strpos(s.name, '/') = 0 AND s.name <> $6)) \
+                 ORDER BY s.name COLLATE \"C\" LIMIT $4"
             ))
             .bind(&start.0)
             .bind(start.1)
             .bind(&upper)
             .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+            .bind(bare)
+            .bind(crate::KEYRING_SECRET_NAME)
             .fetch_all(&self.pool)
             .await
             .map_err(sql)?;
@@ -483,7 +532,7 @@ impl SecretStore for SupabaseVaultStore {
         let mut tx = self.pool.begin().await.map_err(sql)?;
         let ids: Vec<String> =
             sqlx::query_scalar("DELETE FROM vault.secrets WHERE name = $1 RETURNING id::text")
-                .bind(vault_name(scope, name))
+                .bind(self.naming.vault_name(scope, name)?)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(sql)?;

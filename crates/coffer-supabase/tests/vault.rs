@@ -1,21 +1,21 @@
-//! SupabaseVaultStore on the real Postgres, against the compatibility schema of Supabase
-//! Vault's public interface in `tests/fixtures/vault_compat.sql`.
+//! SupabaseVaultStore against the real Supabase Vault extension (`supabase_vault` 0.3.1,
+//! built by `scripts/services.sh` from `../shared/third_party`), in a private cluster
+//! reached over verified TLS as a role with only the grants Supabase gives its `postgres`
+//! role: no superuser, no UPDATE on `vault.secrets`.
 
 use std::sync::Arc;
 
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_store::{Error, PutOptions, SecretKind, SecretStore, SecretStoreExt as _};
 use coffer_supabase::{SupabaseOptions, SupabaseVaultStore};
-use coffer_testkit::postgres::TestDatabase;
+use coffer_testkit::postgres::{SupabaseProject, TestDatabase};
 use secrecy::ExposeSecret as _;
-
-const FIXTURE: &str = include_str!("fixtures/vault_compat.sql");
 
 /// A fresh database with the Vault interface installed, and a store on it.
 struct VaultDb {
     store: SupabaseVaultStore,
     keyring: Arc<Keyring>,
-    db: TestDatabase,
+    db: SupabaseProject,
 }
 
 impl std::ops::Deref for VaultDb {
@@ -27,12 +27,8 @@ impl std::ops::Deref for VaultDb {
 
 impl VaultDb {
     async fn create(sealed: bool) -> Option<Self> {
-        let db = TestDatabase::create().await?;
+        let db = SupabaseProject::create().await?;
         let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-        sqlx::raw_sql(FIXTURE)
-            .execute(&pool)
-            .await
-            .expect("install the Vault compatibility schema");
         let keyring = Arc::new(Keyring::new(MasterKey::generate()));
         let mut options = SupabaseOptions::new();
         if sealed {
@@ -291,19 +287,17 @@ async fn opens_from_supabase_urls_and_needs_the_vault_schema() {
         return;
     };
     let url = format!("supabase+{}", v.db.url());
+    let sealed_url = format!("{url}&seal=true");
     let registry = coffer_store::open::Registry::new().with(coffer_supabase::SupabaseOpener);
     let store = registry.open(&url, &Default::default()).await.unwrap();
     assert_eq!(store.backend(), "supabase");
     let err = registry
-        .open(&format!("{url}?seal=true"), &Default::default())
+        .open(&sealed_url, &Default::default())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("needs a keyring"), "{err}");
     let options = coffer_store::open::OpenOptions::new().keyring(v.keyring.clone());
-    let sealed = registry
-        .open(&format!("{url}?seal=true"), &options)
-        .await
-        .unwrap();
+    let sealed = registry.open(&sealed_url, &options).await.unwrap();
     assert!(sealed.capabilities().rewrap);
 
     let Some(empty) = TestDatabase::create().await else {
@@ -317,14 +311,10 @@ async fn opens_from_supabase_urls_and_needs_the_vault_schema() {
 
 #[tokio::test]
 async fn connects_over_verified_tls_and_refuses_an_unknown_ca() {
-    let Some(tls) = coffer_testkit::postgres::TlsServers::from_env() else {
+    let Some(project) = SupabaseProject::create().await else {
         return;
     };
-    let db = TestDatabase::create_on(tls.pg_verified_url("postgres")).await;
-    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-    sqlx::raw_sql(FIXTURE).execute(&pool).await.unwrap();
-    pool.close().await;
-    let store = SupabaseVaultStore::connect(&format!("supabase+{}", db.url()), None)
+    let store = SupabaseVaultStore::connect(&format!("supabase+{}", project.url()), None)
         .await
         .unwrap();
     let (ssl,): (bool,) =
@@ -347,15 +337,28 @@ async fn connects_over_verified_tls_and_refuses_an_unknown_ca() {
     let got = store.get(&scope, &name, None).await.unwrap();
     assert_eq!(got.value.expose_secret(), "over-tls");
 
-    let other = db.url().replace("ca.pem", "other-ca.pem");
+    let password = url::Url::parse(project.url())
+        .unwrap()
+        .password()
+        .unwrap()
+        .to_owned();
+    let other = project.url().replace("ca.pem", "other-ca.pem");
     let err = SupabaseVaultStore::connect(&format!("supabase+{other}"), None)
         .await
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("sslrootcert") && !err.contains(&tls.pg_password),
+        err.contains("sslrootcert") && !err.contains(&password),
         "{err}"
     );
+    let plain = project
+        .url()
+        .replace("sslmode=verify-full", "sslmode=disable");
+    let err = SupabaseVaultStore::connect(&format!("supabase+{plain}"), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains(&password), "{err}");
 }
 
 /// Tried as an attacker with write access to the database and no key: each edit of the
@@ -571,4 +574,117 @@ async fn instances_share_the_keyring_kept_as_a_vault_secret() {
     assert!(b.keys().reload_now().await.is_err());
     let got = b.get(&scope, &n("one"), None).await.unwrap();
     assert_eq!(got.value.expose_secret(), "value-1");
+}
+
+/// The cluster is the real thing: the extension at 0.3.1, and a role with only the grants
+/// Supabase gives its `postgres` role, so no write of the store relies on a privilege a
+/// project does not give (row locks on `vault.secrets` need UPDATE, which it lacks).
+#[tokio::test]
+async fn runs_on_the_real_extension_with_supabase_grants() {
+    let Some(v) = VaultDb::create(false).await else {
+        return;
+    };
+    let (version, superuser, update, select): (String, bool, bool, bool) = sqlx::query_as(
+        "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'supabase_vault'), \
+         (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), \
+         has_table_privilege('vault.secrets', 'UPDATE'), \
+         has_table_privilege('vault.decrypted_secrets', 'SELECT')",
+    )
+    .fetch_one(v.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (version.as_str(), superuser, update, select),
+        ("0.3.1", false, false, true)
+    );
+    let denied = sqlx::query("SELECT id FROM vault.secrets FOR UPDATE")
+        .execute(v.pool())
+        .await
+        .unwrap_err();
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    // Concurrent writers of one name still serialize: every write lands, numbered 1..=8.
+    let (t, k) = (s("race"), n("k"));
+    let writes = (0..8).map(|i| {
+        let v = &v;
+        let (t, k) = (&t, &k);
+        async move {
+            v.put(t, k, &format!("value-{i}").into(), &PutOptions::new())
+                .await
+                .unwrap()
+                .version
+        }
+    });
+    let mut versions = futures::future::join_all(writes).await;
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=8).collect::<Vec<u64>>());
+}
+
+/// A project's own secrets, named without a scope (`vault.create_secret('…', 'github_token')`),
+/// are reached through the scope `?unscoped=` names; the keyring's secret and scoped
+/// names stay out of it, and a name there that would read as another scope's is refused.
+#[tokio::test]
+async fn secrets_without_a_scope_are_reached_through_the_unscoped_scope() {
+    let Some(v) = VaultDb::create(false).await else {
+        return;
+    };
+    for (value, name) in [
+        ("ghp_made_in_the_dashboard", "github_token"),
+        ("sk-scoped", "tenant-a/openai"),
+        ("not-a-keyring", "coffer-keyring"),
+    ] {
+        sqlx::query("SELECT vault.create_secret($1, $2, 'from the dashboard')")
+            .bind(value)
+            .bind(name)
+            .execute(v.pool())
+            .await
+            .unwrap();
+    }
+    let url = format!("supabase+{}&unscoped=project", v.db.url());
+    let store = SupabaseVaultStore::connect(&url, None).await.unwrap();
+    let project = s("project");
+    let got = store.get(&project, &n("github_token"), None).await.unwrap();
+    assert_eq!(got.value.expose_secret(), "ghp_made_in_the_dashboard");
+    assert_eq!(got.meta.description.as_deref(), Some("from the dashboard"));
+    let names: Vec<String> = store
+        .list_all(&project, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name.to_string())
+        .collect();
+    assert_eq!(names, ["github_token"]);
+
+    store
+        .put(
+            &project,
+            &n("stripe_key"),
+            &"sk_live_new".into(),
+            &PutOptions::create_only().provider("stripe"),
+        )
+        .await
+        .unwrap();
+    let plain = v
+        .sql_scalar(
+            "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
+            "stripe_key",
+        )
+        .await;
+    assert_eq!(plain.as_deref(), Some("sk_live_new"));
+    for name in ["tenant-a/openai", "coffer-keyring"] {
+        let err = store
+            .put(&project, &n(name), &"x".into(), &PutOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput { field: "name", .. }),
+            "{name}: {err}"
+        );
+    }
+    // Other scopes map as before.
+    let scoped = store.get(&s("tenant-a"), &n("openai"), None).await.unwrap();
+    assert_eq!(scoped.value.expose_secret(), "sk-scoped");
+    let err = SupabaseVaultStore::connect(&format!("supabase+{}&unscoped=a/b", v.db.url()), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unscoped"), "{err}");
 }

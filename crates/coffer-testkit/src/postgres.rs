@@ -133,6 +133,61 @@ impl std::ops::Deref for PgTestStore {
     }
 }
 
+/// The variable that holds the URL of the cluster with the real Supabase Vault extension
+/// (the superuser, over verified TLS), which `scripts/services.sh` starts.
+pub const SUPABASE_URL_ENV: &str = "COFFER_TEST_SUPABASE_URL";
+
+/// The variable that holds the password of that cluster's application role.
+pub const SUPABASE_APP_PASSWORD_ENV: &str = "COFFER_TEST_SUPABASE_APP_PASSWORD";
+
+/// The application role of the Supabase Vault cluster: not a superuser, with the grants
+/// Supabase gives its `postgres` role on `vault` (SELECT and DELETE on the tables,
+/// EXECUTE on `create_secret` and `update_secret`) and CREATE on `public`.
+pub const SUPABASE_APP_ROLE: &str = "coffer_app";
+
+/// A fresh database on the cluster with the real `supabase_vault` extension (it is in
+/// the template, so every new database has it), dropped when this is dropped: a
+/// Supabase project as an application reaches it, over verified TLS as a role that is
+/// not a superuser.
+#[derive(Debug)]
+pub struct SupabaseProject {
+    db: TestDatabase,
+    app_url: String,
+}
+
+impl SupabaseProject {
+    /// Creates one, or `None` (printing why) when [`SUPABASE_URL_ENV`] is unset; with
+    /// `COFFER_REQUIRE_SERVICES=1` an unset variable panics instead.
+    pub async fn create() -> Option<Self> {
+        let admin = crate::service_env(SUPABASE_URL_ENV)?;
+        let password = crate::service_env(SUPABASE_APP_PASSWORD_ENV)?;
+        let db = TestDatabase::create_on(admin).await;
+        let mut url = url::Url::parse(db.url()).expect("the test database URL is a URL");
+        url.set_username(SUPABASE_APP_ROLE)
+            .and_then(|()| url.set_password(Some(&password)))
+            .expect("the URL takes a user");
+        Some(Self {
+            db,
+            app_url: url.to_string(),
+        })
+    }
+
+    /// The URL of the application role (`postgres://coffer_app:…@localhost:…/…?sslmode=verify-full&…`).
+    pub fn url(&self) -> &str {
+        &self.app_url
+    }
+
+    /// The superuser's URL of the same database, for what only the platform can do.
+    pub fn admin_url(&self) -> &str {
+        self.db.url()
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        self.db.name()
+    }
+}
+
 /// The TLS test servers `scripts/services.sh` starts (certificates for `localhost` only,
 /// made per run): `None` when they are not running, a panic when they should be.
 #[derive(Debug, Clone)]
