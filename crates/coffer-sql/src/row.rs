@@ -199,6 +199,20 @@ impl FromColumns for Count {
     }
 }
 
+/// A scope, in a column named `scope`.
+#[derive(Debug)]
+pub(crate) struct ScopeRow {
+    pub(crate) scope: String,
+}
+
+impl FromColumns for ScopeRow {
+    fn from_columns(row: &impl Columns) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            scope: row.text("scope")?,
+        })
+    }
+}
+
 /// A returned row whose columns are not read: only that it came back matters.
 #[derive(Debug)]
 pub(crate) struct Returned;

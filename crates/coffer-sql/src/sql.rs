@@ -131,6 +131,28 @@ pub(crate) const SOFT_DELETE: Statement = Statement {
     params: &["updated_at", "mac", "scope", "name", "version read"],
 };
 
+/// Replaces a live head's metadata fields, `updated_at` and MAC, if the head is still as
+/// the edit read it: the same version, `updated_at` and MAC (every write moves one of
+/// them), so no concurrent write is undone.
+pub(crate) const UPDATE_ATTRIBUTES: Statement = Statement {
+    sql: "UPDATE coffer_secrets SET provider = $1, kind = $2, description = $3, tags = $4, \
+          env_name = $5, expires_at = $6, active = $7, updated_at = $8, mac = $9 \
+          WHERE scope = $10 AND name = $11 AND version = $12 AND deleted = FALSE \
+          AND updated_at = $13 AND mac = $14",
+    params: &join::<14>(
+        &HEAD_FIELDS,
+        &["updated_at", "mac", "scope", "name"],
+        &["version read", "updated_at read", "mac read"],
+    ),
+};
+
+/// The scopes with a live secret, in order. Under row-level security a role the policy
+/// applies to sees only the scope of its transaction, so none here.
+pub(crate) const LIST_SCOPES: Statement = Statement {
+    sql: "SELECT DISTINCT scope FROM coffer_secrets WHERE deleted = FALSE ORDER BY scope",
+    params: &[],
+};
+
 /// Removes every version of a secret (before [`DESTROY_HEAD`], in one transaction).
 pub(crate) const DESTROY_VERSIONS: Statement = Statement {
     sql: "DELETE FROM coffer_secret_versions WHERE scope = $1 AND name = $2",
@@ -340,6 +362,8 @@ pub(crate) const PORTABLE: &[Statement] = &[
     INSERT_HEAD,
     UPDATE_HEAD,
     SOFT_DELETE,
+    UPDATE_ATTRIBUTES,
+    LIST_SCOPES,
     DESTROY_VERSIONS,
     DESTROY_HEAD,
     REWRAP_CANDIDATES,

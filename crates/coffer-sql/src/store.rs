@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 use coffer_envelope::{Keyring, KeyringHandle};
 use coffer_store::backend::{
-    MAX_WRITE_ATTEMPTS, check_condition, not_found, now, page_of, put_optimistic, tag_head,
+    MAX_WRITE_ATTEMPTS, check_condition, list_filtered, not_found, now, page_of, put_optimistic,
+    retry_optimistic, tag_head,
 };
 use coffer_store::{
-    Capabilities, Change, ChangeOp, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions,
+    AttributeUpdate, Capabilities, Change, ChangeOp, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions,
     Result, RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
 };
 use secrecy::{ExposeSecret as _, SecretString};
@@ -18,7 +19,9 @@ use sqlx::{Pool, Transaction};
 use crate::common::{context, map_sqlx, ms, prefix_range, to_i64, verify_checks};
 use crate::dialect::Dialect;
 use crate::driver::{Driver, Param, first};
-use crate::row::{Count, EnvelopeRow, KeyCheck, KeyCount, MetaRow, PutWrite, ValueRow};
+use crate::row::{
+    Count, EnvelopeRow, KeyCheck, KeyCount, MetaRow, PutWrite, ScopeRow, ValueRow,
+};
 use crate::sql;
 
 /// A [`SecretStore`] in a SQL database, the same for every [`Dialect`]: sealed values,
@@ -171,6 +174,90 @@ impl<D: Dialect> SqlStore<D> {
         self.dialect.on_write(&mut tx, &change).await?;
         tx.commit().await.map_err(sql_error::<D>)?;
         Ok(true)
+    }
+
+    /// One attempt at an attribute edit: `Ok(None)` when another writer changed the head
+    /// between the read and the write.
+    async fn try_update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<Option<SecretMeta>> {
+        let keyring = self.keys.current();
+        self.ensure_checked(&keyring).await?;
+        let head = self
+            .head(scope, name)
+            .await?
+            .filter(|h| !h.deleted)
+            .ok_or_else(|| not_found(scope, name, None))?;
+        let (version_read, updated_read) = (head.version, head.updated_at);
+        let mac_read = head.mac.clone().unwrap_or_default();
+        let mut meta = head.into_checked(D::BACKEND, &keyring)?;
+        update.apply(&mut meta)?;
+        let mac = tag_head(&keyring, &meta, false);
+        let tags = serde_json::to_string(&meta.tags).map_err(|e| Error::backend(D::BACKEND, e))?;
+        let params = [
+            Param::OptText(meta.provider.as_deref()),
+            Param::Text(meta.kind.as_str()),
+            Param::OptText(meta.description.as_deref()),
+            Param::Text(&tags),
+            Param::OptText(meta.env_name.as_deref()),
+            Param::OptInt(meta.expires_at.map(ms)),
+            Param::Bool(meta.active),
+            Param::Int(ms(meta.updated_at)),
+            Param::Blob(&mac),
+            Param::Text(scope.as_str()),
+            Param::Text(name.as_str()),
+            Param::Int(version_read),
+            Param::Int(updated_read),
+            Param::Blob(&mac_read),
+        ];
+        let mut tx = self.begin(scope).await?;
+        let n = D::Db::execute(&mut tx, &sql::UPDATE_ATTRIBUTES, &params)
+            .await
+            .map_err(sql_error::<D>)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let change = Change {
+            scope: scope.clone(),
+            name: name.clone(),
+            version: meta.version,
+            op: ChangeOp::Attributes,
+        };
+        self.dialect.on_write(&mut tx, &change).await?;
+        tx.commit().await.map_err(sql_error::<D>)?;
+        Ok(Some(meta))
+    }
+
+    /// One page of the scope's live heads by prefix and cursor, unfiltered.
+    async fn list_page(&self, scope: &Scope, options: ListOptions) -> Result<ListPage> {
+        let keyring = self.keys.current();
+        let limit = options.page_size()?;
+        let (lower, upper) = prefix_range(options.prefix.as_deref().unwrap_or(""));
+        // Start after the cursor when it is inside the prefix range, else at the prefix.
+        let (start, inclusive) = match &options.cursor {
+            Some(c) if c.as_str() >= lower.as_str() => (c.as_str(), false),
+            _ => (lower.as_str(), true),
+        };
+        let params = [
+            Param::Text(scope.as_str()),
+            Param::Text(start),
+            Param::Bool(inclusive),
+            Param::OptText(upper.as_deref()),
+            Param::Int(to_i64(limit as u64 + 1)),
+        ];
+        let mut conn = self.dialect.conn(&self.pool, scope).await?;
+        let rows: Vec<MetaRow> = D::Db::fetch_all(&mut conn, &sql::LIST, &params)
+            .await
+            .map_err(sql_error::<D>)?;
+        conn.finish().await.map_err(sql_error::<D>)?;
+        let mut items = rows
+            .into_iter()
+            .map(|r| r.into_checked(D::BACKEND, &keyring))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page_of(&mut items, limit))
     }
 
     /// Builds the store on a migrated pool and checks the keyring against the key check
@@ -387,32 +474,36 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
     }
 
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
-        let keyring = self.keys.current();
-        options.validate()?;
-        let limit = options.page_size()?;
-        let (lower, upper) = prefix_range(options.prefix.as_deref().unwrap_or(""));
-        // Start after the cursor when it is inside the prefix range, else at the prefix.
-        let (start, inclusive) = match &options.cursor {
-            Some(c) if c.as_str() >= lower.as_str() => (c.as_str(), false),
-            _ => (lower.as_str(), true),
-        };
-        let params = [
-            Param::Text(scope.as_str()),
-            Param::Text(start),
-            Param::Bool(inclusive),
-            Param::OptText(upper.as_deref()),
-            Param::Int(to_i64(limit as u64 + 1)),
-        ];
-        let mut conn = self.dialect.conn(&self.pool, scope).await?;
-        let rows: Vec<MetaRow> = D::Db::fetch_all(&mut conn, &sql::LIST, &params)
+        list_filtered(options, |page| self.list_page(scope, page)).await
+    }
+
+    /// Checks the head against its MAC, applies the edit and writes the head with a new
+    /// MAC in one statement that matches only the head as it was read.
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        update.validate()?;
+        retry_optimistic(D::BACKEND, scope, name, || {
+            self.try_update_attributes(scope, name, update)
+        })
+        .await
+    }
+
+    async fn list_scopes(&self) -> Result<Vec<Scope>> {
+        let mut conn = self.pool.acquire().await.map_err(sql_error::<D>)?;
+        let rows: Vec<ScopeRow> = D::Db::fetch_all(&mut conn, &sql::LIST_SCOPES, &[])
             .await
             .map_err(sql_error::<D>)?;
-        conn.finish().await.map_err(sql_error::<D>)?;
-        let mut items = rows
-            .into_iter()
-            .map(|r| r.into_checked(D::BACKEND, &keyring))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(page_of(&mut items, limit))
+        rows.into_iter()
+            .map(|r| {
+                Scope::new(r.scope).map_err(|e| {
+                    Error::backend(D::BACKEND, format!("a row has an invalid scope: {e}"))
+                })
+            })
+            .collect()
     }
 
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {

@@ -6,7 +6,10 @@
 //!   version, with the errors every backend returns for it.
 //! - [`put_optimistic`]: a put for backends without transactions: read, check, write
 //!   with check-and-set, retried up to [`MAX_WRITE_ATTEMPTS`] times.
+//! - [`retry_optimistic`]: the same retry loop for any other optimistic write.
 //! - [`page_of`]: one [`ListPage`](crate::ListPage) of sorted items after a cursor.
+//! - [`list_filtered`]: [`ListOptions`](crate::ListOptions)' filters over a listing by
+//!   prefix and cursor.
 //! - [`now`], [`truncate_millis`]: times at the millisecond precision every backend
 //!   keeps, so a value reads back as written.
 //! - [`validate_value`]: the size rule for values.
@@ -14,7 +17,9 @@
 //! - [`tag_head`], [`verify_head`], [`head_needs_retag`]: the MAC over a secret's head
 //!   state that a database writer without the key cannot forge (see [`integrity`]).
 
-pub use crate::memory::{MAX_WRITE_ATTEMPTS, check_condition, page_of, put_optimistic};
+pub use crate::memory::{
+    MAX_WRITE_ATTEMPTS, check_condition, list_filtered, page_of, put_optimistic, retry_optimistic,
+};
 pub use crate::types::{now, truncate_millis, validate_value};
 pub use integrity::{head_message, head_needs_retag, tag_head, verify_head};
 

@@ -61,6 +61,24 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// A lookup that must find one secret found none ([`SecretStoreExt::find`](crate::SecretStoreExt::find)).
+    #[error("scope {scope}: no active secret matches {what}")]
+    NoMatch {
+        /// The scope searched.
+        scope: String,
+        /// What was looked for (`provider openai, kind api_key`).
+        what: String,
+    },
+    /// A lookup that must find one secret found several ([`SecretStoreExt::find`](crate::SecretStoreExt::find)).
+    #[error("scope {scope}: {} active secrets match {what}: {}; deactivate all but one, or name the one to use", names.len(), names.join(", "))]
+    Ambiguous {
+        /// The scope searched.
+        scope: String,
+        /// What was looked for (`provider openai, kind api_key`).
+        what: String,
+        /// The names that matched.
+        names: Vec<String>,
+    },
     /// A scope, name or prefix breaks a naming rule.
     #[error("invalid {what} {value:?}: {rule}")]
     InvalidName {
@@ -206,9 +224,9 @@ impl Error {
         matches!(self, Error::Unavailable { .. } | Error::RateLimited { .. })
     }
 
-    /// Whether this is [`Error::NotFound`].
+    /// Whether this is [`Error::NotFound`] (or [`Error::NoMatch`], a lookup that found nothing).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Error::NotFound { .. })
+        matches!(self, Error::NotFound { .. } | Error::NoMatch { .. })
     }
 
     /// A short stable name of the variant, for logs, metrics and audit events.
@@ -219,6 +237,8 @@ impl Error {
             Error::Conflict { .. } => "conflict",
             Error::Expired { .. } => "expired",
             Error::Inactive { .. } => "inactive",
+            Error::NoMatch { .. } => "no_match",
+            Error::Ambiguous { .. } => "ambiguous",
             Error::InvalidName { .. } => "invalid_name",
             Error::InvalidInput { .. } => "invalid_input",
             Error::PermissionDenied { .. } => "permission_denied",

@@ -48,6 +48,7 @@ use async_trait::async_trait;
 use coffer_envelope::{Keyring, KeyringHandle, KeyringKek};
 use secrecy::SecretString;
 
+use crate::AttributeUpdate;
 use crate::{
     Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
     RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
@@ -484,6 +485,20 @@ impl<S: SecretStore> SecretStore for KeyringReload<S> {
 
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
         self.retry(|| self.inner.delete(scope, name, mode)).await
+    }
+
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        self.retry(|| self.inner.update_attributes(scope, name, update))
+            .await
+    }
+
+    async fn list_scopes(&self) -> Result<Vec<Scope>> {
+        self.inner.list_scopes().await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

@@ -7,7 +7,7 @@ use secrecy::SecretString;
 
 use crate::types::{now, validate_value};
 use crate::{
-    Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, Scope, Secret,
+    AttributeUpdate, Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, Scope, Secret,
     SecretMeta, SecretName, SecretStore, Usage, WriteCondition,
 };
 
@@ -137,6 +137,7 @@ impl SecretStore for MemoryStore {
                     && !e.deleted
                     && n.as_str().starts_with(prefix)
                     && options.cursor.as_deref().is_none_or(|c| n.as_str() > c)
+                    && options.matches(&e.meta)
             })
             .take(limit + 1)
             .map(|(_, e)| e.meta.clone())
@@ -158,6 +159,35 @@ impl SecretStore for MemoryStore {
             }
             _ => Err(not_found(scope, name, None)),
         }
+    }
+
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        update.validate()?;
+        let mut secrets = self.write();
+        let entry = secrets
+            .get_mut(&(scope.clone(), name.clone()))
+            .filter(|e| !e.deleted)
+            .ok_or_else(|| not_found(scope, name, None))?;
+        let mut meta = entry.meta.clone();
+        update.apply(&mut meta)?;
+        entry.meta = meta;
+        Ok(entry.meta.clone())
+    }
+
+    async fn list_scopes(&self) -> Result<Vec<Scope>> {
+        let mut scopes: Vec<Scope> = self
+            .read()
+            .iter()
+            .filter(|(_, e)| !e.deleted)
+            .map(|((s, _), _)| s.clone())
+            .collect();
+        scopes.dedup();
+        Ok(scopes)
     }
 
     async fn record_usage(&self, usage: &[Usage]) -> Result<()> {
@@ -212,6 +242,35 @@ pub fn page_of(items: &mut Vec<SecretMeta>, limit: usize) -> ListPage {
     ListPage::new(std::mem::take(items), next_cursor)
 }
 
+/// A listing with [`ListOptions`]' filters (provider, kind, tag, active) on top of a
+/// backend's listing by prefix and cursor: `page(options)` lists one unfiltered page;
+/// pages are read until `limit` matches (and one more, to know whether a next page
+/// exists) are found or the listing ends. Without filters it is one call of `page`.
+pub async fn list_filtered<F, Fut>(options: &ListOptions, mut page: F) -> Result<ListPage>
+where
+    F: FnMut(ListOptions) -> Fut,
+    Fut: std::future::Future<Output = Result<ListPage>>,
+{
+    options.validate()?;
+    if !options.has_filters() {
+        return page(options.clone()).await;
+    }
+    let limit = options.page_size()?;
+    let mut unfiltered = ListOptions::new().limit(limit);
+    unfiltered.prefix.clone_from(&options.prefix);
+    unfiltered.cursor.clone_from(&options.cursor);
+    let mut items = Vec::new();
+    loop {
+        let got = page(unfiltered.clone()).await?;
+        items.extend(got.items.into_iter().filter(|m| options.matches(m)));
+        match got.next_cursor {
+            Some(cursor) if items.len() <= limit => unfiltered.cursor = Some(cursor),
+            _ => break,
+        }
+    }
+    Ok(page_of(&mut items, limit))
+}
+
 /// How often [`put_optimistic`] retries a write that lost a race to another writer.
 pub const MAX_WRITE_ATTEMPTS: usize = 64;
 
@@ -226,7 +285,7 @@ pub async fn put_optimistic<F, Fut>(
     name: &SecretName,
     value: &SecretString,
     options: &PutOptions,
-    mut attempt: F,
+    attempt: F,
 ) -> Result<SecretMeta>
 where
     F: FnMut() -> Fut,
@@ -235,9 +294,26 @@ where
     use secrecy::ExposeSecret as _;
     validate_value(value.expose_secret())?;
     options.attributes.validate()?;
+    retry_optimistic(backend, scope, name, attempt).await
+}
+
+/// Calls `attempt` until it returns `Some` (written) or an error, as [`put_optimistic`]
+/// does, for any optimistic write (an attribute edit, …): `None` means another writer
+/// got there first. After [`MAX_WRITE_ATTEMPTS`] lost races it gives up with
+/// `Unavailable`.
+pub async fn retry_optimistic<T, F, Fut>(
+    backend: &'static str,
+    scope: &Scope,
+    name: &SecretName,
+    mut attempt: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
     for _ in 0..MAX_WRITE_ATTEMPTS {
-        if let Some(meta) = attempt().await? {
-            return Ok(meta);
+        if let Some(done) = attempt().await? {
+            return Ok(done);
         }
     }
     Err(Error::Unavailable {

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use crate::{
-    Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretMeta, SecretName, Usage,
+    AttributeUpdate, Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage,
+    PutOptions, Result, RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, Usage,
 };
 
 /// A place that keeps secrets: the one trait every backend and every layer implements.
@@ -62,6 +62,36 @@ pub trait SecretStore: fmt::Debug + Send + Sync + 'static {
 
     /// Deletes a secret (see [`DeleteMode`]).
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()>;
+
+    /// Edits a live secret's metadata (active, expiry, tags, description, env name,
+    /// provider, kind) without writing a new value version, and returns the metadata
+    /// after the edit: the version stays, `updated_at` moves. Works on an expired or
+    /// inactive secret (that is how one is renewed or reactivated). Atomic against
+    /// concurrent writes of the same secret: an edit is never lost, nor does it undo one.
+    ///
+    /// Backends that cannot ([`Capabilities::update_attributes`] is false) answer
+    /// [`Error::Unsupported`].
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        let _ = (scope, name, update);
+        Err(Error::Unsupported {
+            backend: self.backend(),
+            operation: "editing metadata without a new version",
+        })
+    }
+
+    /// The scopes that hold at least one live secret, in order. Backends that cannot
+    /// ([`Capabilities::list_scopes`] is false) answer [`Error::Unsupported`].
+    async fn list_scopes(&self) -> Result<Vec<Scope>> {
+        Err(Error::Unsupported {
+            backend: self.backend(),
+            operation: "listing scopes",
+        })
+    }
 
     /// Moves up to `limit` stored envelopes that are not under the keyring's primary key
     /// onto it, each with a check-and-set so no concurrent write is overwritten. Call it
@@ -155,8 +185,16 @@ pub trait SecretStoreExt: SecretStore {
 
     /// Every page of a listing, collected.
     async fn list_all(&self, scope: &Scope, prefix: Option<&str>) -> Result<Vec<SecretMeta>> {
-        let mut options = ListOptions::new().limit(crate::MAX_PAGE_SIZE);
+        let mut options = ListOptions::new();
         options.prefix = prefix.map(ToOwned::to_owned);
+        self.list_matching(scope, &options).await
+    }
+
+    /// Every page of a listing with `options`' filters, collected (its limit and cursor
+    /// are ignored).
+    async fn list_matching(&self, scope: &Scope, options: &ListOptions) -> Result<Vec<SecretMeta>> {
+        let mut options = options.clone().limit(crate::MAX_PAGE_SIZE);
+        options.cursor = None;
         let mut all = Vec::new();
         loop {
             let page = self.list(scope, &options).await?;
@@ -165,6 +203,48 @@ pub trait SecretStoreExt: SecretStore {
                 Some(cursor) => options.cursor = Some(cursor),
                 None => return Ok(all),
             }
+        }
+    }
+
+    /// The one active secret of `provider` (and `kind`, when given) in `scope`, e.g. "the
+    /// user's OpenAI API key": [`Error::NoMatch`] when there is none, [`Error::Ambiguous`]
+    /// (naming them) when there are several. Reads its value, so an expired one is
+    /// [`Error::Expired`].
+    ///
+    /// ```
+    /// use coffer_store::{MemoryStore, PutOptions, Scope, SecretKind, SecretName, SecretStore, SecretStoreExt};
+    /// use secrecy::ExposeSecret;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer_store::Result<()> {
+    /// let store = MemoryStore::new();
+    /// let user = Scope::new("user-42")?;
+    /// let options = PutOptions::new().provider("openai").kind(SecretKind::ApiKey);
+    /// store.put(&user, &SecretName::new("main_key")?, &"sk-example".into(), &options).await?;
+    /// let key = store.find(&user, "openai", Some(SecretKind::ApiKey)).await?;
+    /// assert_eq!(key.value.expose_secret(), "sk-example");
+    /// # Ok(()) }
+    /// ```
+    async fn find(&self, scope: &Scope, provider: &str, kind: Option<SecretKind>) -> Result<Secret> {
+        let mut options = ListOptions::new().provider(provider).active(true);
+        options.kind = kind;
+        let what = match kind {
+            Some(kind) => format!("provider {provider}, kind {kind}"),
+            None => format!("provider {provider}"),
+        };
+        let mut found = self.list_matching(scope, &options).await?;
+        match found.len() {
+            0 => Err(Error::NoMatch {
+                scope: scope.to_string(),
+                what,
+            }),
+            1 => {
+                let meta = found.remove(0);
+                self.get(scope, &meta.name, None).await
+            }
+            _ => Err(Error::Ambiguous {
+                scope: scope.to_string(),
+                what,
+                names: found.into_iter().map(|m| m.name.to_string()).collect(),
+            }),
         }
     }
 
@@ -245,6 +325,17 @@ macro_rules! forward_store {
             }
             async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
                 (**self).delete(scope, name, mode).await
+            }
+            async fn update_attributes(
+                &self,
+                scope: &Scope,
+                name: &SecretName,
+                update: &AttributeUpdate,
+            ) -> Result<SecretMeta> {
+                (**self).update_attributes(scope, name, update).await
+            }
+            async fn list_scopes(&self) -> Result<Vec<Scope>> {
+                (**self).list_scopes().await
             }
             async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
                 (**self).rewrap_batch(limit).await

@@ -402,6 +402,233 @@ impl PutOptions {
     }
 }
 
+/// A metadata edit without a new value version
+/// ([`SecretStore::update_attributes`](crate::SecretStore::update_attributes)): each
+/// field is left as it is unless set, and the optional ones can be cleared, which a
+/// [`PutOptions`]'s attributes (where `None` means "keep") cannot.
+///
+/// ```
+/// use coffer_store::{AttributeUpdate, MemoryStore, PutOptions, Scope, SecretName, SecretStore};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer_store::Result<()> {
+/// let store = MemoryStore::new();
+/// let (scope, name) = (Scope::new("tenant-a")?, SecretName::new("openai_api_key")?);
+/// let soon = chrono::Utc::now() + chrono::Duration::days(1);
+/// store.put(&scope, &name, &"sk-example".into(), &PutOptions::new().expires_at(soon)).await?;
+/// let meta = store
+///     .update_attributes(&scope, &name, &AttributeUpdate::new().no_expiry().add_tag("prod"))
+///     .await?;
+/// assert_eq!((meta.version, meta.expires_at, meta.tags), (1, None, vec!["prod".to_owned()]));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttributeUpdate {
+    /// Set (`Some(Some(_))`) or clear (`Some(None)`) the provider.
+    pub provider: Option<Option<String>>,
+    /// Set the kind.
+    pub kind: Option<SecretKind>,
+    /// Set or clear the description.
+    pub description: Option<Option<String>>,
+    /// Replace the tags (before `add_tags` and `remove_tags` apply).
+    pub tags: Option<Vec<String>>,
+    /// Tags to add (kept once each).
+    pub add_tags: Vec<String>,
+    /// Tags to remove.
+    pub remove_tags: Vec<String>,
+    /// Set or clear the environment variable name.
+    pub env_name: Option<Option<String>>,
+    /// Set or clear the expiry. A time in the past is refused: to stop a secret now,
+    /// deactivate it.
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// Activate or deactivate.
+    pub active: Option<bool>,
+}
+
+impl AttributeUpdate {
+    /// An edit that changes nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the provider.
+    #[must_use]
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(Some(provider.into()));
+        self
+    }
+
+    /// Clears the provider.
+    #[must_use]
+    pub fn clear_provider(mut self) -> Self {
+        self.provider = Some(None);
+        self
+    }
+
+    /// Sets the kind.
+    #[must_use]
+    pub fn kind(mut self, kind: SecretKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Sets the description.
+    #[must_use]
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(Some(description.into()));
+        self
+    }
+
+    /// Clears the description.
+    #[must_use]
+    pub fn clear_description(mut self) -> Self {
+        self.description = Some(None);
+        self
+    }
+
+    /// Replaces the tags.
+    #[must_use]
+    pub fn tags<I, T>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.tags = Some(tags.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds a tag.
+    #[must_use]
+    pub fn add_tag(mut self, tag: impl Into<String>) -> Self {
+        self.add_tags.push(tag.into());
+        self
+    }
+
+    /// Removes a tag.
+    #[must_use]
+    pub fn remove_tag(mut self, tag: impl Into<String>) -> Self {
+        self.remove_tags.push(tag.into());
+        self
+    }
+
+    /// Sets the environment variable name.
+    #[must_use]
+    pub fn env_name(mut self, env_name: impl Into<String>) -> Self {
+        self.env_name = Some(Some(env_name.into()));
+        self
+    }
+
+    /// Clears the environment variable name.
+    #[must_use]
+    pub fn clear_env_name(mut self) -> Self {
+        self.env_name = Some(None);
+        self
+    }
+
+    /// Sets the expiry.
+    #[must_use]
+    pub fn expires_at(mut self, at: DateTime<Utc>) -> Self {
+        self.expires_at = Some(Some(at));
+        self
+    }
+
+    /// Clears the expiry: the secret no longer expires.
+    #[must_use]
+    pub fn no_expiry(mut self) -> Self {
+        self.expires_at = Some(None);
+        self
+    }
+
+    /// Activates (`true`) or deactivates (`false`) the secret.
+    #[must_use]
+    pub fn active(mut self, active: bool) -> Self {
+        self.active = Some(active);
+        self
+    }
+
+    /// Whether the edit changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Checks every field it sets by the rules of [`Attributes::validate`], refuses an
+    /// empty edit and an expiry in the past.
+    pub fn validate(&self) -> Result<()> {
+        if self.is_empty() {
+            return Err(Error::InvalidInput {
+                field: "attributes",
+                reason: "the edit changes nothing".into(),
+            });
+        }
+        let mut tags: Vec<String> = self.tags.clone().unwrap_or_default();
+        tags.extend(self.add_tags.iter().cloned());
+        tags.extend(self.remove_tags.iter().cloned());
+        Attributes {
+            provider: self.provider.clone().flatten(),
+            kind: self.kind,
+            description: self.description.clone().flatten(),
+            tags: Some(tags).filter(|t| !t.is_empty()),
+            env_name: self.env_name.clone().flatten(),
+            expires_at: None,
+            active: self.active,
+        }
+        .validate()?;
+        if let Some(Some(at)) = self.expires_at
+            && at <= Utc::now()
+        {
+            return Err(Error::InvalidInput {
+                field: "expires_at",
+                reason: format!(
+                    "{} is in the past; to stop a secret now, deactivate it",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies the edit to `meta` and moves `updated_at` to now (strictly later than
+    /// before, so every edit is a change a check-and-set on `updated_at` sees). The
+    /// version is not touched. The result is checked: at most [`MAX_TAGS`] tags.
+    pub fn apply(&self, meta: &mut SecretMeta) -> Result<()> {
+        if let Some(p) = &self.provider {
+            meta.provider.clone_from(p);
+        }
+        if let Some(k) = self.kind {
+            meta.kind = k;
+        }
+        if let Some(d) = &self.description {
+            meta.description.clone_from(d);
+        }
+        if let Some(t) = &self.tags {
+            meta.tags.clone_from(t);
+        }
+        for tag in &self.add_tags {
+            if !meta.tags.contains(tag) {
+                meta.tags.push(tag.clone());
+            }
+        }
+        meta.tags.retain(|t| !self.remove_tags.contains(t));
+        if let Some(e) = &self.env_name {
+            meta.env_name.clone_from(e);
+        }
+        if let Some(at) = self.expires_at {
+            meta.expires_at = at.map(truncate_millis);
+        }
+        if let Some(a) = self.active {
+            meta.active = a;
+        }
+        if meta.tags.len() > MAX_TAGS {
+            return Err(Error::InvalidInput {
+                field: "tags",
+                reason: format!("at most {MAX_TAGS} tags, got {}", meta.tags.len()),
+            });
+        }
+        let later = meta.updated_at + chrono::Duration::milliseconds(1);
+        meta.updated_at = now().max(later);
+        Ok(())
+    }
+}
+
 /// Checks a value against the store-wide limits (UTF-8 is guaranteed by the type).
 pub fn validate_value(value: &str) -> Result<()> {
     if value.len() > MAX_VALUE_LEN {
@@ -436,6 +663,14 @@ pub struct ListOptions {
     pub limit: Option<usize>,
     /// Continue after this cursor (a previous page's [`ListPage::next_cursor`]).
     pub cursor: Option<String>,
+    /// Only secrets of this provider.
+    pub provider: Option<String>,
+    /// Only secrets of this kind.
+    pub kind: Option<SecretKind>,
+    /// Only secrets carrying this tag.
+    pub tag: Option<String>,
+    /// Only active (`Some(true)`) or only inactive (`Some(false)`) secrets.
+    pub active: Option<bool>,
 }
 
 impl ListOptions {
@@ -463,6 +698,57 @@ impl ListOptions {
     pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
         self.cursor = Some(cursor.into());
         self
+    }
+
+    /// Only secrets of `provider`.
+    #[must_use]
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.provider = Some(provider.into());
+        self
+    }
+
+    /// Only secrets of `kind`.
+    #[must_use]
+    pub fn kind(mut self, kind: SecretKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Only secrets tagged `tag`.
+    #[must_use]
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// Only active (`true`) or only inactive (`false`) secrets.
+    #[must_use]
+    pub fn active(mut self, active: bool) -> Self {
+        self.active = Some(active);
+        self
+    }
+
+    /// Whether any filter beyond the prefix is set.
+    pub fn has_filters(&self) -> bool {
+        self.provider.is_some() || self.kind.is_some() || self.tag.is_some() || self.active.is_some()
+    }
+
+    /// Whether `meta` passes the filters (provider, kind, tag, active; not the prefix).
+    ///
+    /// ```
+    /// use coffer_store::{Attributes, ListOptions, Scope, SecretKind, SecretMeta, SecretName};
+    /// let meta = SecretMeta::new(Scope::new("t")?, SecretName::new("k")?, &Default::default());
+    /// assert!(ListOptions::new().active(true).matches(&meta));
+    /// assert!(!ListOptions::new().kind(SecretKind::ApiKey).matches(&meta));
+    /// # Ok::<(), coffer_store::Error>(())
+    /// ```
+    pub fn matches(&self, meta: &SecretMeta) -> bool {
+        self.provider
+            .as_ref()
+            .is_none_or(|p| meta.provider.as_ref() == Some(p))
+            && self.kind.is_none_or(|k| meta.kind == k)
+            && self.tag.as_ref().is_none_or(|t| meta.tags.contains(t))
+            && self.active.is_none_or(|a| meta.active == a)
     }
 
     /// The validated page size.
@@ -515,6 +801,12 @@ pub struct Capabilities {
     pub soft_delete: bool,
     /// Values are sealed with a coffer keyring and can be rewrapped.
     pub rewrap: bool,
+    /// [`SecretStore::update_attributes`](crate::SecretStore::update_attributes) edits
+    /// metadata without writing a new version.
+    pub update_attributes: bool,
+    /// [`SecretStore::list_scopes`](crate::SecretStore::list_scopes) lists the scopes
+    /// that hold live secrets.
+    pub list_scopes: bool,
 }
 
 impl Capabilities {
@@ -524,6 +816,8 @@ impl Capabilities {
         check_and_set: true,
         soft_delete: true,
         rewrap: true,
+        update_attributes: true,
+        list_scopes: true,
     };
 
     /// A backend with none of the optional features.
@@ -532,6 +826,8 @@ impl Capabilities {
         check_and_set: false,
         soft_delete: false,
         rewrap: false,
+        update_attributes: false,
+        list_scopes: false,
     };
 
     /// With [`versions`](Self::versions) set to `on`.
@@ -559,6 +855,20 @@ impl Capabilities {
     #[must_use]
     pub const fn with_rewrap(mut self, on: bool) -> Self {
         self.rewrap = on;
+        self
+    }
+
+    /// With [`update_attributes`](Self::update_attributes) set to `on`.
+    #[must_use]
+    pub const fn with_update_attributes(mut self, on: bool) -> Self {
+        self.update_attributes = on;
+        self
+    }
+
+    /// With [`list_scopes`](Self::list_scopes) set to `on`.
+    #[must_use]
+    pub const fn with_list_scopes(mut self, on: bool) -> Self {
+        self.list_scopes = on;
         self
     }
 }

@@ -31,6 +31,8 @@ pub enum ChangeOp {
     Delete,
     /// Every version removed (`destroy`).
     Destroy,
+    /// Metadata edited without a new version (`update_attributes`).
+    Attributes,
 }
 
 /// One item of a change stream, such as `PgStore::watch` in coffer-sql, which the

@@ -124,6 +124,21 @@ impl<S: coffer_store::SecretStore> coffer_store::SecretStore for FaultyStore<S> 
         self.inner.delete(scope, name, mode).await
     }
 
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &coffer_store::AttributeUpdate,
+    ) -> coffer_store::Result<coffer_store::SecretMeta> {
+        self.gate()?;
+        self.inner.update_attributes(scope, name, update).await
+    }
+
+    async fn list_scopes(&self) -> coffer_store::Result<Vec<Scope>> {
+        self.gate()?;
+        self.inner.list_scopes().await
+    }
+
     async fn rewrap_batch(&self, limit: usize) -> coffer_store::Result<coffer_store::RewrapBatch> {
         self.gate()?;
         self.inner.rewrap_batch(limit).await

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::AttributeUpdate;
 use crate::{
     BoxError, Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
     RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
@@ -181,6 +182,8 @@ pub enum Operation {
     Destroy,
     /// [`SecretStore::rewrap_batch`].
     Rewrap,
+    /// [`SecretStore::update_attributes`].
+    UpdateAttributes,
 }
 
 impl Operation {
@@ -194,6 +197,7 @@ impl Operation {
             Operation::Delete => "delete",
             Operation::Destroy => "destroy",
             Operation::Rewrap => "rewrap",
+            Operation::UpdateAttributes => "update_attributes",
         }
     }
 }
@@ -640,6 +644,25 @@ impl<S: SecretStore> SecretStore for AuditStore<S> {
             |()| None,
         )
         .await
+    }
+
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        self.write(
+            event(scope, Some(name), Operation::UpdateAttributes),
+            self.inner.update_attributes(scope, name, update),
+            |m| Some(m.version),
+        )
+        .await
+    }
+
+    async fn list_scopes(&self) -> Result<Vec<Scope>> {
+        // Scope names, no secret: nothing to audit.
+        self.inner.list_scopes().await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

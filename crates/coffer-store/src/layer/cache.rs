@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use futures::{Stream, StreamExt as _};
 use secrecy::SecretString;
 
+use crate::AttributeUpdate;
 use crate::{
     Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
     RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, WatchEvent,
@@ -428,6 +429,21 @@ impl<S: SecretStore> SecretStore for CacheStore<S> {
         let deleted = self.inner.delete(scope, name, mode).await;
         self.shared.invalidate(scope, name);
         deleted
+    }
+
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        let updated = self.inner.update_attributes(scope, name, update).await;
+        self.shared.invalidate(scope, name);
+        updated
+    }
+
+    async fn list_scopes(&self) -> Result<Vec<Scope>> {
+        self.inner.list_scopes().await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

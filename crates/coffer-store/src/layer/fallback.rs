@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use crate::backend::page_of;
+use crate::AttributeUpdate;
 use crate::{
     Capabilities, DeleteMode, DynSecretStore, Error, KeyUsage, ListOptions, ListPage, PutOptions,
     Result, RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
@@ -223,6 +224,19 @@ impl SecretStore for FallbackStore {
 
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
         self.first().delete(scope, name, mode).await
+    }
+
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        self.first().update_attributes(scope, name, update).await
+    }
+
+    async fn list_scopes(&self) -> Result<Vec<Scope>> {
+        self.first().list_scopes().await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

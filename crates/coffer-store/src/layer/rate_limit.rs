@@ -9,6 +9,7 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use secrecy::SecretString;
 
+use crate::AttributeUpdate;
 use crate::{
     Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
     RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
@@ -132,6 +133,20 @@ impl<S: SecretStore> SecretStore for RateLimitStore<S> {
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
         self.admit(scope)?;
         self.inner.delete(scope, name, mode).await
+    }
+
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        self.admit(scope)?;
+        self.inner.update_attributes(scope, name, update).await
+    }
+
+    async fn list_scopes(&self) -> Result<Vec<Scope>> {
+        self.inner.list_scopes().await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

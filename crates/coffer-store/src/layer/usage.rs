@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use tokio::sync::Notify;
 
+use crate::AttributeUpdate;
 use crate::{
     Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
     RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
@@ -289,6 +290,19 @@ impl<S: SecretStore> SecretStore for UsageStore<S> {
         self.shared.inner.delete(scope, name, mode).await?;
         self.shared.pending().remove(&(scope.clone(), name.clone()));
         Ok(())
+    }
+
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        self.shared.inner.update_attributes(scope, name, update).await
+    }
+
+    async fn list_scopes(&self) -> Result<Vec<Scope>> {
+        self.shared.inner.list_scopes().await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

@@ -22,6 +22,7 @@ use coffer_store::{
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret as _, SecretString};
 
+mod attributes;
 mod conditions;
 mod delete;
 mod list;
@@ -30,6 +31,10 @@ mod rewrap;
 mod usage;
 mod write;
 
+pub use attributes::{
+    list_filters_and_find, list_scopes, list_scopes_refused, update_attributes,
+    update_attributes_refused,
+};
 pub use conditions::{
     check_and_set, concurrent_blind_writes, concurrent_check_and_set,
     contended_writes_leave_a_written_value,
@@ -112,6 +117,10 @@ pub(crate) async fn put(
 pub enum Capability {
     /// Atomic check-and-set writes.
     CheckAndSet,
+    /// Metadata edits without a new version.
+    UpdateAttributes,
+    /// Listing scopes.
+    ListScopes,
 }
 
 impl Capability {
@@ -119,6 +128,8 @@ impl Capability {
     pub fn of(self, capabilities: Capabilities) -> bool {
         match self {
             Self::CheckAndSet => capabilities.check_and_set,
+            Self::UpdateAttributes => capabilities.update_attributes,
+            Self::ListScopes => capabilities.list_scopes,
         }
     }
 }
@@ -196,6 +207,9 @@ checks![
     usage_records,
     expiring_soon,
     rewrap_under_one_key,
+    list_filters_and_find,
+    update_attributes needs UpdateAttributes else update_attributes_refused,
+    list_scopes needs ListScopes else list_scopes_refused,
 ];
 
 /// The contended check-and-set check, with its rounds from [`Settings`].
@@ -255,7 +269,8 @@ macro_rules! conformance_tests {
             put_get_round_trip, metadata_round_trip, versions, create_only, check_and_set,
             list_prefix_and_paging, soft_delete_and_destroy, expired_and_inactive, not_found,
             invalid_names, scope_isolation, large_and_unicode_values, concurrent_blind_writes,
-            usage_records, expiring_soon, rewrap_under_one_key, concurrent_check_and_set);
+            usage_records, expiring_soon, rewrap_under_one_key, list_filters_and_find,
+            update_attributes, list_scopes, concurrent_check_and_set);
     };
     (@each $make:expr, $rounds:expr; $($check:ident),*) => {
         $(
