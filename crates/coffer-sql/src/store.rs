@@ -10,8 +10,9 @@ use coffer_store::backend::{
     retry_optimistic, tag_head,
 };
 use coffer_store::{
-    AttributeUpdate, Capabilities, Change, ChangeOp, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions,
-    Result, RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
+    AttributeUpdate, Capabilities, Change, ChangeOp, DeleteMode, Error, KeyUsage, ListOptions,
+    ListPage, PutOptions, Result, RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore,
+    Usage,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::{Pool, Transaction};
@@ -19,9 +20,7 @@ use sqlx::{Pool, Transaction};
 use crate::common::{context, map_sqlx, ms, prefix_range, to_i64, verify_checks};
 use crate::dialect::Dialect;
 use crate::driver::{Driver, Param, first};
-use crate::row::{
-    Count, EnvelopeRow, KeyCheck, KeyCount, MetaRow, PutWrite, ScopeRow, ValueRow,
-};
+use crate::row::{Count, EnvelopeRow, KeyCheck, KeyCount, MetaRow, PutWrite, ScopeRow, ValueRow};
 use crate::sql;
 
 /// A [`SecretStore`] in a SQL database, the same for every [`Dialect`]: sealed values,

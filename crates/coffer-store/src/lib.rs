@@ -22,10 +22,9 @@ pub use memory::MemoryStore;
 pub use name::{MAX_NAME_LEN, MAX_SCOPE_LEN, Scope, SecretName, derive_env_name};
 pub use store::{DynSecretStore, SecretStore, SecretStoreExt};
 pub use types::{
-    AttributeUpdate,
-    Attributes, Capabilities, DEFAULT_PAGE_SIZE, DeleteMode, KeyUsage, ListOptions, ListPage,
-    MAX_PAGE_SIZE, MAX_TAGS, MAX_VALUE_LEN, PutOptions, RewrapBatch, Secret, SecretKind,
-    SecretMeta, Usage, WriteCondition,
+    AttributeUpdate, Attributes, Capabilities, DEFAULT_PAGE_SIZE, DeleteMode, KeyUsage,
+    ListOptions, ListPage, MAX_PAGE_SIZE, MAX_TAGS, MAX_VALUE_LEN, PutOptions, RewrapBatch, Secret,
+    SecretKind, SecretMeta, Usage, WriteCondition,
 };
 pub use watch::{Change, ChangeOp, KeyringGeneration, KeyringNotice, WatchEvent};
 

@@ -7,8 +7,8 @@ use secrecy::SecretString;
 
 use crate::types::{now, validate_value};
 use crate::{
-    AttributeUpdate, Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, Scope, Secret,
-    SecretMeta, SecretName, SecretStore, Usage, WriteCondition,
+    AttributeUpdate, Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result,
+    Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, WriteCondition,
 };
 
 /// A store in process memory: the reference implementation of the store semantics,

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use crate::{
-    AttributeUpdate, Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage,
-    PutOptions, Result, RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, Usage,
+    AttributeUpdate, Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions,
+    Result, RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, Usage,
 };
 
 /// A place that keeps secrets: the one trait every backend and every layer implements.
@@ -223,7 +223,12 @@ pub trait SecretStoreExt: SecretStore {
     /// assert_eq!(key.value.expose_secret(), "sk-example");
     /// # Ok(()) }
     /// ```
-    async fn find(&self, scope: &Scope, provider: &str, kind: Option<SecretKind>) -> Result<Secret> {
+    async fn find(
+        &self,
+        scope: &Scope,
+        provider: &str,
+        kind: Option<SecretKind>,
+    ) -> Result<Secret> {
         let mut options = ListOptions::new().provider(provider).active(true);
         options.kind = kind;
         let what = match kind {

@@ -730,7 +730,10 @@ impl ListOptions {
 
     /// Whether any filter beyond the prefix is set.
     pub fn has_filters(&self) -> bool {
-        self.provider.is_some() || self.kind.is_some() || self.tag.is_some() || self.active.is_some()
+        self.provider.is_some()
+            || self.kind.is_some()
+            || self.tag.is_some()
+            || self.active.is_some()
     }
 
     /// Whether `meta` passes the filters (provider, kind, tag, active; not the prefix).

@@ -7,10 +7,12 @@ use async_trait::async_trait;
 use coffer_envelope::{Keyring, KeyringHandle, from_text, to_text};
 use coffer_sql::support::{map_sqlx, prefix_range, run_migrations_in, verify_checks};
 use coffer_sql::tls::{CleartextGuard, PgTarget};
-use coffer_store::backend::{check_condition, not_found, now, page_of, put_optimistic, tag_head};
+use coffer_store::backend::{
+    check_condition, list_filtered, not_found, now, page_of, put_optimistic, tag_head,
+};
 use coffer_store::{
-    Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore,
+    AttributeUpdate, Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions,
+    Result, RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::postgres::PgPoolOptions;
@@ -257,6 +259,155 @@ impl SupabaseVaultStore {
         .map_err(sql)
     }
 
+    /// Writes coffer's metadata row of Vault secret `id` (created for a secret made with
+    /// plain SQL, which has none yet).
+    async fn write_meta(
+        tx: &mut Transaction<'static, Postgres>,
+        id: &str,
+        meta: &SecretMeta,
+        mac: Option<Vec<u8>>,
+    ) -> Result<()> {
+        // Metadata of an earlier secret of this name that was deleted outside coffer.
+        sqlx::query(
+            "DELETE FROM coffer_vault_meta WHERE scope = $1 AND name = $2 AND vault_id <> $3::uuid",
+        )
+        .bind(meta.scope.as_str())
+        .bind(meta.name.as_str())
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(sql)?;
+        let tags = serde_json::to_string(&meta.tags).map_err(|e| Error::backend(BACKEND, e))?;
+        sqlx::query(
+            "INSERT INTO coffer_vault_meta (vault_id, scope, name, version, provider, kind, tags, env_name, \
+             expires_at, active, created_at, updated_at, key_id, mac) \
+             VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (vault_id) DO UPDATE SET scope = EXCLUDED.scope, name = EXCLUDED.name, \
+             version = EXCLUDED.version, provider = EXCLUDED.provider, kind = EXCLUDED.kind, tags = EXCLUDED.tags, \
+             env_name = EXCLUDED.env_name, expires_at = EXCLUDED.expires_at, active = EXCLUDED.active, \
+             updated_at = EXCLUDED.updated_at, key_id = EXCLUDED.key_id, mac = EXCLUDED.mac",
+        )
+        .bind(id)
+        .bind(meta.scope.as_str())
+        .bind(meta.name.as_str())
+        .bind(i64::try_from(meta.version).unwrap_or(i64::MAX))
+        .bind(&meta.provider)
+        .bind(meta.kind.as_str())
+        .bind(&tags)
+        .bind(&meta.env_name)
+        .bind(meta.expires_at.map(|t| t.timestamp_millis()))
+        .bind(meta.active)
+        .bind(meta.created_at.timestamp_millis())
+        .bind(meta.updated_at.timestamp_millis())
+        .bind(meta.key_id.map(i64::from))
+        .bind(mac)
+        .execute(&mut **tx)
+        .await
+        .map_err(sql)?;
+        Ok(())
+    }
+
+    /// One attribute edit under the name's lock; the description goes to Vault's own
+    /// column, the rest to coffer's metadata row, with a new MAC, in one transaction.
+    async fn edit_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        let full = self.naming.vault_name(scope, name)?;
+        let mut tx = self.pool.begin().await.map_err(sql)?;
+        lock_name(&mut tx, &full).await?;
+        let id: String = sqlx::query_scalar("SELECT id::text FROM vault.secrets WHERE name = $1")
+            .bind(&full)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sql)?
+            .ok_or_else(|| not_found(scope, name, None))?;
+        let keyring = self.keyring();
+        let mut meta = Self::row_by_id(&mut tx, &id).await?.into_checked(
+            scope.clone(),
+            name.clone(),
+            keyring.as_deref(),
+        )?;
+        update.apply(&mut meta)?;
+        meta.description = meta.description.filter(|d| !d.is_empty());
+        if update.description.is_some() {
+            sqlx::query("SELECT vault.update_secret($1::uuid, NULL, NULL, $2)")
+                .bind(&id)
+                .bind(meta.description.clone().unwrap_or_default())
+                .execute(&mut *tx)
+                .await
+                .map_err(sql)?;
+        }
+        let mac = keyring.map(|k| tag_head(&k, &meta, false));
+        Self::write_meta(&mut tx, &id, &meta, mac).await?;
+        tx.commit().await.map_err(sql)?;
+        Ok(meta)
+    }
+
+    /// One page of the scope's secrets by prefix and cursor, unfiltered.
+    async fn list_page(&self, scope: &Scope, options: ListOptions) -> Result<ListPage> {
+        let limit = options.page_size()?;
+        let scope_prefix = self.naming.prefix(scope);
+        let bare = self.naming.is_bare(scope);
+        let (lower, upper) = prefix_range(&format!(
+            "{scope_prefix}{}",
+            options.prefix.as_deref().unwrap_or("")
+        ));
+        let (start, inclusive) = match &options.cursor {
+            Some(c) if format!("{scope_prefix}{c}") >= lower => {
+                (format!("{scope_prefix}{c}"), false)
+            }
+            _ => (lower, true),
+        };
+        let mut items = Vec::new();
+        let mut start = (start, inclusive);
+        // Names that are not valid coffer names (written by other Vault users) are
+        // skipped, so a page is refilled until it is full or the range is done.
+        loop {
+            let rows: Vec<VaultRow> = sqlx::query_as(concat!(
+                select_row!("vault.secrets"),
+                "WHERE (s.name COLLATE \"C\" > $1 OR ($2 AND s.name COLLATE \"C\" = $1)) \
+                 AND ($3 IS NULL OR s.name COLLATE \"C\" < $3) \
+                 AND (NOT $5 OR (strpos(s.name, '/') = 0 AND s.name <> $6)) \
+                 ORDER BY s.name COLLATE \"C\" LIMIT $4"
+            ))
+            .bind(&start.0)
+            .bind(start.1)
+            .bind(&upper)
+            .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
+            .bind(bare)
+            .bind(crate::KEYRING_SECRET_NAME)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sql)?;
+            let fetched = rows.len();
+            let last = rows.last().map(|r| r.vault_name.clone());
+            for row in rows {
+                match row
+                    .vault_name
+                    .strip_prefix(&scope_prefix)
+                    .map(SecretName::new)
+                {
+                    Some(Ok(name)) => items.push(row.into_checked(
+                        scope.clone(),
+                        name,
+                        self.keyring().as_deref(),
+                    )?),
+                    _ => {
+                        tracing::debug!(name = %row.vault_name, "skipping a Vault secret whose name is not a coffer name")
+                    }
+                }
+            }
+            match last {
+                Some(last) if fetched > limit && items.len() <= limit => start = (last, false),
+                _ => break,
+            }
+        }
+        Ok(page_of(&mut items, limit))
+    }
+
     /// One attempt at a write; `Ok(None)` when a concurrent creator won the name first.
     async fn try_put(
         &self,
@@ -339,43 +490,7 @@ impl SupabaseVaultStore {
                 }
             }
         };
-        // Metadata of an earlier secret of this name that was deleted outside coffer.
-        sqlx::query(
-            "DELETE FROM coffer_vault_meta WHERE scope = $1 AND name = $2 AND vault_id <> $3::uuid",
-        )
-        .bind(scope.as_str())
-        .bind(name.as_str())
-        .bind(&id)
-        .execute(&mut *tx)
-        .await
-        .map_err(sql)?;
-        let tags = serde_json::to_string(&meta.tags).map_err(|e| Error::backend(BACKEND, e))?;
-        sqlx::query(
-            "INSERT INTO coffer_vault_meta (vault_id, scope, name, version, provider, kind, tags, env_name, \
-             expires_at, active, created_at, updated_at, key_id, mac) \
-             VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT (vault_id) DO UPDATE SET scope = EXCLUDED.scope, name = EXCLUDED.name, \
-             version = EXCLUDED.version, provider = EXCLUDED.provider, kind = EXCLUDED.kind, tags = EXCLUDED.tags, \
-             env_name = EXCLUDED.env_name, expires_at = EXCLUDED.expires_at, active = EXCLUDED.active, \
-             updated_at = EXCLUDED.updated_at, key_id = EXCLUDED.key_id, mac = EXCLUDED.mac",
-        )
-        .bind(&id)
-        .bind(scope.as_str())
-        .bind(name.as_str())
-        .bind(i64::try_from(meta.version).unwrap_or(i64::MAX))
-        .bind(&meta.provider)
-        .bind(meta.kind.as_str())
-        .bind(&tags)
-        .bind(&meta.env_name)
-        .bind(meta.expires_at.map(|t| t.timestamp_millis()))
-        .bind(meta.active)
-        .bind(meta.created_at.timestamp_millis())
-        .bind(meta.updated_at.timestamp_millis())
-        .bind(meta.key_id.map(i64::from))
-        .bind(mac)
-        .execute(&mut *tx)
-        .await
-        .map_err(sql)?;
+        Self::write_meta(&mut tx, &id, &meta, mac).await?;
         tx.commit().await.map_err(sql)?;
         Ok(Some(meta))
     }
@@ -390,6 +505,8 @@ impl SecretStore for SupabaseVaultStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities::NONE
             .with_check_and_set(true)
+            .with_update_attributes(true)
+            .with_list_scopes(true)
             .with_rewrap(self.sealing.is_some())
     }
 
@@ -461,65 +578,49 @@ impl SecretStore for SupabaseVaultStore {
     }
 
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
-        options.validate()?;
-        let limit = options.page_size()?;
-        let scope_prefix = self.naming.prefix(scope);
-        let bare = self.naming.is_bare(scope);
-        let (lower, upper) = prefix_range(&format!(
-            "{scope_prefix}{}",
-            options.prefix.as_deref().unwrap_or("")
-        ));
-        let (start, inclusive) = match &options.cursor {
-            Some(c) if format!("{scope_prefix}{c}") >= lower => {
-                (format!("{scope_prefix}{c}"), false)
-            }
-            _ => (lower, true),
-        };
-        let mut items = Vec::new();
-        let mut start = (start, inclusive);
-        // Names that are not valid coffer names (written by other Vault users) are
-        // skipped, so a page is refilled until it is full or the range is done.
-        loop {
-            let rows: Vec<VaultRow> = sqlx::query_as(concat!(
-                select_row!("vault.secrets"),
-                "WHERE (s.name COLLATE \"C\" > $1 OR ($2 AND s.name COLLATE \"C\" = $1)) \
-                 AND ($3 IS NULL OR s.name COLLATE \"C\" < $3) \
-                 AND (NOT $5 OR (strpos(s.name, '/') = 0 AND s.name <> $6)) \
-                 ORDER BY s.name COLLATE \"C\" LIMIT $4"
-            ))
-            .bind(&start.0)
-            .bind(start.1)
-            .bind(&upper)
-            .bind(i64::try_from(limit + 1).unwrap_or(i64::MAX))
-            .bind(bare)
+        list_filtered(options, |page| self.list_page(scope, page)).await
+    }
+
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        update.validate()?;
+        self.edit_attributes(scope, name, update).await
+    }
+
+    /// The first segment of every Vault name with a `/` that is a valid scope, and the
+    /// unscoped scope (`?unscoped=`) when the project has names without one.
+    async fn list_scopes(&self) -> Result<Vec<Scope>> {
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT split_part(name, '/', 1) FROM vault.secrets \
+             WHERE strpos(name, '/') > 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sql)?;
+        let mut scopes: Vec<Scope> = found
+            .into_iter()
+            .filter_map(|s| Scope::new(s).ok())
+            .collect();
+        if let Some(bare) = &self.naming.unscoped {
+            let any: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM vault.secrets WHERE strpos(name, '/') = 0 AND name <> $1)",
+            )
             .bind(crate::KEYRING_SECRET_NAME)
-            .fetch_all(&self.pool)
+            .fetch_one(&self.pool)
             .await
             .map_err(sql)?;
-            let fetched = rows.len();
-            let last = rows.last().map(|r| r.vault_name.clone());
-            for row in rows {
-                match row
-                    .vault_name
-                    .strip_prefix(&scope_prefix)
-                    .map(SecretName::new)
-                {
-                    Some(Ok(name)) => items.push(row.into_checked(
-                        scope.clone(),
-                        name,
-                        self.keyring().as_deref(),
-                    )?),
-                    _ => {
-                        tracing::debug!(name = %row.vault_name, "skipping a Vault secret whose name is not a coffer name")
-                    }
-                }
-            }
-            match last {
-                Some(last) if fetched > limit && items.len() <= limit => start = (last, false),
-                _ => break,
+            scopes.retain(|s| s != bare);
+            if any {
+                scopes.push(bare.clone());
             }
         }
-        Ok(page_of(&mut items, limit))
+        scopes.sort();
+        scopes.dedup();
+        Ok(scopes)
     }
 
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {

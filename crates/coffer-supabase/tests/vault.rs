@@ -680,6 +680,40 @@ async fn secrets_without_a_scope_are_reached_through_the_unscoped_scope() {
             "{name}: {err}"
         );
     }
+    // A dashboard secret's metadata is edited in place: Vault's description column, and
+    // coffer's row made for it; the value is untouched.
+    let edited = store
+        .update_attributes(
+            &project,
+            &n("github_token"),
+            &coffer_store::AttributeUpdate::new()
+                .description("rotated by coffer")
+                .provider("github")
+                .active(false),
+        )
+        .await
+        .unwrap();
+    assert_eq!((edited.version, edited.active), (1, false));
+    let description = v
+        .sql_scalar(
+            "SELECT description FROM vault.secrets WHERE name = $1",
+            "github_token",
+        )
+        .await;
+    assert_eq!(description.as_deref(), Some("rotated by coffer"));
+    let plain = v
+        .sql_scalar(
+            "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1",
+            "github_token",
+        )
+        .await;
+    assert_eq!(plain.as_deref(), Some("ghp_made_in_the_dashboard"));
+    assert!(matches!(
+        store.get(&project, &n("github_token"), None).await,
+        Err(Error::Inactive { .. })
+    ));
+    let scopes = store.list_scopes().await.unwrap();
+    assert_eq!(scopes, [s("project"), s("tenant-a")]);
     // Other scopes map as before.
     let scoped = store.get(&s("tenant-a"), &n("openai"), None).await.unwrap();
     assert_eq!(scoped.value.expose_secret(), "sk-scoped");

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use secrecy::SecretString;
 
-use crate::backend::page_of;
 use crate::AttributeUpdate;
+use crate::backend::page_of;
 use crate::{
     Capabilities, DeleteMode, DynSecretStore, Error, KeyUsage, ListOptions, ListPage, PutOptions,
     Result, RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,

@@ -298,7 +298,10 @@ impl<S: SecretStore> SecretStore for UsageStore<S> {
         name: &SecretName,
         update: &AttributeUpdate,
     ) -> Result<SecretMeta> {
-        self.shared.inner.update_attributes(scope, name, update).await
+        self.shared
+            .inner
+            .update_attributes(scope, name, update)
+            .await
     }
 
     async fn list_scopes(&self) -> Result<Vec<Scope>> {

@@ -16,12 +16,48 @@ use crate::{fresh_scope, name};
 pub async fn list_filters_and_find(store: &DynSecretStore) {
     let scope = fresh_scope();
     let secrets = [
-        ("a_openai", "openai", SecretKind::ApiKey, &["prod"][..], true),
-        ("b_openai_old", "openai", SecretKind::ApiKey, &["prod", "old"][..], false),
-        ("c_anthropic", "anthropic", SecretKind::ApiKey, &[][..], true),
-        ("d_github", "github", SecretKind::OauthToken, &["prod"][..], true),
-        ("e_github_hook", "github", SecretKind::WebhookSecret, &[][..], true),
-        ("f_openai_admin", "openai", SecretKind::Password, &["prod"][..], true),
+        (
+            "a_openai",
+            "openai",
+            SecretKind::ApiKey,
+            &["prod"][..],
+            true,
+        ),
+        (
+            "b_openai_old",
+            "openai",
+            SecretKind::ApiKey,
+            &["prod", "old"][..],
+            false,
+        ),
+        (
+            "c_anthropic",
+            "anthropic",
+            SecretKind::ApiKey,
+            &[][..],
+            true,
+        ),
+        (
+            "d_github",
+            "github",
+            SecretKind::OauthToken,
+            &["prod"][..],
+            true,
+        ),
+        (
+            "e_github_hook",
+            "github",
+            SecretKind::WebhookSecret,
+            &[][..],
+            true,
+        ),
+        (
+            "f_openai_admin",
+            "openai",
+            SecretKind::Password,
+            &["prod"][..],
+            true,
+        ),
     ];
     for (n, provider, kind, tags, active) in secrets {
         let options = PutOptions::new()
@@ -40,19 +76,32 @@ pub async fn list_filters_and_find(store: &DynSecretStore) {
         ["a_openai", "b_openai_old", "f_openai_admin"]
     );
     assert_eq!(
-        names(ListOptions::new().provider("openai").kind(SecretKind::ApiKey).active(true)).await,
+        names(
+            ListOptions::new()
+                .provider("openai")
+                .kind(SecretKind::ApiKey)
+                .active(true)
+        )
+        .await,
         ["a_openai"]
     );
     assert_eq!(
         names(ListOptions::new().tag("prod")).await,
         ["a_openai", "b_openai_old", "d_github", "f_openai_admin"]
     );
-    assert_eq!(names(ListOptions::new().active(false)).await, ["b_openai_old"]);
+    assert_eq!(
+        names(ListOptions::new().active(false)).await,
+        ["b_openai_old"]
+    );
     assert_eq!(
         names(ListOptions::new().kind(SecretKind::WebhookSecret)).await,
         ["e_github_hook"]
     );
-    assert!(names(ListOptions::new().provider("nobody")).await.is_empty());
+    assert!(
+        names(ListOptions::new().provider("nobody"))
+            .await
+            .is_empty()
+    );
 
     let key = store
         .find(&scope, "openai", Some(SecretKind::ApiKey))
@@ -179,9 +228,18 @@ pub async fn update_attributes(store: &DynSecretStore) {
     assert_eq!(next.description.as_deref(), Some("renewed"));
 
     let past = AttributeUpdate::new().expires_at(Utc::now() - Duration::hours(1));
-    let err = store.update_attributes(&scope, &k, &past).await.unwrap_err();
+    let err = store
+        .update_attributes(&scope, &k, &past)
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, Error::InvalidInput { field: "expires_at", .. }),
+        matches!(
+            err,
+            Error::InvalidInput {
+                field: "expires_at",
+                ..
+            }
+        ),
         "{err}"
     );
     let err = store
@@ -190,7 +248,11 @@ pub async fn update_attributes(store: &DynSecretStore) {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
     let err = store
-        .update_attributes(&scope, &name("missing"), &AttributeUpdate::new().active(false))
+        .update_attributes(
+            &scope,
+            &name("missing"),
+            &AttributeUpdate::new().active(false),
+        )
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
@@ -209,9 +271,15 @@ pub async fn update_attributes(store: &DynSecretStore) {
         a.unwrap();
         b.unwrap();
         let tags = store.metadata(&scope, &k).await.unwrap().tags;
-        assert!(tags.contains(&x) && tags.contains(&y), "round {round}: {tags:?}");
+        assert!(
+            tags.contains(&x) && tags.contains(&y),
+            "round {round}: {tags:?}"
+        );
     }
-    assert_eq!(store.metadata(&scope, &k).await.unwrap().version, next.version);
+    assert_eq!(
+        store.metadata(&scope, &k).await.unwrap().version,
+        next.version
+    );
 }
 
 /// A store without attribute edits refuses them as unsupported and changes nothing.
