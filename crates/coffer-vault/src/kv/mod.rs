@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use coffer_envelope::{Context, Keyring, from_text, to_text};
 use coffer_store::backend::{page_of, put_optimistic};
 use coffer_store::{
-    Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
+    AttributeUpdate, Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
     Secret, SecretKind, SecretMeta, SecretName, SecretStore,
 };
 use secrecy::{ExposeSecret as _, SecretString};
@@ -61,6 +61,8 @@ const MAX_METADATA_VALUE: usize = 512;
 pub struct VaultStore {
     conn: Arc<Connection>,
     engine: &'static dyn Engine,
+    /// Serializes this store's attribute edits (Vault has no check-and-set on metadata).
+    edits: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for VaultStore {
@@ -221,6 +223,7 @@ impl VaultStore {
         Ok(Self {
             conn: Arc::new(Connection::new(config).await?),
             engine,
+            edits: Arc::default(),
         })
     }
 
@@ -393,6 +396,19 @@ trait Engine: Send + Sync {
     async fn delete(&self, kv: &VaultStore, key: Key<'_>, mode: DeleteMode) -> Result<()>;
     /// The keys of one folder (`name` or `folder/`).
     async fn list(&self, kv: &VaultStore, folder: &str) -> Result<Vec<String>, Failure>;
+    /// Edits the metadata without a new version ([`SecretStore::update_attributes`]).
+    async fn update_attributes(
+        &self,
+        kv: &VaultStore,
+        key: Key<'_>,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        let _ = (kv, key, update);
+        Err(Error::Unsupported {
+            backend: BACKEND,
+            operation: "editing metadata without a new version on KV v1",
+        })
+    }
     /// Gives the head a MAC of its current state if it has none; whether it did.
     async fn adopt(&self, kv: &VaultStore, key: Key<'_>, keyring: &Keyring) -> Result<bool>;
 }
@@ -448,7 +464,8 @@ impl SecretStore for VaultStore {
                 continue;
             };
             match self.metadata(scope, &name).await {
-                Ok(meta) => items.push(meta),
+                Ok(meta) if options.matches(&meta) => items.push(meta),
+                Ok(_) => continue,
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e),
             }
@@ -457,6 +474,50 @@ impl SecretStore for VaultStore {
             }
         }
         Ok(page_of(&mut items, limit))
+    }
+
+    async fn update_attributes(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        update.validate()?;
+        let _one_at_a_time = self.edits.lock().await;
+        self.engine
+            .update_attributes(self, Key { scope, name }, update)
+            .await
+    }
+
+    /// The first folder level under the prefix, each scope that still has a live secret.
+    async fn list_scopes(&self) -> Result<Vec<Scope>> {
+        let base = self.base();
+        let top = match self.engine.list(self, &base).await {
+            Ok(keys) => keys,
+            Err(Failure::NotFound) => return Ok(Vec::new()),
+            Err(f) => return Err(f.into_error(&format!("list {base}"))),
+        };
+        let mut scopes = Vec::new();
+        for folder in top {
+            let Some(Ok(scope)) = folder.strip_suffix('/').map(Scope::new) else {
+                continue;
+            };
+            for full in self.names(format!("{base}{scope}/")).await? {
+                let Ok(name) = SecretName::new(full) else {
+                    continue;
+                };
+                match self.metadata(&scope, &name).await {
+                    Ok(_) => {
+                        scopes.push(scope);
+                        break;
+                    }
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        scopes.sort();
+        Ok(scopes)
     }
 
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {

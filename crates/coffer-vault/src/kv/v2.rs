@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use coffer_store::backend::{check_condition, now};
 use coffer_store::{
-    Capabilities, DeleteMode, Error, Result, Scope, Secret, SecretMeta, SecretName,
+    AttributeUpdate, Capabilities, DeleteMode, Error, Result, Scope, Secret, SecretMeta, SecretName,
 };
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
@@ -321,6 +321,31 @@ impl Engine for KvV2 {
                 operation: "this delete mode",
             }),
         }
+    }
+
+    /// Reads the head (checking its MAC), applies the edit and writes `custom_metadata`
+    /// with a new MAC; Vault's version stays. Vault has no check-and-set on metadata:
+    /// edits through one store are serialized by the caller, edits from elsewhere at the
+    /// same moment are last-writer-wins.
+    async fn update_attributes(
+        &self,
+        kv: &VaultStore,
+        key: Key<'_>,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        let Key { scope, name } = key;
+        let path = kv.path(scope, name);
+        let head = Self::head(kv, &path)
+            .await?
+            .ok_or_else(|| not_found(scope, name, None))?;
+        let (mut meta, live) = head.checked(kv, scope, name)?;
+        if !live {
+            return Err(not_found(scope, name, None));
+        }
+        update.apply(&mut meta)?;
+        let custom = meta_to_map(&meta, false, kv.keyring().as_deref())?;
+        Self::set_custom(kv, &path, custom, &format!("{scope}/{name}")).await?;
+        self.metadata(kv, key).await
     }
 
     async fn adopt(&self, kv: &VaultStore, key: Key<'_>, keyring: &Keyring) -> Result<bool> {
