@@ -89,6 +89,88 @@ pub(crate) enum Command {
     /// Write what `run` would inject: a .env file (read back exactly by dotenvy,
     /// python-dotenv and bash), shell export lines, or JSON.
     Export(ExportArgs),
+    /// Bring secrets in from a .env file, a JSON object or the environment.
+    ///
+    /// Each variable becomes the secret of its name in lower case (OPENAI_API_KEY →
+    /// openai_api_key) with the variable's name as its env name, so `coffer run` gives
+    /// it back under the same name. A value already stored as it is writes no new
+    /// version. Prints what was created, updated, unchanged and refused (with why),
+    /// never a value.
+    Import(ImportArgs),
+    /// Copy secrets from one store to another (Vault → Postgres, SQLite → Supabase, …)
+    /// with their metadata, then compare keyed digests of every value and its metadata
+    /// in both (never the values themselves).
+    ///
+    /// Reruns write only what differs, so an interrupted copy resumes. Inactive and
+    /// expired secrets are skipped: coffer does not read their values.
+    Copy(CopyArgs),
+}
+
+/// The input formats of `import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ImportFormat {
+    /// NAME=value lines (quotes, `export `, comments), as dotenvy reads them.
+    Dotenv,
+    /// One JSON object of "NAME": "value" pairs.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The file to read (.env, *.env, .env.* are dotenv; *.json is JSON; else --format).
+    #[arg(required_unless_present = "from_env", conflicts_with = "from_env")]
+    pub(crate) file: Option<PathBuf>,
+    /// The file's format, whatever its name says.
+    #[arg(long, value_enum)]
+    pub(crate) format: Option<ImportFormat>,
+    /// Import coffer's own environment variables instead of a file (coffer's own
+    /// credentials, COFFER_* and VAULT_TOKEN among them, are never imported).
+    #[arg(long)]
+    pub(crate) from_env: bool,
+    /// Only variables whose names start with this.
+    #[arg(long)]
+    pub(crate) prefix: Option<String>,
+    /// The provider of every imported secret (openai, github, …).
+    #[arg(long)]
+    pub(crate) provider: Option<String>,
+    /// The kind of every imported secret: api_key, oauth_token, webhook_secret,
+    /// connection_string, password or other.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// A tag of every imported secret (repeatable).
+    #[arg(long = "tag")]
+    pub(crate) tags: Vec<String>,
+    /// Say what would happen; write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+/// Which versions `copy` copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CopyVersions {
+    /// The latest version of each secret.
+    Latest,
+    /// Every version, under the same numbers (both stores must keep versions).
+    All,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CopyArgs {
+    /// The store to copy from (default: --store).
+    #[arg(long, value_name = "URL")]
+    pub(crate) from: Option<String>,
+    /// The store to copy to.
+    #[arg(long, value_name = "URL")]
+    pub(crate) to: String,
+    /// Copy every scope of the source, not only --scope.
+    #[arg(long)]
+    pub(crate) all_scopes: bool,
+    /// The latest version of each secret, or all of them.
+    #[arg(long, value_enum, default_value_t = CopyVersions::Latest)]
+    pub(crate) versions: CopyVersions,
+    /// Say what would happen; write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 /// Which secrets `run` and `export` take.

@@ -21,6 +21,8 @@
 //! - [`Redactor`]: masks values (and their percent-encoded, hex, base64 — also
 //!   line-wrapped —, JSON-escaped and Python `repr` forms) in a child's output, also when
 //!   a value is split across writes.
+//! - [`import`]: `.env` files, JSON objects and the environment into a store, each
+//!   variable a secret of the same name in lower case that keeps the variable's name.
 //! - [`GUARDED_VARIABLES`]: the names that change what a program runs, where it connects
 //!   or whom it trusts, refused unless allowed; [`CREDENTIAL_VARIABLES`]: coffer's own
 //!   credentials, kept out of every child's environment.
@@ -35,6 +37,7 @@ mod file;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod import;
 mod map;
 mod name;
 mod output;

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod copy;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

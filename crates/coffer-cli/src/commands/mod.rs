@@ -2,7 +2,9 @@
 //! the keyring and the store, the caller's identity).
 
 mod audit;
+mod copy;
 mod get;
+mod import;
 mod init;
 mod keys;
 mod list;
@@ -127,6 +129,8 @@ pub(crate) async fn run(cli: Cli) -> CliResult<u8> {
         Command::Mcp(args) => mcp::serve(&cli, args).await,
         Command::Run(args) => return run::run(&cli, args).await,
         Command::Export(args) => run::export(&cli, args).await,
+        Command::Import(args) => import::import(&cli, args).await,
+        Command::Copy(args) => copy::copy(&cli, args).await,
     };
     done.map(|()| 0)
 }
@@ -302,6 +306,24 @@ pub(crate) async fn open_store(
         None => None,
     };
     open_with(cli, keyring, None).await
+}
+
+/// Opens the store at `url` as [`open_store`] opens `--store`, with the same keyring
+/// settings; a SQLite file that does not exist is refused, not created.
+pub(super) async fn open_store_at(cli: &Cli, url: &str) -> CliResult<Arc<DynSecretStore>> {
+    if let Some(file) = init::sqlite_file(url).filter(|f| !f.exists()) {
+        return Err(CliError::new(format!(
+            "no store at {}: `coffer init` creates one",
+            file.display()
+        )));
+    }
+    let other = Cli {
+        store: url.to_owned(),
+        scope: cli.scope.clone(),
+        keyring: cli.keyring.clone(),
+        command: Command::Init,
+    };
+    open_store(&other, None).await
 }
 
 /// Opens the store with a keyring loaded from `home`: the store's own keyring through

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use coffer_envelope::{Context, Keyring, from_text, to_text};
 use coffer_store::backend::{page_of, put_optimistic};
 use coffer_store::{
-    AttributeUpdate, Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result, RewrapBatch, Scope,
-    Secret, SecretKind, SecretMeta, SecretName, SecretStore,
+    AttributeUpdate, Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result,
+    RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, SecretStore,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 

@@ -157,7 +157,9 @@ impl KvV1 {
 #[async_trait]
 impl Engine for KvV1 {
     fn capabilities(&self, sealing: bool) -> Capabilities {
-        Capabilities::NONE.with_rewrap(sealing).with_list_scopes(true)
+        Capabilities::NONE
+            .with_rewrap(sealing)
+            .with_list_scopes(true)
     }
 
     async fn try_put(&self, kv: &VaultStore, put: Put<'_>) -> Result<Option<SecretMeta>> {

@@ -1,0 +1,69 @@
+//! `coffer import`: secrets from a .env file, a JSON object or the environment.
+
+use coffer_env::import::{self, ImportFormat, ImportOptions};
+
+use super::{CliError, CliResult, open_store, scope};
+use crate::cli::{self, Cli, ImportArgs};
+use crate::out::{out, printable};
+
+pub(super) async fn import(cli: &Cli, args: &ImportArgs) -> CliResult {
+    let scope = scope(cli)?;
+    let mut entries = match &args.file {
+        Some(path) => {
+            let format = match args.format {
+                Some(cli::ImportFormat::Dotenv) => ImportFormat::Dotenv,
+                Some(cli::ImportFormat::Json) => ImportFormat::Json,
+                None => ImportFormat::of_path(path).ok_or_else(|| {
+                    CliError::new(format!(
+                        "cannot tell the format of {} from its name: say --format dotenv or \
+                         --format json",
+                        path.display()
+                    ))
+                })?,
+            };
+            let text = coffer::envelope::read_private(path)
+                .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+            import::parse(&text, format)
+                .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?
+        }
+        None => import::from_env(None),
+    };
+    if let Some(prefix) = &args.prefix {
+        entries.retain(|e| e.env_name.starts_with(prefix.as_str()));
+    }
+    let mut options = ImportOptions::new().dry_run(args.dry_run);
+    options.provider.clone_from(&args.provider);
+    if let Some(kind) = &args.kind {
+        options = options.kind(kind.parse()?);
+    }
+    for tag in &args.tags {
+        options = options.tag(tag);
+    }
+    let store = open_store(cli, None).await?;
+    let report = import::import(&*store, &scope, entries, &options).await?;
+    let (create, update) = if args.dry_run {
+        ("would create", "would update")
+    } else {
+        ("created", "updated")
+    };
+    for (what, names) in [
+        (create, &report.created),
+        (update, &report.updated),
+        ("unchanged", &report.unchanged),
+    ] {
+        if !names.is_empty() {
+            out!("{what} {}: {}", names.len(), printable(&names.join(", ")))?;
+        }
+    }
+    for (var, reason) in &report.refused {
+        out!("refused {}: {}", printable(var), printable(reason))?;
+    }
+    out!(
+        "{} in scope {scope}: {} {create}, {} {update}, {} unchanged, {} refused",
+        if args.dry_run { "dry run" } else { "imported" },
+        report.created.len(),
+        report.updated.len(),
+        report.unchanged.len(),
+        report.refused.len()
+    )
+}
