@@ -42,8 +42,8 @@ pub use coffer_envelope::{Context, Keyring, MasterKey};
 pub use coffer_store::open::{OpenOptions, Registry};
 pub use coffer_store::secrecy;
 pub use coffer_store::{
-    DeleteMode, DynSecretStore, Error, KeyUsage, ListOptions, PutOptions, Result, Scope, Secret,
-    SecretKind, SecretMeta, SecretName, SecretStore, SecretStoreExt,
+    AttributeUpdate, DeleteMode, DynSecretStore, Error, KeyUsage, ListOptions, PutOptions, Result,
+    Scope, Secret, SecretKind, SecretMeta, SecretName, SecretStore, SecretStoreExt,
 };
 
 /// A [`Registry`] that opens every store this build has a feature for:

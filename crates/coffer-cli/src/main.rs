@@ -11,11 +11,13 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 /// Logs go to stderr (stdout is the command's output, or the MCP protocol), at the level
-/// `RUST_LOG` asks for, `warn` by default.
+/// `RUST_LOG` asks for, `warn` by default. vaultrs logs every error response of Vault at
+/// ERROR, also the ones coffer expects (a check-and-set race, a first write): coffer
+/// reports what matters itself, so those are off unless `RUST_LOG` asks for them.
 fn init_logging() {
     use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,vaultrs=off,rustify=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

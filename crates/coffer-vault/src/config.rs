@@ -40,6 +40,158 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// The AppRole auth mount when none is named.
+pub const APPROLE_MOUNT: &str = "approle";
+
+impl Auth {
+    /// The credentials the environment gives, as Vault's own tools look for them:
+    /// `VAULT_TOKEN`; else AppRole from `VAULT_ROLE_ID` (or `VAULT_ROLE_ID_FILE`) and
+    /// `VAULT_SECRET_ID` (or `VAULT_SECRET_ID_FILE`), logging in at `approle_mount`;
+    /// else the token the Vault CLI saved in `~/.vault-token` after `vault login`.
+    pub fn from_env(approle_mount: &str) -> Result<Self> {
+        if let Some(token) = env("VAULT_TOKEN") {
+            return Ok(Auth::Token(SecretString::from(token)));
+        }
+        let role_id = env_or_file("VAULT_ROLE_ID")?;
+        let secret_id = env_or_file("VAULT_SECRET_ID")?;
+        match (role_id, secret_id) {
+            (Some(role_id), Some(secret_id)) => {
+                return Ok(Auth::AppRole {
+                    mount: approle_mount.to_owned(),
+                    role_id,
+                    secret_id: SecretString::from(secret_id),
+                });
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(Error::config(
+                    "vault: AppRole needs both VAULT_ROLE_ID (or VAULT_ROLE_ID_FILE) and \
+                     VAULT_SECRET_ID (or VAULT_SECRET_ID_FILE)",
+                ));
+            }
+            (None, None) => {}
+        }
+        if let Some(home) = std::env::var_os("HOME") {
+            let path = PathBuf::from(home).join(".vault-token");
+            match std::fs::read_to_string(&path) {
+                Ok(token) if !token.trim().is_empty() => {
+                    return Ok(Auth::Token(SecretString::from(token.trim().to_owned())));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::config(format!(
+                        "vault: cannot read {}: {}",
+                        path.display(),
+                        e.kind()
+                    )));
+                }
+            }
+        }
+        Err(Error::config(
+            "vault: no credentials: set VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID \
+             (AppRole; _FILE variants read them from files), or log in with `vault login` \
+             (~/.vault-token)",
+        ))
+    }
+}
+
+/// A variable's value, or the trimmed contents of the file its `_FILE` variant names.
+fn env_or_file(name: &str) -> Result<Option<String>> {
+    if let Some(value) = env(name) {
+        return Ok(Some(value));
+    }
+    let Some(path) = env(&format!("{name}_FILE")) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::config(format!(
+            "vault: cannot read {name}_FILE {path}: {}",
+            e.kind()
+        ))
+    })?;
+    let text = text.trim().to_owned();
+    if text.is_empty() {
+        return Err(Error::config(format!("vault: {name}_FILE {path} is empty")));
+    }
+    Ok(Some(text))
+}
+
+/// Where secrets live under a mount: `{before}{scope}{after}{name}`, from a template
+/// such as `apps/{scope}/{name}` ([`VaultConfig::layout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// The folder that holds one folder per scope (empty or ending in `/`).
+    pub(crate) before: String,
+    /// Between the scope and the name (starts and ends with `/`).
+    pub(crate) after: String,
+}
+
+impl Layout {
+    /// Parses a template: `{scope}` once, as a whole segment, and `{name}` at the end.
+    pub(crate) fn parse(template: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::config(format!(
+                "vault: layout {template:?} {why}; e.g. apps/{{scope}}/{{name}} or \
+                 {{scope}}/llm/{{name}}"
+            ))
+        };
+        let template = template.trim_start_matches('/');
+        let Some(rest) = template.strip_suffix("{name}") else {
+            return Err(bad("must end with {name}"));
+        };
+        let (before, after) = rest
+            .split_once("{scope}")
+            .ok_or_else(|| bad("must hold {scope}"))?;
+        if after.contains("{scope}") || rest.contains("{name}") {
+            return Err(bad("must hold {scope} and {name} once each"));
+        }
+        if !(before.is_empty() || before.ends_with('/'))
+            || !after.starts_with('/')
+            || !after.ends_with('/')
+        {
+            return Err(bad(
+                "must have {scope} as a whole path segment before {name}",
+            ));
+        }
+        if before.contains("//")
+            || after.contains("//")
+            || before.contains('{')
+            || after.contains('{')
+        {
+            return Err(bad("has an empty segment or an unknown placeholder"));
+        }
+        Ok(Self {
+            before: before.to_owned(),
+            after: after.to_owned(),
+        })
+    }
+
+    /// `{prefix}/{scope}/{name}`.
+    pub(crate) fn under_prefix(prefix: &str) -> Self {
+        Self {
+            before: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            after: "/".to_owned(),
+        }
+    }
+
+    /// The layout a configuration says.
+    pub(crate) fn of(config: &VaultConfig) -> Result<Self> {
+        match &config.layout {
+            Some(t) => Self::parse(t),
+            None => Ok(Self::under_prefix(&config.prefix)),
+        }
+    }
+
+    /// The folder of one scope's secrets.
+    pub(crate) fn scope_dir(&self, scope: &str) -> String {
+        format!("{}{scope}{}", self.before, self.after)
+    }
+}
+
 /// Which KV secrets engine version the mount runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -82,8 +234,20 @@ pub struct VaultConfig {
     /// The KV engine version of the mount.
     pub kv_version: KvVersion,
     /// Path prefix under the mount (`coffer` by default): secrets live at
-    /// `{mount}/{prefix}/{scope}/{name}`.
+    /// `{mount}/{prefix}/{scope}/{name}`, unless [`layout`](Self::layout) says otherwise.
     pub prefix: String,
+    /// Where a secret lives under the mount, as a template holding `{scope}` once, as a
+    /// whole path segment, and ending in `{name}`: `apps/{scope}/{name}`,
+    /// `{scope}/llm/{name}`, … (`?layout=`). `None`: `{prefix}/{scope}/{name}`.
+    pub layout: Option<String>,
+    /// The data field that holds the value (`value` by default, `?field=`): what
+    /// `vault kv get -field=…` prints. Other fields of a secret written elsewhere are
+    /// left alone on read.
+    pub field: String,
+    /// Whether the URL asked for client-side sealing (`?seal=true`): then
+    /// [`VaultStore::connect_url`](crate::VaultStore::connect_url) requires a keyring.
+    /// Off by default: Vault encrypts at rest, and other Vault clients read the values.
+    pub seal: bool,
     /// Timeout of every request.
     pub timeout: Duration,
     /// Retries of a request that failed as `Unavailable` (sealed, refused, timed out).
@@ -120,6 +284,9 @@ impl VaultConfig {
             mount: "secret".to_owned(),
             kv_version: KvVersion::V2,
             prefix: "coffer".to_owned(),
+            layout: None,
+            field: crate::VALUE_FIELD.to_owned(),
+            seal: false,
             timeout: DEFAULT_TIMEOUT,
             retries: 2,
             sealing: None,
@@ -128,14 +295,12 @@ impl VaultConfig {
     }
 
     /// From Vault's environment variables, as the Vault CLI reads them: `VAULT_ADDR`
-    /// (required), `VAULT_TOKEN` (required here; use [`VaultConfig::new`] with
-    /// [`Auth::AppRole`] otherwise), `VAULT_NAMESPACE`, and TLS: `VAULT_CACERT`,
-    /// `VAULT_CAPATH`, `VAULT_CLIENT_CERT`, `VAULT_CLIENT_KEY`, `VAULT_TLS_SERVER_NAME`,
-    /// `VAULT_SKIP_VERIFY`.
+    /// (required), the credentials as [`Auth::from_env`] finds them, `VAULT_NAMESPACE`,
+    /// and TLS: `VAULT_CACERT`, `VAULT_CAPATH`, `VAULT_CLIENT_CERT`, `VAULT_CLIENT_KEY`,
+    /// `VAULT_TLS_SERVER_NAME`, `VAULT_SKIP_VERIFY`.
     pub fn from_env() -> Result<Self> {
         let address = env("VAULT_ADDR").ok_or_else(|| Error::config("VAULT_ADDR is not set"))?;
-        let token = env("VAULT_TOKEN").ok_or_else(|| Error::config("VAULT_TOKEN is not set"))?;
-        let mut config = Self::new(address, Auth::Token(SecretString::from(token)));
+        let mut config = Self::new(address, Auth::from_env(APPROLE_MOUNT)?);
         config.namespace = env("VAULT_NAMESPACE");
         config.tls_from_env()?;
         Ok(config)
@@ -203,9 +368,13 @@ impl VaultConfig {
     }
 
     /// From a `vault+http://host:port/mount?prefix=…&kv=1&timeout_ms=…` (or `vault+https`)
-    /// URL; the token comes from `VAULT_TOKEN`, the namespace and TLS settings from the
-    /// other `VAULT_*` variables ([`tls_from_env`](Self::tls_from_env)). `vault+http://`
-    /// to a host off loopback is refused unless `?insecure_http=true`. A token in the URL is refused (URLs end up in logs).
+    /// URL; the credentials come from the environment as [`Auth::from_env`] finds them
+    /// (`?approle_mount=` names AppRole's mount), the namespace and TLS settings from the
+    /// other `VAULT_*` variables ([`tls_from_env`](Self::tls_from_env)). Parameters:
+    /// `prefix`, `layout` ([`layout`](Self::layout)), `field`, `seal`, `kv`,
+    /// `keyring_path`, `timeout_ms`, `namespace`, `insecure_http`, `approle_mount`.
+    /// `vault+http://` to a host off loopback is refused unless `?insecure_http=true`. A
+    /// token in the URL is refused (URLs end up in logs).
     pub fn from_url(url: &str) -> Result<Self> {
         let redacted = coffer_store::open::redact_url(url);
         let rest = url
@@ -230,8 +399,11 @@ impl VaultConfig {
             Some(port) => format!("{}://{host}:{port}", parsed.scheme()),
             None => format!("{}://{host}", parsed.scheme()),
         };
-        let token = env("VAULT_TOKEN").ok_or_else(|| Error::config("VAULT_TOKEN is not set"))?;
-        let mut config = Self::new(address, Auth::Token(SecretString::from(token)));
+        let approle_mount = parsed
+            .query_pairs()
+            .find(|(k, _)| k == "approle_mount")
+            .map_or_else(|| APPROLE_MOUNT.to_owned(), |(_, v)| v.into_owned());
+        let mut config = Self::new(address, Auth::from_env(&approle_mount)?);
         config.namespace = env("VAULT_NAMESPACE");
         config.tls_from_env()?;
         let mount = parsed.path().trim_matches('/');
@@ -241,6 +413,20 @@ impl VaultConfig {
         for (key, value) in parsed.query_pairs() {
             match key.as_ref() {
                 "prefix" => config.prefix = value.trim_matches('/').to_owned(),
+                "layout" => {
+                    Layout::parse(&value)?;
+                    config.layout = Some(value.into_owned());
+                }
+                "field" => {
+                    if value.is_empty() || value.starts_with("coffer_") {
+                        return Err(Error::config(
+                            "field must name a data field, not empty and not coffer_*",
+                        ));
+                    }
+                    config.field = value.into_owned();
+                }
+                "seal" => config.seal = coffer_store::open::parse_flag("seal", &value)?,
+                "approle_mount" => {}
                 "keyring_path" => {
                     let path = value.trim_matches('/');
                     if path.is_empty() {

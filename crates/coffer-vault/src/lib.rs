@@ -16,7 +16,9 @@ use coffer_store::keys::KeyringStorage;
 use coffer_store::open::{OpenOptions, StoreOpener};
 use coffer_store::{DynSecretStore, Result};
 
-pub use config::{Auth, DEFAULT_KEYRING_PATH, DEFAULT_TIMEOUT, KvVersion, VaultConfig};
+pub use config::{
+    APPROLE_MOUNT, Auth, DEFAULT_KEYRING_PATH, DEFAULT_TIMEOUT, KvVersion, VaultConfig,
+};
 pub use keyring::VaultKeyring;
 pub use kv::{VALUE_FIELD, VaultStore};
 pub use transit::TransitKeyProvider;

@@ -21,8 +21,11 @@ pub(super) async fn import(cli: &Cli, args: &ImportArgs) -> CliResult {
                     ))
                 })?,
             };
-            let text = coffer::envelope::read_private(path)
-                .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?;
+            // The user's own file, at whatever mode their tools left it; zeroized after.
+            let text = coffer::envelope::zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))?,
+            );
             import::parse(&text, format)
                 .map_err(|e| CliError::new(format!("{}: {e}", path.display())))?
         }

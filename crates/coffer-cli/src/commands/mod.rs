@@ -287,8 +287,27 @@ pub(super) async fn require_keyring(cli: &Cli) -> CliResult<Keyring> {
     Ok(require_keyring_home(cli).await?.0)
 }
 
+/// Whether the store at `store_url` seals values with a keyring: SQL stores always;
+/// Vault and Supabase only with `?seal=true` (other clients read their values as they
+/// are, and the backend encrypts at rest); memory never.
 fn needs_keyring(store_url: &str) -> bool {
-    !scheme_of(store_url).is_some_and(|s| s.eq_ignore_ascii_case("memory"))
+    let Some(scheme) = scheme_of(store_url) else {
+        return true;
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme == "memory" {
+        return false;
+    }
+    if scheme.starts_with("vault+") || scheme.starts_with("supabase+") {
+        let query = store_url.split_once('?').map_or("", |(_, q)| q);
+        // A seal= that does not parse still needs the keyring: the store then refuses it.
+        return query.split('&').any(|pair| {
+            pair.split_once('=').is_some_and(|(k, v)| {
+                k == "seal" && coffer::store::open::parse_flag("seal", v).unwrap_or(true)
+            })
+        });
+    }
+    true
 }
 
 /// Opens the store with `keyring`, or with the keyring found as

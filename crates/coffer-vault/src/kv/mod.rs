@@ -20,7 +20,7 @@ use coffer_store::{
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::client::{BACKEND, Call, Connection, Failure};
-use crate::config::{KvVersion, VaultConfig};
+use crate::config::{KvVersion, Layout, VaultConfig};
 
 /// The data field that holds the value (what `bao kv get -field=value` prints).
 pub const VALUE_FIELD: &str = "value";
@@ -29,8 +29,12 @@ const MAX_METADATA_VALUE: usize = 512;
 
 /// A [`SecretStore`] on a HashiCorp Vault or OpenBao KV mount.
 ///
-/// A secret lives at `{mount}/{prefix}/{scope}/{name}` with its value in the field
-/// [`VALUE_FIELD`], so `bao kv get` and every other Vault client read it as usual.
+/// A secret lives at `{mount}/{prefix}/{scope}/{name}` (or where
+/// [`VaultConfig::layout`] puts it) with its value in the field [`VALUE_FIELD`] (or
+/// [`VaultConfig::field`]), so `bao kv get` and every other Vault client read it as
+/// usual. Values are stored as they are unless client-side sealing is on
+/// ([`VaultConfig::sealing`], `?seal=true`): Vault encrypts at rest itself. A store
+/// without sealing that meets a coffer envelope says so instead of returning it.
 ///
 /// **KV v2** (the default): Vault's versions are coffer's versions; every write is a
 /// check-and-set (`cas`) on the version it read, so create-only (`cas=0` semantics),
@@ -61,6 +65,7 @@ const MAX_METADATA_VALUE: usize = 512;
 pub struct VaultStore {
     conn: Arc<Connection>,
     engine: &'static dyn Engine,
+    layout: Layout,
     /// Serializes this store's attribute edits (Vault has no check-and-set on metadata).
     edits: Arc<tokio::sync::Mutex<()>>,
 }
@@ -220,9 +225,11 @@ impl VaultStore {
             KvVersion::V1 => &v1::KvV1,
             _ => &v2::KvV2,
         };
+        let layout = Layout::of(&config)?;
         Ok(Self {
             conn: Arc::new(Connection::new(config).await?),
             engine,
+            layout,
             edits: Arc::default(),
         })
     }
@@ -241,13 +248,22 @@ impl VaultStore {
         Ok(coffer_store::keys::KeyringReload::new(store, keys))
     }
 
-    /// From a `vault+http(s)://host:port/mount?prefix=…&kv=1` URL and `VAULT_*` variables.
+    /// From a `vault+http(s)://host:port/mount?prefix=…&kv=1` URL and `VAULT_*` variables
+    /// ([`VaultConfig::from_url`]). Values are sealed with `keyring` only when the URL
+    /// says `?seal=true` (then a keyring is required); otherwise they are stored as they
+    /// are, for every Vault client to read, and `keyring` is not used.
     pub async fn connect_url(
         url: &str,
-        sealing: Option<coffer_envelope::KeyringHandle>,
+        keyring: Option<coffer_envelope::KeyringHandle>,
     ) -> Result<Self> {
         let mut config = VaultConfig::from_url(url)?;
-        config.sealing = sealing;
+        if config.seal {
+            config.sealing = Some(keyring.ok_or_else(|| {
+                Error::config(
+                    "vault: ?seal=true needs a keyring (a keyring file or COFFER_MASTER_KEY)",
+                )
+            })?);
+        }
         Self::connect(config).await
     }
 
@@ -265,17 +281,13 @@ impl VaultStore {
         &self.conn.config().mount
     }
 
-    fn base(&self) -> String {
-        let prefix = &self.conn.config().prefix;
-        if prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{prefix}/")
-        }
+    fn path(&self, scope: &Scope, name: &SecretName) -> String {
+        format!("{}{name}", self.layout.scope_dir(scope.as_str()))
     }
 
-    fn path(&self, scope: &Scope, name: &SecretName) -> String {
-        format!("{}{scope}/{name}", self.base())
+    /// The data field that holds the value.
+    fn field(&self) -> &str {
+        &self.conn.config().field
     }
 
     fn seal(
@@ -304,6 +316,12 @@ impl VaultStore {
         stored: SecretString,
     ) -> Result<(SecretString, Option<u32>)> {
         let Some(keyring) = self.keyring() else {
+            if from_text(stored.expose_secret()).is_ok() {
+                return Err(Error::config(format!(
+                    "vault: {scope}/{name} holds a coffer envelope (cf1.…): this store was \
+                     written with client-side sealing; open it with ?seal=true and its keyring"
+                )));
+            }
             return Ok((stored, None));
         };
         let crypto = |source| Error::Crypto {
@@ -361,6 +379,34 @@ impl VaultStore {
             }
         }
         Ok(names)
+    }
+}
+
+impl VaultStore {
+    /// Every scope folder of the layout, sorted, with the names in it that are coffer
+    /// names (other paths are left alone).
+    async fn every_secret(&self) -> Result<Vec<(Scope, Vec<SecretName>)>> {
+        let before = &self.layout.before;
+        let top = match self.engine.list(self, before).await {
+            Ok(keys) => keys,
+            Err(Failure::NotFound) => return Ok(Vec::new()),
+            Err(f) => return Err(f.into_error(&format!("list {before}"))),
+        };
+        let mut all = Vec::new();
+        for folder in top {
+            let Some(Ok(scope)) = folder.strip_suffix('/').map(Scope::new) else {
+                continue;
+            };
+            let names = self
+                .names(self.layout.scope_dir(scope.as_str()))
+                .await?
+                .into_iter()
+                .filter_map(|n| SecretName::new(n).ok())
+                .collect();
+            all.push((scope, names));
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
     }
 }
 
@@ -455,7 +501,7 @@ impl SecretStore for VaultStore {
         options.validate()?;
         let limit = options.page_size()?;
         let prefix = options.prefix.as_deref().unwrap_or("");
-        let names = self.names(format!("{}{scope}/", self.base())).await?;
+        let names = self.names(self.layout.scope_dir(scope.as_str())).await?;
         let mut items = Vec::new();
         for full in names.iter().filter(|n| {
             n.starts_with(prefix) && options.cursor.as_deref().is_none_or(|c| n.as_str() > c)
@@ -489,23 +535,11 @@ impl SecretStore for VaultStore {
             .await
     }
 
-    /// The first folder level under the prefix, each scope that still has a live secret.
+    /// The folders where the layout puts scopes, each that still has a live secret.
     async fn list_scopes(&self) -> Result<Vec<Scope>> {
-        let base = self.base();
-        let top = match self.engine.list(self, &base).await {
-            Ok(keys) => keys,
-            Err(Failure::NotFound) => return Ok(Vec::new()),
-            Err(f) => return Err(f.into_error(&format!("list {base}"))),
-        };
         let mut scopes = Vec::new();
-        for folder in top {
-            let Some(Ok(scope)) = folder.strip_suffix('/').map(Scope::new) else {
-                continue;
-            };
-            for full in self.names(format!("{base}{scope}/")).await? {
-                let Ok(name) = SecretName::new(full) else {
-                    continue;
-                };
+        for (scope, names) in self.every_secret().await? {
+            for name in names {
                 match self.metadata(&scope, &name).await {
                     Ok(_) => {
                         scopes.push(scope);
@@ -516,7 +550,6 @@ impl SecretStore for VaultStore {
                 }
             }
         }
-        scopes.sort();
         Ok(scopes)
     }
 
@@ -534,18 +567,14 @@ impl SecretStore for VaultStore {
             });
         };
         let mut adopted = 0;
-        for full in self.names(self.base()).await? {
-            let Some((scope, name)) = full.split_once('/') else {
-                continue;
-            };
-            let (Ok(scope), Ok(name)) = (Scope::new(scope), SecretName::new(name)) else {
-                continue;
-            };
-            let key = Key {
-                scope: &scope,
-                name: &name,
-            };
-            adopted += u64::from(self.engine.adopt(self, key, &keyring).await?);
+        for (scope, names) in self.every_secret().await? {
+            for name in names {
+                let key = Key {
+                    scope: &scope,
+                    name: &name,
+                };
+                adopted += u64::from(self.engine.adopt(self, key, &keyring).await?);
+            }
         }
         Ok(adopted)
     }
@@ -557,17 +586,15 @@ impl SecretStore for VaultStore {
                 operation: "rewrap without client-side sealing",
             });
         };
-        // Every secret under the prefix: the first folder level is the scope.
-        let all = self.names(self.base()).await?;
+        let all: Vec<(Scope, SecretName)> = self
+            .every_secret()
+            .await?
+            .into_iter()
+            .flat_map(|(scope, names)| names.into_iter().map(move |n| (scope.clone(), n)))
+            .collect();
         let mut rewrapped = 0;
         let mut remaining = 0;
-        for full in all {
-            let Some((scope, name)) = full.split_once('/') else {
-                continue;
-            };
-            let (Ok(scope), Ok(name)) = (Scope::new(scope), SecretName::new(name)) else {
-                continue;
-            };
+        for (scope, name) in all {
             let secret = match self.get(&scope, &name, None).await {
                 Ok(s) => s,
                 Err(Error::NotFound { .. } | Error::Expired { .. } | Error::Inactive { .. }) => {

@@ -15,8 +15,8 @@ use serde_json::Value;
 use coffer_envelope::Keyring;
 
 use super::{
-    Engine, Key, MAC_KEY, Put, VALUE_FIELD, VaultStore, apply_map, meta_to_map, not_found,
-    optional, verify_custom,
+    Engine, Key, MAC_KEY, Put, VaultStore, apply_map, meta_to_map, not_found, optional,
+    verify_custom,
 };
 use crate::client::{BACKEND, Failure};
 
@@ -102,12 +102,13 @@ impl KvV1 {
         what: &str,
     ) -> Result<()> {
         let mount = kv.mount().to_owned();
+        let field = kv.field().to_owned();
         kv.conn
             .run(move |c| {
                 let mount = mount.clone();
                 let path = path.clone();
                 let mut owned = fields.clone();
-                owned.insert(VALUE_FIELD.to_owned(), value.clone());
+                owned.insert(field.clone(), value.clone());
                 Box::pin(async move {
                     let data: HashMap<&str, &str> = owned
                         .iter()
@@ -147,7 +148,18 @@ impl KvV1 {
         }
         meta.key_id = kv.keyring().map(|k| k.primary_id());
         let stored = kv.seal(scope, name, meta.version, value);
-        let fields = Self::fields(&meta, kv.keyring().as_deref())?;
+        let mut fields = Self::fields(&meta, kv.keyring().as_deref())?;
+        // Fields other tools keep beside the value stay (KV v1 writes whole secrets).
+        if let Some(data) = &current {
+            for (k, v) in data {
+                if !k.starts_with("coffer_")
+                    && k != kv.field()
+                    && let Some(v) = v.as_str()
+                {
+                    fields.entry(k.clone()).or_insert_with(|| v.to_owned());
+                }
+            }
+        }
         let value = stored.expose_secret().to_owned();
         Self::write(kv, path, fields, value, &format!("{scope}/{name}")).await?;
         Ok(meta)
@@ -183,7 +195,7 @@ impl Engine for KvV1 {
         }
         meta.check_readable()?;
         let stored = data
-            .get(VALUE_FIELD)
+            .get(kv.field())
             .and_then(Value::as_str)
             .ok_or_else(|| not_found(scope, name, version))?;
         kv.open_stored(meta, stored)
@@ -226,7 +238,7 @@ impl Engine for KvV1 {
         if data.contains_key(MAC_KEY) {
             return Ok(false);
         }
-        let Some(value) = data.get(VALUE_FIELD).and_then(Value::as_str) else {
+        let Some(value) = data.get(kv.field()).and_then(Value::as_str) else {
             return Ok(false);
         };
         let meta = Self::meta_of(scope, name, &data);

@@ -19,8 +19,8 @@ use vaultrs::api::kv2::responses::{ReadSecretMetadataResponse, ReadSecretRespons
 use coffer_envelope::Keyring;
 
 use super::{
-    DELETED_KEY, Engine, Key, MAC_KEY, Put, VALUE_FIELD, VaultStore, apply_map, meta_to_map,
-    millis_of, not_found, optional, verify_custom,
+    DELETED_KEY, Engine, Key, MAC_KEY, Put, VaultStore, apply_map, meta_to_map, millis_of,
+    not_found, optional, verify_custom,
 };
 use crate::client::{BACKEND, Failure};
 
@@ -111,6 +111,29 @@ impl KvV2 {
         .map_err(|f| f.into_error(&format!("{what} metadata")))
     }
 
+    /// The data of version `version` at `path`; `None` when it is deleted or gone.
+    async fn data_at(
+        kv: &VaultStore,
+        path: &str,
+        version: u64,
+    ) -> Result<Option<serde_json::Map<String, Value>>> {
+        optional(
+            kv.at(path, move |c, mount, p| {
+                Box::pin(async move {
+                    let mut req = ReadSecretRequest::builder();
+                    req.mount(mount).path(p).version(Some(version));
+                    let endpoint = req
+                        .build()
+                        .map_err(|_| vaultrs::error::ClientError::InvalidLoginMethodError)?;
+                    vaultrs::api::exec_with_result(c, endpoint).await
+                })
+            })
+            .await
+            .map(|res: ReadSecretResponse| res.data.as_object().cloned().unwrap_or_default()),
+            path,
+        )
+    }
+
     async fn head(kv: &VaultStore, path: &str) -> Result<Option<Head>> {
         optional(
             kv.at(path, |c, mount, p| {
@@ -175,13 +198,25 @@ impl Engine for KvV2 {
         let stored = kv.seal(scope, name, meta.version, value);
         let cas = u32::try_from(current)
             .map_err(|_| Error::backend(BACKEND, "version beyond Vault's cas range"))?;
+        // Fields other tools keep beside the value stay: a KV v2 write replaces them all.
+        let mut others = match current {
+            0 => serde_json::Map::new(),
+            v => Self::data_at(kv, &path, v).await?.unwrap_or_default(),
+        };
+        others.remove(kv.field());
         let mount = kv.mount().to_owned();
         let p = path.clone();
+        let field = kv.field().to_owned();
         let written = kv
             .conn
             .run(move |c| {
                 let (mount, p) = (mount.clone(), p.clone());
-                let data = serde_json::json!({ VALUE_FIELD: stored.expose_secret() });
+                let mut data = others.clone();
+                data.insert(
+                    field.clone(),
+                    Value::String(stored.expose_secret().to_owned()),
+                );
+                let data = Value::Object(data);
                 Box::pin(async move {
                     vaultrs::kv2::set_with_options(
                         c,
@@ -260,12 +295,12 @@ impl Engine for KvV2 {
         meta.check_readable()?;
         let stored = res
             .data
-            .get(VALUE_FIELD)
+            .get(kv.field())
             .and_then(Value::as_str)
             .ok_or_else(|| {
                 Error::backend(
                     BACKEND,
-                    format!("{scope}/{name} has no {VALUE_FIELD:?} field"),
+                    format!("{scope}/{name} has no {:?} field", kv.field()),
                 )
             })?;
         kv.open_stored(meta, stored)
