@@ -620,14 +620,7 @@ async fn copy_round_trip_through_every_backend() {
         .unwrap();
     drop(store);
     coffer(d)
-        .args([
-            "copy",
-            "--scope",
-            "tenant-a",
-            "--to",
-            pg.url(),
-            "--dry-run",
-        ])
+        .args(["copy", "--scope", "tenant-a", "--to", pg.url(), "--dry-run"])
         .assert()
         .success()
         .stdout(
