@@ -68,8 +68,9 @@ pub trait SecretStore: fmt::Debug + Send + Sync + 'static {
     /// after the edit: the version stays, `updated_at` moves. Works on an expired or
     /// inactive secret (that is how one is renewed or reactivated). Atomic against
     /// concurrent writes of the same secret: an edit is never lost, nor does it undo one.
-    /// (Vault KV v2 has no check-and-set on metadata: there edits through one store are
-    /// serialized, and an edit from another client at the same moment can be lost.)
+    /// (Vault has no check-and-set on KV v2 metadata or KV v1 secrets: there edits
+    /// through one store are serialized, and an edit from another client at the same
+    /// moment can be lost.)
     ///
     /// Backends that cannot ([`Capabilities::update_attributes`] is false) answer
     /// [`Error::Unsupported`].

@@ -448,13 +448,7 @@ trait Engine: Send + Sync {
         kv: &VaultStore,
         key: Key<'_>,
         update: &AttributeUpdate,
-    ) -> Result<SecretMeta> {
-        let _ = (kv, key, update);
-        Err(Error::Unsupported {
-            backend: BACKEND,
-            operation: "editing metadata without a new version on KV v1",
-        })
-    }
+    ) -> Result<SecretMeta>;
     /// Gives the head a MAC of its current state if it has none; whether it did.
     async fn adopt(&self, kv: &VaultStore, key: Key<'_>, keyring: &Keyring) -> Result<bool>;
 }

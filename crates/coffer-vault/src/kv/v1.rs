@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use coffer_store::backend::{check_condition, now};
 use coffer_store::{
-    Capabilities, DeleteMode, Error, PutOptions, Result, Scope, Secret, SecretMeta, SecretName,
+    AttributeUpdate, Capabilities, DeleteMode, Error, PutOptions, Result, Scope, Secret,
+    SecretMeta, SecretName,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
@@ -121,6 +122,23 @@ impl KvV1 {
             .map_err(|f| f.into_error(what))
     }
 
+    /// Adds the string fields other tools keep beside the value in `data` to `fields`:
+    /// KV v1 writes whole secrets, so a write that left them out would drop them.
+    fn keep_others(
+        kv: &VaultStore,
+        data: &serde_json::Map<String, Value>,
+        fields: &mut HashMap<String, String>,
+    ) {
+        for (k, v) in data {
+            if !k.starts_with("coffer_")
+                && k != kv.field()
+                && let Some(v) = v.as_str()
+            {
+                fields.entry(k.clone()).or_insert_with(|| v.to_owned());
+            }
+        }
+    }
+
     /// One write, as read: KV v1 cannot detect a lost race.
     async fn put(
         kv: &VaultStore,
@@ -149,16 +167,8 @@ impl KvV1 {
         meta.key_id = kv.keyring().map(|k| k.primary_id());
         let stored = kv.seal(scope, name, meta.version, value);
         let mut fields = Self::fields(&meta, kv.keyring().as_deref())?;
-        // Fields other tools keep beside the value stay (KV v1 writes whole secrets).
         if let Some(data) = &current {
-            for (k, v) in data {
-                if !k.starts_with("coffer_")
-                    && k != kv.field()
-                    && let Some(v) = v.as_str()
-                {
-                    fields.entry(k.clone()).or_insert_with(|| v.to_owned());
-                }
-            }
+            Self::keep_others(kv, data, &mut fields);
         }
         let value = stored.expose_secret().to_owned();
         Self::write(kv, path, fields, value, &format!("{scope}/{name}")).await?;
@@ -172,6 +182,7 @@ impl Engine for KvV1 {
         Capabilities::NONE
             .with_rewrap(sealing)
             .with_list_scopes(true)
+            .with_update_attributes(true)
     }
 
     async fn try_put(&self, kv: &VaultStore, put: Put<'_>) -> Result<Option<SecretMeta>> {
@@ -228,6 +239,34 @@ impl Engine for KvV1 {
         .map_err(|f| f.into_error(&format!("{scope}/{name}")))
     }
 
+    /// The secret written again with the same stored value (so the same coffer version
+    /// and, sealed, the same envelope) and the edited fields. KV v1 has no check-and-set:
+    /// edits through one store are serialized, a write from elsewhere at the same moment
+    /// can be lost, as with every KV v1 write.
+    async fn update_attributes(
+        &self,
+        kv: &VaultStore,
+        key: Key<'_>,
+        update: &AttributeUpdate,
+    ) -> Result<SecretMeta> {
+        let Key { scope, name } = key;
+        let path = kv.path(scope, name);
+        let data = Self::read(kv, &path)
+            .await?
+            .ok_or_else(|| not_found(scope, name, None))?;
+        let mut meta = Self::meta(kv, scope, name, &data)?;
+        let value = data
+            .get(kv.field())
+            .and_then(Value::as_str)
+            .ok_or_else(|| not_found(scope, name, None))?
+            .to_owned();
+        update.apply(&mut meta)?;
+        let mut fields = Self::fields(&meta, kv.keyring().as_deref())?;
+        Self::keep_others(kv, &data, &mut fields);
+        Self::write(kv, path, fields, value, &format!("{scope}/{name}")).await?;
+        Ok(meta)
+    }
+
     /// KV v1 has no check-and-set: run it while nothing else writes the mount.
     async fn adopt(&self, kv: &VaultStore, key: Key<'_>, keyring: &Keyring) -> Result<bool> {
         let Key { scope, name } = key;
@@ -242,7 +281,8 @@ impl Engine for KvV1 {
             return Ok(false);
         };
         let meta = Self::meta_of(scope, name, &data);
-        let fields = Self::fields(&meta, Some(keyring))?;
+        let mut fields = Self::fields(&meta, Some(keyring))?;
+        Self::keep_others(kv, &data, &mut fields);
         Self::write(
             kv,
             path,
