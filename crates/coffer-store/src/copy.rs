@@ -433,10 +433,21 @@ pub async fn copy(
     for (done, meta) in work.iter().enumerate() {
         let outcome = match unreadable(meta) {
             Some(reason) => Outcome::Skipped(reason),
-            None => match options.versions {
-                Versions::Latest => copy_latest(from, to, meta, options.dry_run).await?,
-                Versions::All => copy_all(from, to, meta, options.dry_run, &fingerprint).await?,
-            },
+            None => {
+                let copied = match options.versions {
+                    Versions::Latest => copy_latest(from, to, meta, options.dry_run).await,
+                    Versions::All => copy_all(from, to, meta, options.dry_run, &fingerprint).await,
+                };
+                match copied {
+                    Ok(outcome) => outcome,
+                    // What the target cannot hold (a name its layout refuses, metadata over
+                    // its limits) is this secret's refusal, not the end of the copy.
+                    Err(e @ (Error::InvalidInput { .. } | Error::InvalidName { .. })) => {
+                        Outcome::Refused(format!("the target refuses it: {e}"))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         };
         report.record(&meta.scope, &meta.name, outcome);
         progress(Progress {

@@ -714,6 +714,23 @@ async fn secrets_without_a_scope_are_reached_through_the_unscoped_scope() {
     ));
     let scopes = store.list_scopes().await.unwrap();
     assert_eq!(scopes, [s("project"), s("tenant-a")]);
+    // A copy into the unscoped scope refuses, one by one, what it cannot name there.
+    let source = coffer_store::MemoryStore::new();
+    for name in ["from_memory", "llm/openai"] {
+        source
+            .put(&project, &n(name), &"v".into(), &PutOptions::new())
+            .await
+            .unwrap();
+    }
+    let copied = coffer_store::copy::copy(
+        &source,
+        &store,
+        &coffer_store::copy::CopyOptions::new().scopes(vec![project.clone()]),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((copied.created, copied.refused, copied.verified), (1, 1, 1));
     // Other scopes map as before.
     let scoped = store.get(&s("tenant-a"), &n("openai"), None).await.unwrap();
     assert_eq!(scoped.value.expose_secret(), "sk-scoped");
