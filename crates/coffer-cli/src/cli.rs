@@ -47,6 +47,12 @@ pub(crate) enum Command {
     Put(PutArgs),
     /// Show a secret, masked unless --reveal.
     Get(GetArgs),
+    /// Change a secret's metadata without a new version: activate or deactivate it,
+    /// renew or clear its expiry, edit tags, description, env name, provider or kind.
+    ///
+    /// An expired or inactive secret is renewed or reactivated this way. Stores that
+    /// cannot edit metadata in place (none of coffer's own) say so.
+    Set(SetArgs),
     /// List the scope's secrets: names and metadata, never values.
     List(ListArgs),
     /// Delete a secret: hidden but kept (soft), or --destroy for good.
@@ -275,7 +281,7 @@ pub(crate) struct PutArgs {
     /// The environment variable name to inject it as.
     #[arg(long)]
     pub(crate) env_name: Option<String>,
-    /// When it expires (RFC 3339, e.g. 2027-01-31T00:00:00Z).
+    /// When it expires: YYYY-MM-DD (midnight UTC) or RFC 3339 (2027-01-31T00:00:00Z).
     #[arg(long)]
     pub(crate) expires_at: Option<String>,
     /// Fail if the secret already exists.
@@ -284,6 +290,55 @@ pub(crate) struct PutArgs {
     /// Write only if the latest version is N.
     #[arg(long, value_name = "N")]
     pub(crate) if_version: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SetArgs {
+    /// The secret's name.
+    pub(crate) name: String,
+    /// Make it readable again.
+    #[arg(long, conflicts_with = "inactive")]
+    pub(crate) active: bool,
+    /// Stop it from being read (its value is kept).
+    #[arg(long)]
+    pub(crate) inactive: bool,
+    /// Expire it this long from now (e.g. 90d, 12h, 1w).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+          conflicts_with_all = ["expires_at", "no_expiry"])]
+    pub(crate) expires_in: Option<std::time::Duration>,
+    /// Expire it at this time: YYYY-MM-DD (midnight UTC) or RFC 3339. Must be in the future.
+    #[arg(long, value_name = "DATE", conflicts_with = "no_expiry")]
+    pub(crate) expires_at: Option<String>,
+    /// Let it never expire.
+    #[arg(long)]
+    pub(crate) no_expiry: bool,
+    /// Add a tag (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub(crate) tags: Vec<String>,
+    /// Remove a tag (repeatable).
+    #[arg(long = "untag", value_name = "TAG")]
+    pub(crate) untags: Vec<String>,
+    /// Set the description.
+    #[arg(long, conflicts_with = "no_description")]
+    pub(crate) description: Option<String>,
+    /// Clear the description.
+    #[arg(long)]
+    pub(crate) no_description: bool,
+    /// Set the environment variable name.
+    #[arg(long, conflicts_with = "no_env_name")]
+    pub(crate) env_name: Option<String>,
+    /// Clear the environment variable name (the name is derived from the secret's again).
+    #[arg(long)]
+    pub(crate) no_env_name: bool,
+    /// Set the provider.
+    #[arg(long, conflicts_with = "no_provider")]
+    pub(crate) provider: Option<String>,
+    /// Clear the provider.
+    #[arg(long)]
+    pub(crate) no_provider: bool,
+    /// Set the kind: api_key, oauth_token, webhook_secret, connection_string, password or other.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -310,6 +365,21 @@ pub(crate) struct ListArgs {
     /// included, soonest first.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub(crate) expiring: Option<std::time::Duration>,
+    /// Only secrets of this provider.
+    #[arg(long)]
+    pub(crate) provider: Option<String>,
+    /// Only secrets of this kind.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// Only secrets carrying this tag.
+    #[arg(long)]
+    pub(crate) tag: Option<String>,
+    /// Only active secrets.
+    #[arg(long, conflicts_with = "inactive")]
+    pub(crate) active: bool,
+    /// Only inactive secrets.
+    #[arg(long)]
+    pub(crate) inactive: bool,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,

@@ -271,7 +271,7 @@ fn conditional_writes_and_bad_input() {
         .args(["put", "k", "--value", "v", "--expires-at", "tomorrow"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("not an RFC 3339 time"));
+        .stderr(predicate::str::contains("is not a date: give YYYY-MM-DD"));
     coffer(d)
         .args([
             "put",
@@ -1185,4 +1185,132 @@ async fn keys_migrate_to_store_on_postgres_and_not_on_an_unsealed_supabase() {
             .await
             .unwrap();
     assert_eq!(kept, None, "nothing was written");
+}
+
+/// `coffer set` edits metadata in place: an expired secret is renewed, an inactive one
+/// reactivated, nothing gets a new version; `list` filters by what it set.
+#[test]
+fn set_edits_metadata_without_a_new_version_and_list_filters_by_it() {
+    let dir = initialised();
+    let d = dir.path();
+    coffer(d)
+        .args([
+            "put",
+            "k",
+            "--value",
+            "sk-set-1",
+            "--expires-at",
+            "2020-01-01",
+        ])
+        .assert()
+        .success();
+    coffer(d)
+        .args([
+            "put",
+            "gh",
+            "--value",
+            "ghp_set_2",
+            "--provider",
+            "github",
+            "--kind",
+            "oauth_token",
+        ])
+        .assert()
+        .success();
+    coffer(d).args(["get", "k", "--reveal"]).assert().code(1);
+    coffer(d)
+        .args(["set", "k", "--no-expiry"])
+        .assert()
+        .success()
+        .stdout("updated default/k: version 1 (no new version), active, no expiry\n");
+    coffer(d)
+        .args(["get", "k", "--reveal"])
+        .assert()
+        .success()
+        .stdout("sk-set-1\n");
+    coffer(d)
+        .args(["set", "k", "--inactive"])
+        .assert()
+        .success();
+    coffer(d)
+        .args(["get", "k", "--reveal"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("inactive"));
+    let names = |args: &[&str]| {
+        let out = coffer(d)
+            .arg("list")
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap();
+        let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        items
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&["--inactive"]), ["k"]);
+    assert_eq!(names(&["--active"]), ["gh"]);
+    assert_eq!(names(&["--provider", "github"]), ["gh"]);
+    assert_eq!(names(&["--kind", "oauth_token"]), ["gh"]);
+    coffer(d)
+        .args([
+            "set",
+            "k",
+            "--active",
+            "--expires-in",
+            "90d",
+            "--tag",
+            "prod",
+            "--description",
+            "renewed",
+            "--provider",
+            "openai",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "version 1 (no new version), active, expires 20",
+        ));
+    assert_eq!(names(&["--tag", "prod"]), ["k"]);
+    assert_eq!(names(&["--provider", "openai", "--active"]), ["k"]);
+    coffer(d)
+        .args([
+            "set",
+            "k",
+            "--untag",
+            "prod",
+            "--no-description",
+            "--no-provider",
+        ])
+        .assert()
+        .success();
+    assert!(names(&["--tag", "prod"]).is_empty());
+    let out = coffer(d).args(["list", "--json"]).output().unwrap();
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let k = items.iter().find(|m| m["name"] == "k").unwrap();
+    assert_eq!(
+        (
+            k["version"].as_u64(),
+            k["description"].is_null(),
+            k["provider"].is_null()
+        ),
+        (Some(1), true, true)
+    );
+    // A past expiry, an empty edit and a missing secret are refused.
+    coffer(d)
+        .args(["set", "k", "--expires-at", "2020-01-01"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("in the past"));
+    coffer(d)
+        .args(["set", "k"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing to change"));
+    coffer(d)
+        .args(["set", "missing", "--inactive"])
+        .assert()
+        .code(2);
 }

@@ -1,6 +1,6 @@
 //! `coffer list`: the scope's secrets, names and metadata only.
 
-use coffer::{SecretMeta, SecretStoreExt as _};
+use coffer::{ListOptions, SecretMeta, SecretStoreExt as _};
 
 use super::{CliError, CliResult, open_store, print_columns, scope};
 use crate::cli::{Cli, ListArgs};
@@ -8,16 +8,30 @@ use crate::out::{note, out};
 
 pub(super) async fn list(cli: &Cli, args: &ListArgs) -> CliResult {
     let scope = scope(cli)?;
+    let mut filters = ListOptions::new();
+    filters.prefix.clone_from(&args.prefix);
+    filters.provider.clone_from(&args.provider);
+    filters.tag.clone_from(&args.tag);
+    if let Some(kind) = &args.kind {
+        filters.kind = Some(kind.parse()?);
+    }
+    if args.active || args.inactive {
+        filters.active = Some(args.active);
+    }
     let store = open_store(cli, None).await?;
     let items = match args.expiring {
         Some(within) => {
             let mut soon = store.expiring_within(&scope, within).await?;
-            if let Some(p) = &args.prefix {
-                soon.retain(|m| m.name.as_str().starts_with(p.as_str()));
-            }
+            soon.retain(|m| {
+                filters.matches(m)
+                    && filters
+                        .prefix
+                        .as_deref()
+                        .is_none_or(|p| m.name.as_str().starts_with(p))
+            });
             soon
         }
-        None => store.list_all(&scope, args.prefix.as_deref()).await?,
+        None => store.list_matching(&scope, &filters).await?,
     };
     if args.json {
         return out!(

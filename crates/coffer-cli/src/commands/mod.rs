@@ -12,6 +12,7 @@ mod mcp;
 mod put;
 mod rm;
 mod run;
+mod set;
 
 use std::sync::Arc;
 
@@ -118,6 +119,7 @@ pub(crate) async fn run(cli: Cli) -> CliResult<u8> {
         Command::Init => init::init(&cli).await,
         Command::Put(args) => put::put(&cli, args).await,
         Command::Get(args) => get::get(&cli, args).await,
+        Command::Set(args) => set::set(&cli, args).await,
         Command::List(args) => list::list(&cli, args).await,
         Command::Rm(args) => rm::rm(&cli, args).await,
         Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(&cli, args).await,

@@ -77,12 +77,7 @@ pub(super) async fn put(cli: &Cli, args: &PutArgs) -> CliResult {
         options = options.env_name(e.clone());
     }
     if let Some(at) = &args.expires_at {
-        let at = chrono::DateTime::parse_from_rfc3339(at).map_err(|_| {
-            CliError::new(format!(
-                "--expires-at {at:?} is not an RFC 3339 time (e.g. 2027-01-31T00:00:00Z)"
-            ))
-        })?;
-        options = options.expires_at(at.with_timezone(&chrono::Utc));
+        options = options.expires_at(super::set::parse_time("--expires-at", at)?);
     }
     let value = read_value(args)?;
     let store = open_store(cli, None).await?;
