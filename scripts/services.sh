@@ -222,7 +222,9 @@ _svc_start_supabase_vault() {
   [ -f "$src/Makefile" ] || { _svc_log "no $src (../shared/third_party)"; return 1; }
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   version=$(basename "$(dirname "$bin")")
-  if [ ! -x "/usr/lib/postgresql/$version/bin/pg_config" ] || [ ! -f /usr/include/sodium.h ]; then
+  # pg_config itself comes with the client package: the server headers and libsodium's
+  # are what a fresh machine lacks.
+  if [ ! -f "/usr/include/postgresql/$version/server/postgres.h" ] || [ ! -f /usr/include/sodium.h ]; then
     _svc_log "installing postgresql-server-dev-$version and libsodium-dev"
     _svc_apt_install "postgresql-server-dev-$version" libsodium-dev || return 1
   fi
