@@ -46,7 +46,7 @@ pub enum Versions {
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct CopyOptions {
-    /// These scopes; `None`: every scope of the source ([`SecretStore::list_scopes`]).
+    /// These scopes; `None`: every scope of the source ([`SecretStore::list_scopes`](crate::SecretStore::list_scopes)).
     pub scopes: Option<Vec<Scope>>,
     /// The latest version or all of them.
     pub versions: Versions,

@@ -27,9 +27,10 @@ use crate::{BACKEND, MIGRATIONS_TABLE, SEAL_URL_PARAM, SupabaseOptions, UNSCOPED
 ///   view `vault.decrypted_secrets`; destroy is `DELETE FROM vault.secrets`. Vault
 ///   encrypts them at rest; other Supabase consumers read them as usual.
 /// - A coffer secret `(scope, name)` is the Vault secret named `{scope}/{name}`
-///   ([`vault_name`]); coffer's description is Vault's `description`; the rest of
-///   coffer's metadata (provider, kind, tags, expiry, version counter, …) lives in the
-///   side table `coffer_vault_meta`, keyed by the Vault secret's id. A secret created by
+///   ([`vault_name`](crate::vault_name); the name alone in the `?unscoped=` scope);
+///   coffer's description is Vault's `description`; the rest of coffer's metadata
+///   (provider, kind, tags, expiry, version counter, …) lives in the side table
+///   `coffer_vault_meta`, keyed by the Vault secret's id. A secret created by
 ///   plain SQL has no metadata row and reads as version 1 of kind `other`.
 /// - Vault keeps no history: [`Capabilities::versions`] is false and only the latest
 ///   version is readable. coffer's writers of one name take one transaction-scoped
