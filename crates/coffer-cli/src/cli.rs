@@ -110,6 +110,16 @@ pub(crate) enum Command {
     /// Reruns write only what differs, so an interrupted copy resumes. Inactive and
     /// expired secrets are skipped: coffer does not read their values.
     Copy(CopyArgs),
+    /// Print a shell completion script: `coffer completion bash > ~/.local/share/bash-completion/completions/coffer`,
+    /// `coffer completion zsh > "${fpath[1]}/_coffer"`, `coffer completion fish > ~/.config/fish/completions/coffer.fish`.
+    Completion(CompletionArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// The input formats of `import`.

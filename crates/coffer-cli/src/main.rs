@@ -25,8 +25,34 @@ fn init_logging() {
         .try_init();
 }
 
+/// `coffer run npm start` (no `--`): clap's error, then how to say it.
+fn parse() -> cli::Cli {
+    match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            let run_without_dashes =
+                args.iter().any(|a| a == "run") && !args.iter().any(|a| a == "--");
+            let code = e.exit_code();
+            let _ = e.print();
+            let unread = matches!(
+                e.kind(),
+                clap::error::ErrorKind::UnknownArgument
+                    | clap::error::ErrorKind::MissingRequiredArgument
+            );
+            if run_without_dashes && unread {
+                out::note!(
+                    "hint: put the command after `--`, so its own flags are not read as \
+                     coffer's: coffer run -- npm start"
+                );
+            }
+            std::process::exit(code);
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = parse();
     init_logging();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

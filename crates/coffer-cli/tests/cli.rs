@@ -1314,3 +1314,33 @@ fn set_edits_metadata_without_a_new_version_and_list_filters_by_it() {
         .assert()
         .code(2);
 }
+
+/// Shell completion, the `--` hint of `run`, and memory:// saying it keeps nothing.
+#[test]
+fn completion_run_hint_and_memory_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (shell, marker) in [
+        ("bash", "_coffer()"),
+        ("zsh", "#compdef coffer"),
+        ("fish", "complete -c coffer"),
+    ] {
+        let out = coffer(d).args(["completion", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            script.contains(marker) && script.contains("import"),
+            "{shell}: {script:.200}"
+        );
+    }
+    coffer(d)
+        .args(["run", "npm", "start"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("hint: put the command after `--`"));
+    coffer(d)
+        .args(["--store", "memory://", "put", "k", "--value", "v"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("memory:// keeps nothing"));
+}

@@ -493,6 +493,16 @@ async fn mcp_holds_the_agent_boundary_and_bounds_memory() {
     let config = json!({"connections": {"local": {"type": "sqlite", "path": local}}});
     std::fs::write(dir.path().join("connections.json"), config.to_string()).unwrap();
     let mut s = Session::start(dir.path(), &[], &[("RUST_LOG", "warn")]).await;
+    // The server says who it is: coffer and its version, not the MCP library's name.
+    let info = s
+        .client
+        .peer_info()
+        .and_then(|i| i.server_info.clone())
+        .expect("the server introduced itself");
+    assert_eq!(
+        (info.name.as_str(), info.version.as_str()),
+        ("coffer", env!("CARGO_PKG_VERSION"))
+    );
     let id = s.ok("connect", json!({"name": "local"})).await["connection_id"]
         .as_str()
         .unwrap()

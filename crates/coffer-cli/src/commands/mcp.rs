@@ -502,7 +502,12 @@ Values are never shown, not even masked."
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for CofferMcp {
     fn get_info(&self) -> ServerConfig {
+        // rmcp's default identity is its own crate's name and version; clients show ours.
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                rmcp::model::Implementation::new("coffer", env!("CARGO_PKG_VERSION"))
+                    .with_title("coffer secrets and database broker"),
+            )
             .with_instructions(INSTRUCTIONS)
     }
 }

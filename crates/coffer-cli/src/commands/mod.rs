@@ -133,8 +133,17 @@ pub(crate) async fn run(cli: Cli) -> CliResult<u8> {
         Command::Export(args) => run::export(&cli, args).await,
         Command::Import(args) => import::import(&cli, args).await,
         Command::Copy(args) => copy::copy(&cli, args).await,
+        Command::Completion(args) => completion(args.shell),
     };
     done.map(|()| 0)
+}
+
+/// Writes the completion script for `shell` to standard output.
+fn completion(shell: clap_complete::Shell) -> CliResult {
+    use clap::CommandFactory as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "coffer", &mut script);
+    crate::out::write_stdout(&script)
 }
 
 pub(super) fn passphrase() -> Option<SecretString> {
@@ -365,6 +374,14 @@ async fn open_with(
     keyring: Option<KeyringHandle>,
     kept: Option<&Arc<SharedKeyring>>,
 ) -> CliResult<Arc<DynSecretStore>> {
+    if !needs_keyring(&cli.store)
+        && scheme_of(&cli.store).is_some_and(|s| s.eq_ignore_ascii_case("memory"))
+    {
+        crate::out::note!(
+            "coffer: warning: memory:// keeps nothing: what this command writes is gone when \
+             it exits"
+        );
+    }
     let reloading = |store: Arc<DynSecretStore>| -> Arc<DynSecretStore> {
         match kept {
             Some(keys) => Arc::new(KeyringReload::new(store, keys.clone())),
