@@ -7,33 +7,147 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Keep your users' API keys, tokens and credentials sealed in a coffer store.
 #[derive(Debug, Parser)]
-#[command(name = "coffer", version, about, long_about = None)]
+#[command(name = "coffer", version, about, long_about = None,
+          after_help = crate::commands::EXIT_CODES_HELP)]
 pub(crate) struct Cli {
     /// The store URL: sqlite://PATH, postgres://…, supabase+postgres://…,
-    /// vault+http://host:port/mount (token in VAULT_TOKEN), memory://
+    /// vault+http://host:port/mount (token in VAULT_TOKEN), memory://. Default: the
+    /// project's (`.coffer/config.json`, found in this folder or the nearest one above
+    /// it that has a `.coffer/`), else sqlite://.coffer/secrets.db there.
     #[arg(
-        long,
+        long = "store",
         global = true,
         env = "COFFER_STORE",
-        default_value = "sqlite://.coffer/secrets.db"
+        value_name = "URL",
+        help_heading = "Global options"
     )]
-    pub(crate) store: String,
+    pub(crate) store_arg: Option<String>,
 
-    /// The scope (tenant) to work in.
-    #[arg(long, global = true, env = "COFFER_SCOPE", default_value = "default")]
-    pub(crate) scope: String,
+    /// The scope (tenant) to work in. Default: the project's, else `default`.
+    #[arg(
+        long = "scope",
+        short = 's',
+        global = true,
+        env = "COFFER_SCOPE",
+        value_name = "SCOPE",
+        help_heading = "Global options"
+    )]
+    pub(crate) scope_arg: Option<String>,
 
     /// The keyring file. COFFER_MASTER_KEY (base64 or hex of 32 bytes) overrides it.
+    /// Default: the project's .coffer/keyring.json.
     #[arg(
-        long,
+        long = "keyring",
         global = true,
         env = "COFFER_KEYRING",
-        default_value = ".coffer/keyring.json"
+        value_name = "FILE",
+        help_heading = "Global options"
     )]
+    pub(crate) keyring_arg: Option<PathBuf>,
+
+    /// The store URL in effect ([`Cli::resolve`]).
+    #[arg(skip)]
+    pub(crate) store: String,
+    /// The scope in effect.
+    #[arg(skip)]
+    pub(crate) scope: String,
+    /// The keyring file in effect.
+    #[arg(skip)]
     pub(crate) keyring: PathBuf,
+    /// The project's folder: where `.coffer/` is (or will be, for `init`).
+    #[arg(skip)]
+    pub(crate) project: PathBuf,
 
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// The kinds a secret can be, for `--kind` (listed in its help and checked by clap).
+fn kind_values() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(coffer::SecretKind::ALL.map(|k| k.as_str()))
+}
+
+/// The project's folder of coffer files, found by walking up as git finds `.git`.
+pub(crate) const PROJECT_DIR: &str = ".coffer";
+
+/// The project's settings, written by `coffer init` into `.coffer/config.json`.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProjectConfig {
+    /// The store URL; a relative `sqlite://` path is relative to the project's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) store: Option<String>,
+    /// The scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) scope: Option<String>,
+}
+
+impl Cli {
+    /// Settles the store, scope and keyring: flags and `COFFER_*` variables first, then
+    /// the project's `.coffer/config.json`, then the defaults, all relative to the
+    /// project: the nearest folder from here up that has a `.coffer/` (here if none).
+    pub(crate) fn resolve(&mut self) -> Result<(), String> {
+        let here = std::env::current_dir()
+            .map_err(|e| format!("cannot read the current directory: {e}"))?;
+        let root = here
+            .ancestors()
+            .find(|dir| dir.join(PROJECT_DIR).is_dir())
+            .unwrap_or(&here)
+            .to_path_buf();
+        self.project = root.clone();
+        let config_path = root.join(PROJECT_DIR).join("config.json");
+        let config: ProjectConfig = match std::fs::read_to_string(&config_path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("{}: {e}", config_path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ProjectConfig::default(),
+            Err(e) => return Err(format!("cannot read {}: {e}", config_path.display())),
+        };
+        // Paths are shown as the user would type them: relative when under here.
+        let shown = |path: std::path::PathBuf| match path.strip_prefix(&here) {
+            Ok(rel) => rel.to_path_buf(),
+            Err(_) => path,
+        };
+        self.store = match (&self.store_arg, config.store) {
+            (Some(url), _) => url.clone(),
+            (None, Some(url)) => relative_sqlite(&url, &root, &shown),
+            (None, None) => format!(
+                "sqlite://{}",
+                shown(root.join(PROJECT_DIR).join("secrets.db")).display()
+            ),
+        };
+        self.scope = self
+            .scope_arg
+            .clone()
+            .or(config.scope)
+            .unwrap_or_else(|| "default".to_owned());
+        self.keyring = match &self.keyring_arg {
+            Some(path) => path.clone(),
+            None => shown(root.join(PROJECT_DIR).join("keyring.json")),
+        };
+        Ok(())
+    }
+}
+
+/// A `sqlite://` URL with a relative path, made relative to the project's folder.
+fn relative_sqlite(
+    url: &str,
+    root: &std::path::Path,
+    shown: &dyn Fn(std::path::PathBuf) -> std::path::PathBuf,
+) -> String {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return url.to_owned();
+    };
+    let (path, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(p, q)| (p, Some(q)));
+    if path.is_empty() || path.starts_with('/') || path == ":memory:" {
+        return url.to_owned();
+    }
+    let full = shown(root.join(path));
+    match query {
+        Some(q) => format!("sqlite://{}?{q}", full.display()),
+        None => format!("sqlite://{}", full.display()),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,9 +263,8 @@ pub(crate) struct ImportArgs {
     /// The provider of every imported secret (openai, github, …).
     #[arg(long)]
     pub(crate) provider: Option<String>,
-    /// The kind of every imported secret: api_key, oauth_token, webhook_secret,
-    /// connection_string, password or other.
-    #[arg(long)]
+    /// The kind of every imported secret.
+    #[arg(long, value_parser = kind_values())]
     pub(crate) kind: Option<String>,
     /// A tag of every imported secret (repeatable).
     #[arg(long = "tag")]
@@ -270,17 +383,22 @@ pub(crate) struct ExportArgs {
 pub(crate) struct PutArgs {
     /// The secret's name, e.g. openai_api_key or providers/github/token.
     pub(crate) name: String,
-    /// The value (visible in your shell history and process list: prefer stdin).
-    #[arg(long, conflicts_with = "value_file")]
+    /// The value (visible in your shell history and process list: prefer stdin). It may
+    /// start with `-` (a PEM key, `--x`).
+    #[arg(long, conflicts_with = "value_file", allow_hyphen_values = true)]
     pub(crate) value: Option<String>,
-    /// Read the value from this file, byte for byte.
+    /// Read the value from this file; one trailing newline (as editors and `echo` leave
+    /// it) is dropped, and coffer says so, unless --raw.
     #[arg(long)]
     pub(crate) value_file: Option<PathBuf>,
+    /// With --value-file: keep the file's bytes exactly, a trailing newline included.
+    #[arg(long, requires = "value_file")]
+    pub(crate) raw: bool,
     /// Who issued the secret (openai, github, …).
     #[arg(long)]
     pub(crate) provider: Option<String>,
-    /// api_key, oauth_token, webhook_secret, connection_string, password or other.
-    #[arg(long)]
+    /// What it is.
+    #[arg(long, value_parser = kind_values())]
     pub(crate) kind: Option<String>,
     /// Free text.
     #[arg(long)]
@@ -292,8 +410,12 @@ pub(crate) struct PutArgs {
     #[arg(long)]
     pub(crate) env_name: Option<String>,
     /// When it expires: YYYY-MM-DD (midnight UTC) or RFC 3339 (2027-01-31T00:00:00Z).
-    #[arg(long)]
+    /// Must be in the future.
+    #[arg(long, value_name = "DATE", conflicts_with = "expires_in")]
     pub(crate) expires_at: Option<String>,
+    /// Expire it this long from now (e.g. 90d, 12h, 1w).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) expires_in: Option<std::time::Duration>,
     /// Fail if the secret already exists.
     #[arg(long, conflicts_with = "if_version")]
     pub(crate) create_only: bool,
@@ -346,8 +468,8 @@ pub(crate) struct SetArgs {
     /// Clear the provider.
     #[arg(long)]
     pub(crate) no_provider: bool,
-    /// Set the kind: api_key, oauth_token, webhook_secret, connection_string, password or other.
-    #[arg(long)]
+    /// Set the kind.
+    #[arg(long, value_parser = kind_values())]
     pub(crate) kind: Option<String>,
 }
 
@@ -358,9 +480,13 @@ pub(crate) struct GetArgs {
     /// A version other than the latest.
     #[arg(long)]
     pub(crate) version: Option<u64>,
-    /// Print the exact value and one newline.
-    #[arg(long)]
+    /// Print the exact value and one newline (for scripts: K=$(coffer get k --plain)).
+    #[arg(long, visible_alias = "plain", short = 'r')]
     pub(crate) reveal: bool,
+    /// Print one metadata field (version, provider, kind, description, tags, env_name,
+    /// expires_at, active, created_at, updated_at, …), never the value.
+    #[arg(long, value_name = "FIELD", conflicts_with_all = ["reveal", "json"])]
+    pub(crate) field: Option<String>,
     /// Print metadata and the (masked unless --reveal) value as JSON.
     #[arg(long)]
     pub(crate) json: bool,
@@ -379,7 +505,7 @@ pub(crate) struct ListArgs {
     #[arg(long)]
     pub(crate) provider: Option<String>,
     /// Only secrets of this kind.
-    #[arg(long)]
+    #[arg(long, value_parser = kind_values())]
     pub(crate) kind: Option<String>,
     /// Only secrets carrying this tag.
     #[arg(long)]

@@ -52,7 +52,11 @@ fn parse() -> cli::Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = parse();
+    let mut cli = parse();
+    if let Err(e) = cli.resolve() {
+        out::note!("error: {e}");
+        return ExitCode::from(1);
+    }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

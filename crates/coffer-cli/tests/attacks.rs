@@ -910,12 +910,12 @@ fn the_audit_actor_cannot_forge_a_line() {
     // COFFER_ACTOR says who instead, and may not hold a control character.
     coffer(dir.path())
         .env("COFFER_ACTOR", "agent:billing")
-        .args(["get", "k"])
+        .args(["get", "k", "--plain"])
         .assert()
         .success();
     coffer(dir.path())
         .env("COFFER_ACTOR", "agent\nforged")
-        .args(["get", "k"])
+        .args(["get", "k", "--plain"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
@@ -968,7 +968,10 @@ fn put_with_stdin_closed_or_empty_stores_nothing() {
             "{redirect}: {out:?}"
         );
     }
-    coffer(dir.path()).args(["get", "k"]).assert().code(2);
+    coffer(dir.path())
+        .args(["get", "k", "--plain"])
+        .assert()
+        .code(3);
     // An empty value on purpose still can be stored.
     coffer(dir.path())
         .args(["put", "k", "--value="])

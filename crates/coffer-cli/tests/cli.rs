@@ -82,17 +82,39 @@ fn put_get_list_rm() {
         ])
         .assert()
         .success()
-        .stdout("1\n");
+        .stdout("stored default/openai_api_key v1\n");
     coffer(d)
         .args(["put", "openai_api_key", "--value", "sk-test-zyxwvuts5678"])
         .assert()
         .success()
-        .stdout("2\n");
+        .stdout("stored default/openai_api_key v2\n");
+    // Masked only for a terminal: to a pipe, a plain get is refused, not a fake value.
     coffer(d)
         .args(["get", "openai_api_key"])
         .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("--plain"));
+    coffer(d)
+        .args(["get", "openai_api_key", "--field", "version"])
+        .assert()
         .success()
-        .stdout("********5678\n");
+        .stdout("2\n");
+    coffer(d)
+        .args(["get", "openai_api_key", "--field", "env_name"])
+        .assert()
+        .success()
+        .stdout("OPENAI_API_KEY\n");
+    coffer(d)
+        .args(["get", "openai_api_key", "--field", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("the fields are"));
+    coffer(d)
+        .args(["get", "openai_api_key", "--plain"])
+        .assert()
+        .success()
+        .stdout("sk-test-zyxwvuts5678\n");
     coffer(d)
         .args(["get", "openai_api_key", "--reveal"])
         .assert()
@@ -151,7 +173,7 @@ fn put_get_list_rm() {
     coffer(d)
         .args(["get", "openai_api_key"])
         .assert()
-        .code(2)
+        .code(3)
         .stderr("error: secret default/openai_api_key not found\n");
     coffer(d)
         .args(["rm", "openai_api_key", "--destroy"])
@@ -160,7 +182,7 @@ fn put_get_list_rm() {
     coffer(d)
         .args(["rm", "openai_api_key", "--destroy"])
         .assert()
-        .code(2);
+        .code(3);
 }
 
 #[test]
@@ -201,11 +223,31 @@ fn values_from_stdin_and_files() {
         .args(["put", "from_file", "--value-file"])
         .arg(&file)
         .assert()
-        .success();
+        .success()
+        .stderr(predicate::str::contains("trailing newline was not stored"));
     coffer(d)
         .args(["get", "from_file", "--reveal"])
         .assert()
+        .stdout("exact bytes\n");
+    coffer(d)
+        .args(["put", "from_file_raw", "--raw", "--value-file"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stderr("");
+    coffer(d)
+        .args(["get", "from_file_raw", "--reveal"])
+        .assert()
         .stdout("exact bytes\n\n");
+    // A value that starts like a flag (a PEM block, --x) is a value.
+    coffer(d)
+        .args(["put", "pem", "--value", "-----BEGIN PRIVATE KEY-----"])
+        .assert()
+        .success();
+    coffer(d)
+        .args(["get", "pem", "--plain"])
+        .assert()
+        .stdout("-----BEGIN PRIVATE KEY-----\n");
     std::fs::write(&file, [0xff, 0xfe]).unwrap();
     coffer(d)
         .args(["put", "binary", "--value-file"])
@@ -222,10 +264,12 @@ fn short_values_are_masked_entirely() {
         .args(["put", "pin", "--value", "1234567"])
         .assert()
         .success();
-    coffer(dir.path())
-        .args(["get", "pin"])
-        .assert()
-        .stdout("********\n");
+    let out = coffer(dir.path())
+        .args(["get", "pin", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["value"], "********");
 }
 
 #[test]
@@ -236,41 +280,44 @@ fn conditional_writes_and_bad_input() {
         .args(["put", "k", "--value", "v1", "--create-only"])
         .assert()
         .success()
-        .stdout("1\n");
+        .stdout("stored default/k v1\n");
     coffer(d)
         .args(["put", "k", "--value", "v2", "--create-only"])
         .assert()
-        .code(1)
+        .code(4)
         .stderr("error: secret default/k already exists\n");
     coffer(d)
         .args(["put", "k", "--value", "v2", "--if-version", "5"])
         .assert()
-        .code(1)
+        .code(4)
         .stderr("error: secret default/k: expected version 5, found version 1\n");
     coffer(d)
         .args(["put", "k", "--value", "v2", "--if-version", "1"])
         .assert()
         .success()
-        .stdout("2\n");
+        .stdout("stored default/k v2\n");
     coffer(d)
         .args(["put", "a//b", "--value", "v"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr("error: invalid secret name \"a//b\": must not contain '//'\n");
     coffer(d)
         .args(["--scope", "a/b", "list"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("invalid scope \"a/b\""));
     coffer(d)
         .args(["put", "k", "--value", "v", "--kind", "token"])
         .assert()
-        .code(1)
-        .stderr(predicate::str::contains("unknown kind \"token\""));
+        .code(2)
+        .stderr(
+            predicate::str::contains("invalid value 'token' for '--kind")
+                .and(predicate::str::contains("api_key")),
+        );
     coffer(d)
         .args(["put", "k", "--value", "v", "--expires-at", "tomorrow"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("is not a date: give YYYY-MM-DD"));
     coffer(d)
         .args([
@@ -282,7 +329,7 @@ fn conditional_writes_and_bad_input() {
             "9X",
         ])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("invalid env_name"))
         .stderr(predicate::str::contains("sk-secret-value-in-error").not());
 }
@@ -292,25 +339,24 @@ fn expired_secrets_are_refused() {
     let dir = initialised();
     let d = dir.path();
     coffer(d)
-        .args([
-            "put",
-            "old",
-            "--value",
-            "v",
-            "--expires-at",
-            "2020-01-01T00:00:00Z",
-        ])
+        .args(["put", "old", "--value", "v", "--expires-in", "1s"])
         .assert()
         .success();
     coffer(d)
+        .args(["put", "past", "--value", "v", "--expires-at", "2020-01-01"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is in the past"));
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    coffer(d)
         .args(["get", "old"])
         .assert()
-        .code(1)
-        .stderr(predicate::str::contains("expired at 2020-01-01"));
+        .code(5)
+        .stderr(predicate::str::contains("expired at 20"));
     coffer(d)
         .arg("list")
         .assert()
-        .stdout(predicate::str::contains("expired 2020-01-01"));
+        .stdout(predicate::str::contains("expired 20"));
 }
 
 #[test]
@@ -324,7 +370,7 @@ fn scopes_are_separate() {
     coffer(d)
         .args(["--scope", "tenant-b", "get", "k"])
         .assert()
-        .code(2);
+        .code(3);
     coffer(d)
         .env("COFFER_SCOPE", "tenant-a")
         .args(["get", "k", "--reveal"])
@@ -839,7 +885,7 @@ async fn works_against_postgres() {
     run(&["put", "k", "--value", "pg-value-1234"])
         .assert()
         .success()
-        .stdout("1\n");
+        .stdout("stored default/k v1\n");
     run(&["get", "k", "--reveal"])
         .assert()
         .success()
@@ -865,7 +911,7 @@ async fn works_against_postgres() {
         .arg(bad.as_str())
         .args(["get", "k"])
         .assert()
-        .code(1)
+        .code(7)
         .stderr(predicate::str::contains("pw-should-not-leak").not());
 }
 
@@ -887,7 +933,7 @@ fn audit_shows_who_touched_what_and_never_a_value() {
         .args(["get", "missing"])
         .env("COFFER_ACTOR", "cli:bob")
         .assert()
-        .code(2);
+        .code(3);
     coffer(dir.path())
         .args(["--scope", "other", "put", "openai_api_key", "--value", "x"])
         .assert()
@@ -953,7 +999,6 @@ fn list_expiring_shows_what_expires_soon() {
     for (name, at) in [
         ("in-3-days", Some(now + chrono::Duration::days(3))),
         ("in-30-days", Some(now + chrono::Duration::days(30))),
-        ("gone", Some(now - chrono::Duration::days(1))),
         ("forever", None),
     ] {
         let mut cmd = coffer(dir.path());
@@ -963,6 +1008,12 @@ fn list_expiring_shows_what_expires_soon() {
         }
         cmd.assert().success();
     }
+    // One that has expired already (a past expiry cannot be stored: it expires now).
+    coffer(dir.path())
+        .args(["put", "gone", "--value", "v", "--expires-in", "1s"])
+        .assert()
+        .success();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
     let out = coffer(dir.path())
         .args(["list", "--expiring", "7d"])
         .assert()
@@ -1194,16 +1245,10 @@ fn set_edits_metadata_without_a_new_version_and_list_filters_by_it() {
     let dir = initialised();
     let d = dir.path();
     coffer(d)
-        .args([
-            "put",
-            "k",
-            "--value",
-            "sk-set-1",
-            "--expires-at",
-            "2020-01-01",
-        ])
+        .args(["put", "k", "--value", "sk-set-1", "--expires-in", "1s"])
         .assert()
         .success();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
     coffer(d)
         .args([
             "put",
@@ -1217,7 +1262,7 @@ fn set_edits_metadata_without_a_new_version_and_list_filters_by_it() {
         ])
         .assert()
         .success();
-    coffer(d).args(["get", "k", "--reveal"]).assert().code(1);
+    coffer(d).args(["get", "k", "--reveal"]).assert().code(5);
     coffer(d)
         .args(["set", "k", "--no-expiry"])
         .assert()
@@ -1235,7 +1280,7 @@ fn set_edits_metadata_without_a_new_version_and_list_filters_by_it() {
     coffer(d)
         .args(["get", "k", "--reveal"])
         .assert()
-        .code(1)
+        .code(5)
         .stderr(predicate::str::contains("inactive"));
     let names = |args: &[&str]| {
         let out = coffer(d)
@@ -1302,7 +1347,7 @@ fn set_edits_metadata_without_a_new_version_and_list_filters_by_it() {
     coffer(d)
         .args(["set", "k", "--expires-at", "2020-01-01"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("in the past"));
     coffer(d)
         .args(["set", "k"])
@@ -1312,7 +1357,7 @@ fn set_edits_metadata_without_a_new_version_and_list_filters_by_it() {
     coffer(d)
         .args(["set", "missing", "--inactive"])
         .assert()
-        .code(2);
+        .code(3);
 }
 
 /// Shell completion, the `--` hint of `run`, and memory:// saying it keeps nothing.
@@ -1343,4 +1388,122 @@ fn completion_run_hint_and_memory_warning() {
         .assert()
         .success()
         .stderr(predicate::str::contains("memory:// keeps nothing"));
+}
+
+/// `init` makes a project git keeps out; every command finds it from a sub-folder, as
+/// git finds `.git`; and only `init` creates a store.
+#[test]
+fn the_project_is_found_from_sub_folders_and_reads_never_create_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    coffer(d)
+        .args(["--scope", "team", "init"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(".gitignore: created"));
+    assert_eq!(
+        std::fs::read_to_string(d.join(".coffer/.gitignore"))
+            .unwrap()
+            .lines()
+            .last(),
+        Some("*")
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join(".coffer/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        config,
+        serde_json::json!({"store": "sqlite://.coffer/secrets.db", "scope": "team"})
+    );
+    // git, if it is here, sees nothing to commit in .coffer/.
+    if std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        std::process::Command::new("git")
+            .arg("init")
+            .arg("-q")
+            .current_dir(d)
+            .status()
+            .unwrap();
+        let status = std::process::Command::new("git")
+            .args(["status", "--porcelain", "--untracked-files=all"])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&status.stdout),
+            "",
+            "nothing of .coffer/ to commit"
+        );
+    }
+    let sub = d.join("src/deep/er");
+    std::fs::create_dir_all(&sub).unwrap();
+    coffer(&sub)
+        .args(["put", "k", "--value", "from-a-sub-folder"])
+        .assert()
+        .success();
+    // The scope came from the project's config.
+    coffer(d)
+        .args(["--scope", "team", "get", "k", "--reveal"])
+        .assert()
+        .success()
+        .stdout("from-a-sub-folder\n");
+    coffer(&sub)
+        .args(["get", "k", "--reveal"])
+        .assert()
+        .success()
+        .stdout("from-a-sub-folder\n");
+
+    // A store that is not there is not made by a read, nor by a write.
+    for args in [&["list"][..], &["put", "x", "--value", "v"]] {
+        coffer(d)
+            .arg("--store")
+            .arg("sqlite://.coffer/secret.db")
+            .args(args)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(
+                "no store at .coffer/secret.db: run `coffer init`",
+            ));
+    }
+    assert!(!d.join(".coffer/secret.db").exists());
+
+    // A store that does not open is not written into the project's config, and a
+    // password in the URL never is.
+    let other = tempfile::tempdir().unwrap();
+    coffer(other.path())
+        .args([
+            "--store",
+            "postgres://app:pw-not-written@127.0.0.1:1/db",
+            "init",
+        ])
+        .assert()
+        .code(7);
+    assert!(!other.path().join(".coffer/config.json").exists());
+}
+
+/// A password in the store URL is never written into the project's config (on a
+/// database of its own: the server's own databases are not the tests' to write).
+#[tokio::test]
+async fn init_does_not_write_a_password_into_the_project_config() {
+    let Some(db) = coffer_testkit::postgres::TestDatabase::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut with_password = url::Url::parse(db.url()).unwrap();
+    with_password.set_password(Some("pw-not-written")).unwrap();
+    coffer(dir.path())
+        .args(["--store", with_password.as_str(), "init"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "not written to .coffer/config.json",
+        ));
+    let written = std::fs::read_to_string(dir.path().join(".coffer/config.json")).unwrap();
+    assert!(
+        !written.contains("pw-not-written") && !written.contains("store"),
+        "{written}"
+    );
 }

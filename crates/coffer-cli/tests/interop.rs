@@ -408,7 +408,7 @@ fn import_a_dotenv_file_and_the_environment() {
     coffer(dir.path())
         .args(["get", "app_stripe_key"])
         .assert()
-        .code(2);
+        .code(3);
     // A format the name does not tell, and a line that does not parse.
     std::fs::write(dir.path().join("secrets.txt"), "A=1\n").unwrap();
     coffer(dir.path())

@@ -66,7 +66,8 @@ fn no_command_shows_the_canary_unless_asked_to() {
         None,
         true,
     );
-    run(&["get", "llm_key"], None, true);
+    run(&["get", "llm_key", "--field", "description"], None, true);
+    run(&["get", "llm_key"], None, false);
     run(&["get", "llm_key", "--json"], None, true);
     run(&["get", "llm_key", "--version", "9"], None, false);
     run(&["list"], None, true);
@@ -80,7 +81,8 @@ fn no_command_shows_the_canary_unless_asked_to() {
     run(&["put", "llm_key", "--create-only"], Some(&canary), false);
     run(&["put", "bad name!"], Some(&canary), false);
     run(&["keys", "rotate"], None, true);
-    run(&["get", "llm_key"], None, true);
+    run(&["get", "llm_key", "--field", "description"], None, true);
+    run(&["get", "llm_key"], None, false);
     // The child gets it; its output is masked in every form it prints.
     run(
         &[

@@ -78,10 +78,45 @@ impl std::fmt::Display for CliError {
     }
 }
 
+/// coffer's exit codes: stable, listed in `--help` ([`EXIT_CODES_HELP`]) and the README.
+pub(crate) mod exit {
+    /// Any other failure.
+    pub(crate) const FAILURE: u8 = 1;
+    /// A flag, argument or name coffer cannot use (clap's own usage errors too).
+    pub(crate) const USAGE: u8 = 2;
+    /// No such secret, version or match.
+    pub(crate) const NOT_FOUND: u8 = 3;
+    /// A write lost to another: check-and-set, create-only, a keyring changed meanwhile.
+    pub(crate) const CONFLICT: u8 = 4;
+    /// The secret exists but is expired or inactive.
+    pub(crate) const UNREADABLE: u8 = 5;
+    /// The store refused the credentials or the operation.
+    pub(crate) const PERMISSION: u8 = 6;
+    /// The store is unreachable, sealed, overloaded or rate-limited: retry later.
+    pub(crate) const UNAVAILABLE: u8 = 7;
+}
+
+/// The exit codes, for `--help`.
+pub(crate) const EXIT_CODES_HELP: &str = "Exit codes: 0 ok; 1 failure; 2 usage (a flag, \
+argument or name coffer cannot use); 3 not found; 4 conflict (another write came first); \
+5 expired or inactive; 6 permission denied; 7 unavailable (retry later). `run` exits with \
+its command's code.";
+
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
+        let code = match &e {
+            e if e.is_not_found() => exit::NOT_FOUND,
+            Error::AlreadyExists { .. }
+            | Error::Conflict { .. }
+            | Error::KeyringConflict { .. } => exit::CONFLICT,
+            Error::Expired { .. } | Error::Inactive { .. } => exit::UNREADABLE,
+            Error::PermissionDenied { .. } => exit::PERMISSION,
+            Error::Unavailable { .. } | Error::RateLimited { .. } => exit::UNAVAILABLE,
+            Error::InvalidName { .. } | Error::InvalidInput { .. } => exit::USAGE,
+            _ => exit::FAILURE,
+        };
         Self {
-            code: if e.is_not_found() { 2 } else { 1 },
+            code,
             message: e.to_string(),
         }
     }
@@ -348,9 +383,13 @@ pub(super) async fn open_store_at(cli: &Cli, url: &str) -> CliResult<Arc<DynSecr
         )));
     }
     let other = Cli {
+        store_arg: None,
+        scope_arg: None,
+        keyring_arg: None,
         store: url.to_owned(),
         scope: cli.scope.clone(),
         keyring: cli.keyring.clone(),
+        project: cli.project.clone(),
         command: Command::Init,
     };
     open_store(&other, None).await
@@ -374,6 +413,16 @@ async fn open_with(
     keyring: Option<KeyringHandle>,
     kept: Option<&Arc<SharedKeyring>>,
 ) -> CliResult<Arc<DynSecretStore>> {
+    // Only `coffer init` creates a store: any other command on a SQLite file that is
+    // not there (a typo, another folder) says so instead of making an empty one.
+    if !matches!(cli.command, Command::Init)
+        && let Some(file) = init::sqlite_file(&cli.store).filter(|f| !f.exists())
+    {
+        return Err(CliError::new(format!(
+            "no store at {}: run `coffer init` to create one, or name another with --store",
+            file.display()
+        )));
+    }
     if !needs_keyring(&cli.store)
         && scheme_of(&cli.store).is_some_and(|s| s.eq_ignore_ascii_case("memory"))
     {

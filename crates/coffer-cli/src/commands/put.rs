@@ -35,10 +35,13 @@ fn read_value(args: &PutArgs) -> CliResult<SecretString> {
         coffer::envelope::zeroize::Zeroize::zeroize(&mut e.into_bytes());
         CliError::new("the value is not valid UTF-8")
     })?;
-    if from_stdin && text.ends_with('\n') {
+    if (from_stdin || !args.raw) && text.ends_with('\n') {
         text.pop();
         if text.ends_with('\r') {
             text.pop();
+        }
+        if !from_stdin {
+            note!("coffer: note: the file's trailing newline was not stored (--raw keeps it)");
         }
     }
     if from_stdin && text.is_empty() {
@@ -76,8 +79,28 @@ pub(super) async fn put(cli: &Cli, args: &PutArgs) -> CliResult {
     if let Some(e) = &args.env_name {
         options = options.env_name(e.clone());
     }
-    if let Some(at) = &args.expires_at {
-        options = options.expires_at(super::set::parse_time("--expires-at", at)?);
+    let expires_at = match (&args.expires_at, args.expires_in) {
+        (Some(at), _) => Some(super::set::parse_time("--expires-at", at)?),
+        (None, Some(within)) => Some(
+            chrono::Duration::from_std(within)
+                .ok()
+                .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                .ok_or_else(|| {
+                    CliError::new("--expires-in is too long").with_code(super::exit::USAGE)
+                })?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(at) = expires_at {
+        if at <= chrono::Utc::now() {
+            return Err(CliError::new(format!(
+                "--expires-at {} is in the past: a secret stored now would never be readable \
+                 (to stop one, `coffer set NAME --inactive`)",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ))
+            .with_code(super::exit::USAGE));
+        }
+        options = options.expires_at(at);
     }
     let value = read_value(args)?;
     let store = open_store(cli, None).await?;
@@ -95,5 +118,5 @@ pub(super) async fn put(cli: &Cli, args: &PutArgs) -> CliResult {
             g.pattern
         );
     }
-    out!("{}", meta.version)
+    out!("stored {scope}/{name} v{}", meta.version)
 }

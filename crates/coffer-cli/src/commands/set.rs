@@ -17,7 +17,8 @@ pub(super) fn parse_time(flag: &str, text: &str) -> CliResult<chrono::DateTime<c
     Err(CliError::new(format!(
         "{flag} {text:?} is not a date: give YYYY-MM-DD (midnight UTC) or an RFC 3339 time \
          such as 2027-01-31T00:00:00Z"
-    )))
+    ))
+    .with_code(super::exit::USAGE))
 }
 
 pub(super) async fn set(cli: &Cli, args: &SetArgs) -> CliResult {
