@@ -23,7 +23,7 @@
 
 use std::path::Path;
 
-use coffer_store::copy::{Outcome, put_if_changed};
+use coffer_store::copy::{Outcome, put_over};
 use coffer_store::{Attributes, DynSecretStore, Scope, SecretKind, SecretMeta, SecretName};
 use secrecy::SecretString;
 use zeroize::Zeroize as _;
@@ -144,7 +144,16 @@ pub fn parse(text: &str, format: ImportFormat) -> Result<Vec<Entry>> {
 /// The process environment's variables whose names start with `prefix` (all of them
 /// without one), in name order; variables that are not valid UTF-8 are left out.
 pub fn from_env(prefix: Option<&str>) -> Vec<Entry> {
-    let mut entries: Vec<Entry> = std::env::vars_os()
+    from_vars(std::env::vars_os(), prefix)
+}
+
+/// [`from_env`] over any list of variables (a child's environment, a test's).
+pub fn from_vars<I>(vars: I, prefix: Option<&str>) -> Vec<Entry>
+where
+    I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+{
+    let mut entries: Vec<Entry> = vars
+        .into_iter()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| prefix.is_none_or(|p| k.starts_with(p)))
         .map(|(env_name, value)| Entry {
@@ -280,17 +289,18 @@ pub async fn import(
             ));
             continue;
         }
-        let mut wanted = match store.metadata(scope, &name).await {
-            Ok(meta) => meta,
-            Err(e) if e.is_not_found() => {
-                SecretMeta::new(scope.clone(), name.clone(), &Attributes::default())
-            }
+        let current = match store.metadata(scope, &name).await {
+            Ok(meta) => Some(meta),
+            Err(e) if e.is_not_found() => None,
             Err(e) => return Err(e.into()),
         };
+        let mut wanted = current.clone().unwrap_or_else(|| {
+            SecretMeta::new(scope.clone(), name.clone(), &Attributes::default())
+        });
         let mut these = attributes.clone();
         these.env_name = Some(entry.env_name.clone());
         these.apply(&mut wanted);
-        let outcome = put_if_changed(store, &entry.value, &wanted, options.dry_run).await;
+        let outcome = put_over(store, current, &entry.value, &wanted, options.dry_run).await;
         let name = name.to_string();
         match outcome {
             Ok(Outcome::Created) => report.created.push(name),

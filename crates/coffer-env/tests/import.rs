@@ -1,7 +1,7 @@
 //! Importing .env files, JSON objects and the environment into stores: on memory and
 //! on a real SQLite store.
 
-use coffer_env::import::{ImportFormat, ImportOptions, from_env, import, parse};
+use coffer_env::import::{ImportFormat, ImportOptions, from_env, from_vars, import, parse};
 use coffer_store::{
     DynSecretStore, MemoryStore, PutOptions, SecretKind, SecretStore, SecretStoreExt as _,
 };
@@ -208,55 +208,36 @@ async fn imports_into_sqlite() {
     imports_into(&store).await;
 }
 
+/// Variables by prefix, in name order, the ones that are not UTF-8 left out; the
+/// process's own environment goes through the same function.
 #[tokio::test]
 async fn imports_the_environment_by_prefix() {
-    // Variables made for this test, in a child process's environment (setting them in
-    // this multi-threaded test binary would race other tests).
-    let prefix = format!("COFFERIMPORTTEST{}_", std::process::id());
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_reads_its_environment",
-            "--nocapture",
-            "--ignored",
-        ])
-        .env(format!("{prefix}API_KEY"), "sk-from-env-1")
-        .env(format!("{prefix}OTHER"), "x")
-        .env("COFFER_IMPORT_PREFIX", &prefix)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&child.stdout);
-    assert!(
-        child.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&child.stderr)
-    );
-    assert!(
-        stdout.contains(&format!(
-            "imported: {}api_key,{}other",
-            prefix.to_ascii_lowercase(),
-            prefix.to_ascii_lowercase()
-        )),
-        "{stdout}"
-    );
-    assert!(!stdout.contains("sk-from-env"), "{stdout}");
-}
-
-/// Run by `imports_the_environment_by_prefix` in a child process with the variables set.
-#[tokio::test]
-#[ignore = "run as a child of imports_the_environment_by_prefix"]
-async fn child_reads_its_environment() {
-    let Ok(prefix) = std::env::var("COFFER_IMPORT_PREFIX") else {
-        return;
-    };
-    let entries = from_env(Some(&prefix));
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt as _;
+    let vars = vec![
+        (OsString::from("APP_OTHER"), OsString::from("x")),
+        (
+            OsString::from("APP_API_KEY"),
+            OsString::from("sk-from-env-1"),
+        ),
+        (OsString::from("HOME"), OsString::from("/home/u")),
+        (
+            OsString::from("APP_BINARY"),
+            OsString::from_vec(vec![0xff, 0xfe]),
+        ),
+    ];
+    let entries = from_vars(vars, Some("APP_"));
+    let names: Vec<&str> = entries.iter().map(|e| e.env_name.as_str()).collect();
+    assert_eq!(names, ["APP_API_KEY", "APP_OTHER"]);
     let store = MemoryStore::new();
     let scope = fresh_scope();
     let report = import(&store, &scope, entries, &ImportOptions::new())
         .await
         .unwrap();
-    let key = format!("{}api_key", prefix.to_ascii_lowercase());
-    let got = store.get(&scope, &name(&key), None).await.unwrap();
+    assert_eq!(report.created, ["app_api_key", "app_other"]);
+    let got = store.get(&scope, &name("app_api_key"), None).await.unwrap();
     assert_eq!(got.value.expose_secret(), "sk-from-env-1");
-    println!("imported: {}", report.created.join(","));
+    assert!(!format!("{report:?}").contains("sk-from-env"));
+    // The process environment, through the same function: no variable has this prefix.
+    assert!(from_env(Some("COFFER_IMPORT_TEST_NOTHING_")).is_empty());
 }

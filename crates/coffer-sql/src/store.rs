@@ -139,13 +139,7 @@ impl<D: Dialect> SqlStore<D> {
     /// One attempt at a soft delete: `Ok(false)` when another writer changed the head
     /// between the read and the write.
     async fn try_soft_delete(&self, scope: &Scope, name: &SecretName) -> Result<bool> {
-        let keyring = self.keys.current();
-        self.ensure_checked(&keyring).await?;
-        let head = self
-            .head(scope, name)
-            .await?
-            .filter(|h| !h.deleted)
-            .ok_or_else(|| not_found(scope, name, None))?;
+        let (keyring, head) = self.live_head(scope, name).await?;
         let version_read = head.version;
         let mut meta = head.into_checked(D::BACKEND, &keyring)?;
         meta.updated_at = now();
@@ -159,6 +153,19 @@ impl<D: Dialect> SqlStore<D> {
         ];
         self.write_head(&sql::SOFT_DELETE, &params, scope, name, 0, ChangeOp::Delete)
             .await
+    }
+
+    /// The keyring now (checked against the store before a write under it) and the live
+    /// head a head write starts from; not found when there is none or it is deleted.
+    async fn live_head(&self, scope: &Scope, name: &SecretName) -> Result<(Arc<Keyring>, MetaRow)> {
+        let keyring = self.keys.current();
+        self.ensure_checked(&keyring).await?;
+        let head = self
+            .head(scope, name)
+            .await?
+            .filter(|h| !h.deleted)
+            .ok_or_else(|| not_found(scope, name, None))?;
+        Ok((keyring, head))
     }
 
     /// Runs one conditional write of a head in a transaction acting for `scope` and, if
@@ -199,13 +206,7 @@ impl<D: Dialect> SqlStore<D> {
         name: &SecretName,
         update: &AttributeUpdate,
     ) -> Result<Option<SecretMeta>> {
-        let keyring = self.keys.current();
-        self.ensure_checked(&keyring).await?;
-        let head = self
-            .head(scope, name)
-            .await?
-            .filter(|h| !h.deleted)
-            .ok_or_else(|| not_found(scope, name, None))?;
+        let (keyring, head) = self.live_head(scope, name).await?;
         let (version_read, updated_read) = (head.version, head.updated_at);
         let mac_read = head.mac.clone().unwrap_or_default();
         let mut meta = head.into_checked(D::BACKEND, &keyring)?;

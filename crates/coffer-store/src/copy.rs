@@ -323,13 +323,25 @@ pub async fn put_if_changed(
     wanted: &SecretMeta,
     dry_run: bool,
 ) -> Result<Outcome> {
-    let fingerprint = Fingerprint::new();
-    let (scope, name) = (&wanted.scope, &wanted.name);
-    let current = match store.metadata(scope, name).await {
+    let current = match store.metadata(&wanted.scope, &wanted.name).await {
         Ok(meta) => Some(meta),
         Err(e) if e.is_not_found() => None,
         Err(e) => return Err(e),
     };
+    put_over(store, current, value, wanted, dry_run).await
+}
+
+/// [`put_if_changed`] for a caller that has just read the secret's metadata
+/// (`current`, `None` when there is none): the same decision, one read fewer.
+pub async fn put_over(
+    store: &DynSecretStore,
+    current: Option<SecretMeta>,
+    value: &SecretString,
+    wanted: &SecretMeta,
+    dry_run: bool,
+) -> Result<Outcome> {
+    let fingerprint = Fingerprint::new();
+    let (scope, name) = (&wanted.scope, &wanted.name);
     let Some(current) = current else {
         if !dry_run {
             store

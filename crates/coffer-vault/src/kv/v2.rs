@@ -111,6 +111,25 @@ impl KvV2 {
         .map_err(|f| f.into_error(&format!("{what} metadata")))
     }
 
+    /// Version `version` (the latest with `None`) at `path`, as Vault answers it.
+    async fn read_version(
+        kv: &VaultStore,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<ReadSecretResponse, Failure> {
+        kv.at(path, move |c, mount, p| {
+            Box::pin(async move {
+                let mut req = ReadSecretRequest::builder();
+                req.mount(mount).path(p).version(version);
+                let endpoint = req
+                    .build()
+                    .map_err(|_| vaultrs::error::ClientError::InvalidLoginMethodError)?;
+                vaultrs::api::exec_with_result(c, endpoint).await
+            })
+        })
+        .await
+    }
+
     /// The data of version `version` at `path`; `None` when it is deleted or gone.
     async fn data_at(
         kv: &VaultStore,
@@ -118,18 +137,9 @@ impl KvV2 {
         version: u64,
     ) -> Result<Option<serde_json::Map<String, Value>>> {
         optional(
-            kv.at(path, move |c, mount, p| {
-                Box::pin(async move {
-                    let mut req = ReadSecretRequest::builder();
-                    req.mount(mount).path(p).version(Some(version));
-                    let endpoint = req
-                        .build()
-                        .map_err(|_| vaultrs::error::ClientError::InvalidLoginMethodError)?;
-                    vaultrs::api::exec_with_result(c, endpoint).await
-                })
-            })
-            .await
-            .map(|res: ReadSecretResponse| res.data.as_object().cloned().unwrap_or_default()),
+            Self::read_version(kv, path, Some(version))
+                .await
+                .map(|res| res.data.as_object().cloned().unwrap_or_default()),
             path,
         )
     }
@@ -255,21 +265,7 @@ impl Engine for KvV2 {
     async fn get(&self, kv: &VaultStore, key: Key<'_>, version: Option<u64>) -> Result<Secret> {
         let Key { scope, name } = key;
         let path = kv.path(scope, name);
-        let mount = kv.mount().to_owned();
-        let p = path.clone();
-        let res: ReadSecretResponse = kv
-            .conn
-            .run(move |c| {
-                let (mount, p) = (mount.clone(), p.clone());
-                Box::pin(async move {
-                    let mut req = ReadSecretRequest::builder();
-                    req.mount(mount).path(p).version(version);
-                    let endpoint = req
-                        .build()
-                        .map_err(|_| vaultrs::error::ClientError::InvalidLoginMethodError)?;
-                    vaultrs::api::exec_with_result(c, endpoint).await
-                })
-            })
+        let res = Self::read_version(kv, &path, version)
             .await
             .map_err(|f| match f {
                 // 404 is both "never written" and "this version is deleted": neither is readable.
