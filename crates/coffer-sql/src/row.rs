@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use coffer_envelope::Keyring;
 use coffer_store::backend::verify_head;
-use coffer_store::{Change, ChangeOp, Error, Scope, SecretKind, SecretMeta, SecretName};
+use coffer_store::{
+    Change, ChangeOp, Error, Scope, SecretKind, SecretMeta, SecretName, VersionInfo,
+};
 
 use crate::common::{ms, to_i64};
 use crate::driver::{Columns, FromColumns, Param};
@@ -103,11 +105,7 @@ impl MetaRow {
         meta.updated_at = millis(self.updated_at);
         meta.last_used_at = self.last_used_at.map(millis);
         meta.usage_count = u64::try_from(self.usage_count).unwrap_or(0);
-        meta.key_id = self
-            .sealed_by
-            .as_deref()
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map(u32::from_be_bytes);
+        meta.key_id = key_id_of(self.sealed_by.as_deref());
         Ok(meta)
     }
 }
@@ -128,6 +126,41 @@ impl FromColumns for ValueRow {
             ciphertext: row.blob("ciphertext")?,
         })
     }
+}
+
+/// One kept version of a secret, without its envelope ([`crate::sql::VERSIONS`]).
+#[derive(Debug)]
+pub(crate) struct VersionRow {
+    version: i64,
+    created_at: i64,
+    sealed_by: Option<Vec<u8>>,
+}
+
+impl FromColumns for VersionRow {
+    fn from_columns(row: &impl Columns) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            version: row.int("version")?,
+            created_at: row.int("created_at")?,
+            sealed_by: row.opt_blob("sealed_by")?,
+        })
+    }
+}
+
+impl VersionRow {
+    /// The version this row describes; a version number out of range is a backend error.
+    pub(crate) fn into_info(self, backend: &'static str) -> Result<VersionInfo, Error> {
+        let version = u64::try_from(self.version)
+            .map_err(|_| Error::backend(backend, "a version row has an invalid version"))?;
+        Ok(VersionInfo::new(version, millis(self.created_at))
+            .key_id(key_id_of(self.sealed_by.as_deref())))
+    }
+}
+
+/// The key id in bytes 2-5 of an envelope, read as `sealed_by`.
+fn key_id_of(sealed_by: Option<&[u8]>) -> Option<u32> {
+    sealed_by
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_be_bytes)
 }
 
 /// One stored envelope and where it belongs ([`crate::sql::REWRAP_CANDIDATES`]).
@@ -180,10 +213,7 @@ pub(crate) struct KeyCount {
 impl FromColumns for KeyCount {
     fn from_columns(row: &impl Columns) -> Result<Self, sqlx::Error> {
         Ok(Self {
-            key_id: row
-                .opt_blob("sealed_by")?
-                .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
-                .map(u32::from_be_bytes),
+            key_id: key_id_of(row.opt_blob("sealed_by")?.as_deref()),
             n: u64::try_from(row.int("n")?).unwrap_or(0),
         })
     }

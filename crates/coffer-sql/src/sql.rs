@@ -31,15 +31,15 @@ pub(crate) const SELECT_VALUE: Statement = Statement {
     params: &["version or NULL", "scope", "name"],
 };
 
-/// One page of live head rows in name order: names after `$2` (or from it, when `$3`),
-/// below `$4` unless it is `NULL`, at most `$5`.
+/// One page of head rows in name order, live ones or (when `$6`) soft-deleted ones:
+/// names after `$2` (or from it, when `$3`), below `$4` unless it is `NULL`, at most `$5`.
 pub(crate) const LIST: Statement = Statement {
     sql: "SELECT s.scope, s.name, s.version, s.deleted, s.provider, s.kind, s.description, \
           s.tags, s.env_name, s.expires_at, s.active, s.created_at, s.updated_at, \
           s.last_used_at, s.usage_count, s.mac, substr(v.ciphertext, 2, 4) AS sealed_by \
           FROM coffer_secrets s LEFT JOIN coffer_secret_versions v \
           ON v.scope = s.scope AND v.name = s.name AND v.version = s.version \
-          WHERE s.scope = $1 AND s.deleted = FALSE AND (s.name > $2 OR ($3 AND s.name = $2)) \
+          WHERE s.scope = $1 AND s.deleted = $6 AND (s.name > $2 OR ($3 AND s.name = $2)) \
           AND ($4 IS NULL OR s.name < $4) ORDER BY s.name LIMIT $5",
     params: &[
         "scope",
@@ -47,6 +47,7 @@ pub(crate) const LIST: Statement = Statement {
         "start is included",
         "end or NULL",
         "limit",
+        "deleted",
     ],
 };
 
@@ -129,6 +130,22 @@ pub(crate) const SOFT_DELETE: Statement = Statement {
     sql: "UPDATE coffer_secrets SET deleted = TRUE, updated_at = $1, mac = $2 \
           WHERE scope = $3 AND name = $4 AND version = $5 AND deleted = FALSE",
     params: &["updated_at", "mac", "scope", "name", "version read"],
+};
+
+/// Brings a soft-deleted head back with the MAC of its live state, if it is still at the
+/// version and deletion state the restore read and checked.
+pub(crate) const RESTORE: Statement = Statement {
+    sql: "UPDATE coffer_secrets SET deleted = FALSE, updated_at = $1, mac = $2 \
+          WHERE scope = $3 AND name = $4 AND version = $5 AND deleted = TRUE",
+    params: &["updated_at", "mac", "scope", "name", "version read"],
+};
+
+/// Every version kept of one secret, oldest first, with the key id in each envelope's
+/// header ([`crate::row::VersionRow`]); never the envelope itself.
+pub(crate) const VERSIONS: Statement = Statement {
+    sql: "SELECT version, created_at, substr(ciphertext, 2, 4) AS sealed_by \
+          FROM coffer_secret_versions WHERE scope = $1 AND name = $2 ORDER BY version",
+    params: &["scope", "name"],
 };
 
 /// Replaces a live head's metadata fields, `updated_at` and MAC, if the head is still as
@@ -362,6 +379,8 @@ pub(crate) const PORTABLE: &[Statement] = &[
     INSERT_HEAD,
     UPDATE_HEAD,
     SOFT_DELETE,
+    RESTORE,
+    VERSIONS,
     UPDATE_ATTRIBUTES,
     LIST_SCOPES,
     DESTROY_VERSIONS,

@@ -12,7 +12,7 @@ use coffer_store::backend::{
 use coffer_store::{
     AttributeUpdate, Capabilities, Change, ChangeOp, DeleteMode, Error, KeyUsage, ListOptions,
     ListPage, PutOptions, Result, RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore,
-    Usage,
+    Usage, VersionInfo,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::{Pool, Transaction};
@@ -20,7 +20,9 @@ use sqlx::{Pool, Transaction};
 use crate::common::{context, map_sqlx, ms, prefix_range, to_i64, verify_checks};
 use crate::dialect::Dialect;
 use crate::driver::{Driver, Param, first};
-use crate::row::{Count, EnvelopeRow, KeyCheck, KeyCount, MetaRow, PutWrite, ScopeRow, ValueRow};
+use crate::row::{
+    Count, EnvelopeRow, KeyCheck, KeyCount, MetaRow, PutWrite, ScopeRow, ValueRow, VersionRow,
+};
 use crate::sql;
 
 /// A [`SecretStore`] in a SQL database, the same for every [`Dialect`]: sealed values,
@@ -155,6 +157,42 @@ impl<D: Dialect> SqlStore<D> {
             .await
     }
 
+    /// One attempt at a restore: `Ok(None)` when another writer changed the head between
+    /// the read and the write. A live head is returned as it is.
+    async fn try_restore(&self, scope: &Scope, name: &SecretName) -> Result<Option<SecretMeta>> {
+        let keyring = self.keys.current();
+        self.ensure_checked(&keyring).await?;
+        let head = self
+            .head(scope, name)
+            .await?
+            .ok_or_else(|| not_found(scope, name, None))?;
+        let (version_read, deleted) = (head.version, head.deleted);
+        let mut meta = head.into_checked(D::BACKEND, &keyring)?;
+        if !deleted {
+            return Ok(Some(meta));
+        }
+        meta.updated_at = now();
+        let mac = tag_head(&keyring, &meta, false);
+        let params = [
+            Param::Int(ms(meta.updated_at)),
+            Param::Blob(&mac),
+            Param::Text(scope.as_str()),
+            Param::Text(name.as_str()),
+            Param::Int(version_read),
+        ];
+        let written = self
+            .write_head(
+                &sql::RESTORE,
+                &params,
+                scope,
+                name,
+                meta.version,
+                ChangeOp::Restore,
+            )
+            .await?;
+        Ok(written.then_some(meta))
+    }
+
     /// The keyring now (checked against the store before a write under it) and the live
     /// head a head write starts from; not found when there is none or it is deleted.
     async fn live_head(&self, scope: &Scope, name: &SecretName) -> Result<(Arc<Keyring>, MetaRow)> {
@@ -242,8 +280,14 @@ impl<D: Dialect> SqlStore<D> {
         Ok(written.then_some(meta))
     }
 
-    /// One page of the scope's live heads by prefix and cursor, unfiltered.
-    async fn list_page(&self, scope: &Scope, options: ListOptions) -> Result<ListPage> {
+    /// One page of the scope's live (or, with `deleted`, soft-deleted) heads by prefix and
+    /// cursor, unfiltered.
+    async fn list_page(
+        &self,
+        scope: &Scope,
+        options: ListOptions,
+        deleted: bool,
+    ) -> Result<ListPage> {
         let keyring = self.keys.current();
         let limit = options.page_size()?;
         let (lower, upper) = prefix_range(options.prefix.as_deref().unwrap_or(""));
@@ -258,6 +302,7 @@ impl<D: Dialect> SqlStore<D> {
             Param::Bool(inclusive),
             Param::OptText(upper.as_deref()),
             Param::Int(to_i64(limit as u64 + 1)),
+            Param::Bool(deleted),
         ];
         let mut conn = self.dialect.conn(&self.pool, scope).await?;
         let rows: Vec<MetaRow> = D::Db::fetch_all(&mut conn, &sql::LIST, &params)
@@ -485,7 +530,34 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
     }
 
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
-        list_filtered(options, |page| self.list_page(scope, page)).await
+        list_filtered(options, |page| self.list_page(scope, page, false)).await
+    }
+
+    /// The head is checked against its MAC first, so a tampered head lists nothing, then
+    /// the versions' numbers, times and key ids are read (never an envelope).
+    async fn versions(&self, scope: &Scope, name: &SecretName) -> Result<Vec<VersionInfo>> {
+        let keyring = self.keys.current();
+        match self.head(scope, name).await? {
+            Some(h) if !h.deleted => h.into_checked(D::BACKEND, &keyring)?,
+            _ => return Err(not_found(scope, name, None)),
+        };
+        let mut conn = self.dialect.conn(&self.pool, scope).await?;
+        let params = [Param::Text(scope.as_str()), Param::Text(name.as_str())];
+        let rows: Vec<VersionRow> = D::Db::fetch_all(&mut conn, &sql::VERSIONS, &params)
+            .await
+            .map_err(sql_error::<D>)?;
+        conn.finish().await.map_err(sql_error::<D>)?;
+        rows.into_iter().map(|r| r.into_info(D::BACKEND)).collect()
+    }
+
+    async fn list_deleted(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        list_filtered(options, |page| self.list_page(scope, page, true)).await
+    }
+
+    /// Checks the deleted head against its MAC and writes its live state with a new MAC,
+    /// matching only the head as it was read.
+    async fn restore(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        retry_optimistic(D::BACKEND, scope, name, || self.try_restore(scope, name)).await
     }
 
     /// Checks the head against its MAC, applies the edit and writes the head with a new

@@ -51,7 +51,7 @@ use secrecy::SecretString;
 use crate::AttributeUpdate;
 use crate::{
     Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, VersionInfo,
 };
 
 /// A sealed keyring document as a store keeps it, with its generation (1 for the first
@@ -499,6 +499,18 @@ impl<S: SecretStore> SecretStore for KeyringReload<S> {
 
     async fn list_scopes(&self) -> Result<Vec<Scope>> {
         self.inner.list_scopes().await
+    }
+
+    async fn versions(&self, scope: &Scope, name: &SecretName) -> Result<Vec<VersionInfo>> {
+        self.retry(|| self.inner.versions(scope, name)).await
+    }
+
+    async fn list_deleted(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        self.retry(|| self.inner.list_deleted(scope, options)).await
+    }
+
+    async fn restore(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        self.retry(|| self.inner.restore(scope, name)).await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

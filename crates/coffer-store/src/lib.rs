@@ -25,7 +25,7 @@ pub use store::{DynSecretStore, SecretStore, SecretStoreExt};
 pub use types::{
     AttributeUpdate, Attributes, Capabilities, DEFAULT_PAGE_SIZE, DeleteMode, KeyUsage,
     ListOptions, ListPage, MAX_PAGE_SIZE, MAX_TAGS, MAX_VALUE_LEN, PutOptions, RewrapBatch, Secret,
-    SecretKind, SecretMeta, Usage, WriteCondition,
+    SecretKind, SecretMeta, Usage, VersionInfo, VersionState, WriteCondition,
 };
 pub use watch::{Change, ChangeOp, KeyringGeneration, KeyringNotice, WatchEvent};
 

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use crate::types::{now, validate_value};
 use crate::{
     AttributeUpdate, Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result,
-    Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, WriteCondition,
+    Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, VersionInfo, WriteCondition,
 };
 
 /// A store in process memory: the reference implementation of the store semantics,
@@ -23,7 +23,8 @@ pub struct MemoryStore {
 
 struct Entry {
     meta: SecretMeta,
-    versions: BTreeMap<u64, SecretString>,
+    /// Each version's value and when it was written.
+    versions: BTreeMap<u64, (SecretString, chrono::DateTime<chrono::Utc>)>,
     deleted: bool,
 }
 
@@ -93,7 +94,9 @@ impl SecretStore for MemoryStore {
                 deleted: false,
             }),
         };
-        entry.versions.insert(entry.meta.version, value.clone());
+        entry
+            .versions
+            .insert(entry.meta.version, (value.clone(), entry.meta.updated_at));
         Ok(entry.meta.clone())
     }
 
@@ -105,7 +108,7 @@ impl SecretStore for MemoryStore {
             .ok_or_else(|| not_found(scope, name, version))?;
         entry.meta.check_readable()?;
         let v = version.unwrap_or(entry.meta.version);
-        let value = entry
+        let (value, _) = entry
             .versions
             .get(&v)
             .ok_or_else(|| not_found(scope, name, version))?;
@@ -126,25 +129,37 @@ impl SecretStore for MemoryStore {
     }
 
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
-        options.validate()?;
-        let limit = options.page_size()?;
-        let prefix = options.prefix.as_deref().unwrap_or("");
-        let secrets = self.read();
-        let mut items: Vec<SecretMeta> = secrets
-            .iter()
-            .filter(|((s, n), e)| {
-                s == scope
-                    && !e.deleted
-                    && n.as_str().starts_with(prefix)
-                    && options.cursor.as_deref().is_none_or(|c| n.as_str() > c)
-                    && options.matches(&e.meta)
-            })
-            .take(limit + 1)
-            .map(|(_, e)| e.meta.clone())
-            .collect();
-        Ok(page_of(&mut items, limit))
+        self.page(scope, options, false)
     }
 
+    async fn versions(&self, scope: &Scope, name: &SecretName) -> Result<Vec<VersionInfo>> {
+        let secrets = self.read();
+        let entry = secrets
+            .get(&(scope.clone(), name.clone()))
+            .filter(|e| !e.deleted)
+            .ok_or_else(|| not_found(scope, name, None))?;
+        Ok(entry
+            .versions
+            .iter()
+            .map(|(v, (_, at))| VersionInfo::new(*v, *at))
+            .collect())
+    }
+
+    async fn list_deleted(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        self.page(scope, options, true)
+    }
+
+    async fn restore(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        let mut secrets = self.write();
+        let entry = secrets
+            .get_mut(&(scope.clone(), name.clone()))
+            .ok_or_else(|| not_found(scope, name, None))?;
+        if entry.deleted {
+            entry.deleted = false;
+            entry.meta.updated_at = now();
+        }
+        Ok(entry.meta.clone())
+    }
     async fn delete(&self, scope: &Scope, name: &SecretName, mode: DeleteMode) -> Result<()> {
         let mut secrets = self.write();
         let key = (scope.clone(), name.clone());
@@ -202,6 +217,29 @@ impl SecretStore for MemoryStore {
             }
         }
         Ok(())
+    }
+}
+
+impl MemoryStore {
+    /// One page of the scope's live (or, with `deleted`, soft-deleted) secrets.
+    fn page(&self, scope: &Scope, options: &ListOptions, deleted: bool) -> Result<ListPage> {
+        options.validate()?;
+        let limit = options.page_size()?;
+        let prefix = options.prefix.as_deref().unwrap_or("");
+        let secrets = self.read();
+        let mut items: Vec<SecretMeta> = secrets
+            .iter()
+            .filter(|((s, n), e)| {
+                s == scope
+                    && e.deleted == deleted
+                    && n.as_str().starts_with(prefix)
+                    && options.cursor.as_deref().is_none_or(|c| n.as_str() > c)
+                    && options.matches(&e.meta)
+            })
+            .take(limit + 1)
+            .map(|(_, e)| e.meta.clone())
+            .collect();
+        Ok(page_of(&mut items, limit))
     }
 }
 

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 
 use crate::{
     AttributeUpdate, Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions,
-    Result, RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, Usage,
+    Result, RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, Usage, VersionInfo,
 };
 
 /// A place that keeps secrets: the one trait every backend and every layer implements.
@@ -84,6 +84,43 @@ pub trait SecretStore: fmt::Debug + Send + Sync + 'static {
         Err(Error::Unsupported {
             backend: self.backend(),
             operation: "editing metadata without a new version",
+        })
+    }
+
+    /// Every version the store keeps of a live secret (also an expired or inactive
+    /// one), oldest first, never a value. Backends without history
+    /// ([`Capabilities::versions`] is false) answer [`Error::Unsupported`].
+    async fn versions(&self, scope: &Scope, name: &SecretName) -> Result<Vec<VersionInfo>> {
+        let _ = (scope, name);
+        Err(Error::Unsupported {
+            backend: self.backend(),
+            operation: "listing versions",
+        })
+    }
+
+    /// One page of the scope's soft-deleted secrets, ordered by name, with the metadata
+    /// they had when deleted; `options` filter and page as for [`list`](Self::list).
+    /// Backends without soft delete ([`Capabilities::soft_delete`] is false) answer
+    /// [`Error::Unsupported`].
+    async fn list_deleted(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        let _ = (scope, options);
+        Err(Error::Unsupported {
+            backend: self.backend(),
+            operation: "listing deleted secrets",
+        })
+    }
+
+    /// Brings back a soft-deleted secret as it was deleted: its versions, values and
+    /// metadata, readable again; returns its metadata. Restoring a live secret changes
+    /// nothing and returns its metadata (so a retried restore succeeds); a name with no
+    /// secret, live or deleted, is [`Error::NotFound`]. A put over a deleted name
+    /// already brings it back, with a new version. Backends without soft delete
+    /// ([`Capabilities::soft_delete`] is false) answer [`Error::Unsupported`].
+    async fn restore(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        let _ = (scope, name);
+        Err(Error::Unsupported {
+            backend: self.backend(),
+            operation: "restoring deleted secrets",
         })
     }
 
@@ -207,6 +244,53 @@ pub trait SecretStoreExt: SecretStore {
                 None => return Ok(all),
             }
         }
+    }
+
+    /// Every soft-deleted secret of the scope matching `options`' filters, collected
+    /// (its limit and cursor are ignored).
+    async fn list_deleted_all(
+        &self,
+        scope: &Scope,
+        options: &ListOptions,
+    ) -> Result<Vec<SecretMeta>> {
+        let mut options = options.clone().limit(crate::MAX_PAGE_SIZE);
+        options.cursor = None;
+        let mut all = Vec::new();
+        loop {
+            let page = self.list_deleted(scope, &options).await?;
+            all.extend(page.items);
+            match page.next_cursor {
+                Some(cursor) => options.cursor = Some(cursor),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Writes version `to`'s value again as a new version (as Vault's `kv rollback`
+    /// does), with a check-and-set on the latest version read, so a write that lands in
+    /// between is never overwritten ([`Error::Conflict`]: run it again). The secret's
+    /// metadata stays as it is (metadata belongs to the secret, not to a version), and
+    /// version `to` must be readable: an expired or inactive secret is renewed or
+    /// reactivated first ([`update_attributes`](SecretStore::update_attributes)).
+    ///
+    /// ```
+    /// use coffer_store::{MemoryStore, PutOptions, Scope, SecretName, SecretStore, SecretStoreExt};
+    /// use secrecy::ExposeSecret;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> coffer_store::Result<()> {
+    /// let store = MemoryStore::new();
+    /// let (scope, name) = (Scope::new("user-42")?, SecretName::new("github_token")?);
+    /// store.put(&scope, &name, &"ghp-old".into(), &PutOptions::new()).await?;
+    /// store.put(&scope, &name, &"ghp-broken".into(), &PutOptions::new()).await?;
+    /// let meta = store.rollback(&scope, &name, 1).await?;
+    /// assert_eq!(meta.version, 3);
+    /// assert_eq!(store.get(&scope, &name, None).await?.value.expose_secret(), "ghp-old");
+    /// # Ok(()) }
+    /// ```
+    async fn rollback(&self, scope: &Scope, name: &SecretName, to: u64) -> Result<SecretMeta> {
+        let latest = self.metadata(scope, name).await?.version;
+        let old = self.get(scope, name, Some(to)).await?;
+        self.put(scope, name, &old.value, &PutOptions::if_version(latest))
+            .await
     }
 
     /// The one active secret of `provider` (and `kind`, when given) in `scope`, e.g. "the
@@ -344,6 +428,15 @@ macro_rules! forward_store {
             }
             async fn list_scopes(&self) -> Result<Vec<Scope>> {
                 (**self).list_scopes().await
+            }
+            async fn versions(&self, scope: &Scope, name: &SecretName) -> Result<Vec<VersionInfo>> {
+                (**self).versions(scope, name).await
+            }
+            async fn list_deleted(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+                (**self).list_deleted(scope, options).await
+            }
+            async fn restore(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+                (**self).restore(scope, name).await
             }
             async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {
                 (**self).rewrap_batch(limit).await

@@ -775,6 +775,80 @@ impl ListOptions {
     }
 }
 
+/// One version of a secret as a store keeps it ([`SecretStore::versions`](crate::SecretStore::versions)):
+/// its number, when it was written and under which key, never its value.
+///
+/// Metadata (provider, tags, expiry, …) belongs to the secret, not to a version: every
+/// version is read with the secret's current metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct VersionInfo {
+    /// The version number (1 for the first write).
+    pub version: u64,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// The keyring key that sealed it, for stores that seal.
+    pub key_id: Option<u32>,
+    /// Whether its value can still be read.
+    pub state: VersionState,
+}
+
+impl VersionInfo {
+    /// A version written at `created_at`, readable.
+    pub fn new(version: u64, created_at: DateTime<Utc>) -> Self {
+        Self {
+            version,
+            created_at,
+            key_id: None,
+            state: VersionState::Kept,
+        }
+    }
+
+    /// With the key that sealed it.
+    #[must_use]
+    pub fn key_id(mut self, key_id: Option<u32>) -> Self {
+        self.key_id = key_id;
+        self
+    }
+
+    /// With another state.
+    #[must_use]
+    pub fn state(mut self, state: VersionState) -> Self {
+        self.state = state;
+        self
+    }
+}
+
+/// Whether a kept version's value can be read ([`VersionInfo::state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum VersionState {
+    /// Its value is kept and readable by number.
+    Kept,
+    /// Deleted on its own, recoverable in the backend (Vault's `kv undelete`).
+    Deleted,
+    /// Its value is gone for good; only the number is left (Vault's `kv destroy`).
+    Destroyed,
+}
+
+impl VersionState {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kept => "kept",
+            Self::Deleted => "deleted",
+            Self::Destroyed => "destroyed",
+        }
+    }
+}
+
+impl fmt::Display for VersionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One page of a listing, ordered by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -796,11 +870,14 @@ impl ListPage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// Old versions stay readable by number.
+    /// Old versions stay readable by number, and
+    /// [`SecretStore::versions`](crate::SecretStore::versions) lists them.
     pub versions: bool,
     /// [`WriteCondition::IfVersion`] is atomic.
     pub check_and_set: bool,
-    /// [`DeleteMode::Soft`] is available.
+    /// [`DeleteMode::Soft`] is available, and a soft-deleted secret is listed by
+    /// [`SecretStore::list_deleted`](crate::SecretStore::list_deleted) and brought back by
+    /// [`SecretStore::restore`](crate::SecretStore::restore).
     pub soft_delete: bool,
     /// Values are sealed with a coffer keyring and can be rewrapped.
     pub rewrap: bool,

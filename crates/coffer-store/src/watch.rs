@@ -33,6 +33,8 @@ pub enum ChangeOp {
     Destroy,
     /// Metadata edited without a new version (`update_attributes`).
     Attributes,
+    /// A soft-deleted secret brought back (`restore`).
+    Restore,
 }
 
 /// One item of a change stream, such as `PgStore::watch` in coffer-sql, which the

@@ -139,6 +139,33 @@ impl<S: coffer_store::SecretStore> coffer_store::SecretStore for FaultyStore<S> 
         self.inner.list_scopes().await
     }
 
+    async fn versions(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+    ) -> coffer_store::Result<Vec<coffer_store::VersionInfo>> {
+        self.gate()?;
+        self.inner.versions(scope, name).await
+    }
+
+    async fn list_deleted(
+        &self,
+        scope: &Scope,
+        options: &coffer_store::ListOptions,
+    ) -> coffer_store::Result<coffer_store::ListPage> {
+        self.gate()?;
+        self.inner.list_deleted(scope, options).await
+    }
+
+    async fn restore(
+        &self,
+        scope: &Scope,
+        name: &SecretName,
+    ) -> coffer_store::Result<coffer_store::SecretMeta> {
+        self.gate()?;
+        self.inner.restore(scope, name).await
+    }
+
     async fn rewrap_batch(&self, limit: usize) -> coffer_store::Result<coffer_store::RewrapBatch> {
         self.gate()?;
         self.inner.rewrap_batch(limit).await

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::AttributeUpdate;
 use crate::{
     BoxError, Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, VersionInfo,
 };
 
 /// Who is calling, as the application knows it: attached to every audit event.
@@ -184,6 +184,12 @@ pub enum Operation {
     Rewrap,
     /// [`SecretStore::update_attributes`].
     UpdateAttributes,
+    /// [`SecretStore::versions`].
+    Versions,
+    /// [`SecretStore::list_deleted`].
+    ListDeleted,
+    /// [`SecretStore::restore`].
+    Restore,
 }
 
 impl Operation {
@@ -198,6 +204,9 @@ impl Operation {
             Operation::Destroy => "destroy",
             Operation::Rewrap => "rewrap",
             Operation::UpdateAttributes => "update_attributes",
+            Operation::Versions => "versions",
+            Operation::ListDeleted => "list_deleted",
+            Operation::Restore => "restore",
         }
     }
 }
@@ -663,6 +672,27 @@ impl<S: SecretStore> SecretStore for AuditStore<S> {
     async fn list_scopes(&self) -> Result<Vec<Scope>> {
         // Scope names, no secret: nothing to audit.
         self.inner.list_scopes().await
+    }
+
+    async fn versions(&self, scope: &Scope, name: &SecretName) -> Result<Vec<VersionInfo>> {
+        let e = event(scope, Some(name), Operation::Versions);
+        let result = self.inner.versions(scope, name).await;
+        self.read(e, result, |v| v.last().map(|v| v.version)).await
+    }
+
+    async fn list_deleted(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        let e = event(scope, None, Operation::ListDeleted);
+        let result = self.inner.list_deleted(scope, options).await;
+        self.read(e, result, |_| None).await
+    }
+
+    async fn restore(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        self.write(
+            event(scope, Some(name), Operation::Restore),
+            self.inner.restore(scope, name),
+            |m| Some(m.version),
+        )
+        .await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

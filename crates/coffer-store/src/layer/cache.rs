@@ -13,7 +13,8 @@ use secrecy::SecretString;
 use crate::AttributeUpdate;
 use crate::{
     Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, WatchEvent,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, VersionInfo,
+    WatchEvent,
 };
 
 /// How long an entry is served without asking the store, by default.
@@ -444,6 +445,20 @@ impl<S: SecretStore> SecretStore for CacheStore<S> {
 
     async fn list_scopes(&self) -> Result<Vec<Scope>> {
         self.inner.list_scopes().await
+    }
+
+    async fn versions(&self, scope: &Scope, name: &SecretName) -> Result<Vec<VersionInfo>> {
+        self.inner.versions(scope, name).await
+    }
+
+    async fn list_deleted(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        self.inner.list_deleted(scope, options).await
+    }
+
+    async fn restore(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        let restored = self.inner.restore(scope, name).await;
+        self.shared.invalidate(scope, name);
+        restored
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

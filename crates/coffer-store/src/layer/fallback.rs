@@ -10,7 +10,7 @@ use crate::AttributeUpdate;
 use crate::backend::page_of;
 use crate::{
     Capabilities, DeleteMode, DynSecretStore, Error, KeyUsage, ListOptions, ListPage, PutOptions,
-    Result, RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
+    Result, RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, VersionInfo,
 };
 
 /// Which store of a [`FallbackStore`] answered a read.
@@ -237,6 +237,32 @@ impl SecretStore for FallbackStore {
 
     async fn list_scopes(&self) -> Result<Vec<Scope>> {
         self.first().list_scopes().await
+    }
+
+    /// Asks the stores that keep history, in turn; a store without history does not
+    /// answer for the others.
+    async fn versions(&self, scope: &Scope, name: &SecretName) -> Result<Vec<VersionInfo>> {
+        if !self.stores.iter().any(|s| s.capabilities().versions) {
+            return self.first().versions(scope, name).await;
+        }
+        self.chain(|s| async move {
+            if s.capabilities().versions {
+                s.versions(scope, name).await
+            } else {
+                Err(crate::backend::not_found(scope, name, None))
+            }
+        })
+        .await
+        .map(|(versions, _)| versions)
+    }
+
+    async fn list_deleted(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        // Deleted secrets are the primary's to bring back: writes go there.
+        self.first().list_deleted(scope, options).await
+    }
+
+    async fn restore(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        self.first().restore(scope, name).await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

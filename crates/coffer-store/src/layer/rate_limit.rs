@@ -12,7 +12,7 @@ use secrecy::SecretString;
 use crate::AttributeUpdate;
 use crate::{
     Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, VersionInfo,
 };
 
 /// Calls between sweeps of idle scopes out of the limiter's table.
@@ -147,6 +147,21 @@ impl<S: SecretStore> SecretStore for RateLimitStore<S> {
 
     async fn list_scopes(&self) -> Result<Vec<Scope>> {
         self.inner.list_scopes().await
+    }
+
+    async fn versions(&self, scope: &Scope, name: &SecretName) -> Result<Vec<VersionInfo>> {
+        self.admit(scope)?;
+        self.inner.versions(scope, name).await
+    }
+
+    async fn list_deleted(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        self.admit(scope)?;
+        self.inner.list_deleted(scope, options).await
+    }
+
+    async fn restore(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        self.admit(scope)?;
+        self.inner.restore(scope, name).await
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use crate::AttributeUpdate;
 use crate::{
     Capabilities, DeleteMode, Error, KeyUsage, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage,
+    RewrapBatch, Scope, Secret, SecretMeta, SecretName, SecretStore, Usage, VersionInfo,
 };
 
 /// Options of a [`UsageStore`].
@@ -306,6 +306,20 @@ impl<S: SecretStore> SecretStore for UsageStore<S> {
 
     async fn list_scopes(&self) -> Result<Vec<Scope>> {
         self.shared.inner.list_scopes().await
+    }
+
+    async fn versions(&self, scope: &Scope, name: &SecretName) -> Result<Vec<VersionInfo>> {
+        self.shared.inner.versions(scope, name).await
+    }
+
+    async fn list_deleted(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        self.shared.inner.list_deleted(scope, options).await
+    }
+
+    async fn restore(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        let mut meta = self.shared.inner.restore(scope, name).await?;
+        self.shared.overlay(&mut meta);
+        Ok(meta)
     }
 
     async fn rewrap_batch(&self, limit: usize) -> Result<RewrapBatch> {

@@ -39,7 +39,7 @@ pub use conditions::{
     check_and_set, concurrent_blind_writes, concurrent_check_and_set,
     contended_writes_leave_a_written_value,
 };
-pub use delete::soft_delete_and_destroy;
+pub use delete::{history_and_restore, soft_delete_and_destroy};
 pub use list::{expiring_soon, list_prefix_and_paging};
 pub use read::{expired_and_inactive, not_found, scope_isolation};
 pub use rewrap::{rewrap_after_rotation, rewrap_under_one_key};
@@ -198,6 +198,7 @@ checks![
     check_and_set,
     list_prefix_and_paging,
     soft_delete_and_destroy,
+    history_and_restore,
     expired_and_inactive,
     not_found,
     invalid_names,
@@ -267,7 +268,8 @@ macro_rules! conformance_tests {
     ($make:expr, $rounds:expr) => {
         $crate::conformance_tests!(@each $make, $rounds;
             put_get_round_trip, metadata_round_trip, versions, create_only, check_and_set,
-            list_prefix_and_paging, soft_delete_and_destroy, expired_and_inactive, not_found,
+            list_prefix_and_paging, soft_delete_and_destroy, history_and_restore,
+            expired_and_inactive, not_found,
             invalid_names, scope_isolation, large_and_unicode_values, concurrent_blind_writes,
             usage_records, expiring_soon, rewrap_under_one_key, list_filters_and_find,
             update_attributes, list_scopes, concurrent_check_and_set);

@@ -15,7 +15,7 @@ use coffer_envelope::{Context, Keyring, from_text, to_text};
 use coffer_store::backend::{page_of, put_optimistic};
 use coffer_store::{
     AttributeUpdate, Capabilities, DeleteMode, Error, ListOptions, ListPage, PutOptions, Result,
-    RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, SecretStore,
+    RewrapBatch, Scope, Secret, SecretKind, SecretMeta, SecretName, SecretStore, VersionInfo,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -449,8 +449,70 @@ trait Engine: Send + Sync {
         key: Key<'_>,
         update: &AttributeUpdate,
     ) -> Result<SecretMeta>;
+    /// Every version kept of a live secret ([`SecretStore::versions`]).
+    async fn versions(&self, kv: &VaultStore, key: Key<'_>) -> Result<Vec<VersionInfo>> {
+        let _ = (kv, key);
+        Err(Error::Unsupported {
+            backend: BACKEND,
+            operation: "listing versions on KV v1",
+        })
+    }
+    /// The metadata of a soft-deleted secret; `None` when it is live or not there.
+    async fn deleted(&self, kv: &VaultStore, key: Key<'_>) -> Result<Option<SecretMeta>> {
+        let _ = (kv, key);
+        Err(Error::Unsupported {
+            backend: BACKEND,
+            operation: "listing deleted secrets on KV v1",
+        })
+    }
+    /// Brings back a soft-deleted secret ([`SecretStore::restore`]).
+    async fn restore(&self, kv: &VaultStore, key: Key<'_>) -> Result<SecretMeta> {
+        let _ = (kv, key);
+        Err(Error::Unsupported {
+            backend: BACKEND,
+            operation: "restoring deleted secrets on KV v1",
+        })
+    }
     /// Gives the head a MAC of its current state if it has none; whether it did.
     async fn adopt(&self, kv: &VaultStore, key: Key<'_>, keyring: &Keyring) -> Result<bool>;
+}
+
+impl VaultStore {
+    /// One page of the scope's live (or, with `deleted`, soft-deleted) secrets: Vault lists
+    /// names, so each one's head is read.
+    async fn page(&self, scope: &Scope, options: &ListOptions, deleted: bool) -> Result<ListPage> {
+        options.validate()?;
+        let limit = options.page_size()?;
+        let prefix = options.prefix.as_deref().unwrap_or("");
+        let names = self.names(self.layout.scope_dir(scope.as_str())).await?;
+        let mut items = Vec::new();
+        for full in names.iter().filter(|n| {
+            n.starts_with(prefix) && options.cursor.as_deref().is_none_or(|c| n.as_str() > c)
+        }) {
+            let Ok(name) = SecretName::new(full.clone()) else {
+                continue;
+            };
+            let meta = if deleted {
+                self.engine
+                    .deleted(self, Key { scope, name: &name })
+                    .await?
+            } else {
+                match self.metadata(scope, &name).await {
+                    Ok(meta) => Some(meta),
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => return Err(e),
+                }
+            };
+            match meta {
+                Some(meta) if options.matches(&meta) => items.push(meta),
+                _ => continue,
+            }
+            if items.len() > limit {
+                break;
+            }
+        }
+        Ok(page_of(&mut items, limit))
+    }
 }
 
 #[async_trait]
@@ -492,28 +554,26 @@ impl SecretStore for VaultStore {
     }
 
     async fn list(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
-        options.validate()?;
-        let limit = options.page_size()?;
-        let prefix = options.prefix.as_deref().unwrap_or("");
-        let names = self.names(self.layout.scope_dir(scope.as_str())).await?;
-        let mut items = Vec::new();
-        for full in names.iter().filter(|n| {
-            n.starts_with(prefix) && options.cursor.as_deref().is_none_or(|c| n.as_str() > c)
-        }) {
-            let Ok(name) = SecretName::new(full.clone()) else {
-                continue;
-            };
-            match self.metadata(scope, &name).await {
-                Ok(meta) if options.matches(&meta) => items.push(meta),
-                Ok(_) => continue,
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e),
-            }
-            if items.len() > limit {
-                break;
-            }
+        self.page(scope, options, false).await
+    }
+
+    async fn versions(&self, scope: &Scope, name: &SecretName) -> Result<Vec<VersionInfo>> {
+        self.engine.versions(self, Key { scope, name }).await
+    }
+
+    async fn list_deleted(&self, scope: &Scope, options: &ListOptions) -> Result<ListPage> {
+        if !self.capabilities().soft_delete {
+            return Err(Error::Unsupported {
+                backend: BACKEND,
+                operation: "listing deleted secrets on KV v1",
+            });
         }
-        Ok(page_of(&mut items, limit))
+        self.page(scope, options, true).await
+    }
+
+    async fn restore(&self, scope: &Scope, name: &SecretName) -> Result<SecretMeta> {
+        let _one_at_a_time = self.edits.lock().await;
+        self.engine.restore(self, Key { scope, name }).await
     }
 
     async fn update_attributes(

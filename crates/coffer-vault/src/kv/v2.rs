@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use coffer_store::backend::{check_condition, now};
 use coffer_store::{
-    AttributeUpdate, Capabilities, DeleteMode, Error, Result, Scope, Secret, SecretMeta, SecretName,
+    AttributeUpdate, Capabilities, DeleteMode, Error, Result, Scope, Secret, SecretMeta,
+    SecretName, VersionInfo, VersionState,
 };
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
@@ -36,6 +37,8 @@ struct Head {
     updated: Option<chrono::DateTime<chrono::Utc>>,
     deleted_versions: Vec<u64>,
     live_versions: Vec<u64>,
+    /// Every version Vault has a record of, oldest first.
+    versions: Vec<VersionInfo>,
 }
 
 impl Head {
@@ -43,8 +46,19 @@ impl Head {
         let current = md.current_version;
         let mut deleted_versions = Vec::new();
         let mut live_versions = Vec::new();
+        let mut versions = Vec::new();
         for (v, info) in &md.versions {
             let Ok(v) = v.parse::<u64>() else { continue };
+            let state = if info.destroyed {
+                VersionState::Destroyed
+            } else if info.deletion_time.is_empty() {
+                VersionState::Kept
+            } else {
+                VersionState::Deleted
+            };
+            versions.push(
+                VersionInfo::new(v, millis_of(&info.created_time).unwrap_or_default()).state(state),
+            );
             if info.destroyed {
                 continue;
             }
@@ -54,6 +68,7 @@ impl Head {
                 deleted_versions.push(v);
             }
         }
+        versions.sort_by_key(|v| v.version);
         let live = live_versions.contains(&current);
         Self {
             current,
@@ -63,6 +78,7 @@ impl Head {
             updated: millis_of(&md.updated_time),
             deleted_versions,
             live_versions,
+            versions,
         }
     }
 
@@ -352,6 +368,67 @@ impl Engine for KvV2 {
                 operation: "this delete mode",
             }),
         }
+    }
+
+    async fn versions(&self, kv: &VaultStore, key: Key<'_>) -> Result<Vec<VersionInfo>> {
+        let Key { scope, name } = key;
+        match Self::head(kv, &kv.path(scope, name)).await? {
+            Some(h) => match h.checked(kv, scope, name)? {
+                (_, true) => Ok(h.versions),
+                (_, false) => Err(not_found(scope, name, None)),
+            },
+            None => Err(not_found(scope, name, None)),
+        }
+    }
+
+    async fn deleted(&self, kv: &VaultStore, key: Key<'_>) -> Result<Option<SecretMeta>> {
+        let Key { scope, name } = key;
+        match Self::head(kv, &kv.path(scope, name)).await? {
+            Some(h) if h.current > 0 => match h.checked(kv, scope, name)? {
+                (meta, false) => Ok(Some(meta)),
+                (_, true) => Ok(None),
+            },
+            _ => Ok(None),
+        }
+    }
+
+    /// Undeletes the versions Vault holds deleted (not destroyed), then clears coffer's
+    /// deleted mark under a new MAC: until the mark is cleared the secret stays deleted,
+    /// so an interrupted restore is finished by running it again.
+    async fn restore(&self, kv: &VaultStore, key: Key<'_>) -> Result<SecretMeta> {
+        let Key { scope, name } = key;
+        let path = kv.path(scope, name);
+        let what = format!("{scope}/{name}");
+        let head = Self::head(kv, &path)
+            .await?
+            .ok_or_else(|| not_found(scope, name, None))?;
+        let (meta, live) = head.checked(kv, scope, name)?;
+        if live {
+            return Ok(meta);
+        }
+        if head.current == 0
+            || !(head.live_versions.contains(&head.current)
+                || head.deleted_versions.contains(&head.current))
+        {
+            // No version, or the latest one destroyed: nothing to bring back.
+            return Err(not_found(scope, name, None));
+        }
+        if !head.deleted_versions.is_empty() {
+            let versions = head.deleted_versions.clone();
+            kv.at(&path, move |c, mount, p| {
+                let versions = versions.clone();
+                Box::pin(
+                    async move { vaultrs::kv2::undelete_versions(c, &mount, &p, versions).await },
+                )
+            })
+            .await
+            .map_err(|f| f.into_error(&what))?;
+        }
+        if let Some(keyring) = kv.keyring().as_deref() {
+            let custom = meta_to_map(&meta, false, Some(keyring))?;
+            Self::set_custom(kv, &path, custom, &what).await?;
+        }
+        self.metadata(kv, key).await
     }
 
     /// Reads the head (checking its MAC), applies the edit and writes `custom_metadata`
