@@ -43,7 +43,8 @@ pub use coffer_store::open::{OpenOptions, Registry};
 pub use coffer_store::secrecy;
 pub use coffer_store::{
     AttributeUpdate, DeleteMode, DynSecretStore, Error, KeyUsage, ListOptions, PutOptions, Result,
-    Scope, Secret, SecretKind, SecretMeta, SecretName, SecretStore, SecretStoreExt,
+    Scope, Secret, SecretKind, SecretMeta, SecretName, SecretStore, SecretStoreExt, VersionInfo,
+    VersionState,
 };
 
 /// A [`Registry`] that opens every store this build has a feature for:

@@ -62,6 +62,36 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub(crate) enum Format {
+    /// Lines and columns for people.
+    #[default]
+    Table,
+    /// JSON, one shape per entity (README: "JSON output").
+    Json,
+}
+
+/// `--format table|json` (and `--json`, short for `--format json`), on every command
+/// that prints a result.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct OutputArgs {
+    /// How to print the result: table, for people, or json, for programs (one JSON
+    /// shape per entity: a secret's metadata, a version, an audit event, a key).
+    #[arg(long, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
+    pub(crate) format: Format,
+    /// Short for --format json.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl OutputArgs {
+    /// Whether the result is printed as JSON.
+    pub(crate) fn is_json(self) -> bool {
+        self.json || self.format == Format::Json
+    }
+}
+
 /// The kinds a secret can be, for `--kind` (listed in its help and checked by clap).
 fn kind_values() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(coffer::SecretKind::ALL.map(|k| k.as_str()))
@@ -153,11 +183,12 @@ fn relative_sqlite(
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Create the store and, if missing, a keyring file (mode 0600). Safe to run again.
-    Init,
-    /// Store a new version of a secret; prints the new version.
+    Init(InitArgs),
+    /// Store a new version of a secret, or of several: `coffer put NAME=VALUE …` or
+    /// --from-stdin-lines.
     ///
-    /// The value comes from --value, --value-file (the exact bytes), or standard input
-    /// (one trailing newline dropped).
+    /// The value comes from --value, --value-file, a prompt that does not echo (on a
+    /// terminal), or standard input (one trailing newline dropped).
     Put(PutArgs),
     /// Show a secret, masked unless --reveal.
     Get(GetArgs),
@@ -169,8 +200,17 @@ pub(crate) enum Command {
     Set(SetArgs),
     /// List the scope's secrets: names and metadata, never values.
     List(ListArgs),
-    /// Delete a secret: hidden but kept (soft), or --destroy for good.
+    /// Delete a secret: hidden but kept (soft; `coffer restore` brings it back), or
+    /// --destroy for good.
     Rm(RmArgs),
+    /// List a secret's versions: number, when written, the key that sealed it, and
+    /// whether its value is still kept (never a value).
+    Versions(VersionsArgs),
+    /// Write an earlier version's value again as a new version (the metadata stays).
+    Rollback(RollbackArgs),
+    /// Bring back a secret deleted with `coffer rm` (without --destroy), as it was:
+    /// every version and its metadata. `coffer list --deleted` shows what can be.
+    Restore(RestoreArgs),
     /// Manage the keyring.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -247,12 +287,13 @@ pub(crate) enum ImportFormat {
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
-    /// The file to read (.env, *.env, .env.* are dotenv; *.json is JSON; else --format).
+    /// The file to read (.env, *.env, .env.* are dotenv; *.json is JSON; else
+    /// --input-format).
     #[arg(required_unless_present = "from_env", conflicts_with = "from_env")]
     pub(crate) file: Option<PathBuf>,
     /// The file's format, whatever its name says.
-    #[arg(long, value_enum)]
-    pub(crate) format: Option<ImportFormat>,
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub(crate) input_format: Option<ImportFormat>,
     /// Import coffer's own environment variables instead of a file (coffer's own
     /// credentials, COFFER_* and VAULT_TOKEN among them, are never imported).
     #[arg(long)]
@@ -381,10 +422,20 @@ pub(crate) struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PutArgs {
-    /// The secret's name, e.g. openai_api_key or providers/github/token.
-    pub(crate) name: String,
-    /// The value (visible in your shell history and process list: prefer stdin). It may
-    /// start with `-` (a PEM key, `--x`).
+    /// The secret's name, e.g. openai_api_key or providers/github/token; or several
+    /// NAME=VALUE pairs, each stored as its own secret (values so given are visible in
+    /// your shell history and process list).
+    #[arg(
+        required_unless_present = "from_stdin_lines",
+        value_name = "NAME | NAME=VALUE"
+    )]
+    pub(crate) names: Vec<String>,
+    /// Read NAME=VALUE lines from standard input, one secret each (the value is the rest
+    /// of the line, exactly; empty lines and lines starting with # are skipped).
+    #[arg(long, conflicts_with_all = ["value", "value_file", "names"])]
+    pub(crate) from_stdin_lines: bool,
+    /// The value (visible in your shell history and process list: prefer the prompt or
+    /// stdin). It may start with `-` (a PEM key, `--x`).
     #[arg(long, conflicts_with = "value_file", allow_hyphen_values = true)]
     pub(crate) value: Option<String>,
     /// Read the value from this file; one trailing newline (as editors and `echo` leave
@@ -422,6 +473,8 @@ pub(crate) struct PutArgs {
     /// Write only if the latest version is N.
     #[arg(long, value_name = "N")]
     pub(crate) if_version: Option<u64>,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -471,6 +524,8 @@ pub(crate) struct SetArgs {
     /// Set the kind.
     #[arg(long, value_parser = kind_values())]
     pub(crate) kind: Option<String>,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -485,11 +540,11 @@ pub(crate) struct GetArgs {
     pub(crate) reveal: bool,
     /// Print one metadata field (version, provider, kind, description, tags, env_name,
     /// expires_at, active, created_at, updated_at, …), never the value.
-    #[arg(long, value_name = "FIELD", conflicts_with_all = ["reveal", "json"])]
+    #[arg(long, value_name = "FIELD", conflicts_with_all = ["reveal", "json", "format"])]
     pub(crate) field: Option<String>,
-    /// Print metadata and the (masked unless --reveal) value as JSON.
-    #[arg(long)]
-    pub(crate) json: bool,
+    /// With json: the secret's metadata and its value, masked unless --reveal.
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -516,9 +571,12 @@ pub(crate) struct ListArgs {
     /// Only inactive secrets.
     #[arg(long)]
     pub(crate) inactive: bool,
-    /// Print JSON.
-    #[arg(long)]
-    pub(crate) json: bool,
+    /// Secrets deleted with `coffer rm` (not destroyed), which `coffer restore` brings
+    /// back, instead of the live ones.
+    #[arg(long, conflicts_with = "expiring")]
+    pub(crate) deleted: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -555,9 +613,8 @@ pub(crate) struct AuditArgs {
     /// At most this many events, newest first.
     #[arg(long, default_value_t = 50)]
     pub(crate) limit: u32,
-    /// Print JSON lines, one event each.
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -567,6 +624,42 @@ pub(crate) struct RmArgs {
     /// Remove every version for good instead of hiding the secret.
     #[arg(long)]
     pub(crate) destroy: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+/// Options of `coffer init`.
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VersionsArgs {
+    /// The secret's name.
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    /// The secret's name.
+    pub(crate) name: String,
+    /// The version whose value to write again (see `coffer versions NAME`).
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) to: u64,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The secret's name (see `coffer list --deleted`).
+    pub(crate) name: String,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -614,9 +707,8 @@ pub(crate) struct MigrateArgs {
 /// Options of `coffer keys list`.
 #[derive(Debug, Args)]
 pub(crate) struct KeysListArgs {
-    /// One JSON array instead of a table.
-    #[arg(long)]
-    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 /// Options of `coffer keys retire`.

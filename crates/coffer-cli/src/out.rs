@@ -45,6 +45,13 @@ pub(crate) fn note_line(args: std::fmt::Arguments<'_>) {
     let _ = err.write_fmt(args).and_then(|()| err.write_all(b"\n"));
 }
 
+/// Writes `value` as pretty JSON and a newline: every `--format json` goes through here.
+pub(crate) fn json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::new(format!("cannot write JSON: {e}")))?;
+    line(format_args!("{text}"))
+}
+
 /// `println!` that returns a [`CliError`] instead of panicking.
 macro_rules! out {
     ($($arg:tt)*) => { $crate::out::line(format_args!($($arg)*)) };

@@ -892,12 +892,12 @@ fn the_audit_actor_cannot_forge_a_line() {
             .stdout,
     )
     .unwrap();
-    // One row per event, as the JSON lines count them.
+    // One row per event, as the JSON array counts them.
     let rows = |dir: &Path| {
         let table = stdout(coffer(dir).arg("audit"));
-        let events = stdout(coffer(dir).args(["audit", "--json"]))
-            .lines()
-            .count();
+        let events: Vec<serde_json::Value> =
+            serde_json::from_str(&stdout(coffer(dir).args(["audit", "--json"]))).unwrap();
+        let events = events.len();
         assert_eq!(table.lines().count(), 1 + events, "{table}");
         table
     };

@@ -965,10 +965,7 @@ fn audit_shows_who_touched_what_and_never_a_value() {
         .assert()
         .success();
     let json = String::from_utf8(json.get_output().stdout.clone()).unwrap();
-    let events: Vec<serde_json::Value> = json
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     assert_eq!(events.len(), 3);
     assert!(
         events
@@ -1506,4 +1503,233 @@ async fn init_does_not_write_a_password_into_the_project_config() {
         !written.contains("pw-not-written") && !written.contains("store"),
         "{written}"
     );
+}
+
+/// `stdout` of a successful command, parsed as JSON.
+fn json_of(cmd: &mut assert_cmd::Command) -> serde_json::Value {
+    let out = cmd.assert().success();
+    serde_json::from_slice(&out.get_output().stdout).unwrap()
+}
+
+#[test]
+fn versions_rollback_restore_and_list_deleted() {
+    let dir = initialised();
+    let d = dir.path();
+    for value in ["first-value-1", "second-value-2"] {
+        coffer(d)
+            .args(["put", "token", "--value", value, "--provider", "github"])
+            .assert()
+            .success();
+    }
+    // The history: two versions, oldest first, never a value.
+    let out = coffer(d).args(["versions", "token"]).assert().success();
+    let table = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(table.starts_with("VERSION  CREATED"), "{table}");
+    assert!(table.contains("kept (latest)"), "{table}");
+    assert!(!table.contains("first-value"), "{table}");
+    let versions = json_of(coffer(d).args(["versions", "token", "--format", "json"]));
+    let numbers: Vec<u64> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2]);
+    assert_eq!(versions[0]["state"], "kept");
+    assert_eq!(versions[0]["key_id"], 1);
+    coffer(d).args(["versions", "nobody"]).assert().code(3);
+
+    // Rollback: v1's value as v3, the metadata kept.
+    coffer(d)
+        .args(["rollback", "token", "--to", "1"])
+        .assert()
+        .success()
+        .stdout("stored default/token v3: the value of v1 (metadata unchanged)\n");
+    coffer(d)
+        .args(["get", "token", "--plain"])
+        .assert()
+        .success()
+        .stdout("first-value-1\n");
+    coffer(d)
+        .args(["get", "token", "--field", "provider"])
+        .assert()
+        .stdout("github\n");
+    coffer(d)
+        .args(["rollback", "token", "--to", "9"])
+        .assert()
+        .code(3);
+
+    // Soft delete, list --deleted, restore as it was.
+    coffer(d).args(["rm", "token"]).assert().success();
+    coffer(d).args(["get", "token", "--plain"]).assert().code(3);
+    let deleted = json_of(coffer(d).args(["list", "--deleted", "--json"]));
+    assert_eq!(deleted.as_array().unwrap().len(), 1);
+    assert_eq!(deleted[0]["name"], "token");
+    assert_eq!(deleted[0]["version"], 3);
+    coffer(d)
+        .args(["list", "--deleted", "--provider", "openai"])
+        .assert()
+        .success()
+        .stderr("no deleted secrets in scope default\n");
+    coffer(d)
+        .args(["restore", "token"])
+        .assert()
+        .success()
+        .stdout("restored default/token v3\n");
+    coffer(d)
+        .args(["get", "token", "--plain", "--version", "2"])
+        .assert()
+        .success()
+        .stdout("second-value-2\n");
+    coffer(d)
+        .args(["restore", "token"])
+        .assert()
+        .success()
+        .stdout("default/token is not deleted (v3): nothing to restore\n");
+    coffer(d)
+        .args(["list", "--deleted"])
+        .assert()
+        .success()
+        .stdout("");
+    // Destroyed is gone for good.
+    coffer(d)
+        .args(["rm", "token", "--destroy"])
+        .assert()
+        .success();
+    coffer(d).args(["restore", "token"]).assert().code(3);
+    coffer(d).args(["versions", "token"]).assert().code(3);
+}
+
+#[test]
+fn bulk_put_pairs_and_stdin_lines() {
+    let dir = initialised();
+    let d = dir.path();
+    coffer(d)
+        .args(["put", "a=1", "b=two", "c=x=y", "--tag", "bulk"])
+        .assert()
+        .success()
+        .stdout("stored default/a v1\nstored default/b v1\nstored default/c v1\n");
+    coffer(d)
+        .args(["get", "c", "--plain"])
+        .assert()
+        .stdout("x=y\n");
+    coffer(d)
+        .args(["get", "a", "--field", "tags"])
+        .assert()
+        .stdout("[\"bulk\"]\n");
+    // Everything is checked before anything is written.
+    coffer(d)
+        .args(["put", "d=1", "bad name!=2"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid secret name"));
+    coffer(d)
+        .args(["put", "d=1", "d=2"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("given twice"));
+    coffer(d).args(["get", "d", "--plain"]).assert().code(3);
+    coffer(d)
+        .args(["put", "d=1", "e=2", "--value", "x"])
+        .assert()
+        .code(2);
+    coffer(d)
+        .args(["put", "d", "e"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("NAME=VALUE"));
+
+    // Lines: the value is the rest of the line, exactly; comments and blanks skipped.
+    let out = coffer(d)
+        .args(["put", "--from-stdin-lines", "--format", "json"])
+        .write_stdin("# a comment\nX_KEY=1\n\nY_KEY= spaced value \r\nb=three\n")
+        .assert()
+        .success();
+    let stored: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let names: Vec<&str> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["X_KEY", "Y_KEY", "b"]);
+    assert_eq!(stored[2]["version"], 2);
+    coffer(d)
+        .args(["get", "Y_KEY", "--plain"])
+        .assert()
+        .stdout(" spaced value \n");
+    // A bad line is named by its number, never shown.
+    coffer(d)
+        .args(["put", "--from-stdin-lines"])
+        .write_stdin("OK=1\nsk-canary-value-no-equals\n")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("line 2 is not NAME=VALUE"))
+        .stderr(predicate::str::contains("sk-canary").not());
+    coffer(d).args(["get", "OK", "--plain"]).assert().code(3);
+    coffer(d)
+        .args(["put", "--from-stdin-lines"])
+        .write_stdin("# only a comment\n")
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn one_json_shape_per_entity() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let init = json_of(coffer(d).args(["init", "--format", "json"]));
+    assert_eq!(init["backend"], "sqlite");
+    assert_eq!(init["scope"], "default");
+    assert_eq!(init["created"].as_array().unwrap().len(), 3, "{init}");
+    // put, set, get and list print the same secret object (get adds the value).
+    let put = json_of(coffer(d).args([
+        "put",
+        "k",
+        "--value",
+        "sk-json-shape-1234",
+        "--provider",
+        "openai",
+        "--json",
+    ]));
+    let set = json_of(coffer(d).args(["set", "k", "--tag", "t", "--format", "json"]));
+    let get = json_of(coffer(d).args(["get", "k", "--format", "json"]));
+    let list = json_of(coffer(d).args(["list", "--format", "json"]));
+    let keys_of = |v: &serde_json::Value| -> Vec<String> {
+        let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys_of(&put), keys_of(&set));
+    assert_eq!(keys_of(&put), keys_of(&list[0]));
+    let mut with_value = keys_of(&put);
+    with_value.extend(["masked".to_owned(), "value".to_owned()]);
+    with_value.sort();
+    assert_eq!(keys_of(&get), with_value);
+    assert_eq!(get["value"], "********1234");
+    assert_eq!(set["tags"], serde_json::json!(["t"]));
+    assert_eq!(set["version"], 1);
+    // Collections are one JSON array: list, versions, audit, keys.
+    for args in [
+        &["versions", "k", "--json"][..],
+        &["audit", "--json"],
+        &["keys", "list", "--json"],
+    ] {
+        let v = json_of(coffer(d).args(args));
+        assert!(
+            v.is_array() && !v.as_array().unwrap().is_empty(),
+            "{args:?}: {v}"
+        );
+    }
+    let rm = json_of(coffer(d).args(["rm", "k", "--json"]));
+    assert_eq!(
+        rm,
+        serde_json::json!({"scope": "default", "name": "k", "destroyed": false})
+    );
+    let restored = json_of(coffer(d).args(["restore", "k", "--json"]));
+    assert_eq!(keys_of(&restored), keys_of(&put));
+    coffer(d)
+        .args(["list", "--format", "yaml"])
+        .assert()
+        .code(2);
 }

@@ -415,7 +415,7 @@ fn import_a_dotenv_file_and_the_environment() {
         .args(["import", "secrets.txt"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("--format"));
+        .stderr(predicate::str::contains("--input-format"));
     std::fs::write(
         dir.path().join("bad.env"),
         "GOOD=1\nBROKEN sk-not-shown-0\n",

@@ -4,7 +4,7 @@ use coffer::sql::{AuditQuery, SqlAuditSink};
 
 use super::{CliError, CliResult, keeps_access_log, name, print_columns, require_keyring, scope};
 use crate::cli::{AuditArgs, Cli};
-use crate::out::{note, out, printable};
+use crate::out::{note, printable};
 
 pub(super) async fn audit(cli: &Cli, args: &AuditArgs) -> CliResult {
     if !keeps_access_log(&cli.store) {
@@ -19,12 +19,8 @@ pub(super) async fn audit(cli: &Cli, args: &AuditArgs) -> CliResult {
         query = query.name(name(n)?);
     }
     let events = sink.query(&query).await?;
-    if args.json {
-        for event in &events {
-            let line = serde_json::to_string(event).map_err(|e| CliError::new(e.to_string()))?;
-            out!("{line}")?;
-        }
-        return Ok(());
+    if args.output.is_json() {
+        return crate::out::json(&events);
     }
     if events.is_empty() {
         note!("no recorded access in scope {}", printable(&cli.scope));

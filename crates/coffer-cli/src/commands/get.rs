@@ -49,7 +49,8 @@ pub(super) async fn get(cli: &Cli, args: &GetArgs) -> CliResult {
     // A masked value in a pipe looks like a value to a script (K=$(coffer get k) would
     // store "********1234" and go on): only a terminal gets the mask. Errors about the
     // secret come first, so a script learns that it is missing or expired.
-    let masked_plain = !args.reveal && !args.json;
+    let json = args.output.is_json();
+    let masked_plain = !args.reveal && !json;
     if masked_plain && !std::io::stdout().is_terminal() {
         return Err(CliError::new(
             "standard output is not a terminal, so coffer does not print the masked value a \
@@ -59,7 +60,7 @@ pub(super) async fn get(cli: &Cli, args: &GetArgs) -> CliResult {
         .with_code(super::exit::USAGE));
     }
     let value = secret.value.expose_secret();
-    if args.json {
+    if json {
         let mut json =
             serde_json::to_value(&secret.meta).map_err(|e| CliError::new(e.to_string()))?;
         json["value"] = if args.reveal {

@@ -10,13 +10,13 @@ pub(super) async fn import(cli: &Cli, args: &ImportArgs) -> CliResult {
     let scope = scope(cli)?;
     let mut entries = match &args.file {
         Some(path) => {
-            let format = match args.format {
+            let format = match args.input_format {
                 Some(cli::ImportFormat::Dotenv) => ImportFormat::Dotenv,
                 Some(cli::ImportFormat::Json) => ImportFormat::Json,
                 None => ImportFormat::of_path(path).ok_or_else(|| {
                     CliError::new(format!(
-                        "cannot tell the format of {} from its name: say --format dotenv or \
-                         --format json",
+                        "cannot tell the format of {} from its name: say --input-format dotenv or \
+                         json",
                         path.display()
                     ))
                 })?,

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use coffer::envelope::{KdfParams, Keyring, MasterKey};
 
-use super::{CliError, CliResult, KeyringHome, load_keyring_home, open_home, passphrase};
-use crate::cli::Cli;
+use super::{CliError, CliResult, KeyringHome, load_keyring_home, open_home};
+use crate::cli::{Cli, OutputArgs};
 use crate::out::out;
 
 /// The file of a `sqlite://` URL, if it names one.
@@ -29,27 +29,25 @@ fn sqlite_dir(url: &str) -> Option<&Path> {
 
 /// Makes the project's `.coffer/` (mode 0700) with a `.gitignore` that keeps all of it
 /// out of git (the keyring, the database), if missing.
-fn project_files(cli: &Cli) -> CliResult {
+fn project_files(cli: &Cli, created: &mut Vec<String>) -> CliResult {
     let dir = cli.project.join(crate::cli::PROJECT_DIR);
     create_private_dir(&dir)?;
-    let write_new = |name: &str, text: &str| -> CliResult {
-        let path = dir.join(name);
-        if path.exists() {
-            return Ok(());
-        }
-        std::fs::write(&path, text)
-            .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
-        out!("{}: created", path.display())
-    };
-    write_new(
-        ".gitignore",
+    let path = dir.join(".gitignore");
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::write(
+        &path,
         "# coffer's keyring and database: never commit them\n*\n",
     )
+    .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+    created.push(path.display().to_string());
+    Ok(())
 }
 
 /// Writes the project's `config.json` (the store and the scope) if it is missing, once
 /// the store opened: a URL that did not work is not written down.
-fn project_config(cli: &Cli) -> CliResult {
+fn project_config(cli: &Cli, created: &mut Vec<String>) -> CliResult {
     let path = cli
         .project
         .join(crate::cli::PROJECT_DIR)
@@ -71,7 +69,8 @@ fn project_config(cli: &Cli) -> CliResult {
     let text = serde_json::to_string_pretty(&config).map_err(|e| CliError::new(e.to_string()))?;
     std::fs::write(&path, format!("{text}\n"))
         .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
-    out!("{}: created", path.display())
+    created.push(path.display().to_string());
+    Ok(())
 }
 
 /// Whether `url` carries a password (`scheme://user:password@…`).
@@ -97,44 +96,72 @@ fn project_relative(cli: &Cli) -> String {
     }
 }
 
-pub(super) async fn init(cli: &Cli) -> CliResult {
-    project_files(cli)?;
-    let (keyring, home) = if let Some((keyring, home)) = load_keyring_home(cli).await? {
-        match &home {
-            KeyringHome::Store(keys) => out!(
-                "keyring: kept in the {} store (generation {}, sealed under {})",
-                keys.backend(),
-                keys.generation(),
-                keys.kek().describe()
-            )?,
-            KeyringHome::EnvOnly => out!("keyring: using COFFER_MASTER_KEY")?,
-            KeyringHome::Plain => out!("keyring: {} (exists)", cli.keyring.display())?,
-            KeyringHome::Sealed(kek) => out!(
-                "keyring: {} (exists, sealed under {})",
-                cli.keyring.display(),
-                kek.source()
-            )?,
-        }
-        (keyring, home)
-    } else {
-        let keyring = match passphrase() {
-            Some(p) => Keyring::from_passphrase(&p, KdfParams::generate())?,
-            None => Keyring::new(MasterKey::generate()),
+/// What `coffer init --format json` prints.
+#[derive(serde::Serialize)]
+struct InitReport {
+    /// The store URL, any password replaced.
+    store: String,
+    /// The store's backend (`sqlite`, `postgres`, …).
+    backend: &'static str,
+    /// The scope commands use here.
+    scope: String,
+    /// Where the keyring is and how it is kept.
+    keyring: String,
+    /// The files this run created.
+    created: Vec<String>,
+}
+
+pub(super) async fn init(cli: &Cli, output: OutputArgs) -> CliResult {
+    let mut created = Vec::new();
+    project_files(cli, &mut created)?;
+    let (keyring, home, keyring_note) =
+        if let Some((keyring, home)) = load_keyring_home(cli).await? {
+            let note = match &home {
+                KeyringHome::Store(keys) => format!(
+                    "kept in the {} store (generation {}, sealed under {})",
+                    keys.backend(),
+                    keys.generation(),
+                    keys.kek().describe()
+                ),
+                KeyringHome::EnvOnly => "using COFFER_MASTER_KEY".to_owned(),
+                KeyringHome::Plain => format!("{} (exists)", cli.keyring.display()),
+                KeyringHome::Sealed(kek) => format!(
+                    "{} (exists, sealed under {})",
+                    cli.keyring.display(),
+                    kek.source()
+                ),
+            };
+            (keyring, home, note)
+        } else {
+            let keyring = match super::passphrase() {
+                Some(p) => Keyring::from_passphrase(&p, KdfParams::generate())?,
+                None => Keyring::new(MasterKey::generate()),
+            };
+            keyring.save(&cli.keyring)?;
+            created.push(cli.keyring.display().to_string());
+            let note = format!("{} (created, mode 0600)", cli.keyring.display());
+            (keyring, KeyringHome::Plain, note)
         };
-        keyring.save(&cli.keyring)?;
-        out!("keyring: {} (created, mode 0600)", cli.keyring.display())?;
-        (keyring, KeyringHome::Plain)
-    };
     if let Some(dir) = sqlite_dir(&cli.store) {
         create_private_dir(dir)?;
     }
     let store = open_home(cli, &keyring, &home).await?;
-    project_config(cli)?;
-    out!(
-        "store: {} ({}, ready)",
-        coffer::store::open::redact_url(&cli.store),
-        store.backend()
-    )
+    project_config(cli, &mut created)?;
+    let report = InitReport {
+        store: coffer::store::open::redact_url(&cli.store).to_string(),
+        backend: store.backend(),
+        scope: cli.scope.clone(),
+        keyring: keyring_note,
+        created,
+    };
+    if output.is_json() {
+        return crate::out::json(&report);
+    }
+    for path in &report.created {
+        out!("{path}: created")?;
+    }
+    out!("keyring: {}", report.keyring)?;
+    out!("store: {} ({}, ready)", report.store, report.backend)
 }
 
 /// Creates `dir` (mode 0700 on Unix) if it does not exist: the database holds only

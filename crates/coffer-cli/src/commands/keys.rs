@@ -223,9 +223,8 @@ pub(super) async fn list(cli: &Cli, args: &KeysListArgs) -> CliResult {
         heads: None,
     }));
     rows.sort_by_key(|r| r.id);
-    if args.json {
-        let text = serde_json::to_string_pretty(&rows).map_err(|e| CliError::new(e.to_string()))?;
-        return out!("{text}");
+    if args.output.is_json() {
+        return crate::out::json(&rows);
     }
     out!(
         "{:>4}  {:<20}  {:<8}  {:>9}  {:>9}",

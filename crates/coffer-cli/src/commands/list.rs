@@ -2,9 +2,9 @@
 
 use coffer::{ListOptions, SecretMeta, SecretStoreExt as _};
 
-use super::{CliError, CliResult, open_store, print_columns, scope};
+use super::{CliResult, open_store, print_columns, scope};
 use crate::cli::{Cli, ListArgs};
-use crate::out::{note, out};
+use crate::out::note;
 
 pub(super) async fn list(cli: &Cli, args: &ListArgs) -> CliResult {
     let scope = scope(cli)?;
@@ -20,6 +20,7 @@ pub(super) async fn list(cli: &Cli, args: &ListArgs) -> CliResult {
     }
     let store = open_store(cli, None).await?;
     let items = match args.expiring {
+        _ if args.deleted => store.list_deleted_all(&scope, &filters).await?,
         Some(within) => {
             let mut soon = store.expiring_within(&scope, within).await?;
             soon.retain(|m| {
@@ -33,11 +34,8 @@ pub(super) async fn list(cli: &Cli, args: &ListArgs) -> CliResult {
         }
         None => store.list_matching(&scope, &filters).await?,
     };
-    if args.json {
-        return out!(
-            "{}",
-            serde_json::to_string_pretty(&items).map_err(|e| CliError::new(e.to_string()))?
-        );
+    if args.output.is_json() {
+        return crate::out::json(&items);
     }
     if items.is_empty() {
         match args.expiring {
@@ -45,6 +43,7 @@ pub(super) async fn list(cli: &Cli, args: &ListArgs) -> CliResult {
                 "nothing in scope {scope} expires within {}",
                 humantime::format_duration(within)
             ),
+            None if args.deleted => note!("no deleted secrets in scope {scope}"),
             None => note!("no secrets in scope {scope}"),
         }
         return Ok(());

@@ -4,6 +4,7 @@
 mod audit;
 mod copy;
 mod get;
+mod history;
 mod import;
 mod init;
 mod keys;
@@ -64,6 +65,12 @@ impl CliError {
     /// The same failure with another exit code.
     pub(crate) fn with_code(mut self, code: u8) -> Self {
         self.code = code;
+        self
+    }
+
+    /// The same failure with more said after it.
+    pub(crate) fn context(mut self, more: impl std::fmt::Display) -> Self {
+        self.message = format!("{}; {more}", self.message);
         self
     }
 
@@ -151,12 +158,15 @@ pub(crate) type CliResult<T = ()> = Result<T, CliError>;
 /// its child's.
 pub(crate) async fn run(cli: Cli) -> CliResult<u8> {
     let done = match &cli.command {
-        Command::Init => init::init(&cli).await,
+        Command::Init(args) => init::init(&cli, args.output).await,
         Command::Put(args) => put::put(&cli, args).await,
         Command::Get(args) => get::get(&cli, args).await,
         Command::Set(args) => set::set(&cli, args).await,
         Command::List(args) => list::list(&cli, args).await,
         Command::Rm(args) => rm::rm(&cli, args).await,
+        Command::Versions(args) => history::versions(&cli, args).await,
+        Command::Rollback(args) => history::rollback(&cli, args).await,
+        Command::Restore(args) => history::restore(&cli, args).await,
         Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(&cli, args).await,
         Command::Keys(KeysCommand::List(args)) => keys::list(&cli, args).await,
         Command::Keys(KeysCommand::Retire(args)) => keys::retire(&cli, args).await,
@@ -390,7 +400,12 @@ pub(super) async fn open_store_at(cli: &Cli, url: &str) -> CliResult<Arc<DynSecr
         scope: cli.scope.clone(),
         keyring: cli.keyring.clone(),
         project: cli.project.clone(),
-        command: Command::Init,
+        command: Command::Init(crate::cli::InitArgs {
+            output: crate::cli::OutputArgs {
+                format: crate::cli::Format::Table,
+                json: false,
+            },
+        }),
     };
     open_store(&other, None).await
 }
@@ -415,7 +430,7 @@ async fn open_with(
 ) -> CliResult<Arc<DynSecretStore>> {
     // Only `coffer init` creates a store: any other command on a SQLite file that is
     // not there (a typo, another folder) says so instead of making an empty one.
-    if !matches!(cli.command, Command::Init)
+    if !matches!(cli.command, Command::Init(_))
         && let Some(file) = init::sqlite_file(&cli.store).filter(|f| !f.exists())
     {
         return Err(CliError::new(format!(

@@ -15,6 +15,13 @@ pub(super) async fn rm(cli: &Cli, args: &RmArgs) -> CliResult {
         DeleteMode::Soft
     };
     store.delete(&scope, &name, mode).await?;
+    if args.output.is_json() {
+        return crate::out::json(&serde_json::json!({
+            "scope": scope,
+            "name": name,
+            "destroyed": args.destroy,
+        }));
+    }
     out!(
         "{} {scope}/{name}",
         if args.destroy { "destroyed" } else { "deleted" }

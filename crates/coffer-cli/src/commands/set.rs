@@ -21,6 +21,14 @@ pub(super) fn parse_time(flag: &str, text: &str) -> CliResult<chrono::DateTime<c
     .with_code(super::exit::USAGE))
 }
 
+/// `within` from now, for `--expires-in`.
+pub(super) fn from_now(within: std::time::Duration) -> CliResult<chrono::DateTime<chrono::Utc>> {
+    chrono::Duration::from_std(within)
+        .ok()
+        .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+        .ok_or_else(|| CliError::new("--expires-in is too long").with_code(super::exit::USAGE))
+}
+
 pub(super) async fn set(cli: &Cli, args: &SetArgs) -> CliResult {
     let (scope, name) = (scope(cli)?, name(&args.name)?);
     let mut edit = AttributeUpdate::new();
@@ -28,9 +36,7 @@ pub(super) async fn set(cli: &Cli, args: &SetArgs) -> CliResult {
         edit = edit.active(args.active);
     }
     if let Some(within) = args.expires_in {
-        let within = chrono::Duration::from_std(within)
-            .map_err(|_| CliError::new("--expires-in is too long"))?;
-        edit = edit.expires_at(chrono::Utc::now() + within);
+        edit = edit.expires_at(from_now(within)?);
     }
     if let Some(at) = &args.expires_at {
         edit = edit.expires_at(parse_time("--expires-at", at)?);
@@ -74,6 +80,9 @@ pub(super) async fn set(cli: &Cli, args: &SetArgs) -> CliResult {
     }
     let store = open_store(cli, None).await?;
     let meta = store.update_attributes(&scope, &name, &edit).await?;
+    if args.output.is_json() {
+        return crate::out::json(&meta);
+    }
     out!(
         "updated {scope}/{name}: version {} (no new version), {}{}",
         meta.version,

@@ -71,7 +71,10 @@ pub async fn history_and_restore(store: &DynSecretStore) {
         );
         assert!(versions[0].created_at <= versions[1].created_at);
         let debug = format!("{versions:?}");
-        assert!(!debug.contains("first-value") && !debug.contains("second-value"), "{debug}");
+        assert!(
+            !debug.contains("first-value") && !debug.contains("second-value"),
+            "{debug}"
+        );
         // An inactive secret's history is still listed; a missing one is not found.
         store
             .update_attributes(
@@ -100,7 +103,10 @@ pub async fn history_and_restore(store: &DynSecretStore) {
         assert_eq!(meta.version, 3);
         assert_eq!(meta.provider.as_deref(), Some("openai"));
         assert_eq!(value_of(store, &scope, &gone, None).await, "first-value");
-        assert_eq!(value_of(store, &scope, &gone, Some(2)).await, "second-value");
+        assert_eq!(
+            value_of(store, &scope, &gone, Some(2)).await,
+            "second-value"
+        );
         let err = store.rollback(&scope, &gone, 9).await.unwrap_err();
         assert!(err.is_not_found(), "{err}");
     } else {
@@ -159,7 +165,10 @@ pub async fn history_and_restore(store: &DynSecretStore) {
     assert_eq!(meta.tags, ["llm"]);
     assert_eq!(value_of(store, &scope, &gone, None).await, "first-value");
     if caps.versions {
-        assert_eq!(value_of(store, &scope, &gone, Some(2)).await, "second-value");
+        assert_eq!(
+            value_of(store, &scope, &gone, Some(2)).await,
+            "second-value"
+        );
     }
     assert!(
         store
