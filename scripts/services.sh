@@ -277,6 +277,10 @@ services_start() {
   if ! command -v sqlite3 >/dev/null; then
     _svc_apt_install sqlite3 || { _svc_log "the sqlite3 client is not available"; return 1; }
   fi
+  # The CLI's hidden-prompt test types at a real terminal, through tmux.
+  if ! command -v tmux >/dev/null; then
+    _svc_apt_install tmux || { _svc_log "tmux is not available"; return 1; }
+  fi
   _svc_start_postgres || { _svc_log "PostgreSQL is not available"; return 1; }
   export COFFER_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/postgres"
   _svc_start_mariadb || { _svc_log "MariaDB is not available"; return 1; }

@@ -373,6 +373,25 @@ impl Keyring {
         Self::parse(&text, Some(path), passphrase)
     }
 
+    /// Whether a plain keyring file's text holds a key derived from a passphrase, so
+    /// [`load`](Self::load) needs one (a program can then ask for it). Text that is not
+    /// a plain keyring file answers `false`: loading it reports what is wrong.
+    ///
+    /// ```
+    /// use coffer_envelope::{KdfParams, Keyring, MasterKey};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("keyring.json");
+    /// Keyring::new(MasterKey::generate()).save(&path)?;
+    /// assert!(!Keyring::needs_passphrase(&std::fs::read_to_string(&path)?));
+    /// Keyring::from_passphrase(&"correct horse".into(), KdfParams::generate())?.save(&path)?;
+    /// assert!(Keyring::needs_passphrase(&std::fs::read_to_string(&path)?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn needs_passphrase(text: &str) -> bool {
+        serde_json::from_str::<FileFormat>(text)
+            .is_ok_and(|file| file.keys.iter().any(|k| k.passphrase.is_some()))
+    }
+
     /// Loads a keyring file that is either plain ([`save`](Self::save)) or sealed under a
     /// key-encryption key ([`save_sealed`](Self::save_sealed)), telling them apart by their
     /// content. A sealed file needs `kek`; a plain one ignores it and uses `passphrase`

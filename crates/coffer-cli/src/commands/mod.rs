@@ -195,6 +195,22 @@ pub(super) fn passphrase() -> Option<SecretString> {
     std::env::var(PASSPHRASE_ENV).ok().map(SecretString::from)
 }
 
+/// Asks for the keyring's passphrase at the terminal, not echoed, when coffer runs at
+/// one (standard input and standard error both terminals); elsewhere `None`, and the
+/// keyring's error says that COFFER_PASSPHRASE is needed.
+fn prompt_passphrase(cli: &Cli) -> CliResult<Option<SecretString>> {
+    use std::io::IsTerminal as _;
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Ok(None);
+    }
+    let text = rpassword::prompt_password(format!(
+        "Passphrase for {} (or set {PASSPHRASE_ENV}): ",
+        cli.keyring.display()
+    ))
+    .map_err(|e| CliError::new(format!("cannot read the passphrase from the terminal: {e}")))?;
+    Ok(Some(SecretString::from(text)))
+}
+
 /// Where a loaded keyring lives, which decides how a change to it is saved.
 pub(super) enum KeyringHome {
     /// `COFFER_MASTER_KEY` as the only key; no keyring file (or a plain one it overrides).
@@ -290,7 +306,23 @@ pub(super) async fn load_keyring_home(cli: &Cli) -> CliResult<Option<(Keyring, K
     if !cli.keyring.exists() {
         return Ok(None);
     }
-    let keyring = Keyring::load(&cli.keyring, passphrase().as_ref())?;
+    let text = coffer::envelope::zeroize::Zeroizing::new(envelope::read_private(&cli.keyring)?);
+    let passphrase = match passphrase() {
+        Some(p) => Some(p),
+        None if Keyring::needs_passphrase(&text) => prompt_passphrase(cli)?,
+        None => None,
+    };
+    let asked = passphrase.is_some();
+    let keyring = Keyring::load(&cli.keyring, passphrase.as_ref()).map_err(|e| {
+        let e = CliError::from(e);
+        if asked {
+            e
+        } else {
+            e.context(format!(
+                "set {PASSPHRASE_ENV}, or run coffer at a terminal to be asked for it"
+            ))
+        }
+    })?;
     Ok(Some((keyring, KeyringHome::Plain)))
 }
 
