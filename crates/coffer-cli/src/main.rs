@@ -5,24 +5,35 @@
 mod cli;
 mod commands;
 mod out;
+mod warnings;
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
-/// Logs go to stderr (stdout is the command's output, or the MCP protocol), at the level
-/// `RUST_LOG` asks for, `warn` by default. vaultrs logs every error response of Vault at
+/// With `RUST_LOG` set, the libraries' logs go to stderr as `tracing` formats them, at the
+/// levels it asks for (stdout is the command's output, or the MCP protocol). Without it,
+/// only their warnings and errors show, each once and in coffer's own style
+/// (`coffer: warning: …`): a security warning such as `VAULT_SKIP_VERIFY` still reaches
+/// the user, raw `tracing` lines do not. vaultrs logs every error response of Vault at
 /// ERROR, also the ones coffer expects (a check-and-set race, a first write): coffer
-/// reports what matters itself, so those are off unless `RUST_LOG` asks for them.
+/// reports what matters itself, so those are dropped.
 fn init_logging() {
     use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,vaultrs=off,rustify=off"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    use tracing_subscriber::layer::SubscriberExt as _;
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init();
+        return;
+    }
+    let filter = tracing_subscriber::EnvFilter::new("warn,vaultrs=off,rustify=off");
+    let subscriber = tracing_subscriber::registry()
+        .with(filter)
+        .with(warnings::Warnings::default());
+    let _ = tracing::subscriber::set_global_default(subscriber);
 }
 
 /// `coffer run npm start` (no `--`): clap's error, then how to say it.

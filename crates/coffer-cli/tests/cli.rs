@@ -1733,3 +1733,64 @@ fn one_json_shape_per_entity() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn warnings_in_one_style_and_errors_that_say_the_fix() {
+    let dir = initialised();
+    let d = dir.path();
+    coffer(d)
+        .args(["put", "off_key", "--value", "abcdefghijk"])
+        .assert()
+        .success();
+    coffer(d)
+        .args(["set", "off_key", "--inactive"])
+        .assert()
+        .success();
+    // A library's warning: once, in coffer's style, no tracing line.
+    let out = coffer(d).args(["run", "--", "true"]).assert().success();
+    let stderr = String::from_utf8(out.get_output().stderr.clone()).unwrap();
+    assert_eq!(
+        stderr,
+        "coffer: warning: skipped: secret default/off_key is inactive (scope=default, \
+         name=off_key)\n"
+    );
+    // RUST_LOG asks for tracing's own lines.
+    coffer(d)
+        .args(["run", "--", "true"])
+        .env("RUST_LOG", "warn")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("WARN coffer_env::map"));
+
+    // A scheme coffer does not open: the nearest one it does, as a usage error.
+    for (url, nearest) in [
+        ("postgress://127.0.0.1/x", "did you mean postgres://?"),
+        (
+            "supabase://db.example/x",
+            "did you mean supabase+postgres://?",
+        ),
+        ("sqlit://x.db", "did you mean sqlite://?"),
+    ] {
+        coffer(d)
+            .args(["--store", url, "list"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(nearest));
+    }
+    coffer(d)
+        .args(["--store", "mysql://127.0.0.1/x", "list"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("did you mean").not())
+        .stderr(predicate::str::contains("it opens memory://, sqlite://"));
+    // An unreachable server (a closed loopback port) is named by its address.
+    coffer(d)
+        .args(["--store", "vault+http://127.0.0.1:9/secret", "list"])
+        .env("VAULT_TOKEN", "not-a-real-token")
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains(
+            "is the server at 127.0.0.1:9 up and reachable?",
+        ))
+        .stderr(predicate::str::contains("not-a-real-token").not());
+}

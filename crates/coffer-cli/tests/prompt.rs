@@ -32,7 +32,16 @@ impl Tmux {
         };
         let status = tmux
             .command()
-            .args(["-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "40"])
+            .args([
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "200",
+                "-y",
+                "40",
+            ])
             .arg(format!("cd '{}' && {script}; sleep 60", dir.display()))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -84,7 +93,11 @@ impl Tmux {
             .status()
             .unwrap();
         assert!(status.success());
-        let status = self.command().args(["send-keys", "Enter"]).status().unwrap();
+        let status = self
+            .command()
+            .args(["send-keys", "Enter"])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 }
@@ -178,5 +191,8 @@ fn a_passphrase_is_asked_for_without_echo() {
     let screen = tmux.wait_for("status=");
     assert!(screen.contains("status=0"), "{screen}");
     assert!(screen.contains("NAME"), "{screen}");
-    assert!(!screen.contains(&passphrase), "the passphrase was echoed:\n{screen}");
+    assert!(
+        !screen.contains(&passphrase),
+        "the passphrase was echoed:\n{screen}"
+    );
 }

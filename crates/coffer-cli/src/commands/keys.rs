@@ -395,7 +395,8 @@ async fn to_store(cli: &Cli) -> CliResult {
     )?;
     if cli.keyring.exists() {
         note!(
-            "the keyring file {} is no longer used: once every instance has {described} \
+            "coffer: warning: the keyring file {} is no longer used: once every instance has \
+             {described} \
              set, delete it (it still holds every key in it)",
             cli.keyring.display()
         );

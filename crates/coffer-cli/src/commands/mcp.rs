@@ -529,7 +529,7 @@ pub(super) async fn serve(cli: &Cli, args: &McpArgs) -> CliResult {
         Ok(store) => Some(store),
         Err(e) => {
             crate::out::note!(
-                "coffer mcp: no secret store ({e}); list_secrets and connections with \
+                "coffer: warning: no secret store ({e}); list_secrets and connections with \
                  credentialsSecret or urlSecret will fail"
             );
             None

@@ -147,6 +147,13 @@ impl From<coffer_env::Error> for CliError {
                 "{name} {risk} (it matches {pattern}), so coffer does not pass it on; \
                  pass --allow-var {name} if you mean it"
             )),
+            e @ coffer_env::Error::Collision { .. } => Self::new(format!(
+                "{e}: give one of them another with `coffer set NAME --env-name VAR`, or leave \
+                 one out with --only / --prefix / --tag"
+            )),
+            e @ coffer_env::Error::NotPortable { .. } => Self::new(format!(
+                "{e} (coffer export --format shell or --format json)"
+            )),
             other => Self::new(other.to_string()),
         }
     }
@@ -157,6 +164,72 @@ pub(crate) type CliResult<T = ()> = Result<T, CliError>;
 /// Runs the command; the exit code on success is 0 except for `run`, which passes on
 /// its child's.
 pub(crate) async fn run(cli: Cli) -> CliResult<u8> {
+    let done = dispatch(&cli).await;
+    done.map_err(|e| unreachable_hint(e, &cli.store))
+}
+
+/// An unavailable store's error names the address coffer tried, if it does not already.
+fn unreachable_hint(e: CliError, store: &str) -> CliError {
+    if e.code != exit::UNAVAILABLE {
+        return e;
+    }
+    match store_address(store) {
+        Some(address) if !e.message.contains(&address) => {
+            e.context(format!("is the server at {address} up and reachable?"))
+        }
+        _ => e,
+    }
+}
+
+/// `host:port` (or `host`) of a store URL, without any credentials; `None` for a URL
+/// without a host (`sqlite://`, `memory://`).
+fn store_address(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!host.is_empty()).then(|| printable(host).into_owned())
+}
+
+/// Refuses a store URL whose scheme no opener knows, naming the nearest known one.
+fn check_scheme(url: &str) -> CliResult {
+    let known = coffer::registry().schemes();
+    let Some(scheme) = scheme_of(url) else {
+        return Err(CliError::new(
+            "the store (--store or COFFER_STORE) is not a URL: give one like \
+             sqlite://.coffer/secrets.db, postgres://user@host/db or \
+             vault+https://host:8200/secret",
+        )
+        .with_code(exit::USAGE));
+    };
+    if known.iter().any(|k| k.eq_ignore_ascii_case(scheme)) {
+        return Ok(());
+    }
+    let lower = scheme.to_ascii_lowercase();
+    // `supabase` and `vault` lack their `+transport`; else the nearest by edit distance.
+    let nearest = known
+        .iter()
+        .find(|k| k.starts_with(&format!("{lower}+")))
+        .or_else(|| {
+            known
+                .iter()
+                .map(|k| (strsim::damerau_levenshtein(&lower, k), k))
+                .filter(|(distance, _)| *distance <= 2)
+                .min()
+                .map(|(_, k)| k)
+        });
+    let hint = nearest.map_or_else(String::new, |k| format!("did you mean {k}://? "));
+    Err(CliError::new(format!(
+        "coffer cannot open {scheme}:// stores: {hint}it opens {}",
+        known
+            .iter()
+            .map(|k| format!("{k}://"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .with_code(exit::USAGE))
+}
+
+async fn dispatch(cli: &Cli) -> CliResult<u8> {
     let done = match &cli.command {
         Command::Init(args) => init::init(&cli, args.output).await,
         Command::Put(args) => put::put(&cli, args).await,
@@ -284,7 +357,8 @@ pub(super) async fn load_keyring_home(cli: &Cli) -> CliResult<Option<(Keyring, K
     if let Some(keys) = kept_keyring(cli).await? {
         if cli.keyring.exists() {
             crate::out::note!(
-                "the keyring file {} is not used: the {} store keeps its own keyring",
+                "coffer: warning: the keyring file {} is not used: the {} store keeps its own \
+                 keyring",
                 cli.keyring.display(),
                 keys.backend()
             );
@@ -460,6 +534,7 @@ async fn open_with(
     keyring: Option<KeyringHandle>,
     kept: Option<&Arc<SharedKeyring>>,
 ) -> CliResult<Arc<DynSecretStore>> {
+    check_scheme(&cli.store)?;
     // Only `coffer init` creates a store: any other command on a SQLite file that is
     // not there (a typo, another folder) says so instead of making an empty one.
     if !matches!(cli.command, Command::Init(_))
