@@ -962,7 +962,7 @@ fn put_with_stdin_closed_or_empty_stores_nothing() {
             .arg(format!("'{}' put k {redirect}", bin().display()))
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{redirect}");
+        assert_eq!(out.status.code(), Some(2), "{redirect}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("standard input gave no value"),
             "{redirect}: {out:?}"
