@@ -313,6 +313,8 @@ pub(crate) struct ImportArgs {
     /// Say what would happen; write nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 /// Which versions `copy` copies.
@@ -341,6 +343,8 @@ pub(crate) struct CopyArgs {
     /// Say what would happen; write nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 /// Which secrets `run` and `export` take.
@@ -690,6 +694,8 @@ pub(crate) struct RotateArgs {
     /// command.
     #[arg(long)]
     pub(crate) retire: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 /// Options of `coffer keys migrate`.
@@ -716,4 +722,6 @@ pub(crate) struct KeysListArgs {
 pub(crate) struct RetireArgs {
     /// The key's id (see `coffer keys list`).
     pub(crate) id: u32,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }

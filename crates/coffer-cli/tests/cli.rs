@@ -1728,6 +1728,23 @@ fn one_json_shape_per_entity() {
     );
     let restored = json_of(coffer(d).args(["restore", "k", "--json"]));
     assert_eq!(keys_of(&restored), keys_of(&put));
+    // Reports: import, copy, keys rotate and retire.
+    std::fs::write(
+        d.join("in.env"),
+        "IMPORTED_KEY=sk-imported-1234\nPATH=/evil\n",
+    )
+    .unwrap();
+    let import = json_of(coffer(d).args(["import", "in.env", "--json"]));
+    assert_eq!(import["created"], serde_json::json!(["imported_key"]));
+    assert_eq!(import["refused"][0]["variable"], "PATH");
+    assert!(!import.to_string().contains("sk-imported"), "{import}");
+    let copy = json_of(coffer(d).args(["copy", "--to", "memory://", "--json"]));
+    assert_eq!(copy["created"], 2, "{copy}");
+    assert_eq!(copy["verified"], 2, "{copy}");
+    assert_eq!(copy["items"][0]["outcome"], "created");
+    let rotated = json_of(coffer(d).args(["keys", "rotate", "--retire", "--json"]));
+    assert_eq!(rotated["primary"], 2);
+    assert_eq!(rotated["retired"], serde_json::json!([1]));
     coffer(d)
         .args(["list", "--format", "yaml"])
         .assert()

@@ -44,6 +44,9 @@ pub(super) async fn copy(cli: &Cli, args: &CopyArgs) -> CliResult {
         )),
         e => e.into(),
     })?;
+    if args.output.is_json() {
+        return copy_json(args, &report);
+    }
     for item in &report.items {
         let (what, why) = match &item.outcome {
             Outcome::Skipped(why) => ("skipped", why),
@@ -90,6 +93,46 @@ pub(super) async fn copy(cli: &Cli, args: &CopyArgs) -> CliResult {
             "{} secrets were refused (see above)",
             report.refused
         )));
+    }
+    Ok(())
+}
+
+/// `coffer copy --format json`: the counts, every secret's outcome (with why, for a skip
+/// or a refusal), and the verification; fails as the table does.
+fn copy_json(args: &CopyArgs, report: &copy::CopyReport) -> CliResult {
+    let items: Vec<serde_json::Value> = report
+        .items
+        .iter()
+        .map(|item| {
+            let (outcome, reason) = match &item.outcome {
+                Outcome::Created => ("created", None),
+                Outcome::Updated => ("updated", None),
+                Outcome::Unchanged => ("unchanged", None),
+                Outcome::Skipped(why) => ("skipped", Some(why)),
+                Outcome::Refused(why) => ("refused", Some(why)),
+                _ => ("other", None),
+            };
+            serde_json::json!({
+                "scope": item.scope,
+                "name": item.name,
+                "outcome": outcome,
+                "reason": reason,
+            })
+        })
+        .collect();
+    crate::out::json(&serde_json::json!({
+        "dry_run": args.dry_run,
+        "created": report.created,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "skipped": report.skipped,
+        "refused": report.refused,
+        "verified": report.verified,
+        "mismatched": report.mismatched,
+        "items": items,
+    }))?;
+    if !args.dry_run && (!report.mismatched.is_empty() || report.refused > 0) {
+        return Err(CliError::quiet(1));
     }
     Ok(())
 }

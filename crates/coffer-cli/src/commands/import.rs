@@ -44,6 +44,21 @@ pub(super) async fn import(cli: &Cli, args: &ImportArgs) -> CliResult {
     }
     let store = open_store(cli, None).await?;
     let report = import::import(&*store, &scope, entries, &options).await?;
+    if args.output.is_json() {
+        let refused: Vec<serde_json::Value> = report
+            .refused
+            .iter()
+            .map(|(variable, reason)| serde_json::json!({"variable": variable, "reason": reason}))
+            .collect();
+        return crate::out::json(&serde_json::json!({
+            "scope": scope,
+            "dry_run": args.dry_run,
+            "created": report.created,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "refused": refused,
+        }));
+    }
     let (create, update) = if args.dry_run {
         ("would create", "would update")
     } else {

@@ -71,11 +71,15 @@ pub(super) async fn rotate(cli: &Cli, args: &RotateArgs) -> CliResult {
             keyring.primary_id()
         );
     }
-    out!(
-        "rotated to key {}; rewrapped {} envelopes",
-        keyring.primary_id(),
-        done.rewrapped
-    )?;
+    let json = args.output.is_json();
+    if !json {
+        out!(
+            "rotated to key {}; rewrapped {} envelopes",
+            keyring.primary_id(),
+            done.rewrapped
+        )?;
+    }
+    let mut retired = Vec::new();
     if args.retire {
         let usage = usage_of(&store).await?;
         let old: Vec<u32> = keyring
@@ -84,7 +88,19 @@ pub(super) async fn rotate(cli: &Cli, args: &RotateArgs) -> CliResult {
             .collect();
         for id in old {
             retire_one(cli, &store, &mut keyring, &mut home, &usage, id).await?;
+            if !json {
+                out!("retired key {id}")?;
+            }
+            retired.push(id);
         }
+    }
+    if json {
+        return crate::out::json(&serde_json::json!({
+            "primary": keyring.primary_id(),
+            "rewrapped": done.rewrapped,
+            "retagged": done.retagged,
+            "retired": retired,
+        }));
     }
     Ok(())
 }
@@ -154,7 +170,7 @@ async fn retire_one(
     }
     keyring.remove(id)?;
     home.save(cli, keyring).await?;
-    out!("retired key {id}")
+    Ok(())
 }
 
 pub(super) async fn retire(cli: &Cli, args: &RetireArgs) -> CliResult {
@@ -162,7 +178,14 @@ pub(super) async fn retire(cli: &Cli, args: &RetireArgs) -> CliResult {
     home.writable(cli)?;
     let store = open_home(cli, &keyring, &home).await?;
     let usage = usage_of(&store).await?;
-    retire_one(cli, &store, &mut keyring, &mut home, &usage, args.id).await
+    retire_one(cli, &store, &mut keyring, &mut home, &usage, args.id).await?;
+    if args.output.is_json() {
+        return crate::out::json(&serde_json::json!({
+            "retired": [args.id],
+            "primary": keyring.primary_id(),
+        }));
+    }
+    out!("retired key {}", args.id)
 }
 
 /// One row of `coffer keys list`.
