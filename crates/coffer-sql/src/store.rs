@@ -142,19 +142,8 @@ impl<D: Dialect> SqlStore<D> {
     /// between the read and the write.
     async fn try_soft_delete(&self, scope: &Scope, name: &SecretName) -> Result<bool> {
         let (keyring, head) = self.live_head(scope, name).await?;
-        let version_read = head.version;
-        let mut meta = head.into_checked(D::BACKEND, &keyring)?;
-        meta.updated_at = now();
-        let mac = tag_head(&keyring, &meta, true);
-        let params = [
-            Param::Int(ms(meta.updated_at)),
-            Param::Blob(&mac),
-            Param::Text(scope.as_str()),
-            Param::Text(name.as_str()),
-            Param::Int(version_read),
-        ];
-        self.write_head(&sql::SOFT_DELETE, &params, scope, name, 0, ChangeOp::Delete)
-            .await
+        let meta = self.flip_deleted(&keyring, head, true).await?;
+        Ok(meta.is_some())
     }
 
     /// One attempt at a restore: `Ok(None)` when another writer changed the head between
@@ -166,13 +155,26 @@ impl<D: Dialect> SqlStore<D> {
             .head(scope, name)
             .await?
             .ok_or_else(|| not_found(scope, name, None))?;
-        let (version_read, deleted) = (head.version, head.deleted);
-        let mut meta = head.into_checked(D::BACKEND, &keyring)?;
-        if !deleted {
-            return Ok(Some(meta));
+        if !head.deleted {
+            return head.into_checked(D::BACKEND, &keyring).map(Some);
         }
+        self.flip_deleted(&keyring, head, false).await
+    }
+
+    /// Writes `head` (checked against its MAC first) as deleted or live again, with a new
+    /// MAC, if it is still at the version and deletion state it was read at; `Ok(None)`
+    /// when another writer changed it meanwhile.
+    async fn flip_deleted(
+        &self,
+        keyring: &Keyring,
+        head: MetaRow,
+        deleted: bool,
+    ) -> Result<Option<SecretMeta>> {
+        let version_read = head.version;
+        let mut meta = head.into_checked(D::BACKEND, keyring)?;
         meta.updated_at = now();
-        let mac = tag_head(&keyring, &meta, false);
+        let mac = tag_head(keyring, &meta, deleted);
+        let (scope, name) = (meta.scope.clone(), meta.name.clone());
         let params = [
             Param::Int(ms(meta.updated_at)),
             Param::Blob(&mac),
@@ -180,15 +182,13 @@ impl<D: Dialect> SqlStore<D> {
             Param::Text(name.as_str()),
             Param::Int(version_read),
         ];
+        let (statement, version, op) = if deleted {
+            (&sql::SOFT_DELETE, 0, ChangeOp::Delete)
+        } else {
+            (&sql::RESTORE, meta.version, ChangeOp::Restore)
+        };
         let written = self
-            .write_head(
-                &sql::RESTORE,
-                &params,
-                scope,
-                name,
-                meta.version,
-                ChangeOp::Restore,
-            )
+            .write_head(statement, &params, &scope, &name, version, op)
             .await?;
         Ok(written.then_some(meta))
     }

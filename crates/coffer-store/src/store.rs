@@ -233,17 +233,7 @@ pub trait SecretStoreExt: SecretStore {
     /// Every page of a listing with `options`' filters, collected (its limit and cursor
     /// are ignored).
     async fn list_matching(&self, scope: &Scope, options: &ListOptions) -> Result<Vec<SecretMeta>> {
-        let mut options = options.clone().limit(crate::MAX_PAGE_SIZE);
-        options.cursor = None;
-        let mut all = Vec::new();
-        loop {
-            let page = self.list(scope, &options).await?;
-            all.extend(page.items);
-            match page.next_cursor {
-                Some(cursor) => options.cursor = Some(cursor),
-                None => return Ok(all),
-            }
-        }
+        every_page(options, |page| async move { self.list(scope, &page).await }).await
     }
 
     /// Every soft-deleted secret of the scope matching `options`' filters, collected
@@ -253,17 +243,10 @@ pub trait SecretStoreExt: SecretStore {
         scope: &Scope,
         options: &ListOptions,
     ) -> Result<Vec<SecretMeta>> {
-        let mut options = options.clone().limit(crate::MAX_PAGE_SIZE);
-        options.cursor = None;
-        let mut all = Vec::new();
-        loop {
-            let page = self.list_deleted(scope, &options).await?;
-            all.extend(page.items);
-            match page.next_cursor {
-                Some(cursor) => options.cursor = Some(cursor),
-                None => return Ok(all),
-            }
-        }
+        every_page(options, |page| async move {
+            self.list_deleted(scope, &page).await
+        })
+        .await
     }
 
     /// Writes version `to`'s value again as a new version (as Vault's `kv rollback`
@@ -385,6 +368,26 @@ pub trait SecretStoreExt: SecretStore {
 }
 
 impl<T: SecretStore + ?Sized> SecretStoreExt for T {}
+
+/// Every page of a listing with `options`' filters (its limit and cursor ignored): each
+/// page asked of `list`, collected.
+async fn every_page<F, Fut>(options: &ListOptions, mut list: F) -> Result<Vec<SecretMeta>>
+where
+    F: FnMut(ListOptions) -> Fut,
+    Fut: std::future::Future<Output = Result<ListPage>>,
+{
+    let mut options = options.clone().limit(crate::MAX_PAGE_SIZE);
+    options.cursor = None;
+    let mut all = Vec::new();
+    loop {
+        let page = list(options.clone()).await?;
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(cursor) => options.cursor = Some(cursor),
+            None => return Ok(all),
+        }
+    }
+}
 
 macro_rules! forward_store {
     ($($ptr:ident),*) => {$(
