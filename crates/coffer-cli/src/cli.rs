@@ -469,8 +469,18 @@ pub(crate) struct PutArgs {
     #[arg(long, value_name = "DATE", conflicts_with = "expires_in")]
     pub(crate) expires_at: Option<String>,
     /// Expire it this long from now (e.g. 90d, 12h, 1w).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+          conflicts_with = "no_expiry")]
     pub(crate) expires_in: Option<std::time::Duration>,
+    /// Let it never expire (renews an expired secret; otherwise a put keeps the expiry).
+    #[arg(long, conflicts_with = "expires_at")]
+    pub(crate) no_expiry: bool,
+    /// Make it readable (an inactive secret's put otherwise keeps it inactive).
+    #[arg(long, conflicts_with = "inactive")]
+    pub(crate) active: bool,
+    /// Store it inactive: kept, but not readable until `coffer set NAME --active`.
+    #[arg(long)]
+    pub(crate) inactive: bool,
     /// Fail if the secret already exists.
     #[arg(long, conflicts_with = "if_version")]
     pub(crate) create_only: bool,

@@ -356,7 +356,54 @@ fn expired_secrets_are_refused() {
     coffer(d)
         .arg("list")
         .assert()
-        .stdout(predicate::str::contains("expired 20"));
+        .stdout(predicate::str::contains("expired 20")); // A put renews it with --no-expiry or a new --expires-in; --inactive stores one unread.
+    coffer(d)
+        .args(["put", "old", "--value", "v2", "--no-expiry"])
+        .assert()
+        .success();
+    coffer(d)
+        .args(["get", "old", "--field", "expires_at"])
+        .assert()
+        .stdout("\n");
+    coffer(d)
+        .args(["get", "old", "--plain"])
+        .assert()
+        .success()
+        .stdout("v2\n");
+    coffer(d)
+        .args(["put", "old", "--value", "v3", "--inactive"])
+        .assert()
+        .success();
+    coffer(d).args(["get", "old", "--plain"]).assert().code(5);
+    coffer(d)
+        .args([
+            "put",
+            "old",
+            "--value",
+            "v4",
+            "--active",
+            "--expires-in",
+            "1h",
+        ])
+        .assert()
+        .success();
+    coffer(d)
+        .args(["get", "old", "--plain"])
+        .assert()
+        .success()
+        .stdout("v4\n");
+    coffer(d)
+        .args([
+            "put",
+            "old",
+            "--value",
+            "v5",
+            "--no-expiry",
+            "--expires-in",
+            "1h",
+        ])
+        .assert()
+        .code(2);
 }
 
 #[test]

@@ -242,6 +242,7 @@ pub fn attributes_of(meta: &SecretMeta) -> Attributes {
         tags: Some(meta.tags.clone()),
         env_name: meta.env_name.clone(),
         expires_at: meta.expires_at,
+        no_expiry: meta.expires_at.is_none(),
         active: Some(meta.active),
     }
 }

@@ -199,6 +199,10 @@ pub struct Attributes {
     pub expires_at: Option<DateTime<Utc>>,
     /// See [`SecretMeta::active`].
     pub active: Option<bool>,
+    /// Clears the expiry, so the secret never expires (an expired one is renewed by the
+    /// write). [`validate`](Self::validate) refuses it together with `expires_at`.
+    #[serde(default)]
+    pub no_expiry: bool,
 }
 
 impl Attributes {
@@ -222,6 +226,9 @@ impl Attributes {
         if let Some(v) = self.expires_at {
             meta.expires_at = Some(truncate_millis(v));
         }
+        if self.no_expiry {
+            meta.expires_at = None;
+        }
         if let Some(v) = self.active {
             meta.active = v;
         }
@@ -230,6 +237,12 @@ impl Attributes {
     /// Checks every field that is set.
     pub fn validate(&self) -> Result<()> {
         let bad = |field, reason: String| Err(Error::InvalidInput { field, reason });
+        if self.no_expiry && self.expires_at.is_some() {
+            return bad(
+                "expires_at",
+                "an expiry and no expiry at once: give one of them".to_owned(),
+            );
+        }
         if let Some(p) = &self.provider
             && (p.is_empty() || p.len() > 64 || !p.bytes().all(|b| b.is_ascii_graphic()))
         {
@@ -398,6 +411,13 @@ impl PutOptions {
     #[must_use]
     pub fn active(mut self, active: bool) -> Self {
         self.attributes.active = Some(active);
+        self
+    }
+
+    /// Clears the expiry: the secret never expires ([`Attributes::no_expiry`]).
+    #[must_use]
+    pub fn no_expiry(mut self) -> Self {
+        self.attributes.no_expiry = true;
         self
     }
 }
@@ -569,6 +589,7 @@ impl AttributeUpdate {
             tags: Some(tags).filter(|t| !t.is_empty()),
             env_name: self.env_name.clone().flatten(),
             expires_at: None,
+            no_expiry: false,
             active: self.active,
         }
         .validate()?;

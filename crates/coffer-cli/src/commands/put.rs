@@ -151,6 +151,12 @@ fn options(args: &PutArgs) -> CliResult<PutOptions> {
     if let Some(e) = &args.env_name {
         options = options.env_name(e.clone());
     }
+    if args.no_expiry {
+        options = options.no_expiry();
+    }
+    if args.active || args.inactive {
+        options = options.active(args.active);
+    }
     let expires_at = match (&args.expires_at, args.expires_in) {
         (Some(at), _) => Some(super::set::parse_time("--expires-at", at)?),
         (None, Some(within)) => Some(super::set::from_now(within)?),

@@ -100,4 +100,33 @@ pub async fn expired_and_inactive(store: &DynSecretStore) {
         .await
         .unwrap();
     assert_eq!(value_of(store, &scope, &future, None).await, "ok");
+
+    // A put with no expiry renews the expired secret; a later put keeps that.
+    let renewed = store
+        .put(
+            &scope,
+            &expired,
+            &value("new"),
+            &PutOptions::new().no_expiry(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renewed.expires_at, None);
+    assert_eq!(value_of(store, &scope, &expired, None).await, "new");
+    store
+        .put(&scope, &expired, &value("newer"), &PutOptions::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.metadata(&scope, &expired).await.unwrap().expires_at,
+        None
+    );
+    let both = PutOptions::new()
+        .no_expiry()
+        .expires_at(Utc::now() + Duration::hours(1));
+    let err = store
+        .put(&scope, &expired, &value("x"), &both)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
 }
