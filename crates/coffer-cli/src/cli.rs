@@ -188,7 +188,8 @@ pub(crate) enum Command {
     /// --from-stdin-lines.
     ///
     /// The value comes from --value, --value-file, a prompt that does not echo (on a
-    /// terminal), or standard input (one trailing newline dropped).
+    /// terminal; one line: a multi-line value such as a PEM key comes from --value-file or
+    /// a pipe), or standard input (one trailing newline dropped).
     Put(PutArgs),
     /// Show a secret, masked unless --reveal.
     Get(GetArgs),
