@@ -52,6 +52,17 @@ pub(crate) fn json(value: &impl serde::Serialize) -> Result<(), CliError> {
     line(format_args!("{text}"))
 }
 
+/// Asks at the terminal with `prompt`, echo off (rpassword reads the controlling
+/// terminal and restores it); `what` names the answer in an error.
+pub(crate) fn prompt_hidden(
+    prompt: &str,
+    what: &str,
+) -> Result<coffer::secrecy::SecretString, CliError> {
+    rpassword::prompt_password(prompt)
+        .map(coffer::secrecy::SecretString::from)
+        .map_err(|e| CliError::new(format!("cannot read the {what} from the terminal: {e}")))
+}
+
 /// `println!` that returns a [`CliError`] instead of panicking.
 macro_rules! out {
     ($($arg:tt)*) => { $crate::out::line(format_args!($($arg)*)) };

@@ -276,12 +276,11 @@ fn prompt_passphrase(cli: &Cli) -> CliResult<Option<SecretString>> {
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         return Ok(None);
     }
-    let text = rpassword::prompt_password(format!(
+    let prompt = format!(
         "Passphrase for {} (or set {PASSPHRASE_ENV}): ",
         cli.keyring.display()
-    ))
-    .map_err(|e| CliError::new(format!("cannot read the passphrase from the terminal: {e}")))?;
-    Ok(Some(SecretString::from(text)))
+    );
+    crate::out::prompt_hidden(&prompt, "passphrase").map(Some)
 }
 
 /// Where a loaded keyring lives, which decides how a change to it is saved.

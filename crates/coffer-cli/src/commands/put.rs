@@ -50,19 +50,17 @@ fn read_value(args: &PutArgs, name: &str) -> CliResult<SecretString> {
     Ok(SecretString::from(text))
 }
 
-/// Asks for the value at the terminal without echoing it (rpassword reads the
-/// controlling terminal with echo off and restores it, also on Ctrl-C's way out).
+/// Asks for the value at the terminal without echoing it.
 fn prompt_value(name: &str) -> CliResult<SecretString> {
-    let text = rpassword::prompt_password(format!("Value for {name} (not shown): "))
-        .map_err(|e| CliError::new(format!("cannot read the value from the terminal: {e}")))?;
-    let text = Zeroizing::new(text);
-    if text.is_empty() {
+    use coffer::secrecy::ExposeSecret as _;
+    let value = crate::out::prompt_hidden(&format!("Value for {name} (not shown): "), "value")?;
+    if value.expose_secret().is_empty() {
         return Err(
             CliError::new("no value was typed; say --value '' to store an empty value")
                 .with_code(exit::USAGE),
         );
     }
-    Ok(SecretString::from(text.as_str().to_owned()))
+    Ok(value)
 }
 
 /// All of standard input, zeroized when dropped.

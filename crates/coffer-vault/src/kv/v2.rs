@@ -160,6 +160,22 @@ impl KvV2 {
         )
     }
 
+    /// The head of a live secret and its metadata, checked against its MAC; not found
+    /// when there is none or it is deleted.
+    async fn live_head(
+        kv: &VaultStore,
+        scope: &Scope,
+        name: &SecretName,
+    ) -> Result<(Head, SecretMeta)> {
+        let head = Self::head(kv, &kv.path(scope, name))
+            .await?
+            .ok_or_else(|| not_found(scope, name, None))?;
+        match head.checked(kv, scope, name)? {
+            (meta, true) => Ok((head, meta)),
+            (_, false) => Err(not_found(scope, name, None)),
+        }
+    }
+
     async fn head(kv: &VaultStore, path: &str) -> Result<Option<Head>> {
         optional(
             kv.at(path, |c, mount, p| {
@@ -320,13 +336,7 @@ impl Engine for KvV2 {
 
     async fn metadata(&self, kv: &VaultStore, key: Key<'_>) -> Result<SecretMeta> {
         let Key { scope, name } = key;
-        match Self::head(kv, &kv.path(scope, name)).await? {
-            Some(h) => match h.checked(kv, scope, name)? {
-                (meta, true) => Ok(meta),
-                (_, false) => Err(not_found(scope, name, None)),
-            },
-            None => Err(not_found(scope, name, None)),
-        }
+        Self::live_head(kv, scope, name).await.map(|(_, meta)| meta)
     }
 
     async fn delete(&self, kv: &VaultStore, key: Key<'_>, mode: DeleteMode) -> Result<()> {
@@ -372,13 +382,9 @@ impl Engine for KvV2 {
 
     async fn versions(&self, kv: &VaultStore, key: Key<'_>) -> Result<Vec<VersionInfo>> {
         let Key { scope, name } = key;
-        match Self::head(kv, &kv.path(scope, name)).await? {
-            Some(h) => match h.checked(kv, scope, name)? {
-                (_, true) => Ok(h.versions),
-                (_, false) => Err(not_found(scope, name, None)),
-            },
-            None => Err(not_found(scope, name, None)),
-        }
+        Self::live_head(kv, scope, name)
+            .await
+            .map(|(head, _)| head.versions)
     }
 
     async fn deleted(&self, kv: &VaultStore, key: Key<'_>) -> Result<Option<SecretMeta>> {
@@ -443,13 +449,7 @@ impl Engine for KvV2 {
     ) -> Result<SecretMeta> {
         let Key { scope, name } = key;
         let path = kv.path(scope, name);
-        let head = Self::head(kv, &path)
-            .await?
-            .ok_or_else(|| not_found(scope, name, None))?;
-        let (mut meta, live) = head.checked(kv, scope, name)?;
-        if !live {
-            return Err(not_found(scope, name, None));
-        }
+        let (_, mut meta) = Self::live_head(kv, scope, name).await?;
         update.apply(&mut meta)?;
         let custom = meta_to_map(&meta, false, kv.keyring().as_deref())?;
         Self::set_custom(kv, &path, custom, &format!("{scope}/{name}")).await?;
