@@ -85,6 +85,42 @@ impl Tmux {
         }
     }
 
+    /// Waits (up to a minute) until the program in the pane has turned the terminal's
+    /// echo off. The prompt is printed a moment before echo goes off, so a line typed
+    /// as soon as the prompt shows could be echoed by the terminal itself; a person
+    /// reads the prompt first, and the test waits for the terminal's own state.
+    fn wait_echo_off(&self) {
+        let out = self
+            .command()
+            .args(["display-message", "-p", "#{pane_tty}"])
+            .output()
+            .unwrap();
+        let tty = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(!tty.is_empty(), "tmux named no pane tty");
+        let start = Instant::now();
+        loop {
+            let out = Command::new("stty")
+                .args(["-F", &tty, "-a"])
+                .output()
+                .unwrap();
+            let modes = String::from_utf8_lossy(&out.stdout);
+            if modes.split_whitespace().any(|mode| mode == "-echo") {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the terminal's echo never went off:\n{modes}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Types `text` and Enter once echo is off.
+    fn type_hidden_line(&self, text: &str) {
+        self.wait_echo_off();
+        self.type_line(text);
+    }
+
     /// Types `text` and Enter.
     fn type_line(&self, text: &str) {
         let status = self
@@ -125,7 +161,7 @@ fn a_value_typed_at_the_prompt_is_not_echoed() {
         return;
     };
     tmux.wait_for("Value for typed_key (not shown): ");
-    tmux.type_line(&typed);
+    tmux.type_hidden_line(&typed);
     let screen = tmux.wait_for("status=");
     assert!(screen.contains("stored default/typed_key v1"), "{screen}");
     assert!(screen.contains("status=0"), "{screen}");
@@ -149,7 +185,7 @@ fn an_empty_answer_at_the_prompt_stores_nothing() {
         return;
     };
     tmux.wait_for("Value for empty_key (not shown): ");
-    tmux.type_line("");
+    tmux.type_hidden_line("");
     let screen = tmux.wait_for("status=");
     assert!(screen.contains("no value was typed"), "{screen}");
     assert!(screen.contains("status=2"), "{screen}");
@@ -187,7 +223,7 @@ fn a_passphrase_is_asked_for_without_echo() {
         return;
     };
     tmux.wait_for("Passphrase for .coffer/keyring.json (or set COFFER_PASSPHRASE): ");
-    tmux.type_line(&passphrase);
+    tmux.type_hidden_line(&passphrase);
     let screen = tmux.wait_for("status=");
     assert!(screen.contains("status=0"), "{screen}");
     assert!(screen.contains("NAME"), "{screen}");
