@@ -2,7 +2,7 @@
 //! [`Dialect`] trait.
 
 use async_trait::async_trait;
-use coffer_store::{Change, Result, Scope};
+use coffer_store::{Change, Error, Result, Scope};
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool, Transaction};
 
@@ -61,6 +61,12 @@ pub trait Dialect: Send + Sync + Clone + 'static + sealed::Sealed {
     /// Writes a put's head row and version atomically; `false` if the head changed since
     /// it was read.
     async fn write_put(&self, pool: &Pool<Self::Db>, write: &PutWrite<'_>) -> Result<bool>;
+
+    /// Whether `e` says the call's connection was gone (so a read may run again), and
+    /// if so, notes it for the pool's [`Liveness`](crate::support::Liveness).
+    fn lost(&self, _e: &Error) -> bool {
+        false
+    }
 
     /// The fields of this dialect in the store's `Debug`.
     fn debug_fields(&self, _f: &mut std::fmt::DebugStruct<'_, '_>) {}

@@ -20,6 +20,7 @@ use crate::keyring::SqlKeyring;
 use crate::row::{PutWrite, Returned};
 use crate::sql::{self, Composed};
 use crate::store::SqlStore;
+use crate::support::Liveness;
 use crate::tls::{CleartextGuard, PgTarget};
 
 const BACKEND: &str = "postgres";
@@ -118,6 +119,8 @@ pub struct PgDialect {
     rls: bool,
     /// The cleartext-password guard the pool connects through, if it needs one.
     guard: Option<Arc<CleartextGuard>>,
+    /// The pool's liveness policy (installed on the pools this crate opens).
+    liveness: Liveness,
 }
 
 impl sealed::Sealed for PgDialect {}
@@ -177,16 +180,21 @@ impl SqlStore<PgDialect> {
         keyring: impl Into<KeyringHandle>,
         options: PgOptions,
     ) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout)
+        let liveness = Liveness::new();
+        let pool = pool_options(&options, &liveness)
             .connect_with(connect)
             .await
             .map_err(|e| map_sqlx(BACKEND, e))?;
-        Self::from_pool(pool, keyring, options).await
+        let mut dialect = prepare(&pool, &options).await?;
+        dialect.liveness = liveness;
+        Self::checked(pool, keyring.into(), dialect).await
     }
 
-    /// Builds the store on an existing pool (migrating it unless told not to).
+    /// Builds the store on an existing pool (migrating it unless told not to). The pool
+    /// keeps its own liveness settings (sqlx pings before each acquire by default); the
+    /// pools [`connect`](Self::connect) and [`connect_with`](Self::connect_with) open
+    /// follow [`Liveness`] instead, one round trip per call fewer. Either way a read
+    /// whose connection turns out to be gone is retried once.
     pub async fn from_pool(
         pool: PgPool,
         keyring: impl Into<KeyringHandle>,
@@ -309,6 +317,10 @@ impl Dialect for PgDialect {
         Ok(written.is_some())
     }
 
+    fn lost(&self, e: &Error) -> bool {
+        self.liveness.lost(e)
+    }
+
     fn debug_fields(&self, f: &mut std::fmt::DebugStruct<'_, '_>) {
         f.field("row_level_security", &self.rls);
     }
@@ -407,15 +419,25 @@ async fn connect_url(url: &str) -> Result<(PgPool, PgDialect)> {
         Ok(true)
     })?;
     let options = PgOptions::new().row_level_security(rls);
-    let pool = PgPoolOptions::new()
-        .max_connections(options.max_connections)
-        .acquire_timeout(options.acquire_timeout)
+    let liveness = Liveness::new();
+    let pool = pool_options(&options, &liveness)
         .connect_with(target.options().clone())
         .await
         .map_err(|e| target.connect_error(BACKEND, e))?;
     let mut dialect = prepare(&pool, &options).await?;
     dialect.guard = target.guard().cloned();
+    dialect.liveness = liveness;
     Ok((pool, dialect))
+}
+
+/// The pool settings of a store this crate opens: `options`' size and timeout, and no
+/// ping before each acquire ([`Liveness`]).
+fn pool_options(options: &PgOptions, liveness: &Liveness) -> PgPoolOptions {
+    liveness.apply(
+        PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout),
+    )
 }
 
 /// Migrates `pool` unless told not to, turns on row-level security if asked, and
@@ -434,6 +456,7 @@ async fn prepare(pool: &PgPool, options: &PgOptions) -> Result<PgDialect> {
     Ok(PgDialect {
         rls: options.row_level_security,
         guard: None,
+        liveness: Liveness::new(),
     })
 }
 

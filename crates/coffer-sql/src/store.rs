@@ -19,7 +19,7 @@ use sqlx::{Pool, Transaction};
 
 use crate::common::{context, map_sqlx, ms, prefix_range, to_i64, verify_checks};
 use crate::dialect::Dialect;
-use crate::driver::{Driver, Param, first};
+use crate::driver::{Driver, FromColumns, Param, Statement, first};
 use crate::row::{
     Count, EnvelopeRow, KeyCheck, KeyCount, MetaRow, PutWrite, ScopeRow, ValueRow, VersionRow,
 };
@@ -304,11 +304,7 @@ impl<D: Dialect> SqlStore<D> {
             Param::Int(to_i64(limit as u64 + 1)),
             Param::Bool(deleted),
         ];
-        let mut conn = self.dialect.conn(&self.pool, scope).await?;
-        let rows: Vec<MetaRow> = D::Db::fetch_all(&mut conn, &sql::LIST, &params)
-            .await
-            .map_err(sql_error::<D>)?;
-        conn.finish().await.map_err(sql_error::<D>)?;
+        let rows: Vec<MetaRow> = self.read(scope, &sql::LIST, &params).await?;
         let mut items = rows
             .into_iter()
             .map(|r| r.into_checked(D::BACKEND, &keyring))
@@ -386,15 +382,48 @@ impl<D: Dialect> SqlStore<D> {
         Ok(tx)
     }
 
-    async fn head(&self, scope: &Scope, name: &SecretName) -> Result<Option<MetaRow>> {
+    /// Runs one statement that only reads, in `scope`: every row it returned. The
+    /// pool does not ping a connection before lending it ([`Liveness`](crate::support::Liveness)),
+    /// so this statement is the liveness check: if it finds its connection gone (closed
+    /// by the server, cut by a restart), it runs once more on another, which the pool
+    /// pings or opens anew. Running a read twice is always safe.
+    async fn read<R: FromColumns>(
+        &self,
+        scope: &Scope,
+        statement: &Statement,
+        params: &[Param<'_>],
+    ) -> Result<Vec<R>> {
+        match self.try_read(scope, statement, params).await {
+            Err(e) if self.dialect.lost(&e) => {
+                tracing::debug!(
+                    backend = D::BACKEND,
+                    "a pooled connection was gone; reading again on another"
+                );
+                self.try_read(scope, statement, params).await
+            }
+            done => done,
+        }
+    }
+
+    async fn try_read<R: FromColumns>(
+        &self,
+        scope: &Scope,
+        statement: &Statement,
+        params: &[Param<'_>],
+    ) -> Result<Vec<R>> {
         let mut conn = self.dialect.conn(&self.pool, scope).await?;
-        let params = [Param::Text(scope.as_str()), Param::Text(name.as_str())];
-        let head = D::Db::fetch_all(&mut conn, &sql::SELECT_HEAD, &params)
+        let rows = D::Db::fetch_all(&mut conn, statement, params)
             .await
-            .map(first)
             .map_err(sql_error::<D>)?;
         conn.finish().await.map_err(sql_error::<D>)?;
-        Ok(head)
+        Ok(rows)
+    }
+
+    async fn head(&self, scope: &Scope, name: &SecretName) -> Result<Option<MetaRow>> {
+        let params = [Param::Text(scope.as_str()), Param::Text(name.as_str())];
+        self.read(scope, &sql::SELECT_HEAD, &params)
+            .await
+            .map(first)
     }
 
     /// One optimistic attempt at a write; `Ok(None)`: another writer got there first.
@@ -484,26 +513,27 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
         value: &SecretString,
         options: &PutOptions,
     ) -> Result<SecretMeta> {
+        // A write is not run again when its connection breaks (it may have committed
+        // before the break), but the break is noted so the pool pings the connections
+        // idle since then before lending them.
         put_optimistic(D::BACKEND, scope, name, value, options, || {
             self.try_put(scope, name, value, options)
         })
         .await
+        .inspect_err(|e| {
+            self.dialect.lost(e);
+        })
     }
 
     async fn get(&self, scope: &Scope, name: &SecretName, version: Option<u64>) -> Result<Secret> {
         let keyring = self.keys.current();
-        let mut conn = self.dialect.conn(&self.pool, scope).await?;
         let params = [
             Param::OptInt(version.map(to_i64)),
             Param::Text(scope.as_str()),
             Param::Text(name.as_str()),
         ];
-        let row: ValueRow = D::Db::fetch_all(&mut conn, &sql::SELECT_VALUE, &params)
-            .await
-            .map(first)
-            .map_err(sql_error::<D>)?
+        let row: ValueRow = first(self.read(scope, &sql::SELECT_VALUE, &params).await?)
             .ok_or_else(|| not_found(scope, name, version))?;
-        conn.finish().await.map_err(sql_error::<D>)?;
         let mut meta = row.head.into_checked(D::BACKEND, &keyring)?;
         meta.check_readable()?;
         meta.version = u64::try_from(row.version).map_err(|_| not_found(scope, name, version))?;
@@ -541,12 +571,8 @@ impl<D: Dialect> SecretStore for SqlStore<D> {
             Some(h) if !h.deleted => h.into_checked(D::BACKEND, &keyring)?,
             _ => return Err(not_found(scope, name, None)),
         };
-        let mut conn = self.dialect.conn(&self.pool, scope).await?;
         let params = [Param::Text(scope.as_str()), Param::Text(name.as_str())];
-        let rows: Vec<VersionRow> = D::Db::fetch_all(&mut conn, &sql::VERSIONS, &params)
-            .await
-            .map_err(sql_error::<D>)?;
-        conn.finish().await.map_err(sql_error::<D>)?;
+        let rows: Vec<VersionRow> = self.read(scope, &sql::VERSIONS, &params).await?;
         rows.into_iter().map(|r| r.into_info(D::BACKEND)).collect()
     }
 

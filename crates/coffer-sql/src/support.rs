@@ -3,6 +3,10 @@
 //! migrations under a history table of the store's own. The Supabase Vault store uses
 //! them; this crate's SQLite and Postgres stores do too.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use coffer_envelope::Keyring;
 use coffer_store::Error;
 
@@ -21,6 +25,111 @@ pub fn prefix_range(prefix: &str) -> (String, Option<String>) {
     (prefix.to_owned(), None)
 }
 
+/// How long a pooled connection may sit idle before it is pinged on acquire.
+pub const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
+/// The liveness policy of a store's pool: no ping before each acquire, as sqlx does by
+/// default (a round trip in front of every call), since the call's first statement
+/// shows whether its connection is alive. sqlx pings a connection when it is released,
+/// so an idle connection was alive when it went idle; it can only have died while
+/// idle. So a connection is pinged on acquire only when that is likely: it has been
+/// idle longer than [`IDLE_PING_AFTER`] (a server restarted overnight, a proxy that
+/// drops idle connections), or it went idle before this pool last saw a connection
+/// lost ([`Liveness::lost`]), when its neighbours may be gone too. A call whose
+/// statement finds its connection gone is retried once where that is safe (see
+/// [`connection_lost`]); its retry then meets only pinged connections or new ones.
+///
+/// Cloning shares the record.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    epoch: Instant,
+    /// When a connection was last seen lost, in nanoseconds after `epoch` (0: never).
+    lost_at: Arc<AtomicU64>,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            lost_at: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Liveness {
+    /// A policy that has seen no lost connection.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn nanos_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// `options` with this policy: sqlx's ping before each acquire off, a ping only for
+    /// the connections described above.
+    pub fn apply<DB: sqlx::Database>(
+        &self,
+        options: sqlx::pool::PoolOptions<DB>,
+    ) -> sqlx::pool::PoolOptions<DB> {
+        let this = self.clone();
+        options
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                let suspect = meta.idle_for > IDLE_PING_AFTER || {
+                    let lost = this.lost_at.load(Ordering::Acquire);
+                    let idle_since = Instant::now()
+                        .checked_sub(meta.idle_for)
+                        .unwrap_or(this.epoch);
+                    lost != 0 && this.nanos_since_epoch(idle_since) <= lost
+                };
+                Box::pin(async move {
+                    if suspect {
+                        // A failed ping makes sqlx close the connection and take
+                        // another (or open one).
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
+    }
+
+    /// Whether `e` says the call's connection was lost (see [`connection_lost`]); if so,
+    /// records it, so that every connection idle since then is pinged before its next
+    /// use.
+    pub fn lost(&self, e: &Error) -> bool {
+        let lost = connection_lost(e);
+        if lost {
+            self.lost_at
+                .fetch_max(self.nanos_since_epoch(Instant::now()), Ordering::AcqRel);
+        }
+        lost
+    }
+}
+
+/// Whether a store error says its connection was gone rather than that the statement
+/// failed: an I/O error (reset, closed, end of stream), or the server's word that it
+/// ended the session (Postgres `57P01` admin shutdown, `57P02` crash shutdown, `57P03`
+/// cannot connect now, class `08` connection exception). A call that only reads is
+/// safe to run again after such an error; a write is not (the statement may have run
+/// before the connection broke), unless the statement that failed was the call's first.
+pub fn connection_lost(e: &Error) -> bool {
+    let Error::Unavailable {
+        source: Some(source),
+        ..
+    } = e
+    else {
+        return false;
+    };
+    match source.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Io(_)) => true,
+        Some(sqlx::Error::Database(db)) => is_gone(db.code().as_deref()),
+        _ => false,
+    }
+}
+
 /// Maps a driver error to the store error. Connection trouble is `Unavailable`
 /// (transient); everything else is `Backend`. sqlx's configuration errors can quote
 /// the connection URL, so their text is replaced.
@@ -34,6 +143,11 @@ pub fn map_sqlx(backend: &'static str, e: sqlx::Error) -> Error {
                 source: Some(Box::new(e)),
             }
         }
+        E::Database(db) if is_gone(db.code().as_deref()) => Error::Unavailable {
+            backend,
+            message: "the database ended the connection".to_owned(),
+            source: Some(Box::new(E::Database(db))),
+        },
         E::Database(db) if is_busy(db.code().as_deref()) => Error::Unavailable {
             backend,
             message: "the database is busy".to_owned(),
@@ -54,12 +168,18 @@ pub fn map_sqlx(backend: &'static str, e: sqlx::Error) -> Error {
     }
 }
 
-/// SQLite BUSY/LOCKED (5, 6 and their extended codes), Postgres admin shutdown,
-/// cannot-connect-now and serialization failure.
+/// Postgres admin shutdown, crash shutdown, cannot-connect-now and the connection
+/// exceptions (class `08`): the server ended the session or would not start one.
+fn is_gone(code: Option<&str>) -> bool {
+    code.is_some_and(|c| matches!(c, "57P01" | "57P02" | "57P03") || c.starts_with("08"))
+}
+
+/// SQLite BUSY/LOCKED (5, 6 and their extended codes), Postgres serialization failure
+/// and deadlock.
 fn is_busy(code: Option<&str>) -> bool {
     match code {
         Some(c) => {
-            matches!(c, "5" | "6" | "57P01" | "57P03" | "40001" | "40P01")
+            matches!(c, "5" | "6" | "40001" | "40P01")
                 || c.parse::<i32>()
                     .is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6)
         }

@@ -1,7 +1,9 @@
 //! Postgres restarted (crash-stopped with `pg_ctl stop -m immediate`) under a stream of
-//! writes, on a private server of its own (not the shared one): the store reconnects by
-//! itself, every write it acknowledged is there afterwards, and writes during the outage
-//! fail with `Unavailable`, never with a wrong value.
+//! writes and reads, on a private server of its own (not the shared one): the store
+//! reconnects by itself (its pool lends connections without a ping, so the calls' own
+//! statements meet the broken connections), every write it acknowledged is there
+//! afterwards, and calls during the outage fail with `Unavailable`, never with a wrong
+//! value.
 #![cfg(feature = "postgres")]
 
 use std::path::PathBuf;
@@ -221,15 +223,62 @@ async fn a_postgres_restart_loses_no_acknowledged_write() {
         }
     };
     wait_for(100).await;
+    // Readers under load beside the writer: the pool lends connections without a ping,
+    // so the restart is met by the reads' own statements.
+    let reads_ok = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, s, stop, reads_ok) = (
+                Arc::clone(&store),
+                s.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&reads_ok),
+            );
+            tokio::spawn(async move {
+                let mut failed = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let got = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        store.get(&s, &name("k00000"), None),
+                    )
+                    .await
+                    .expect("a read hung");
+                    match got {
+                        Ok(got) => {
+                            assert_eq!(got.value.expose_secret(), "v0");
+                            reads_ok.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => {
+                            assert!(e.is_transient(), "a read failed with {e}, not Unavailable");
+                            failed += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
     pg.ctl("stop");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = acked_count.load(Ordering::SeqCst);
     pg.ctl("start");
     // The store reconnects on its own: the same handle writes again.
     wait_for(during + 100).await;
+    let reads_after = reads_ok.load(Ordering::SeqCst);
+    wait_for(acked_count.load(Ordering::SeqCst) + 100).await;
     stop.store(true, Ordering::SeqCst);
     let (acked, failed) = writer.await.unwrap();
     assert!(failed > 0, "the outage was noticed");
+    let mut read_failures = 0;
+    for reader in readers {
+        read_failures += reader.await.unwrap();
+    }
+    assert!(read_failures > 0, "the readers noticed the outage");
+    assert!(
+        reads_ok.load(Ordering::SeqCst) > reads_after,
+        "reads resumed after the restart"
+    );
 
     for (n, v) in &acked {
         let got = store.get(&s, &name(n), None).await.unwrap();

@@ -421,3 +421,110 @@ async fn rewrap_after_a_rotation_resumes_and_moves_every_version() {
     })
     .await;
 }
+
+/// Ends every other session on the store's database from the server side, as an
+/// administrator, a failover or a proxy would, and waits until they are gone.
+async fn terminate_sessions(db: &TestDatabase) -> usize {
+    use sqlx::Connection as _;
+    let mut admin = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (left,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if left == 0 {
+            return killed.len();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "sessions lingered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The pool lends connections without a ping (the call's first statement is the
+/// liveness check). Every pooled connection is terminated by the server between calls,
+/// and the next calls, one at a time and 8 at once, all succeed: a read that finds its
+/// connection gone runs once more, and the connections idle since are pinged first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_terminated_between_calls_cost_no_call() {
+    for rls in [false, true] {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let store = Arc::new(
+            db.store(PgOptions::new().max_connections(4).row_level_security(rls))
+                .await,
+        );
+        let t = s("t");
+        for i in 0..8 {
+            store
+                .put(
+                    &t,
+                    &n(&format!("k{i}")),
+                    &format!("v{i}").into(),
+                    &PutOptions::new(),
+                )
+                .await
+                .unwrap();
+        }
+        let gets = |store: Arc<PgStore>| async move {
+            let reads = (0..8).map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let got = store.get(&s("t"), &n(&format!("k{}", i % 4)), None).await;
+                    got.map(|g| g.value.expose_secret().to_owned())
+                })
+            });
+            for (i, read) in futures::future::join_all(reads)
+                .await
+                .into_iter()
+                .enumerate()
+            {
+                assert_eq!(read.unwrap().unwrap(), format!("v{}", i % 4), "rls={rls}");
+            }
+        };
+        // The pool holds several connections; all of them are ended.
+        gets(Arc::clone(&store)).await;
+        assert!(terminate_sessions(&db).await >= 2, "rls={rls}");
+        let got = store.get(&t, &n("k1"), None).await.unwrap();
+        assert_eq!(got.value.expose_secret(), "v1");
+        store.metadata(&t, &n("k2")).await.unwrap();
+        assert_eq!(store.versions(&t, &n("k3")).await.unwrap().len(), 1);
+        let page = store.list(&t, &Default::default()).await.unwrap();
+        assert_eq!(page.items.len(), 8);
+        let meta = store
+            .put(&t, &n("k4"), &"v4-2".into(), &PutOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(meta.version, 2);
+
+        gets(Arc::clone(&store)).await;
+        terminate_sessions(&db).await;
+        gets(Arc::clone(&store)).await;
+
+        // A put right after the break: its head read is retried, and its write meets
+        // only connections that answered a ping.
+        terminate_sessions(&db).await;
+        let meta = store
+            .put(&t, &n("k5"), &"v5-2".into(), &PutOptions::if_version(1))
+            .await
+            .unwrap();
+        assert_eq!(meta.version, 2);
+        // A statement that fails on its own merits is not run again, and says why.
+        let err = store
+            .put(&t, &n("k5"), &"v5-3".into(), &PutOptions::if_version(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    }
+}
