@@ -2,11 +2,15 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use coffer_store::layer::{AuditEvent, AuditSink, CallerContext, Operation, Outcome};
 use coffer_store::{BoxError, Error, Result, Scope, SecretName};
+
+use sqlx::QueryBuilder;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::common::{map_sqlx, ms};
 
@@ -34,7 +38,21 @@ macro_rules! on_pool {
 /// own database (the table comes with the store's migrations), and the reader behind
 /// `coffer audit`.
 ///
-/// Each event is one `INSERT`, committed before the audited operation proceeds.
+/// **Group commit.** One writer per sink, on a connection of its own, inserts the
+/// events that arrive while it writes as one multi-row `INSERT`, one commit for all of
+/// them; each caller waits for the commit that holds its event, so an audited call
+/// still returns only after its event is accepted (fail-closed), and concurrent calls
+/// share the commit instead of queueing for one each.
+///
+/// **Durability** ([`AuditDurability`]): by default an accepted event is committed (in
+/// the database, visible to every reader, surviving a crash of the application or of
+/// coffer) but not flushed to disk per event, as Vault's file audit device writes each
+/// entry and fails the request if the write fails, without an fsync per entry. SQLite
+/// runs the writer's connection with `synchronous = NORMAL` (WAL: a power loss or OS
+/// crash can lose the last commits, never corrupt the file); Postgres with
+/// `synchronous_commit = off` (a crash of the database server can lose the commits of
+/// its last `3 × wal_writer_delay`, 600 ms by default). [`AuditDurability::Flushed`]
+/// waits for the flush, as the store's own writes do.
 ///
 /// ```no_run
 /// use std::sync::Arc;
@@ -48,6 +66,203 @@ macro_rules! on_pool {
 #[derive(Clone)]
 pub struct SqlAuditSink {
     pool: LogPool,
+    durability: AuditDurability,
+    /// The queue of the writer task, started on the first event (and again if the
+    /// runtime it ran on has gone).
+    writer: Arc<Mutex<Option<mpsc::Sender<Pending>>>>,
+}
+
+/// How far an event has gone when [`SqlAuditSink`] accepts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AuditDurability {
+    /// Committed: in the database and visible to readers, not flushed to disk per
+    /// event (see [`SqlAuditSink`]). The default.
+    #[default]
+    Committed,
+    /// Committed and flushed to disk (`synchronous = FULL`, `synchronous_commit = on`).
+    Flushed,
+}
+
+/// The most events one commit carries (12 bound parameters each).
+const MAX_BATCH: usize = 256;
+
+/// One event waiting for its commit.
+struct Pending {
+    event: AuditEvent,
+    done: oneshot::Sender<std::result::Result<(), BatchFailed>>,
+}
+
+/// Why a batch of events was not committed, shared by every caller whose event it held.
+#[derive(Debug, Clone)]
+struct BatchFailed(Arc<Error>);
+
+impl fmt::Display for BatchFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BatchFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// The writer's own connection.
+enum LogConn {
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqliteConnection),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgConnection),
+}
+
+const INSERT_PREFIX: &str = "INSERT INTO secret_access_log (at, scope, name, version, operation, \
+     outcome, error_kind, actor, workflow_id, node_id, ip, user_agent) ";
+
+/// One multi-row `INSERT` of `events`.
+fn insert_query<DB>(events: &[AuditEvent], ips: &[Option<String>]) -> QueryBuilder<DB>
+where
+    DB: sqlx::Database,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<i64>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> &'t str: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<&'t str>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    let mut q = QueryBuilder::new(INSERT_PREFIX);
+    q.push_values(events.iter().zip(ips), |mut row, (event, ip)| {
+        let c = &event.context;
+        row.push_bind(ms(event.time))
+            .push_bind(event.scope.as_ref().map(Scope::as_str))
+            .push_bind(event.name.as_ref().map(SecretName::as_str))
+            .push_bind(event.version.and_then(|v| i64::try_from(v).ok()))
+            .push_bind(event.operation.as_str())
+            .push_bind(event.outcome.as_str())
+            .push_bind(event.error_kind.as_deref())
+            .push_bind(c.actor.as_deref())
+            .push_bind(c.workflow_id.as_deref())
+            .push_bind(c.node_id.as_deref())
+            .push_bind(ip.as_deref())
+            .push_bind(c.user_agent.as_deref());
+    });
+    q
+}
+
+impl LogPool {
+    fn backend(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "sqlite")]
+            LogPool::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            LogPool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A connection of the writer's own, out of the pool (which opens a replacement),
+    /// with the session setting `durability` asks for.
+    async fn open(&self, durability: AuditDurability) -> Result<LogConn> {
+        let relaxed = durability == AuditDurability::Committed;
+        let map = |e| map_sqlx(self.backend(), e);
+        Ok(match self {
+            #[cfg(feature = "sqlite")]
+            LogPool::Sqlite(p) => {
+                let mut c = p.acquire().await.map_err(map)?.detach();
+                if relaxed {
+                    sqlx::raw_sql("PRAGMA synchronous = NORMAL")
+                        .execute(&mut c)
+                        .await
+                        .map_err(map)?;
+                }
+                LogConn::Sqlite(c)
+            }
+            #[cfg(feature = "postgres")]
+            LogPool::Postgres(p) => {
+                let mut c = p.acquire().await.map_err(map)?.detach();
+                if relaxed {
+                    sqlx::raw_sql("SET synchronous_commit TO off")
+                        .execute(&mut c)
+                        .await
+                        .map_err(map)?;
+                }
+                LogConn::Postgres(c)
+            }
+        })
+    }
+}
+
+impl LogConn {
+    async fn insert(&mut self, backend: &'static str, events: &[AuditEvent]) -> Result<()> {
+        let ips: Vec<Option<String>> = events
+            .iter()
+            .map(|e| e.context.ip.map(|ip| ip.to_string()))
+            .collect();
+        let map = |e| map_sqlx(backend, e);
+        match self {
+            #[cfg(feature = "sqlite")]
+            LogConn::Sqlite(c) => insert_query::<sqlx::Sqlite>(events, &ips)
+                .build()
+                .execute(&mut *c)
+                .await
+                .map(drop)
+                .map_err(map),
+            #[cfg(feature = "postgres")]
+            LogConn::Postgres(c) => insert_query::<sqlx::Postgres>(events, &ips)
+                .build()
+                .execute(&mut *c)
+                .await
+                .map(drop)
+                .map_err(map),
+        }
+    }
+}
+
+/// The writer: takes the first waiting event and every other already waiting (up to
+/// [`MAX_BATCH`]), commits them in one statement and answers each caller. A batch
+/// whose connection turns out to be gone is written once more on a new one (an event
+/// may then be logged twice, never lost); any other failure fails the batch's calls.
+async fn write_events(
+    pool: LogPool,
+    durability: AuditDurability,
+    mut queue: mpsc::Receiver<Pending>,
+) {
+    let backend = pool.backend();
+    let mut conn: Option<LogConn> = None;
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let events: Vec<AuditEvent> = batch.iter().map(|p| p.event.clone()).collect();
+        let mut result = Err(Error::backend(backend, "the audit writer did not run"));
+        for attempt in 0..2 {
+            let c = match conn.take() {
+                Some(c) => c,
+                None => match pool.open(durability).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                },
+            };
+            let mut c = c;
+            result = c.insert(backend, &events).await;
+            match &result {
+                Ok(()) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(e) if attempt == 0 && crate::support::connection_lost(e) => {
+                    tracing::debug!(
+                        backend,
+                        "the audit writer's connection was gone; reconnecting"
+                    );
+                }
+                Err(_) => break,
+            }
+        }
+        let result = result.map_err(|e| BatchFailed(Arc::new(e)));
+        for pending in batch.drain(..) {
+            let _ = pending.done.send(result.clone());
+        }
+    }
 }
 
 impl fmt::Debug for SqlAuditSink {
@@ -160,17 +375,13 @@ impl SqlAuditSink {
     /// Writes into the database of a SQLite store.
     #[cfg(feature = "sqlite")]
     pub fn sqlite(store: &crate::SqliteStore) -> Self {
-        Self {
-            pool: LogPool::Sqlite(store.pool().clone()),
-        }
+        Self::on(LogPool::Sqlite(store.pool().clone()))
     }
 
     /// Writes into the database of a Postgres store.
     #[cfg(feature = "postgres")]
     pub fn postgres(store: &crate::PgStore) -> Self {
-        Self {
-            pool: LogPool::Postgres(store.pool().clone()),
-        }
+        Self::on(LogPool::Postgres(store.pool().clone()))
     }
 
     /// Connects to the database of a `sqlite://` or `postgres://` store URL, opening the
@@ -224,13 +435,66 @@ impl SqlAuditSink {
         }
     }
 
-    fn backend(&self) -> &'static str {
-        match self.pool {
-            #[cfg(feature = "sqlite")]
-            LogPool::Sqlite(_) => "sqlite",
-            #[cfg(feature = "postgres")]
-            LogPool::Postgres(_) => "postgres",
+    fn on(pool: LogPool) -> Self {
+        Self {
+            pool,
+            durability: AuditDurability::default(),
+            writer: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// How far an event must have gone before it is accepted (default
+    /// [`AuditDurability::Committed`]).
+    #[must_use]
+    pub fn durability(mut self, durability: AuditDurability) -> Self {
+        self.durability = durability;
+        self.writer = Arc::new(Mutex::new(None));
+        self
+    }
+
+    fn backend(&self) -> &'static str {
+        self.pool.backend()
+    }
+
+    /// Hands `pending` to the writer task, starting one on this runtime if there is
+    /// none or the one there was has stopped (its runtime shut down).
+    async fn enqueue(&self, pending: Pending) -> std::result::Result<(), Error> {
+        let current = self.lock_writer().clone();
+        let pending = match current {
+            Some(sender) => match sender.send(pending).await {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(pending)) => pending,
+            },
+            None => pending,
+        };
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::backend(
+                self.backend(),
+                "the SQL audit sink records events inside a Tokio runtime",
+            )
+        })?;
+        let sender = {
+            let mut writer = self.lock_writer();
+            match writer.as_ref() {
+                Some(sender) if !sender.is_closed() => sender.clone(),
+                _ => {
+                    let (sender, queue) = mpsc::channel(MAX_BATCH * 4);
+                    handle.spawn(write_events(self.pool.clone(), self.durability, queue));
+                    *writer = Some(sender.clone());
+                    sender
+                }
+            }
+        };
+        sender
+            .send(pending)
+            .await
+            .map_err(|_| Error::backend(self.backend(), "the audit writer stopped"))
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, Option<mpsc::Sender<Pending>>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The events `query` selects, newest first.
@@ -273,26 +537,19 @@ impl AuditSink for SqlAuditSink {
     }
 
     async fn record(&self, event: &AuditEvent) -> std::result::Result<(), BoxError> {
-        const SQL: &str = "INSERT INTO secret_access_log (at, scope, name, version, operation, \
-             outcome, error_kind, actor, workflow_id, node_id, ip, user_agent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-        let c = &event.context;
-        on_pool!(&self.pool, |p| sqlx::query(SQL)
-            .bind(ms(event.time))
-            .bind(event.scope.as_ref().map(Scope::as_str))
-            .bind(event.name.as_ref().map(SecretName::as_str))
-            .bind(event.version.and_then(|v| i64::try_from(v).ok()))
-            .bind(event.operation.as_str())
-            .bind(event.outcome.as_str())
-            .bind(event.error_kind.as_deref())
-            .bind(c.actor.as_deref())
-            .bind(c.workflow_id.as_deref())
-            .bind(c.node_id.as_deref())
-            .bind(c.ip.map(|ip| ip.to_string()))
-            .bind(c.user_agent.as_deref())
-            .execute(p)
-            .await
-            .map(drop)
-            .map_err(|e| Box::new(map_sqlx(self.backend(), e)) as BoxError))
+        let (done, accepted) = oneshot::channel();
+        self.enqueue(Pending {
+            event: event.clone(),
+            done,
+        })
+        .await?;
+        match accepted.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(failed)) => Err(Box::new(failed)),
+            Err(_) => Err(Box::new(Error::backend(
+                self.backend(),
+                "the audit writer stopped before committing the event",
+            ))),
+        }
     }
 }

@@ -26,7 +26,7 @@ pub mod support;
 pub mod tls;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub use audit::{AuditQuery, SqlAuditSink};
+pub use audit::{AuditDurability, AuditQuery, SqlAuditSink};
 pub use coffer_store::Change;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use dialect::Dialect;

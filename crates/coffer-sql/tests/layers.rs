@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_envelope::{Keyring, MasterKey};
-use coffer_sql::{AuditQuery, PgOptions, SqlAuditSink, SqlStore, SqliteStore};
+use coffer_sql::{AuditDurability, AuditQuery, PgOptions, SqlAuditSink, SqlStore, SqliteStore};
 use coffer_store::layer::*;
 use coffer_store::{DynSecretStore, Error, PutOptions, SecretStore, SecretStoreExt as _};
 use coffer_testkit::postgres::TestDatabase;
@@ -450,4 +450,136 @@ async fn layer_stacks_over_a_failing_sqlite_store_answer_acknowledged_values() {
             .stale_if_error(Duration::from_secs(60)),
     );
     coffer_testkit::acknowledged_values("sqlite stale cache", &stale, seed, 10_000).await;
+}
+
+/// 64 audited reads at once: each returns only after its event is committed, every
+/// event is in the log once with its caller, and the events share commits (one writer
+/// per sink). Then the writer's own connection is ended by the server: the next read
+/// is still audited (the batch is written again on a new connection).
+async fn concurrent_events(store: Arc<DynSecretStore>, sink: SqlAuditSink) {
+    let audited = Arc::new(AuditStore::new(
+        Arc::clone(&store),
+        vec![Arc::new(sink.clone())],
+    ));
+    let t = s("group");
+    store
+        .put(&t, &n("k"), &value("v-group"), &PutOptions::new())
+        .await
+        .unwrap();
+    let reads = (0..64).map(|i| {
+        let audited = Arc::clone(&audited);
+        tokio::spawn(
+            CallerContext::new()
+                .actor(format!("caller-{i:02}"))
+                .scope(async move {
+                    let got = audited.get(&s("group"), &n("k"), None).await.unwrap();
+                    assert_eq!(got.value.expose_secret(), "v-group");
+                }),
+        )
+    });
+    for read in futures::future::join_all(reads).await {
+        read.unwrap();
+    }
+    let events = sink
+        .query(&AuditQuery::new().scope(t.clone()).limit(1000))
+        .await
+        .unwrap();
+    let mut actors: Vec<String> = events
+        .iter()
+        .filter(|e| e.operation == Operation::Get)
+        .map(|e| e.context.actor.clone().unwrap())
+        .collect();
+    actors.sort();
+    let expected: Vec<String> = (0..64).map(|i| format!("caller-{i:02}")).collect();
+    assert_eq!(actors, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_audited_reads_on_sqlite_are_each_committed() {
+    let store = sqlite().await;
+    let sink = SqlAuditSink::sqlite(&store);
+    concurrent_events(Arc::new(store), sink).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_audited_reads_on_postgres_are_each_committed() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let store = db.store(PgOptions::new()).await;
+    let sink = SqlAuditSink::postgres(&store);
+    concurrent_events(Arc::new(store.clone()), sink.clone()).await;
+
+    // One session writes the events.
+    let (writers,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND query LIKE 'INSERT INTO secret_access_log%'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(writers, 1, "one writer connection");
+
+    // End every session, the writer's too: the next audited read still lands.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let audited = AuditStore::new(store.clone(), vec![Arc::new(sink.clone())]);
+    CallerContext::new()
+        .actor("after-terminate")
+        .scope(async {
+            audited.get(&s("group"), &n("k"), None).await.unwrap();
+        })
+        .await;
+    let events = sink
+        .query(&AuditQuery::new().scope(s("group")).limit(1))
+        .await
+        .unwrap();
+    assert_eq!(events[0].context.actor.as_deref(), Some("after-terminate"));
+
+    // Flushed durability writes the same rows, each caller waiting for the flush.
+    let flushed = SqlAuditSink::postgres(&store).durability(AuditDurability::Flushed);
+    let audited = AuditStore::new(store.clone(), vec![Arc::new(flushed.clone())]);
+    audited.get(&s("group"), &n("k"), None).await.unwrap();
+    assert_eq!(
+        flushed
+            .query(&AuditQuery::new().scope(s("group")).limit(1000))
+            .await
+            .unwrap()
+            .len(),
+        66
+    );
+}
+
+/// A sink outlives the runtime its writer ran on: the next event, on another runtime,
+/// starts a writer there.
+#[test]
+fn the_audit_writer_follows_the_runtime() {
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (store, sink) = rt().block_on(async {
+        let store = sqlite().await;
+        let sink = SqlAuditSink::sqlite(&store);
+        let audited = AuditStore::new(store.clone(), vec![Arc::new(sink.clone())]);
+        audited
+            .put(&s("t"), &n("k"), &value("v"), &PutOptions::new())
+            .await
+            .unwrap();
+        (store, sink)
+    });
+    rt().block_on(async {
+        let audited = AuditStore::new(store, vec![Arc::new(sink.clone())]);
+        audited.get(&s("t"), &n("k"), None).await.unwrap();
+        let events = sink.query(&AuditQuery::new()).await.unwrap();
+        assert_eq!(events.len(), 3, "put attempt and outcome, get");
+    });
 }
