@@ -4,7 +4,8 @@
 Reads the manifest the harness wrote (each group's rows in order, the row each one is
 compared against, its throughput unit) and criterion's estimates for each row, and writes
 one table per group: the median time per operation with its 95% confidence interval, the
-throughput where the row has one, and the ratio to the row it is compared with. It also
+throughput where the row has one, each operation's p50 and p99 latency for rows run by
+concurrent callers, and the ratio to the row it is compared with. It also
 records the machine, the software and the servers the run used, and the command to
 reproduce it. Called by scripts/bench-report; standard library only.
 """
@@ -213,9 +214,14 @@ def main():
             continue
         has_param = any(row["parameter"] for row, _ in rows)
         has_tp = any(row["throughput"] for row, _ in rows)
+        has_lat = any("p50_ns" in row for row, _ in rows)
+        concurrent = all((row["parameter"] or "").endswith(("caller", "callers"))
+                         for row, _ in rows)
         out += ["", f"## {name}", "", group["about"], ""]
-        head = (["size"] if has_param else []) + ["", "median", "95% CI"] + \
-               (["throughput"] if has_tp else []) + ["compared with", "ratio"]
+        head = ([("callers" if concurrent else "size")] if has_param else []) + \
+               ["", "median" if not concurrent else "time per op", "95% CI"] + \
+               (["ops/s" if concurrent else "throughput"] if has_tp else []) + \
+               (["p50", "p99"] if has_lat else []) + ["compared with", "ratio"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for row, est in rows:
@@ -226,6 +232,9 @@ def main():
                       f"{fmt_time(ci['lower_bound'])} – {fmt_time(ci['upper_bound'])}"]
             if has_tp:
                 cells.append(fmt_throughput(row["throughput"], ns))
+            if has_lat:
+                cells += [fmt_time(row["p50_ns"]) if "p50_ns" in row else "",
+                          fmt_time(row["p99_ns"]) if "p99_ns" in row else ""]
             base = medians.get((row["baseline"], row["parameter"])) if row["baseline"] else None
             if base:
                 cells += [row["baseline"], fmt_ratio(ns / base)]

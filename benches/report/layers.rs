@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coffer_envelope::{Keyring, MasterKey};
-use coffer_sql::{PgOptions, SqlAuditSink, SqliteStore};
+use coffer_sql::{AuditDurability, PgOptions, SqlAuditSink, SqliteStore};
 use coffer_store::layer::{AuditStore, CacheOptions, CacheStore, UsageOptions, UsageStore};
 use coffer_store::{DynSecretStore, SecretStoreExt as _};
 use coffer_testkit::postgres::TestDatabase;
 use criterion::{Criterion, Throughput};
+use futures::FutureExt as _;
 
 use crate::report::Report;
 use crate::store::{fill, name_of, next, scope};
@@ -51,6 +52,15 @@ async fn stacks(dir: &std::path::Path, databases: &mut Vec<TestDatabase>) -> Vec
                     vec![Arc::new(SqlAuditSink::sqlite(&sqlite))],
                 )),
             ),
+            (
+                "SQLite + AuditStore, SQL sink, flushed",
+                Arc::new(AuditStore::new(
+                    sqlite.clone(),
+                    vec![Arc::new(
+                        SqlAuditSink::sqlite(&sqlite).durability(AuditDurability::Flushed),
+                    )],
+                )),
+            ),
         ],
     }];
     if let Some(db) = TestDatabase::create().await {
@@ -72,6 +82,15 @@ async fn stacks(dir: &std::path::Path, databases: &mut Vec<TestDatabase>) -> Vec
                     Arc::new(AuditStore::new(
                         pg.clone(),
                         vec![Arc::new(SqlAuditSink::postgres(&pg))],
+                    )),
+                ),
+                (
+                    "Postgres + AuditStore, SQL sink, flushed",
+                    Arc::new(AuditStore::new(
+                        pg.clone(),
+                        vec![Arc::new(
+                            SqlAuditSink::postgres(&pg).durability(AuditDurability::Flushed),
+                        )],
                     )),
                 ),
             ],
@@ -98,6 +117,26 @@ fn get_row(
             async move { black_box(store.get(scope, &name, None).await.expect("get")) }
         });
     });
+}
+
+/// One row reading the `PRESENT` secrets from `store` at `callers` concurrent callers.
+fn concurrent_get_row(
+    group: &mut crate::report::Group<'_>,
+    rt: &tokio::runtime::Runtime,
+    (label, store): &(&'static str, Arc<DynSecretStore>),
+    callers: usize,
+    baseline: Option<&str>,
+) {
+    let store = Arc::clone(store);
+    let op: crate::report::Op = Arc::new(move |i| {
+        let store = Arc::clone(&store);
+        async move {
+            let name = name_of(i.wrapping_mul(7919) % PRESENT);
+            black_box(store.get(&scope(), &name, None).await.expect("get"));
+        }
+        .boxed()
+    });
+    group.row_concurrent(label, callers, baseline, rt, op);
 }
 
 fn gets(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime::Runtime) {
@@ -131,14 +170,21 @@ fn gets(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime::Runtime) {
     let mut group = report.group(
         c,
         "layers",
-        "The same read through usage tracking (counts batched in memory) and through the \
-         audit layer with its SQL sink (one event row committed per read, before the value \
-         is returned), beside the plain store.",
+        "The same read at 1 and 16 concurrent callers through usage tracking (counts \
+         batched in memory) and through the audit layer with its SQL sink, beside the plain \
+         store. The sink commits each read's event before the value is returned, sharing \
+         one commit among the events that arrive together (group commit); by default a \
+         commit is not flushed to disk per event (SQLite `synchronous = NORMAL`, Postgres \
+         `synchronous_commit = off` on the writer's connection), `flushed` waits for the \
+         flush. Figures as for store get.",
     );
+    group.brief().throughput(Throughput::Elements(1));
     for stack in &stacks {
-        get_row(&mut group, rt, &stack.plain, None);
-        for layered in &stack.layered {
-            get_row(&mut group, rt, layered, Some(stack.plain.0));
+        for callers in [1, 16] {
+            concurrent_get_row(&mut group, rt, &stack.plain, callers, None);
+            for layered in &stack.layered {
+                concurrent_get_row(&mut group, rt, layered, callers, Some(stack.plain.0));
+            }
         }
     }
     group.finish();

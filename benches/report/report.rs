@@ -2,6 +2,11 @@
 //! the order they ran, the row each one is compared against, and its throughput unit.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
 
 use criterion::measurement::WallTime;
 use criterion::{Bencher, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
@@ -60,6 +65,15 @@ impl Group<'_> {
         self
     }
 
+    /// Shorter warm-up and measurement, for groups of many rows.
+    pub(crate) fn brief(&mut self) -> &mut Self {
+        self.inner
+            .warm_up_time(std::time::Duration::from_secs(1))
+            .measurement_time(std::time::Duration::from_secs(3))
+            .sample_size(10);
+        self
+    }
+
     /// Sets the work one iteration does, for this and the following rows.
     pub(crate) fn throughput(&mut self, throughput: Throughput) -> &mut Self {
         self.throughput = Some(match throughput {
@@ -98,6 +112,64 @@ impl Group<'_> {
         self
     }
 
+    /// One row of `op` run by `callers` concurrent tasks on `rt`, compared against the
+    /// row `baseline` at the same parameter. Criterion's time per iteration is the wall
+    /// time per operation of all callers together (its inverse is the throughput); each
+    /// operation's own latency is kept too, and its p50 and p99 go into the manifest.
+    pub(crate) fn row_concurrent(
+        &mut self,
+        function: &str,
+        callers: usize,
+        baseline: Option<&str>,
+        rt: &tokio::runtime::Runtime,
+        op: Op,
+    ) -> &mut Self {
+        let parameter = callers_label(callers);
+        self.record(function, Some(&parameter), baseline);
+        let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
+        let next = Arc::new(AtomicUsize::new(0));
+        self.inner
+            .bench_function(BenchmarkId::new(function, &parameter), |b| {
+                b.iter_custom(|iters| {
+                    let per_caller = iters.div_ceil(callers as u64);
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        let tasks: Vec<_> = (0..callers)
+                            .map(|_| {
+                                let (op, next, latencies) =
+                                    (Arc::clone(&op), Arc::clone(&next), Arc::clone(&latencies));
+                                tokio::spawn(async move {
+                                    let mut own = Vec::with_capacity(per_caller as usize);
+                                    for _ in 0..per_caller {
+                                        let i = next.fetch_add(1, Ordering::Relaxed);
+                                        let t = Instant::now();
+                                        op(i).await;
+                                        own.push(t.elapsed().as_nanos() as u64);
+                                    }
+                                    latencies.lock().expect("not poisoned").extend(own);
+                                })
+                            })
+                            .collect();
+                        for task in tasks {
+                            task.await.expect("a caller panicked");
+                        }
+                        // Per operation asked for, though each caller ran as many.
+                        start
+                            .elapsed()
+                            .mul_f64(iters as f64 / (per_caller * callers as u64) as f64)
+                    })
+                });
+            });
+        let mut all = std::mem::take(&mut *latencies.lock().expect("not poisoned"));
+        all.sort_unstable();
+        if let Some(row) = self.rows.last_mut().filter(|_| !all.is_empty()) {
+            let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
+            row["p50_ns"] = json!(at(0.50));
+            row["p99_ns"] = json!(at(0.99));
+        }
+        self
+    }
+
     fn record(&mut self, function: &str, parameter: Option<&str>, baseline: Option<&str>) {
         self.rows.push(json!({
             "function": function,
@@ -109,5 +181,17 @@ impl Group<'_> {
 
     pub(crate) fn finish(self) {
         self.inner.finish();
+    }
+}
+
+/// One operation of a concurrent row: called with a number unique to the call.
+pub(crate) type Op = Arc<dyn Fn(usize) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// The parameter of a row run by `callers` concurrent callers.
+pub(crate) fn callers_label(callers: usize) -> String {
+    if callers == 1 {
+        "1 caller".to_owned()
+    } else {
+        format!("{callers} callers")
     }
 }

@@ -1,24 +1,34 @@
-//! Store get and put with 10,000 secrets present. Each coffer store sits beside the raw
-//! path a user would otherwise take to the same server:
+//! Store get and put with 10,000 secrets present, at 1, 4 and 16 concurrent callers.
+//! Each coffer store sits beside the raw path a user would otherwise take to the same
+//! server, and beside the driver's floor where there is one:
 //!
-//! - SQLite and Postgres: raw sqlx on a plain `(name, value)` table in the same database,
-//!   through the same pool (so the same connection settings and fsync policy);
+//! - SQLite: raw sqlx on a plain `(name, value)` table in the same file through a pool of
+//!   its own with the same settings, and rusqlite on that table (one connection per
+//!   caller, WAL, `synchronous = FULL`): the driver floor;
+//! - Postgres: raw sqlx on a plain table in the same database through a default
+//!   `PgPool` (which pings before each acquire), and a prepared select or upsert on one
+//!   dedicated connection per caller: the driver floor;
 //! - Supabase Vault: raw SQL on `vault.decrypted_secrets` and `vault.update_secret`;
-//! - OpenBao: raw HTTP GET/POST of the same KV v2 paths with a keep-alive client.
+//! - OpenBao: raw HTTP GET/POST of the same KV v2 paths with a keep-alive client (the
+//!   same client crate, so client cost is equal on both sides).
 //!
 //! The ratio is what coffer adds: versions and metadata, the envelope, name checks.
 
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use coffer_envelope::{Keyring, MasterKey};
 use coffer_sql::{PgOptions, SqliteStore};
 use coffer_store::{DynSecretStore, PutOptions, Scope, SecretName};
 use coffer_testkit::postgres::{SupabaseProject, TestDatabase};
-use criterion::Criterion;
-use futures::StreamExt as _;
+use criterion::{Criterion, Throughput};
+use futures::{FutureExt as _, StreamExt as _};
+use sqlx::Connection as _;
 
-use crate::report::Report;
+use crate::report::{Op, Report};
+
+/// The concurrent callers of each row.
+pub(crate) const CALLERS: [usize; 3] = [1, 4, 16];
 
 /// Secrets present in every store.
 pub(crate) const PRESENT: usize = 10_000;
@@ -26,6 +36,9 @@ const PLAIN_TABLE: &str =
     "CREATE TABLE bench_plain_kv (name TEXT PRIMARY KEY, value TEXT NOT NULL)";
 const PLAIN_GET: &str = "SELECT value FROM bench_plain_kv WHERE name = $1";
 const PLAIN_PUT: &str = "INSERT INTO bench_plain_kv (name, value) VALUES ($1, $2) \
+     ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+const PLAIN_GET_SQLITE: &str = "SELECT value FROM bench_plain_kv WHERE name = ?1";
+const PLAIN_PUT_SQLITE: &str = "INSERT INTO bench_plain_kv (name, value) VALUES (?1, ?2) \
      ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 const SUPABASE_GET: &str = "SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = $1";
 const SUPABASE_PUT: &str = "SELECT vault.update_secret(id, $2) FROM vault.secrets WHERE name = $1";
@@ -73,13 +86,6 @@ enum Raw {
     Http(RawHttp),
 }
 
-/// A keep-alive HTTP client on the same KV v2 paths `VaultStore` uses.
-struct RawHttp {
-    client: reqwest::Client,
-    base: String,
-    token: String,
-}
-
 /// Runs one statement with string binds on either SQL pool, fetching one column if asked.
 macro_rules! raw_sql {
     ($pool:expr, fetch $sql:expr, $($bind:expr),+) => {{
@@ -90,6 +96,99 @@ macro_rules! raw_sql {
     ($pool:expr, execute $sql:expr, $($bind:expr),+) => {{
         sqlx::query($sql)$(.bind($bind))+.execute($pool).await.expect("raw execute");
     }};
+}
+
+/// The driver's floor: one connection per caller, the statement prepared once.
+enum Floor {
+    /// rusqlite connections on the SQLite file.
+    Sqlite(Vec<Mutex<rusqlite::Connection>>),
+    /// sqlx connections on the Postgres database, outside any pool.
+    Postgres(Vec<tokio::sync::Mutex<sqlx::PgConnection>>),
+}
+
+impl Floor {
+    async fn sqlite(path: &std::path::Path) -> Self {
+        let conns = (0..16)
+            .map(|_| {
+                let c = rusqlite::Connection::open(path).expect("open with rusqlite");
+                c.execute_batch(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA busy_timeout = 10000;",
+                )
+                .expect("pragmas");
+                Mutex::new(c)
+            })
+            .collect();
+        Floor::Sqlite(conns)
+    }
+
+    async fn postgres(url: &str) -> Self {
+        let mut conns = Vec::new();
+        for _ in 0..16 {
+            let c = sqlx::PgConnection::connect(url).await.expect("connect");
+            conns.push(tokio::sync::Mutex::new(c));
+        }
+        Floor::Postgres(conns)
+    }
+
+    /// A free connection of the floor's, starting at `i`'s.
+    fn sqlite_conn(
+        conns: &[Mutex<rusqlite::Connection>],
+        i: usize,
+    ) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
+        (0..conns.len())
+            .find_map(|k| conns[(i + k) % conns.len()].try_lock().ok())
+            .unwrap_or_else(|| conns[i % conns.len()].lock().expect("not poisoned"))
+    }
+
+    async fn pg_conn(
+        conns: &[tokio::sync::Mutex<sqlx::PgConnection>],
+        i: usize,
+    ) -> tokio::sync::MutexGuard<'_, sqlx::PgConnection> {
+        match (0..conns.len()).find_map(|k| conns[(i + k) % conns.len()].try_lock().ok()) {
+            Some(c) => c,
+            None => conns[i % conns.len()].lock().await,
+        }
+    }
+
+    async fn get(&self, i: usize, name: &SecretName) -> usize {
+        match self {
+            Floor::Sqlite(conns) => {
+                let c = Self::sqlite_conn(conns, i);
+                let mut stmt = c.prepare_cached(PLAIN_GET_SQLITE).expect("prepare");
+                let v: String = stmt
+                    .query_row([name.as_str()], |r| r.get(0))
+                    .expect("rusqlite get");
+                v.len()
+            }
+            Floor::Postgres(conns) => {
+                let mut c = Self::pg_conn(conns, i).await;
+                raw_sql!(&mut *c, fetch PLAIN_GET, name.as_str())
+            }
+        }
+    }
+
+    async fn put(&self, i: usize, name: &SecretName) {
+        match self {
+            Floor::Sqlite(conns) => {
+                let c = Self::sqlite_conn(conns, i);
+                let mut stmt = c.prepare_cached(PLAIN_PUT_SQLITE).expect("prepare");
+                stmt.execute([name.as_str(), NEW_VALUE])
+                    .expect("rusqlite put");
+            }
+            Floor::Postgres(conns) => {
+                let mut c = Self::pg_conn(conns, i).await;
+                raw_sql!(&mut *c, execute PLAIN_PUT, name.as_str(), NEW_VALUE);
+            }
+        }
+    }
+}
+
+/// A keep-alive HTTP client on the same KV v2 paths `VaultStore` uses.
+struct RawHttp {
+    client: reqwest::Client,
+    base: String,
+    token: String,
 }
 
 impl Raw {
@@ -167,7 +266,9 @@ struct Backend {
     label: &'static str,
     store: Arc<DynSecretStore>,
     /// The raw row's label and path.
-    raw: Option<(&'static str, Raw)>,
+    raw: Option<(&'static str, Arc<Raw>)>,
+    /// The driver floor's label and connections.
+    floor: Option<(&'static str, Arc<Floor>)>,
 }
 
 /// A KV v2 mount of its own on the test OpenBao, disabled again at the end.
@@ -247,26 +348,47 @@ async fn backends(
         label: "memory",
         store: Arc::new(coffer_store::MemoryStore::new()),
         raw: None,
+        floor: None,
     }];
 
-    let url = format!("sqlite://{}", dir.join("store.db").display());
+    let file = dir.join("store.db");
+    let url = format!("sqlite://{}", file.display());
     let sqlite = SqliteStore::connect(&url, Arc::clone(&keyring))
         .await
         .expect("open SQLite");
-    let raw = Raw::Sqlite(sqlite.pool().clone());
+    // The raw pool has the store pool's settings (WAL, synchronous = FULL, no ping).
+    let raw_pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .test_before_acquire(false)
+        .connect_with((*sqlite.pool().connect_options()).clone())
+        .await
+        .expect("open SQLite for the raw path");
     backends.push(Backend {
         label: "SQLite: coffer",
         store: Arc::new(sqlite),
-        raw: Some(("SQLite: raw sqlx, plain table", raw)),
+        raw: Some((
+            "SQLite: raw sqlx, plain table",
+            Arc::new(Raw::Sqlite(raw_pool)),
+        )),
+        floor: Some((
+            "SQLite: rusqlite floor",
+            Arc::new(Floor::sqlite(&file).await),
+        )),
     });
 
     if let Some(db) = TestDatabase::create().await {
         let pg = db.store_with(Arc::clone(&keyring), PgOptions::new()).await;
-        let raw = Raw::Postgres(pg.pool().clone());
+        let raw_pool = sqlx::PgPool::connect(db.url()).await.expect("connect");
         backends.push(Backend {
             label: "Postgres: coffer",
             store: Arc::new(pg),
-            raw: Some(("Postgres: raw sqlx, plain table", raw)),
+            raw: Some((
+                "Postgres: raw sqlx, plain table",
+                Arc::new(Raw::Postgres(raw_pool)),
+            )),
+            floor: Some((
+                "Postgres: prepared select, one connection per caller",
+                Arc::new(Floor::postgres(db.url()).await),
+            )),
         });
         databases.push(db);
     } else {
@@ -282,7 +404,8 @@ async fn backends(
         backends.push(Backend {
             label: "Supabase Vault: coffer",
             store: Arc::new(vault),
-            raw: Some(("Supabase Vault: raw SQL", Raw::Supabase(pool))),
+            raw: Some(("Supabase Vault: raw SQL", Arc::new(Raw::Supabase(pool)))),
+            floor: None,
         });
         projects.push(project);
     } else {
@@ -307,7 +430,8 @@ async fn backends(
         backends.push(Backend {
             label: "OpenBao KV v2: coffer",
             store: Arc::new(vault),
-            raw: Some(("OpenBao KV v2: raw HTTP", raw)),
+            raw: Some(("OpenBao KV v2: raw HTTP", Arc::new(raw))),
+            floor: None,
         });
         mounts.push(mount);
     } else {
@@ -334,32 +458,57 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
         &mut projects,
         &mut mounts,
     ));
-    let scope = scope();
-
     let mut get = report.group(
         c,
         "store get",
-        "Reading one secret of 10,000 by name, one at a time: each coffer store beside \
-         the raw path to the same server.",
+        "Reading one secret of 10,000 by name at 1, 4 and 16 concurrent callers: each coffer \
+         store beside the raw path to the same server and the driver's floor. Each figure \
+         is the wall time per read of all callers together (its inverse is the throughput); \
+         p50 and p99 are each read's own latency. A ratio of 1.25× is 0.8× the throughput. \
+         The client runs on the server's machine (2 vCPUs), so at 16 callers both compete \
+         for the same cores; client cost is the same crate on both sides of each row.",
     );
+    get.brief().throughput(Throughput::Elements(1));
     for backend in &backends {
-        let baseline = backend.raw.as_ref().map(|(label, raw)| {
-            let mut i = 0;
-            get.row(label, None, |b| {
-                b.to_async(rt).iter(|| {
-                    let name = name_of(next(&mut i, PRESENT));
-                    async move { black_box(raw.get(&name).await) }
+        for callers in CALLERS {
+            if let Some((label, floor)) = &backend.floor {
+                let floor = Arc::clone(floor);
+                let op: Op = Arc::new(move |i| {
+                    let floor = Arc::clone(&floor);
+                    async move {
+                        black_box(floor.get(i, &name_of(spread(i))).await);
+                    }
+                    .boxed()
                 });
+                get.row_concurrent(label, callers, None, rt, op);
+            }
+            let baseline = backend.raw.as_ref().map(|(label, raw)| {
+                let raw = Arc::clone(raw);
+                let op: Op = Arc::new(move |i| {
+                    let raw = Arc::clone(&raw);
+                    async move {
+                        black_box(raw.get(&name_of(spread(i))).await);
+                    }
+                    .boxed()
+                });
+                get.row_concurrent(label, callers, None, rt, op);
+                *label
             });
-            *label
-        });
-        let mut i = 0;
-        get.row(backend.label, baseline, |b| {
-            b.to_async(rt).iter(|| {
-                let (store, scope, name) = (&backend.store, &scope, name_of(next(&mut i, PRESENT)));
-                async move { black_box(store.get(scope, &name, None).await.expect("get")) }
+            let store = Arc::clone(&backend.store);
+            let op: Op = Arc::new(move |i| {
+                let store = Arc::clone(&store);
+                async move {
+                    black_box(
+                        store
+                            .get(&scope(), &name_of(spread(i)), None)
+                            .await
+                            .expect("get"),
+                    );
+                }
+                .boxed()
             });
-        });
+            get.row_concurrent(backend.label, callers, baseline, rt, op);
+        }
     }
     get.finish();
 
@@ -367,38 +516,51 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
         c,
         "store put",
         "Writing a new value of an existing secret (a new version in coffer, an overwrite \
-         in the raw path), one at a time, durable on return. coffer reads the head first \
-         (for check-and-set and the metadata it returns) and keeps every version, so its \
-         tables grow where the raw path overwrites a row in place.",
+         in the raw path) at 1, 4 and 16 concurrent callers, durable on return (SQLite \
+         `synchronous = FULL` on every side). coffer reads the head first (for \
+         check-and-set and the metadata it returns) and keeps every version, so its tables \
+         grow where the raw path overwrites a row in place. Figures as for store get.",
     );
-    put.sample_size(20);
-    let value = NEW_VALUE.into();
+    put.brief().throughput(Throughput::Elements(1));
     for backend in &backends {
-        let baseline = backend.raw.as_ref().map(|(label, raw)| {
-            let mut i = 0;
-            put.row(label, None, |b| {
-                b.to_async(rt).iter(|| {
-                    let name = name_of(next(&mut i, PRESENT));
-                    async move { raw.put(&name).await }
+        for callers in CALLERS {
+            if let Some((label, floor)) = &backend.floor {
+                let floor = Arc::clone(floor);
+                let op: Op = Arc::new(move |i| {
+                    let floor = Arc::clone(&floor);
+                    async move { floor.put(i, &name_of(spread(i))).await }.boxed()
                 });
+                put.row_concurrent(label, callers, None, rt, op);
+            }
+            let baseline = backend.raw.as_ref().map(|(label, raw)| {
+                let raw = Arc::clone(raw);
+                let op: Op = Arc::new(move |i| {
+                    let raw = Arc::clone(&raw);
+                    async move { raw.put(&name_of(spread(i))).await }.boxed()
+                });
+                put.row_concurrent(label, callers, None, rt, op);
+                *label
             });
-            *label
-        });
-        let mut i = 0;
-        put.row(backend.label, baseline, |b| {
-            b.to_async(rt).iter(|| {
-                let (store, scope, name) = (&backend.store, &scope, name_of(next(&mut i, PRESENT)));
-                let value = &value;
+            let store = Arc::clone(&backend.store);
+            let op: Op = Arc::new(move |i| {
+                let store = Arc::clone(&store);
                 async move {
                     black_box(
                         store
-                            .put(scope, &name, value, &PutOptions::new())
+                            .put(
+                                &scope(),
+                                &name_of(spread(i)),
+                                &NEW_VALUE.into(),
+                                &PutOptions::new(),
+                            )
                             .await
                             .expect("put"),
-                    )
+                    );
                 }
+                .boxed()
             });
-        });
+            put.row_concurrent(backend.label, callers, baseline, rt, op);
+        }
     }
     put.finish();
 
@@ -410,4 +572,9 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
     });
     drop(databases);
     drop(projects);
+}
+
+/// The secret call `i` reads or writes: a fixed order that defeats any locality.
+fn spread(i: usize) -> usize {
+    i.wrapping_mul(7919) % PRESENT
 }
