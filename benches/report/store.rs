@@ -469,47 +469,7 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
          for the same cores; client cost is the same crate on both sides of each row.",
     );
     get.brief().throughput(Throughput::Elements(1));
-    for backend in &backends {
-        for callers in CALLERS {
-            if let Some((label, floor)) = &backend.floor {
-                let floor = Arc::clone(floor);
-                let op: Op = Arc::new(move |i| {
-                    let floor = Arc::clone(&floor);
-                    async move {
-                        black_box(floor.get(i, &name_of(spread(i))).await);
-                    }
-                    .boxed()
-                });
-                get.row_concurrent(label, callers, None, rt, op);
-            }
-            let baseline = backend.raw.as_ref().map(|(label, raw)| {
-                let raw = Arc::clone(raw);
-                let op: Op = Arc::new(move |i| {
-                    let raw = Arc::clone(&raw);
-                    async move {
-                        black_box(raw.get(&name_of(spread(i))).await);
-                    }
-                    .boxed()
-                });
-                get.row_concurrent(label, callers, None, rt, op);
-                *label
-            });
-            let store = Arc::clone(&backend.store);
-            let op: Op = Arc::new(move |i| {
-                let store = Arc::clone(&store);
-                async move {
-                    black_box(
-                        store
-                            .get(&scope(), &name_of(spread(i)), None)
-                            .await
-                            .expect("get"),
-                    );
-                }
-                .boxed()
-            });
-            get.row_concurrent(backend.label, callers, baseline, rt, op);
-        }
-    }
+    rows(&mut get, &backends, Kind::Get, rt);
     get.finish();
 
     let mut put = report.group(
@@ -522,46 +482,7 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
          grow where the raw path overwrites a row in place. Figures as for store get.",
     );
     put.brief().throughput(Throughput::Elements(1));
-    for backend in &backends {
-        for callers in CALLERS {
-            if let Some((label, floor)) = &backend.floor {
-                let floor = Arc::clone(floor);
-                let op: Op = Arc::new(move |i| {
-                    let floor = Arc::clone(&floor);
-                    async move { floor.put(i, &name_of(spread(i))).await }.boxed()
-                });
-                put.row_concurrent(label, callers, None, rt, op);
-            }
-            let baseline = backend.raw.as_ref().map(|(label, raw)| {
-                let raw = Arc::clone(raw);
-                let op: Op = Arc::new(move |i| {
-                    let raw = Arc::clone(&raw);
-                    async move { raw.put(&name_of(spread(i))).await }.boxed()
-                });
-                put.row_concurrent(label, callers, None, rt, op);
-                *label
-            });
-            let store = Arc::clone(&backend.store);
-            let op: Op = Arc::new(move |i| {
-                let store = Arc::clone(&store);
-                async move {
-                    black_box(
-                        store
-                            .put(
-                                &scope(),
-                                &name_of(spread(i)),
-                                &NEW_VALUE.into(),
-                                &PutOptions::new(),
-                            )
-                            .await
-                            .expect("put"),
-                    );
-                }
-                .boxed()
-            });
-            put.row_concurrent(backend.label, callers, baseline, rt, op);
-        }
-    }
+    rows(&mut put, &backends, Kind::Put, rt);
     put.finish();
 
     drop(backends);
@@ -577,4 +498,76 @@ pub(crate) fn bench(c: &mut Criterion, report: &mut Report, rt: &tokio::runtime:
 /// The secret call `i` reads or writes: a fixed order that defeats any locality.
 fn spread(i: usize) -> usize {
     i.wrapping_mul(7919) % PRESENT
+}
+
+/// What a row of [`rows`] does.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Get,
+    Put,
+}
+
+/// For every backend and number of callers: the driver floor's row, the raw path's row
+/// and coffer's row compared with it.
+fn rows(
+    group: &mut crate::report::Group<'_>,
+    backends: &[Backend],
+    kind: Kind,
+    rt: &tokio::runtime::Runtime,
+) {
+    for backend in backends {
+        for callers in CALLERS {
+            if let Some((label, floor)) = &backend.floor {
+                let floor = Arc::clone(floor);
+                let op: Op = Arc::new(move |i| {
+                    let floor = Arc::clone(&floor);
+                    async move {
+                        let name = name_of(spread(i));
+                        match kind {
+                            Kind::Get => drop(black_box(floor.get(i, &name).await)),
+                            Kind::Put => floor.put(i, &name).await,
+                        }
+                    }
+                    .boxed()
+                });
+                group.row_concurrent(label, callers, None, rt, op);
+            }
+            let baseline = backend.raw.as_ref().map(|(label, raw)| {
+                let raw = Arc::clone(raw);
+                let op: Op = Arc::new(move |i| {
+                    let raw = Arc::clone(&raw);
+                    async move {
+                        let name = name_of(spread(i));
+                        match kind {
+                            Kind::Get => drop(black_box(raw.get(&name).await)),
+                            Kind::Put => raw.put(&name).await,
+                        }
+                    }
+                    .boxed()
+                });
+                group.row_concurrent(label, callers, None, rt, op);
+                *label
+            });
+            let store = Arc::clone(&backend.store);
+            let op: Op = Arc::new(move |i| {
+                let store = Arc::clone(&store);
+                async move {
+                    let (scope, name) = (scope(), name_of(spread(i)));
+                    match kind {
+                        Kind::Get => drop(black_box(
+                            store.get(&scope, &name, None).await.expect("get"),
+                        )),
+                        Kind::Put => drop(black_box(
+                            store
+                                .put(&scope, &name, &NEW_VALUE.into(), &PutOptions::new())
+                                .await
+                                .expect("put"),
+                        )),
+                    }
+                }
+                .boxed()
+            });
+            group.row_concurrent(backend.label, callers, baseline, rt, op);
+        }
+    }
 }
