@@ -229,10 +229,11 @@ async fn write_events(
     let mut conn: Option<LogConn> = None;
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let events: Vec<AuditEvent> = batch.iter().map(|p| p.event.clone()).collect();
+        let (events, answers): (Vec<AuditEvent>, Vec<_>) =
+            batch.drain(..).map(|p| (p.event, p.done)).unzip();
         let mut result = Err(Error::backend(backend, "the audit writer did not run"));
         for attempt in 0..2 {
-            let c = match conn.take() {
+            let mut c = match conn.take() {
                 Some(c) => c,
                 None => match pool.open(durability).await {
                     Ok(c) => c,
@@ -242,7 +243,6 @@ async fn write_events(
                     }
                 },
             };
-            let mut c = c;
             result = c.insert(backend, &events).await;
             match &result {
                 Ok(()) => {
@@ -259,8 +259,8 @@ async fn write_events(
             }
         }
         let result = result.map_err(|e| BatchFailed(Arc::new(e)));
-        for pending in batch.drain(..) {
-            let _ = pending.done.send(result.clone());
+        for answer in answers {
+            let _ = answer.send(result.clone());
         }
     }
 }
